@@ -1,0 +1,20 @@
+# SPDX-License-Identifier: Apache-2.0
+# Every dependency is found with pkg-config (RocksDB's .pc is sometimes
+# missing, so it falls back to find_library).
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+pkg_check_modules(LIBEVENT REQUIRED IMPORTED_TARGET libevent libevent_pthreads)
+pkg_check_modules(PROTOBUFC REQUIRED IMPORTED_TARGET libprotobuf-c)
+pkg_check_modules(URCU REQUIRED IMPORTED_TARGET liburcu)
+pkg_check_modules(OPENSSL REQUIRED IMPORTED_TARGET libcrypto libssl)
+pkg_check_modules(LIBNBD REQUIRED IMPORTED_TARGET libnbd)
+pkg_check_modules(URING REQUIRED IMPORTED_TARGET liburing)
+pkg_check_modules(CMOCKA IMPORTED_TARGET cmocka)
+pkg_check_modules(ROCKSDB IMPORTED_TARGET rocksdb)
+if(ROCKSDB_FOUND)
+  set(BLK_ROCKSDB PkgConfig::ROCKSDB)
+else()
+  find_library(ROCKSDB_LIB rocksdb REQUIRED)
+  set(BLK_ROCKSDB ${ROCKSDB_LIB})
+endif()
+find_program(PROTOC_C protoc-c REQUIRED)

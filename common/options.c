@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: the one table of every configuration option, with its
+ * default and documentation.  `blk-mon --help-config` (and every daemon)
+ * prints it; docs/configuration.md is the long form.  Keep sections in
+ * the order global, mon, osd, client.
+ */
+#include "config.h"
+
+const struct config_option config_options[] = {
+  /* global */
+  { "fsid", CFG_STR, "", "cluster id (uuid), written by blkctl cluster init" },
+  { "mon_initial_members", CFG_STR, "", "monitor names, comma separated (a,b,c)" },
+  { "mon_host", CFG_STR, "", "monitor addresses host:port, same order as mon_initial_members" },
+  { "run_dir", CFG_STR, "./run", "directory for pid files, sockets and logs" },
+  { "log_level", CFG_STR, "info", "error|warn|info|debug|trace" },
+  { "auth_mode", CFG_STR, "none", "none|cephx|secure (wire authentication; see docs/auth.md)" },
+  { "keyring", CFG_STR, "", "keyring file with this entity's key" },
+  { "msgr_max_payload", CFG_SIZE, "4M", "largest protobuf payload a frame may carry" },
+  { "msgr_max_data", CFG_SIZE, "64M", "largest raw data segment a frame may carry" },
+  { "msgr_connect_timeout", CFG_MS, "3s", "TCP connect timeout" },
+  { "msgr_reconnect_max_backoff", CFG_MS, "2s", "upper bound of the reconnect backoff" },
+  /* mon */
+  { "mon_data", CFG_STR, "", "monitor store directory (RocksDB); default <run_dir>/mon.<id>" },
+  { "mon_addr", CFG_STR, "", "address this monitor listens on; default from mon_host" },
+  { "mon_election_timeout", CFG_MS, "1000ms", "Raft election timeout base (randomized up to 2x)" },
+  { "mon_heartbeat_interval", CFG_MS, "100ms", "Raft leader heartbeat interval" },
+  { "mon_tick_interval", CFG_MS, "20ms", "Raft clock granularity" },
+  { "mon_snapshot_every", CFG_INT, "1000", "compact the Raft log into a state snapshot every N entries" },
+  { "mon_max_pg_num", CFG_INT, "65536", "largest pg_num a pool may have" },
+  { "mon_max_pool_size", CFG_INT, "10", "largest replica count a pool may have" },
+  { "mon_map_history", CFG_INT, "500", "incremental maps kept for subscribers" },
+  /* client */
+  { "client_timeout", CFG_MS, "10s", "how long blkctl waits for a quorum answer" },
+  { NULL, CFG_STR, NULL, NULL },
+};
