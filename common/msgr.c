@@ -82,9 +82,11 @@ struct msgr_conn {
   uint64_t next_tid;
   int backoff_ms;
   int connect_err;                 /* deferred failure of connect() */
+  int last_err;                    /* why the connection last failed */
   int64_t next_attempt;            /* ms; connect not before */
   int64_t connect_deadline;
-  struct msgr_conn *prev, *next;   /* msgr's list */
+  struct msgr_conn *prev, *next;   /* msgr's list, while linked */
+  bool linked;
   void *priv;
 };
 
@@ -204,13 +206,15 @@ static msgr_conn *conn_alloc(msgr *m, bool outgoing)
   if (m->conns)
     m->conns->prev = c;
   m->conns = c;
+  c->linked = true;
   return c;
 }
 
 static void conn_unlink(msgr_conn *c)
 {
-  if (!c->m)
+  if (!c->m || !c->linked)
     return;
+  c->linked = false;
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -294,6 +298,8 @@ static void conn_fail(msgr_conn *c, int err)
   if (c->state == C_CLOSED || (c->state == C_IDLE && c->fd < 0 && !c->oq_head && !c->plist))
     return;
   bool was_open = c->state == C_OPEN;
+  if (err)
+    c->last_err = err;
   msgr_conn_get(c);
   conn_teardown_fd(c);
   drop_output(c);
@@ -343,6 +349,7 @@ void msgr_conn_put(msgr_conn *c)
 }
 
 const char *msgr_conn_peer(const msgr_conn *c) { return c->peer; }
+int msgr_conn_last_error(const msgr_conn *c) { return c->last_err; }
 bool msgr_conn_is_open(const msgr_conn *c) { return c->state == C_OPEN; }
 void msgr_conn_set_priv(msgr_conn *c, void *priv) { c->priv = priv; }
 void *msgr_conn_priv(const msgr_conn *c) { return c->priv; }
@@ -898,6 +905,14 @@ msgr *msgr_new(struct event_base *base, const struct frame_limits *lim,
   struct timeval tv = { 0, SWEEP_MS * 1000 };
   event_add(m->sweep_ev, &tv);
   return m;
+}
+
+void msgr_set_timeouts(msgr *m, int connect_timeout_ms, int max_backoff_ms)
+{
+  if (connect_timeout_ms > 0)
+    m->connect_timeout_ms = connect_timeout_ms;
+  if (max_backoff_ms > 0)
+    m->max_backoff_ms = max_backoff_ms;
 }
 
 void msgr_free(msgr *m)

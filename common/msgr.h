@@ -60,6 +60,9 @@ struct msgr_ops {
  * msgr_max_* options).  Returns NULL with errno set. */
 msgr *msgr_new(struct event_base *base, const struct frame_limits *lim,
                const struct msgr_ops *ops, void *ctx);
+/* Connect timeout and reconnect backoff ceiling (defaults 3 s and 2 s;
+ * from msgr_connect_timeout / msgr_reconnect_max_backoff). */
+void msgr_set_timeouts(msgr *m, int connect_timeout_ms, int max_backoff_ms);
 /* Close every connection (pending calls fail with -ECANCELED) and free. */
 void msgr_free(msgr *m);
 
@@ -81,6 +84,9 @@ void msgr_conn_close(msgr_conn *c);
 /* The peer's address as text (borrowed, valid while c is). */
 const char *msgr_conn_peer(const msgr_conn *c);
 bool msgr_conn_is_open(const msgr_conn *c);
+/* The negative errno of the last connection failure (e.g. -ECONNREFUSED),
+ * 0 if none: lets tools say why a peer is unreachable. */
+int msgr_conn_last_error(const msgr_conn *c);
 /* Opaque per-connection pointer for the owner (e.g. a session). */
 void msgr_conn_set_priv(msgr_conn *c, void *priv);
 void *msgr_conn_priv(const msgr_conn *c);

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: blkctl's entry point: global options, then a command
+ * table dispatching on the first word (ceph/rbd habits).
+ *   blkctl [-c CONF] [--format plain|json] [--timeout SECS] COMMAND ...
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/blkctl/blkctl.h"
+#include "common/log.h"
+
+static void usage(FILE *f)
+{
+  fprintf(f,
+          "usage: blkctl [-c CONF] [--format plain|json] [--timeout SECS] COMMAND ...\n"
+          "\n"
+          "cluster:\n"
+          "  cluster init [--run-dir DIR] [--mon NAME=HOST:PORT ...] [--mkfs-mon NAME ...]\n"
+          "  status                         health, quorum, OSDs, pools, PGs\n"
+          "  mon stat                       monitors, leader and quorum\n"
+          "pools:\n"
+          "  pool create NAME PG_NUM [--size N] [--min-size N] [--failure-domain host|osd]\n"
+          "  pool ls\n"
+          "  pool rm NAME --yes-i-really-mean-it\n"
+          "OSDs:\n"
+          "  osd tree                       hosts and OSDs with up/in and weights\n"
+          "\n"
+          "The config is -c PATH, else $BLK_CONF, else ./run/blk.conf.\n"
+          "Exit status: 0 on success, else the errno of the failure (see docs/blkctl.md).\n");
+}
+
+int blkctl_fail(int code, const char *fmt, ...)
+{
+  va_list ap;
+  fputs("blkctl: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  return code;
+}
+
+int blkctl_exit_code(int neg_errno)
+{
+  int e = neg_errno < 0 ? -neg_errno : neg_errno;
+  return e == 0 ? 1 : (e > 255 ? 1 : e);
+}
+
+int blkctl_connect(struct blkctl *b)
+{
+  char *cerr = NULL;
+  char err[1024];
+  if (b->monc)
+    return 0;
+  b->cfg = config_new("client", "admin");
+  if (!b->cfg)
+    return ENOMEM;
+  int r = config_load_file(b->cfg, b->conf_path, &cerr);
+  if (r < 0) {
+    int code = blkctl_fail(blkctl_exit_code(r), "%s%s", cerr ? cerr : "cannot read config",
+                           r == -ENOENT ? " (run 'blkctl cluster init' or pass -c PATH)" : "");
+    free(cerr);
+    return code;
+  }
+  if (b->timeout_ms <= 0)
+    b->timeout_ms = (int)config_get_int(b->cfg, "client_timeout");
+  b->monc = monc_new(b->base, b->cfg, err, sizeof err);
+  if (!b->monc)
+    return blkctl_fail(EINVAL, "%s", err);
+  return 0;
+}
+
+int blkctl_mon_command(struct blkctl *b, Blk__MonCommand *cmd, Blk__MonReply **reply)
+{
+  char err[2048];
+  int r = blkctl_connect(b);
+  if (r)
+    return r;
+  r = monc_command(b->monc, cmd, b->timeout_ms, reply, err, sizeof err);
+  if (r < 0)
+    return blkctl_fail(blkctl_exit_code(r), "%s", err);
+  if ((*reply)->err < 0) {
+    int code = blkctl_fail(blkctl_exit_code((*reply)->err), "%s",
+                           (*reply)->message[0] ? (*reply)->message : strerror(-(*reply)->err));
+    blk__mon_reply__free_unpacked(*reply, NULL);
+    *reply = NULL;
+    return code;
+  }
+  return 0;
+}
+
+struct command {
+  const char *name;
+  int (*fn)(struct blkctl *b, int argc, char **argv);
+};
+
+static const struct command commands[] = {
+  { "cluster", cmd_cluster },
+  { "status", cmd_status },
+  { "mon", cmd_mon },
+  { "osd", cmd_osd },
+  { "pool", cmd_pool },
+  { NULL, NULL },
+};
+
+int main(int argc, char **argv)
+{
+  struct blkctl b = { .prog = argv[0] };
+  int i = 1;
+  signal(SIGPIPE, SIG_IGN);
+  log_init("blkctl", LOG_WARN);
+  b.conf_path = getenv("BLK_CONF");
+  /* global options may come before or after the command words */
+  char **rest = calloc((size_t)argc + 1, sizeof *rest);
+  int nrest = 0;
+  if (!rest)
+    return ENOMEM;
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if ((!strcmp(a, "-c") || !strcmp(a, "--conf")) && i + 1 < argc) {
+      b.conf_path = argv[++i];
+    } else if (!strcmp(a, "--format") && i + 1 < argc) {
+      const char *f = argv[++i];
+      if (!strcmp(f, "json") || !strcmp(f, "json-pretty"))
+        b.json = true;
+      else if (strcmp(f, "plain") != 0) {
+        free(rest);
+        return blkctl_fail(EINVAL, "unknown format '%s' (plain or json)", f);
+      }
+    } else if (!strcmp(a, "--timeout") && i + 1 < argc) {
+      char *end;
+      double s = strtod(argv[++i], &end);
+      if (*end || s <= 0 || s > 86400) {
+        free(rest);
+        return blkctl_fail(EINVAL, "bad --timeout '%s' (seconds)", argv[i]);
+      }
+      b.timeout_ms = (int)(s * 1000);
+    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage(stdout);
+      free(rest);
+      return 0;
+    } else {
+      rest[nrest++] = argv[i];
+    }
+  }
+  if (!b.conf_path)
+    b.conf_path = "./run/blk.conf";
+  if (nrest == 0) {
+    usage(stderr);
+    free(rest);
+    return EINVAL;
+  }
+  const struct command *c;
+  for (c = commands; c->name; c++)
+    if (!strcmp(c->name, rest[0]))
+      break;
+  if (!c->name) {
+    fprintf(stderr, "blkctl: unknown command '%s'\n\n", rest[0]);
+    usage(stderr);
+    free(rest);
+    return EINVAL;
+  }
+  b.base = event_base_new();
+  int rc = b.base ? c->fn(&b, nrest, rest) : ENOMEM;
+  monc_free(b.monc);
+  config_free(b.cfg);
+  if (b.base)
+    event_base_free(b.base);
+  free(rest);
+  return rc;
+}

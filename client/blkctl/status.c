@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: read-only views of the cluster: `status`, `mon stat`,
+ * `osd tree`.  Each is one linearizable read from the leader (MonCommand
+ * read STATUS), rendered as text or JSON.  Health is derived here from
+ * the map and the leader's quorum view:
+ *   HEALTH_OK    every monitor in quorum, every OSD up and in, PGs placed
+ *   HEALTH_WARN  a monitor out of quorum, OSDs down/out, no OSDs yet
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/blkctl/blkctl.h"
+#include "common/clustermap.h"
+
+static int read_status(struct blkctl *b, Blk__MonReply **rep, struct cluster_map **map)
+{
+  Blk__MonCommand cmd = BLK__MON_COMMAND__INIT;
+  cmd.read = BLK__MON_COMMAND__READ__STATUS;
+  int r = blkctl_mon_command(b, &cmd, rep);
+  if (r)
+    return r;
+  if (!(*rep)->map || !(*rep)->status || clustermap_from_pb((*rep)->map, map) < 0) {
+    blk__mon_reply__free_unpacked(*rep, NULL);
+    return blkctl_fail(EPROTO, "the monitor sent an invalid map");
+  }
+  return 0;
+}
+
+static bool in_quorum(const Blk__MonStatus *st, uint32_t rank)
+{
+  for (size_t i = 0; i < st->n_quorum; i++)
+    if (st->quorum[i] == rank)
+      return true;
+  return false;
+}
+
+static const char *mon_name(const struct cluster_map *m, uint32_t rank)
+{
+  for (size_t i = 0; i < m->n_mons; i++)
+    if (m->mons[i].rank == rank)
+      return m->mons[i].name;
+  return "?";
+}
+
+struct health {
+  char lines[8][200];
+  int n;
+};
+
+static void health_add(struct health *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void health_add(struct health *h, const char *fmt, ...)
+{
+  if (h->n == 8)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(h->lines[h->n++], sizeof h->lines[0], fmt, ap);
+  va_end(ap);
+}
+
+static void compute_health(const struct cluster_map *m, const Blk__MonStatus *st,
+                           struct health *h)
+{
+  unsigned total, up, in;
+  if (st->n_quorum < m->n_mons) {
+    char down[256] = "";
+    for (size_t i = 0; i < m->n_mons; i++)
+      if (!in_quorum(st, m->mons[i].rank))
+        snprintf(down + strlen(down), sizeof down - strlen(down), "%s%s", down[0] ? "," : "",
+                 m->mons[i].name);
+    health_add(h, "%zu/%zu mons down, quorum %zu: out of quorum: %s",
+               m->n_mons - st->n_quorum, m->n_mons, st->n_quorum, down);
+  }
+  clustermap_osd_counts(m, &total, &up, &in);
+  unsigned pgs = 0;
+  for (size_t i = 0; i < m->n_pools; i++)
+    pgs += m->pools[i].pg_num;
+  if (total == 0)
+    health_add(h, "no OSDs in the cluster%s", pgs ? "; every PG is inactive (unplaced)" : "");
+  if (up < total)
+    health_add(h, "%u osds down", total - up);
+  if (in < total)
+    health_add(h, "%u osds out", total - in);
+}
+
+int cmd_status(struct blkctl *b, int argc, char **argv)
+{
+  if (argc != 1)
+    return blkctl_fail(EINVAL, "usage: blkctl status [--format json]");
+  Blk__MonReply *rep;
+  struct cluster_map *m;
+  int r = read_status(b, &rep, &m);
+  if (r)
+    return r;
+  const Blk__MonStatus *st = rep->status;
+  struct health h = { .n = 0 };
+  compute_health(m, st, &h);
+  unsigned total, up, in, pgs = 0;
+  clustermap_osd_counts(m, &total, &up, &in);
+  for (size_t i = 0; i < m->n_pools; i++)
+    pgs += m->pools[i].pg_num;
+  const char *hs = h.n ? "HEALTH_WARN" : "HEALTH_OK";
+  if (b->json) {
+    json_begin_obj();
+    json_str("fsid", m->fsid);
+    json_key_obj("health");
+    json_str("status", hs);
+    json_begin_arr("checks");
+    for (int i = 0; i < h.n; i++)
+      json_str(NULL, h.lines[i]);
+    json_end_arr();
+    json_end_obj();
+    json_uint("epoch", m->epoch);
+    json_key_obj("monmap");
+    json_uint("num_mons", m->n_mons);
+    json_str("leader", mon_name(m, st->leader_rank));
+    json_uint("term", st->term);
+    json_begin_arr("quorum_names");
+    for (size_t i = 0; i < st->n_quorum; i++)
+      json_str(NULL, mon_name(m, st->quorum[i]));
+    json_end_arr();
+    json_end_obj();
+    json_key_obj("osdmap");
+    json_uint("num_osds", total);
+    json_uint("num_up_osds", up);
+    json_uint("num_in_osds", in);
+    json_end_obj();
+    json_key_obj("pgmap");
+    json_uint("num_pools", m->n_pools);
+    json_uint("num_pgs", pgs);
+    json_begin_arr("pgs_by_state");
+    if (pgs) {
+      json_begin_obj();
+      json_str("state_name", total ? "unknown" : "inactive");
+      json_uint("count", pgs);
+      json_end_obj();
+    }
+    json_end_arr();
+    json_end_obj();
+    json_end_obj();
+    json_done();
+  } else {
+    printf("  cluster:\n    id:     %s\n    health: %s\n", m->fsid, hs);
+    for (int i = 0; i < h.n; i++)
+      printf("            %s\n", h.lines[i]);
+    printf("\n  services:\n    mon: %zu daemons, quorum ", m->n_mons);
+    for (size_t i = 0; i < st->n_quorum; i++)
+      printf("%s%s", i ? "," : "", mon_name(m, st->quorum[i]));
+    printf(" (leader %s, term %llu)\n", mon_name(m, st->leader_rank),
+           (unsigned long long)st->term);
+    printf("    osd: %u osds: %u up, %u in; epoch e%llu\n", total, up, in,
+           (unsigned long long)m->epoch);
+    printf("\n  data:\n    pools:   %zu pools, %u pgs\n", m->n_pools, pgs);
+    if (pgs)
+      printf("    pgs:     %u %s\n", pgs,
+             total ? "unknown (PG states come with the OSDs)" : "inactive (no OSDs to place them on)");
+  }
+  clustermap_free(m);
+  blk__mon_reply__free_unpacked(rep, NULL);
+  return 0;
+}
+
+int cmd_mon(struct blkctl *b, int argc, char **argv)
+{
+  if (argc != 2 || strcmp(argv[1], "stat") != 0)
+    return blkctl_fail(EINVAL, "usage: blkctl mon stat [--format json]");
+  Blk__MonReply *rep;
+  struct cluster_map *m;
+  int r = read_status(b, &rep, &m);
+  if (r)
+    return r;
+  const Blk__MonStatus *st = rep->status;
+  if (b->json) {
+    json_begin_obj();
+    json_uint("epoch", m->epoch);
+    json_str("fsid", m->fsid);
+    json_str("leader", mon_name(m, st->leader_rank));
+    json_uint("leader_rank", st->leader_rank);
+    json_uint("term", st->term);
+    json_uint("commit_index", st->commit_index);
+    json_begin_arr("quorum");
+    for (size_t i = 0; i < st->n_quorum; i++)
+      json_str(NULL, mon_name(m, st->quorum[i]));
+    json_end_arr();
+    json_begin_arr("mons");
+    for (size_t i = 0; i < m->n_mons; i++) {
+      json_begin_obj();
+      json_str("name", m->mons[i].name);
+      json_uint("rank", m->mons[i].rank);
+      json_str("addr", m->mons[i].addr);
+      json_bool("in_quorum", in_quorum(st, m->mons[i].rank));
+      json_end_obj();
+    }
+    json_end_arr();
+    json_end_obj();
+    json_done();
+  } else {
+    printf("e%llu: %zu mons at {", (unsigned long long)m->epoch, m->n_mons);
+    for (size_t i = 0; i < m->n_mons; i++)
+      printf("%s%s=%s", i ? "," : "", m->mons[i].name, m->mons[i].addr);
+    printf("}, term %llu, leader %u %s, quorum ", (unsigned long long)st->term,
+           st->leader_rank, mon_name(m, st->leader_rank));
+    for (size_t i = 0; i < st->n_quorum; i++)
+      printf("%s%s", i ? "," : "", mon_name(m, st->quorum[i]));
+    printf("\n");
+  }
+  clustermap_free(m);
+  blk__mon_reply__free_unpacked(rep, NULL);
+  return 0;
+}
+
+static int cmp_host(const void *a, const void *b)
+{
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int cmd_osd(struct blkctl *b, int argc, char **argv)
+{
+  if (argc != 2 || strcmp(argv[1], "tree") != 0)
+    return blkctl_fail(EINVAL, "usage: blkctl osd tree [--format json]");
+  Blk__MonReply *rep;
+  struct cluster_map *m;
+  int r = read_status(b, &rep, &m);
+  if (r)
+    return r;
+  /* distinct hosts, sorted */
+  const char **hosts = calloc(m->n_osds + 1, sizeof *hosts);
+  size_t nh = 0;
+  double total_w = 0;
+  for (size_t i = 0; hosts && i < m->n_osds; i++) {
+    if (!m->osds[i].exists)
+      continue;
+    total_w += m->osds[i].weight / 65536.0;
+    bool seen = false;
+    for (size_t k = 0; k < nh; k++)
+      seen |= !strcmp(hosts[k], m->osds[i].host);
+    if (!seen)
+      hosts[nh++] = m->osds[i].host;
+  }
+  if (hosts)
+    qsort(hosts, nh, sizeof *hosts, cmp_host);
+  if (b->json) {
+    json_begin_obj();
+    json_begin_arr("nodes");
+    json_begin_obj();
+    json_int("id", -1);
+    json_str("name", "default");
+    json_str("type", "root");
+    json_double("weight", total_w);
+    json_end_obj();
+    for (size_t k = 0; hosts && k < nh; k++) {
+      double hw = 0;
+      for (size_t i = 0; i < m->n_osds; i++)
+        if (m->osds[i].exists && !strcmp(m->osds[i].host, hosts[k]))
+          hw += m->osds[i].weight / 65536.0;
+      json_begin_obj();
+      json_int("id", -2 - (long long)k);
+      json_str("name", hosts[k]);
+      json_str("type", "host");
+      json_double("weight", hw);
+      json_end_obj();
+      for (size_t i = 0; i < m->n_osds; i++) {
+        const struct cm_osd *o = &m->osds[i];
+        if (!o->exists || strcmp(o->host, hosts[k]))
+          continue;
+        json_begin_obj();
+        json_int("id", o->id);
+        json_str("type", "osd");
+        json_str("host", o->host);
+        json_double("weight", o->weight / 65536.0);
+        json_str("status", o->up ? "up" : "down");
+        json_bool("in", o->in);
+        json_str("addr", o->addr);
+        json_end_obj();
+      }
+    }
+    json_end_arr();
+    json_uint("epoch", m->epoch);
+    json_end_obj();
+    json_done();
+  } else {
+    printf("%-6s %-9s %-22s %-7s %s\n", "ID", "WEIGHT", "TYPE NAME", "STATUS", "IN");
+    printf("%-6d %-9.5f %-22s\n", -1, total_w, "root default");
+    for (size_t k = 0; hosts && k < nh; k++) {
+      double hw = 0;
+      for (size_t i = 0; i < m->n_osds; i++)
+        if (m->osds[i].exists && !strcmp(m->osds[i].host, hosts[k]))
+          hw += m->osds[i].weight / 65536.0;
+      char label[96];
+      snprintf(label, sizeof label, "    host %s", hosts[k]);
+      printf("%-6d %-9.5f %-22s\n", -2 - (int)k, hw, label);
+      for (size_t i = 0; i < m->n_osds; i++) {
+        const struct cm_osd *o = &m->osds[i];
+        if (!o->exists || strcmp(o->host, hosts[k]))
+          continue;
+        snprintf(label, sizeof label, "        osd.%d", o->id);
+        printf("%-6d %-9.5f %-22s %-7s %s\n", o->id, o->weight / 65536.0, label,
+               o->up ? "up" : "down", o->in ? "in" : "out");
+      }
+    }
+  }
+  free(hosts);
+  clustermap_free(m);
+  blk__mon_reply__free_unpacked(rep, NULL);
+  return 0;
+}

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: the one registry of frame types (the `type` field of the
+ * frame header, frame.h) and the protobuf message each carries.  Numbers
+ * never change once released; new ones are appended in their range.
+ */
+#ifndef BLK_COMMON_MSGTYPES_H
+#define BLK_COMMON_MSGTYPES_H
+
+enum msg_type {
+  /* 1..99: monitors */
+  MSG_RAFT = 1,           /* RaftMsg, one-way between monitors */
+  MSG_MON_COMMAND = 2,    /* MonCommand -> MonReply */
+  MSG_MON_SUBSCRIBE = 3,  /* Subscribe -> MonReply; then MSG_MAP_UPDATE pushes */
+  MSG_MAP_UPDATE = 4,     /* MapUpdate, one-way to subscribers */
+  /* 100..199: OSD (issue 4) */
+  /* 200..299: auth (issue 7) */
+};
+
+#endif

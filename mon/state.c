@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: the monitors' replicated state machine.  A committed Raft
+ * entry is either a NOOP (a new leader's first entry) or a packed MapTxn.
+ * Applying a MapTxn:
+ *   1. if its req_id is in the deduplication window, the stored result is
+ *      returned and nothing changes (a client retrying after a leader
+ *      change must not create a pool twice);
+ *   2. otherwise clustermap_apply() decides; a change advances the epoch
+ *      and the txn (stripped of auth data) is appended to the history that
+ *      feeds incremental map updates to subscribers;
+ *   3. the result is remembered under req_id (a FIFO window of
+ *      DEDUP_WINDOW ids, part of the snapshot so that it is replicated).
+ * The auth database is carried as opaque bytes for now (issue 7).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "mon/mon.h"
+
+#define DEDUP_WINDOW 4096
+
+struct hist_entry {
+  uint64_t epoch;        /* the epoch this txn produced */
+  uint8_t *txn;          /* packed MapTxn */
+  size_t len;
+};
+
+struct mon_state {
+  struct cluster_map *map;
+  uint64_t applied_index, applied_term;
+  /* dedup FIFO ring */
+  char *req_ids[DEDUP_WINDOW];
+  int32_t results[DEDUP_WINDOW];
+  size_t dedup_head, dedup_n;
+  /* history ring of incrementals */
+  struct hist_entry *hist;
+  size_t hist_cap, hist_head, hist_n;
+  uint8_t *auth;
+  size_t auth_len;
+};
+
+mon_state *mon_state_new(size_t history)
+{
+  mon_state *st = calloc(1, sizeof *st);
+  if (!st)
+    return NULL;
+  st->map = clustermap_new();
+  st->hist_cap = history ? history : 1;
+  st->hist = calloc(st->hist_cap, sizeof *st->hist);
+  if (!st->map || !st->hist) {
+    mon_state_free(st);
+    return NULL;
+  }
+  return st;
+}
+
+static void hist_clear(mon_state *st)
+{
+  for (size_t i = 0; i < st->hist_n; i++)
+    free(st->hist[(st->hist_head + i) % st->hist_cap].txn);
+  st->hist_head = st->hist_n = 0;
+}
+
+static void dedup_clear(mon_state *st)
+{
+  for (size_t i = 0; i < st->dedup_n; i++)
+    free(st->req_ids[(st->dedup_head + i) % DEDUP_WINDOW]);
+  st->dedup_head = st->dedup_n = 0;
+}
+
+void mon_state_free(mon_state *st)
+{
+  if (!st)
+    return;
+  clustermap_free(st->map);
+  if (st->hist)
+    hist_clear(st);
+  free(st->hist);
+  dedup_clear(st);
+  free(st->auth);
+  free(st);
+}
+
+static int dedup_find(const mon_state *st, const char *id)
+{
+  for (size_t i = 0; i < st->dedup_n; i++) {
+    size_t k = (st->dedup_head + i) % DEDUP_WINDOW;
+    if (strcmp(st->req_ids[k], id) == 0)
+      return (int)k;
+  }
+  return -1;
+}
+
+static void dedup_add(mon_state *st, const char *id, int32_t result)
+{
+  char *copy = strdup(id);
+  if (!copy)
+    return;   /* the window is an optimization of retries, not safety */
+  if (st->dedup_n == DEDUP_WINDOW) {
+    free(st->req_ids[st->dedup_head]);
+    st->dedup_head = (st->dedup_head + 1) % DEDUP_WINDOW;
+    st->dedup_n--;
+  }
+  size_t k = (st->dedup_head + st->dedup_n) % DEDUP_WINDOW;
+  st->req_ids[k] = copy;
+  st->results[k] = result;
+  st->dedup_n++;
+}
+
+static void hist_add(mon_state *st, uint64_t epoch, const Blk__MapTxn *txn)
+{
+  Blk__MapTxn t = *txn;
+  t.auth.len = 0;
+  t.auth.data = NULL;
+  size_t len = blk__map_txn__get_packed_size(&t);
+  uint8_t *buf = malloc(len ? len : 1);
+  if (!buf) {
+    hist_clear(st);   /* subscribers then get full maps */
+    return;
+  }
+  blk__map_txn__pack(&t, buf);
+  if (st->hist_n == st->hist_cap) {
+    free(st->hist[st->hist_head].txn);
+    st->hist_head = (st->hist_head + 1) % st->hist_cap;
+    st->hist_n--;
+  }
+  struct hist_entry *h = &st->hist[(st->hist_head + st->hist_n) % st->hist_cap];
+  h->epoch = epoch;
+  h->txn = buf;
+  h->len = len;
+  st->hist_n++;
+}
+
+int mon_state_apply(mon_state *st, const struct raft_entry *e, char *err, size_t errlen)
+{
+  int r = 0;
+  if (err && errlen)
+    err[0] = 0;
+  st->applied_index = e->index;
+  st->applied_term = e->term;
+  if (e->type == RAFT_ENTRY_NOOP)
+    return 0;
+  Blk__MapTxn *txn = blk__map_txn__unpack(NULL, e->len, e->data);
+  if (!txn) {
+    snprintf(err, errlen, "undecodable map transaction at index %llu",
+             (unsigned long long)e->index);
+    log_err("state", "%s", err);
+    return -EINVAL;
+  }
+  bool has_id = txn->req_id && txn->req_id[0];
+  int k = has_id ? dedup_find(st, txn->req_id) : -1;
+  if (k >= 0) {
+    r = st->results[k];
+    if (r < 0)
+      snprintf(err, errlen, "request %s already failed (%d)", txn->req_id, r);
+    blk__map_txn__free_unpacked(txn, NULL);
+    return r;
+  }
+  r = clustermap_apply(st->map, txn, err, errlen);
+  if (r == 1)
+    hist_add(st, st->map->epoch, txn);
+  if (r >= 0 && txn->auth.len) {
+    uint8_t *a = malloc(txn->auth.len);
+    if (a) {
+      memcpy(a, txn->auth.data, txn->auth.len);
+      free(st->auth);
+      st->auth = a;
+      st->auth_len = txn->auth.len;
+    }
+  }
+  if (has_id)
+    dedup_add(st, txn->req_id, r);
+  blk__map_txn__free_unpacked(txn, NULL);
+  return r;
+}
+
+const struct cluster_map *mon_state_map(const mon_state *st) { return st->map; }
+uint64_t mon_state_applied_index(const mon_state *st) { return st->applied_index; }
+uint64_t mon_state_applied_term(const mon_state *st) { return st->applied_term; }
+
+int mon_state_snapshot(const mon_state *st, void **data, size_t *len)
+{
+  Blk__MonSnapshot s = BLK__MON_SNAPSHOT__INIT;
+  s.map = clustermap_to_pb(st->map);
+  if (!s.map)
+    return -ENOMEM;
+  char **ids = malloc((st->dedup_n + 1) * sizeof *ids);
+  int32_t *res = malloc((st->dedup_n + 1) * sizeof *res);
+  if (!ids || !res) {
+    free(ids);
+    free(res);
+    clustermap_pb_free(s.map);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < st->dedup_n; i++) {
+    size_t k = (st->dedup_head + i) % DEDUP_WINDOW;
+    ids[i] = st->req_ids[k];
+    res[i] = st->results[k];
+  }
+  s.recent_req_ids = ids;
+  s.n_recent_req_ids = st->dedup_n;
+  s.recent_results = res;
+  s.n_recent_results = st->dedup_n;
+  s.auth.data = st->auth;
+  s.auth.len = st->auth_len;
+  size_t n = blk__mon_snapshot__get_packed_size(&s);
+  uint8_t *buf = malloc(n ? n : 1);
+  if (buf)
+    blk__mon_snapshot__pack(&s, buf);
+  free(ids);
+  free(res);
+  clustermap_pb_free(s.map);
+  if (!buf)
+    return -ENOMEM;
+  *data = buf;
+  *len = n;
+  return 0;
+}
+
+int mon_state_restore(mon_state *st, uint64_t index, uint64_t term,
+                      const void *data, size_t len)
+{
+  Blk__MonSnapshot *s = blk__mon_snapshot__unpack(NULL, len, data);
+  if (!s || !s->map || s->n_recent_req_ids != s->n_recent_results ||
+      s->n_recent_req_ids > DEDUP_WINDOW) {
+    if (s)
+      blk__mon_snapshot__free_unpacked(s, NULL);
+    log_err("state", "invalid monitor snapshot at index %llu", (unsigned long long)index);
+    return -EINVAL;
+  }
+  struct cluster_map *m;
+  int r = clustermap_from_pb(s->map, &m);
+  if (r < 0) {
+    blk__mon_snapshot__free_unpacked(s, NULL);
+    log_err("state", "invalid cluster map in snapshot at index %llu",
+            (unsigned long long)index);
+    return r;
+  }
+  uint8_t *auth = NULL;
+  if (s->auth.len) {
+    auth = malloc(s->auth.len);
+    if (!auth) {
+      clustermap_free(m);
+      blk__mon_snapshot__free_unpacked(s, NULL);
+      return -ENOMEM;
+    }
+    memcpy(auth, s->auth.data, s->auth.len);
+  }
+  clustermap_free(st->map);
+  st->map = m;
+  free(st->auth);
+  st->auth = auth;
+  st->auth_len = s->auth.len;
+  dedup_clear(st);
+  for (size_t i = 0; i < s->n_recent_req_ids; i++)
+    dedup_add(st, s->recent_req_ids[i], s->recent_results[i]);
+  hist_clear(st);
+  st->applied_index = index;
+  st->applied_term = term;
+  blk__mon_snapshot__free_unpacked(s, NULL);
+  return 0;
+}
+
+Blk__MapUpdate *mon_state_update_since(const mon_state *st, uint64_t have_epoch)
+{
+  Blk__MapUpdate *u = calloc(1, sizeof *u);
+  if (!u)
+    return NULL;
+  blk__map_update__init(u);
+  uint64_t cur = st->map->epoch;
+  u->from = have_epoch;
+  u->to = cur;
+  if (have_epoch >= cur)
+    return u;   /* nothing new */
+  /* the history covers have_epoch+1 .. cur? */
+  if (have_epoch > 0 && st->hist_n > 0) {
+    uint64_t first = st->hist[st->hist_head].epoch;
+    if (first <= have_epoch + 1 && st->hist[(st->hist_head + st->hist_n - 1) % st->hist_cap].epoch == cur) {
+      size_t n = (size_t)(cur - have_epoch);
+      u->txns = calloc(n, sizeof *u->txns);
+      if (!u->txns)
+        goto full;
+      size_t k = 0;
+      for (size_t i = 0; i < st->hist_n && k < n; i++) {
+        const struct hist_entry *h = &st->hist[(st->hist_head + i) % st->hist_cap];
+        if (h->epoch <= have_epoch)
+          continue;
+        u->txns[k] = blk__map_txn__unpack(NULL, h->len, h->txn);
+        if (!u->txns[k])
+          break;
+        k++;
+      }
+      u->n_txns = k;
+      if (k == n)
+        return u;
+      for (size_t i = 0; i < k; i++)
+        blk__map_txn__free_unpacked(u->txns[i], NULL);
+      free(u->txns);
+      u->txns = NULL;
+      u->n_txns = 0;
+    }
+  }
+full:
+  u->full = clustermap_to_pb(st->map);
+  u->from = 0;
+  return u;
+}
+
+void mon_state_update_free(Blk__MapUpdate *u)
+{
+  if (!u)
+    return;
+  for (size_t i = 0; i < u->n_txns; i++)
+    blk__map_txn__free_unpacked(u->txns[i], NULL);
+  free(u->txns);
+  clustermap_pb_free(u->full);
+  free(u);
+}

@@ -1,0 +1,110 @@
+# SPDX-License-Identifier: Apache-2.0
+# Shared helpers for tests/integration/test-*.sh (sourced).
+#
+#   requires CMD...           skip the test (exit 77) when a command is missing
+#   cleanup_fn FUNC           run FUNC at exit (in reverse order of registration)
+#   track_pid PID             kill PID (TERM, then KILL) at exit
+#   make_cluster N            blkctl cluster init with N monitors on free ports
+#   start_mon NAME            start one monitor in the background, tracked
+#   stop_mon NAME / kill_mon NAME   TERM or KILL it (by its pid file)
+#   wait_quorum [SECS]        until blkctl status answers
+#   leader                    the current leader's name
+#   fail MSG                  print and exit 1
+# Every test runs with a hard time limit (BLK_TEST_TIMEOUT, default 300 s)
+# and its own directory under $TMPDIR, removed at exit unless KEEP=1.
+set -euo pipefail
+
+BLK_BUILD_DIR=${BLK_BUILD_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build}
+BLKCTL=$BLK_BUILD_DIR/client/blkctl
+BLK_MON=$BLK_BUILD_DIR/mon/blk-mon
+TEST_NAME=$(basename "$0" .sh)
+TEST_DIR=$(mktemp -d "${TMPDIR:-/tmp}/blk-$TEST_NAME.XXXXXX")
+export BLK_CONF=$TEST_DIR/blk.conf
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+_cleanups=()
+_pids=()
+cleanup_fn() { _cleanups+=("$1"); }
+track_pid() { _pids+=("$1"); }
+
+_run_cleanup() {
+  local rc=$?
+  set +e
+  local i
+  _kill_watchdog
+  for ((i=${#_cleanups[@]}-1; i>=0; i--)); do "${_cleanups[$i]}"; done
+  for p in "${_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${_pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null
+  done
+  # sanitizer reports from daemons fail the test
+  if grep -lE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$TEST_DIR"/log/*.log 2>/dev/null; then
+    echo "FAIL: a daemon reported a sanitizer error (logs above)"
+    grep -hE -A20 "ERROR: (Address|Leak)Sanitizer|runtime error:" "$TEST_DIR"/log/*.log | head -60
+    rc=1
+  fi
+  if [ $rc -ne 0 ]; then
+    echo "--- $TEST_NAME failed (rc=$rc); last log lines:"
+    tail -n 15 "$TEST_DIR"/log/*.log 2>/dev/null
+  fi
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$TEST_DIR"
+  exit $rc
+}
+trap _run_cleanup EXIT
+trap 'echo "FAIL: $TEST_NAME exceeded ${BLK_TEST_TIMEOUT:-300}s"; exit 124' ALRM
+# The watchdog must not hold our stdout (ctest waits for the pipe to close)
+# and its sleep is killed with it (own process group).
+setsid bash -c "exec >/dev/null 2>&1; sleep ${BLK_TEST_TIMEOUT:-300}; kill -ALRM $$" &
+_watchdog=$!
+_kill_watchdog() { kill -TERM -- -"$_watchdog" 2>/dev/null || kill "$_watchdog" 2>/dev/null; }
+
+requires() {
+  for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 || { echo "SKIP: $c not installed"; exit 77; }
+  done
+}
+
+fail() { echo "FAIL: $*"; exit 1; }
+
+# A free TCP port on 127.0.0.1 (bound and released by python).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+make_cluster() {
+  local n=$1 args=() names=(a b c d e f g)
+  for ((i=0; i<n; i++)); do args+=(--mon "${names[$i]}=127.0.0.1:$(free_port)"); done
+  mkdir -p "$TEST_DIR/log"
+  "$BLKCTL" cluster init --run-dir "$TEST_DIR" "${args[@]}" >/dev/null
+  # faster failure detection for tests
+  cat >>"$BLK_CONF" <<CONF
+[mon]
+mon_election_timeout = ${MON_ELECTION_TIMEOUT:-500ms}
+mon_heartbeat_interval = 50ms
+mon_snapshot_every = ${MON_SNAPSHOT_EVERY:-1000}
+CONF
+  MONS=("${names[@]:0:$n}")
+}
+
+start_mon() {
+  "$BLK_MON" --id "$1" >>"$TEST_DIR/log/mon.$1.log" 2>&1 &
+  track_pid $!
+  eval "MONPID_$1=$!"
+}
+
+mon_pid() { eval "echo \${MONPID_$1:-}"; }
+kill_mon() { local p; p=$(mon_pid "$1"); kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; }
+stop_mon() { local p; p=$(mon_pid "$1"); kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; }
+
+wait_quorum() {
+  local secs=${1:-30}
+  "$BLKCTL" --timeout "$secs" status >/dev/null || fail "no quorum within ${secs}s"
+}
+
+leader() {
+  "$BLKCTL" --timeout 20 mon stat --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])'
+}
+
+ms_now() { date +%s%3N; }
