@@ -30,6 +30,9 @@
 #include <stdint.h>
 
 #define RAFT_MAX_PEERS 7
+/* Added: an APPEND carrying more entries than this is malformed (-EINVAL);
+ * cfg->max_append_entries may not exceed it. */
+#define RAFT_MSG_MAX_ENTRIES 1024
 
 enum raft_entry_type {
   RAFT_ENTRY_NORMAL = 0,  /* a state machine command */
@@ -97,7 +100,12 @@ struct raft_io {
                       void **data, size_t *len);
   /* Replace the state machine with a snapshot received from the leader
    * and persist it (durable before return); the stored log is then
-   * discarded up to index. */
+   * discarded up to index.  Clarification: the core calls this only when
+   * its log does not hold the entry (index, term), so any stored entry
+   * after index belongs to a superseded history and must be discarded
+   * too: the core's log is empty after the call (first index = index+1).
+   * When the log does hold (index, term) the core just commits up to
+   * index and does not call this. */
   int (*snapshot_install)(void *ctx, uint64_t index, uint64_t term,
                           const void *data, size_t len);
   /* A ReadIndex request completed: err 0 means the state machine (as
@@ -105,6 +113,9 @@ struct raft_io {
    * was called; -EAGAIN means leadership was lost, retry elsewhere. */
   void (*read_done)(void *ctx, uint64_t read_id, int err);
 };
+/* Callbacks must not call back into the raft object that invoked them
+ * (no raft_* call on it from inside apply(), read_done(), ...); queue the
+ * work and do it after the raft_* call returns. */
 
 /* Everything persisted, handed back at restart (all zero for a new node). */
 struct raft_persisted {
@@ -136,6 +147,7 @@ typedef struct raft raft;
  * (the caller's state machine starts from init->snap_index). */
 raft *raft_new(const struct raft_config *cfg, const struct raft_io *io,
                void *ctx, const struct raft_persisted *init);
+/* Destroy a node; pending ReadIndex requests complete with -EAGAIN first. */
 void raft_free(raft *r);
 
 /* Advance the logical clock by one tick. */
@@ -161,5 +173,14 @@ uint64_t raft_commit_index(const raft *r);
 uint64_t raft_applied_index(const raft *r);
 uint64_t raft_last_index(const raft *r);
 uint64_t raft_first_index(const raft *r);  /* snap_index + 1 */
+
+#ifdef RAFT_FAULT_INJECTION
+/* Test-only (tests/sim builds raft.c with -DRAFT_FAULT_INJECTION): make
+ * every raft created afterwards carry a deliberate bug, to prove that the
+ * simulator's checks catch it.  Never defined in the daemon's build. */
+#define RAFT_BUG_COMMIT_OLD_TERM 0x1u  /* commit old-term entries by count */
+#define RAFT_BUG_NO_READ_CONFIRM 0x2u  /* ReadIndex without the heartbeat */
+void raft_inject_bugs(unsigned bugs);
+#endif
 
 #endif
