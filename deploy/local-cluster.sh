@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Bring up a local blkstore cluster on 127.0.0.1, or stop it.
+#
+#   deploy/local-cluster.sh [start]   install deps, build, init (once), start
+#                                     3 monitors, create pool KVMpool (128
+#                                     PGs), wait until healthy, print status
+#   deploy/local-cluster.sh stop      stop exactly the daemons it started
+#   deploy/local-cluster.sh status    blkctl status
+#
+# The run directory is $BLK_RUN_DIR (default ./run): blk.conf, keyrings,
+# daemon stores, <name>.pid files and log/<name>.log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOP=$(pwd)
+RUN=${BLK_RUN_DIR:-./run}
+BUILD=${BLK_BUILD:-$TOP/build}
+MON_PORT_BASE=${BLK_MON_PORT:-6789}
+MONS=(a b c)
+
+say() { printf '%s\n' "$*"; }
+
+build() {
+  "$TOP/deploy/install-deps.sh"
+  if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+    cmake -S "$TOP" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  fi
+  cmake --build "$BUILD" -j2 >/dev/null
+}
+
+# Is the process in pid file $1 ours (started with our binary)?
+ours() {
+  local pidf=$1 pid
+  [ -f "$pidf" ] || return 1
+  pid=$(cat "$pidf" 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "$BUILD/" || return 1
+  echo "$pid"
+}
+
+start() {
+  build
+  mkdir -p "$RUN/log"
+  RUN=$(cd "$RUN" && pwd)
+  export BLK_CONF=$RUN/blk.conf
+  if [ ! -f "$BLK_CONF" ]; then
+    args=()
+    for i in "${!MONS[@]}"; do args+=(--mon "${MONS[$i]}=127.0.0.1:$((MON_PORT_BASE + i))"); done
+    "$BUILD/client/blkctl" cluster init --run-dir "$RUN" "${args[@]}"
+  fi
+  for m in "${MONS[@]}"; do
+    if ours "$RUN/mon.$m.pid" >/dev/null; then
+      say "mon.$m already running"
+      continue
+    fi
+    nohup "$BUILD/mon/blk-mon" --id "$m" -c "$BLK_CONF" >>"$RUN/log/mon.$m.log" 2>&1 </dev/null &
+    echo $! >"$RUN/mon.$m.pid"
+  done
+  "$BUILD/client/blkctl" --timeout 60 status >/dev/null ||
+    { say "the monitors did not form a quorum; see $RUN/log/"; exit 1; }
+  if ! "$BUILD/client/blkctl" pool ls | grep -q " KVMpool "; then
+    "$BUILD/client/blkctl" pool create KVMpool 128
+  fi
+  "$BUILD/client/blkctl" status
+  cat <<MSG
+
+The cluster runs in the background (logs: $RUN/log/).
+  export BLK_CONF=$BLK_CONF
+  $BUILD/client/blkctl status          # or: mon stat, pool ls, osd tree
+  $0 stop                              # stop it
+MSG
+}
+
+stop() {
+  [ -d "$RUN" ] || { say "nothing to stop in $RUN"; return 0; }
+  local pids=()
+  for pidf in "$RUN"/*.pid; do
+    [ -e "$pidf" ] || continue
+    if pid=$(ours "$pidf"); then
+      kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+    fi
+    rm -f "$pidf"
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  say "stopped ${#pids[@]} daemon(s) of $RUN"
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  status) BLK_CONF=$RUN/blk.conf "$BUILD/client/blkctl" status ;;
+  *) say "usage: $0 [start|stop|status]"; exit 2 ;;
+esac
