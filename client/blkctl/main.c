@@ -24,6 +24,7 @@ static void usage(FILE *f)
           "  cluster init [--run-dir DIR] [--mon NAME=HOST:PORT ...] [--mkfs-mon NAME ...]\n"
           "  status                         health, quorum, OSDs, pools, PGs\n"
           "  mon stat                       monitors, leader and quorum\n"
+          "  mon bench [--count N]          commit latency of map changes, ReadIndex reads\n"
           "pools:\n"
           "  pool create NAME PG_NUM [--size N] [--min-size N] [--failure-domain host|osd]\n"
           "  pool ls\n"
