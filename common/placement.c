@@ -218,9 +218,9 @@ static void log_tbl_init(void)
   log_tbl[1u << LOG_TBL_BITS] = 1ull << 32;
 }
 
-uint64_t placement_neglog2(uint32_t h)
+/* Call with the table built (pthread_once done by the caller). */
+static inline uint64_t neglog2(uint32_t h)
 {
-  pthread_once(&log_once, log_tbl_init);
   uint64_t x = (uint64_t)h + 1;                 /* 1 .. 2^32 */
   int e = 63 - __builtin_clzll(x);              /* 0 .. 32 */
   uint64_t frac = (x << (32 - e)) - (1ull << 32);  /* 0.32 mantissa */
@@ -232,11 +232,17 @@ uint64_t placement_neglog2(uint32_t h)
   return (32ull << 32) - log2x;
 }
 
+uint64_t placement_neglog2(uint32_t h)
+{
+  pthread_once(&log_once, log_tbl_init);
+  return neglog2(h);
+}
+
 /* straw2 key: smaller wins.  neglog2 < 2^37, so the shift fits. */
 static inline uint64_t straw_key(uint32_t seed, uint32_t pool, uint32_t pg,
                                  uint32_t rank, uint32_t id, uint64_t weight)
 {
-  uint64_t nl = placement_neglog2(placement_draw_hash(seed, pool, pg, rank, id));
+  uint64_t nl = neglog2(placement_draw_hash(seed, pool, pg, rank, id));
   return (nl << 24) / weight;
 }
 
@@ -575,6 +581,7 @@ static int check_pg_args(const struct placement_pool *pool, uint32_t pg,
 static int pg_raw(const placement_map *m, const struct placement_pool *pool,
                   uint32_t pg, uint32_t *out, uint32_t *hosts_out)
 {
+  pthread_once(&log_once, log_tbl_init);
   /* How many failure domains can hold a replica at all. */
   size_t domains = pool->domain == PLACEMENT_DOMAIN_HOST ? m->n_in_hosts
                                                          : m->n_in_osds;
@@ -889,6 +896,9 @@ int placement_balance(const placement_map *map,
   int r = placement_pool_check(pool);
   if (r < 0)
     return r;
+  if ((uint64_t)pool->pg_num * pool->size > UINT32_MAX)
+    return fail(-EINVAL, "balance pool %u: pg_num %u x size %u too large",
+                pool->id, pool->pg_num, pool->size);
   struct bal b = { .m = map, .pool = pool, .S = pool->size, .N = map->n_osds };
   size_t P = pool->pg_num, S = pool->size, N = map->n_osds;
   uint32_t *off = NULL, *lists = NULL;

@@ -196,6 +196,16 @@ static void test_determinism(void **state)
     assert_memory_equal(x, z, sizeof x);
     assert_memory_equal(x, x2, sizeof x);
   }
+  /* A PG's placement does not depend on pg_num: splitting a pool keeps
+   * the parents where they are. */
+  struct placement_pool big = p;
+  big.pg_num = 777;
+  for (uint32_t pg = 0; pg < p.pg_num; pg += 13) {
+    uint32_t x[3], y[3];
+    placement_pg_raw(a, &p, pg, x, 3);
+    placement_pg_raw(a, &big, pg, y, 3);
+    assert_memory_equal(x, y, sizeof x);
+  }
   /* Another pool id gives a different placement. */
   struct placement_pool q = p;
   q.id = 8;
