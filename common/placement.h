@@ -21,7 +21,10 @@
  * CPU or libc computes the same result.  docs/placement.md specifies each
  * step byte for byte; changing any of them remaps the whole cluster.
  *
- * A placement_map is not thread-safe for writes; concurrent readers are
+ * Ownership: every pointer argument is borrowed for the duration of the
+ * call and never retained; output buffers belong to the caller.  The map
+ * owns all its memory (placement_map_free).  A placement_map is not
+ * thread-safe for writes; concurrent readers are
  * fine once it is no longer modified (the cluster map publishes a new map
  * per epoch and never mutates a published one).
  */

@@ -29,6 +29,7 @@ struct opts {
   uint32_t osds, hosts, pgs_per_osd, size;
   bool mixed, balance, check;
   uint32_t max_dev;        /* permille */
+  uint32_t trials;         /* OSDs tried per movement experiment */
   enum placement_domain domain;
 };
 
@@ -193,26 +194,87 @@ static struct moved compare(const struct placement_pool *p, const uint32_t *a,
   return mv;
 }
 
-/* One movement experiment: map with the change, compare, print. */
-static int experiment(const char *what, const placement_map *m,
-                      const struct placement_pool *p,
-                      const struct placement_upmap *ups, size_t n_ups,
-                      const uint32_t *base, uint32_t osd, double *ratio)
+enum change { ADD_NEW_HOST, ADD_IN_HOST, MARK_OUT, PURGE, REWEIGHT, N_CHANGES };
+
+static const char *const change_name[N_CHANGES] = {
+  "add 1 OSD on a new host:", "add 1 OSD to a host:", "mark 1 OSD out:",
+  "purge 1 OSD:", "reweight 1 OSD to 50%:",
+};
+
+/* Apply change c (trial t) to a copy of m; the changed OSD in *osd. */
+static placement_map *changed(const placement_map *m, const struct opts *o,
+                              enum change c, uint32_t t, uint32_t *osd)
 {
-  double secs;
-  uint32_t *sets = map_all(m, p, ups, n_ups, &secs);
-  if (!sets)
-    return -1;
-  struct moved mv = compare(p, base, sets, osd);
-  double total = (double)p->pg_num * p->size;
-  double r = mv.min_rep ? (double)mv.rep / mv.min_rep : 0;
-  double rp = mv.min_rep ? (double)mv.pgs / mv.min_rep : 0;
-  printf("%-28s replicas %.5f (min %.5f, x%.3f)  PGs %.5f (min %.5f, x%.3f)"
-         "  (%.2f s)\n", what, mv.rep / total, mv.min_rep / total, r,
-         (double)mv.pgs / p->pg_num, (double)mv.min_rep / p->pg_num, rp, secs);
+  placement_map *x = placement_map_dup(m);
+  uint32_t victim = (o->osds / 2 + 1 + t * 997u) % o->osds, host;
+  uint32_t new_id = o->osds + t;
+  int r = -EINVAL;
+  if (!x)
+    return NULL;
+  placement_map_osd_info(m, victim, &host, NULL, NULL);
+  *osd = victim;
+  switch (c) {
+  case ADD_NEW_HOST:
+    *osd = new_id;
+    r = placement_map_add_host(x, o->hosts + t);
+    if (r == 0)
+      r = placement_map_add_osd(x, new_id, o->hosts + t, osd_weight(o, new_id),
+                                true);
+    break;
+  case ADD_IN_HOST:
+    *osd = new_id;
+    r = placement_map_add_osd(x, new_id, host, osd_weight(o, new_id), true);
+    break;
+  case MARK_OUT: r = placement_map_set_in(x, victim, false); break;
+  case PURGE: r = placement_map_remove_osd(x, victim); break;
+  case REWEIGHT:
+    r = placement_map_set_weight(x, victim, osd_weight(o, victim) / 2);
+    break;
+  case N_CHANGES: break;
+  }
+  if (r < 0) {
+    fprintf(stderr, "placement-sim: %s\n", placement_last_error());
+    placement_map_free(x);
+    return NULL;
+  }
+  return x;
+}
+
+/* Movement experiment c over o->trials different OSDs; prints the sums
+ * as fractions of one trial's total and the ratio to the minimum. */
+static int experiment(const placement_map *m, const struct opts *o,
+                      enum change c, const struct placement_pool *p,
+                      const struct placement_upmap *ups, size_t n_ups,
+                      const uint32_t *base, double *ratio)
+{
+  struct moved sum = { 0, 0, 0 };
+  double secs = 0;
+  for (uint32_t t = 0; t < o->trials; t++) {
+    uint32_t osd;
+    double s1;
+    placement_map *x = changed(m, o, c, t, &osd);
+    if (!x)
+      return -1;
+    uint32_t *sets = map_all(x, p, ups, n_ups, &s1);
+    placement_map_free(x);
+    if (!sets)
+      return -1;
+    struct moved mv = compare(p, base, sets, osd);
+    sum.rep += mv.rep;
+    sum.pgs += mv.pgs;
+    sum.min_rep += mv.min_rep;
+    secs += s1;
+    free(sets);
+  }
+  double total = (double)p->pg_num * p->size * o->trials;
+  double pgs = (double)p->pg_num * o->trials;
+  double r = sum.min_rep ? (double)sum.rep / sum.min_rep : 0;
+  double rp = sum.min_rep ? (double)sum.pgs / sum.min_rep : 0;
+  printf("%-28s replicas %.6f (min %.6f, x%.3f)  PGs %.6f (min %.6f, x%.3f)"
+         "  (%.2f s)\n", change_name[c], sum.rep / total, sum.min_rep / total,
+         r, sum.pgs / pgs, sum.min_rep / pgs, rp, secs / o->trials);
   if (ratio)
     *ratio = r > rp ? r : rp;
-  free(sets);
   return 0;
 }
 
@@ -220,7 +282,7 @@ static void usage(FILE *f)
 {
   fprintf(f, "usage: placement-sim [--osds N] [--hosts H] [--pgs-per-osd K]"
              " [--size S]\n       [--weights uniform|mixed] [--domain host|osd]"
-             " [--balance] [--max-dev PERMILLE] [--check]\n");
+             " [--balance] [--max-dev PERMILLE] [--trials T] [--check]\n");
 }
 
 static int parse_u32(const char *s, uint32_t *out)
@@ -236,7 +298,7 @@ static int parse_u32(const char *s, uint32_t *out)
 
 int main(int argc, char **argv)
 {
-  struct opts o = { 10000, 1000, 100, 3, false, false, false, 50,
+  struct opts o = { 10000, 1000, 100, 3, false, false, false, 50, 1,
                     PLACEMENT_DOMAIN_HOST };
   static const struct option lo[] = {
     { "osds", required_argument, 0, 'n' },
@@ -248,6 +310,7 @@ int main(int argc, char **argv)
     { "balance", no_argument, 0, 'b' },
     { "max-dev", required_argument, 0, 'm' },
     { "check", no_argument, 0, 'c' },
+    { "trials", required_argument, 0, 't' },
     { "help", no_argument, 0, 'h' },
     { 0, 0, 0, 0 },
   };
@@ -259,6 +322,7 @@ int main(int argc, char **argv)
     case 'k': bad |= parse_u32(optarg, &o.pgs_per_osd); break;
     case 's': bad |= parse_u32(optarg, &o.size); break;
     case 'm': bad |= parse_u32(optarg, &o.max_dev); break;
+    case 't': bad |= parse_u32(optarg, &o.trials); break;
     case 'b': o.balance = true; break;
     case 'c': o.check = true; break;
     case 'w':
@@ -278,7 +342,7 @@ int main(int argc, char **argv)
     }
   }
   if (bad || optind != argc || o.osds == 0 || o.hosts == 0 ||
-      o.hosts > o.osds || o.pgs_per_osd == 0 || o.size == 0 ||
+      o.hosts > o.osds || o.pgs_per_osd == 0 || o.size == 0 || o.trials == 0 ||
       o.size > PLACEMENT_MAX_SIZE) {
     usage(stderr);
     return 2;
@@ -341,50 +405,17 @@ int main(int argc, char **argv)
 
   /* Movement.  The exceptions (if any) stay as they are, as in a cluster
    * between two balancer runs. */
-  uint32_t new_id = o.osds, victim = o.osds / 2 + 1;
-  uint32_t host_of_victim;
-  placement_map_osd_info(m, victim, &host_of_victim, NULL, NULL);
-  double ratio;
-
-  placement_map *x = placement_map_dup(m);
-  if (!x || placement_map_add_host(x, o.hosts) < 0 ||
-      placement_map_add_osd(x, new_id, o.hosts, osd_weight(&o, new_id), true) < 0 ||
-      experiment("add 1 OSD on a new host:", x, &p, ups, n_ups, base, new_id,
-                 &ratio) < 0)
-    return 1;
-  if (o.check && ratio > 1.2) {
-    printf("CHECK FAILED: add on new host moved x%.3f of the minimum\n", ratio);
-    rc = 1;
+  printf("movement, sum over %u trial(s) (a different OSD each):\n", o.trials);
+  for (int ch = 0; ch < N_CHANGES; ch++) {
+    double ratio;
+    if (experiment(m, &o, (enum change)ch, &p, ups, n_ups, base, &ratio) < 0)
+      return 1;
+    if (o.check && ch == ADD_NEW_HOST && ratio > 1.2) {
+      printf("CHECK FAILED: add on a new host moved x%.3f the minimum\n",
+             ratio);
+      rc = 1;
+    }
   }
-  placement_map_free(x);
-
-  x = placement_map_dup(m);
-  if (!x || placement_map_add_osd(x, new_id, host_of_victim,
-                                  osd_weight(&o, new_id), true) < 0 ||
-      experiment("add 1 OSD to a host:", x, &p, ups, n_ups, base, new_id,
-                 NULL) < 0)
-    return 1;
-  placement_map_free(x);
-
-  x = placement_map_dup(m);
-  if (!x || placement_map_set_in(x, victim, false) < 0 ||
-      experiment("mark 1 OSD out:", x, &p, ups, n_ups, base, victim, NULL) < 0)
-    return 1;
-  placement_map_free(x);
-
-  x = placement_map_dup(m);
-  if (!x || placement_map_remove_osd(x, victim) < 0 ||
-      experiment("purge 1 OSD:", x, &p, ups, n_ups, base, victim, NULL) < 0)
-    return 1;
-  placement_map_free(x);
-
-  x = placement_map_dup(m);
-  uint32_t w = osd_weight(&o, victim);
-  if (!x || placement_map_set_weight(x, victim, w / 2) < 0 ||
-      experiment("reweight 1 OSD to 50%:", x, &p, ups, n_ups, base, victim,
-                 NULL) < 0)
-    return 1;
-  placement_map_free(x);
 
   printf("total time: %.2f s\n", now() - t_start);
   free(ups);

@@ -444,6 +444,9 @@ static void check_balance(bool mixed)
   /* 40 hosts x 5 OSDs, ~100 PG replicas per OSD */
   placement_map *m = build(40, 5, mixed, false);
   struct placement_pool p = { 4, 3, 6667, PLACEMENT_DOMAIN_HOST };
+  if (mixed)   /* and a few out: they must get nothing */
+    for (uint32_t id = 3; id < 200; id += 61)
+      assert_int_equal(placement_map_set_in(m, id, false), 0);
   struct stats raw = pool_stats(m, &p, NULL, 0, 200);
   /* straw2 alone: binomial spread, sigma ~10% at 100 replicas */
   assert_true(raw.max_rel < 1.45);
@@ -460,9 +463,21 @@ static void check_balance(bool mixed)
   assert_true(bal.max_rel <= 1.05);
   assert_true(bal.min_rel >= raw.min_rel);
 
-  /* Idempotent: balancing the balanced map changes nothing. */
+  /* Deterministic: same inputs, same list, whatever the build order. */
+  placement_map *rev = build(40, 5, mixed, true);
+  if (mixed)
+    for (uint32_t id = 3; id < 200; id += 61)
+      assert_int_equal(placement_map_set_in(rev, id, false), 0);
   struct placement_upmap *ups2 = NULL;
   size_t n2 = 0;
+  assert_int_equal(placement_balance(rev, &p, NULL, 0, 50, SIZE_MAX, &ups2,
+                                     &n2), moves);
+  assert_int_equal(n2, n);
+  assert_memory_equal(ups2, ups, n * sizeof *ups);
+  free(ups2);
+  placement_map_free(rev);
+
+  /* Idempotent: balancing the balanced map changes nothing. */
   assert_int_equal(placement_balance(m, &p, ups, n, 50, SIZE_MAX, &ups2, &n2),
                    0);
   assert_int_equal(n2, n);
@@ -473,6 +488,18 @@ static void check_balance(bool mixed)
   assert_int_equal(placement_balance(m, &p, NULL, 0, 50, 10, &ups2, &n2), 10);
   assert_int_equal(n2, 10);
   free(ups2);
+
+  /* A target that goes out later: its exception stops applying, the PG
+   * falls back to the raw set (no out OSD, domains still distinct). */
+  uint32_t victim = ups[0].to, pg = ups[0].pg, s[3], r[3];
+  assert_int_equal(placement_map_set_in(m, victim, false), 0);
+  assert_int_equal(placement_pg_osds(m, &p, pg, ups, n, s, 3), 3);
+  assert_int_equal(placement_pg_raw(m, &p, pg, r, 3), 3);
+  for (int i = 0; i < 3; i++)
+    assert_true(s[i] != victim);
+  if (n == 1 || ups[1].pg != pg)
+    assert_memory_equal(s, r, sizeof s);
+  pool_stats(m, &p, ups, n, 200);
   free(ups);
   placement_map_free(m);
 }
