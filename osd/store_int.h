@@ -9,6 +9,7 @@
 #define BLK_OSD_STORE_INT_H
 
 #include <liburing.h>
+#include <pthread.h>
 #include <rocksdb/c.h>
 #include <sys/uio.h>
 
@@ -53,7 +54,7 @@ struct pend {
   struct hnode hn;
   uint64_t lba;
   struct recbuf *rb;
-  uint32_t off;
+  uint32_t off, woff;
   uint64_t seq, first_dirty;
   bool dirty, writing, direct;
   struct recbuf *wrb;  /* buffer of the version being written */
@@ -134,6 +135,8 @@ struct rreq {
 struct jwrite {
   struct ioreq wio, fio;
   int wres, fres, left;
+  uint32_t dpend;      /* direct writes of the batch still in flight */
+  bool linked, wdone, fsync_sent;
   struct jtx *first;
   uint32_t count;
   uint64_t bytes;
@@ -231,6 +234,20 @@ struct store {
   struct ioreq ck_fsync;
   int ck_err;
   uint64_t ck_count;
+  struct jdesc ck_last;
+
+  /* checkpoint sync thread; sync_lock protects sync_job/stop/result */
+  pthread_t sync_tid;
+  bool sync_started;
+  pthread_mutex_t sync_lock;
+  pthread_cond_t sync_cond;
+  bool sync_job, sync_stop;
+  int sync_result;
+  uint8_t sync_val[20];
+  int sync_efd;
+  struct event *ev_sync;
+  /* statistics (logged at close) */
+  uint64_t jw_count, jw_records, jw_ns, jw_start_ns, ck_ns, ck_start_ns, ck_blocks;
 
   /* reads */
   struct rreq *waiting;     /* waiting for io and/or acks */
@@ -269,6 +286,8 @@ bool st_read_overlaps(struct store *st, uint64_t lba);
 void st_on_ring(int fd, short what, void *arg);
 void st_on_defer(int fd, short what, void *arg);
 void st_on_timer(int fd, short what, void *arg);
+void st_on_sync(int fd, short what, void *arg);
+void *st_sync_thread(void *arg);
 int st_drain(struct store *st);
 void st_free_runtime(struct store *st);
 void st_rreq_ready(struct store *st, struct rreq *r);

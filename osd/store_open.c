@@ -471,6 +471,9 @@ int store_open(const char *dev_path, const char *data_dir,
     return -ENOMEM;
   st->fd = -1;
   st->efd = -1;
+  st->sync_efd = -1;
+  pthread_mutex_init(&st->sync_lock, NULL);
+  pthread_cond_init(&st->sync_cond, NULL);
   st->base = base;
   st->cfg = cfg;
   st->dev_path = strdup(dev_path);
@@ -597,6 +600,19 @@ int store_open(const char *dev_path, const char *data_dir,
     goto out_free;
   }
   event_add(st->ev_ring, NULL);
+  st->sync_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (st->sync_efd < 0 ||
+      !(st->ev_sync = event_new(base, st->sync_efd, EV_READ | EV_PERSIST,
+                                st_on_sync, st))) {
+    r = -ENOMEM;
+    goto out_free;
+  }
+  event_add(st->ev_sync, NULL);
+  if ((r = -pthread_create(&st->sync_tid, NULL, st_sync_thread, st)) < 0) {
+    log_err(SUB, "cannot start the checkpoint sync thread: %s", strerror(-r));
+    goto out_free;
+  }
+  st->sync_started = true;
   struct timeval tv = { st->ckpt_interval_ms / 1000,
                         (st->ckpt_interval_ms % 1000) * 1000 };
   event_add(st->ev_timer, &tv);
@@ -614,6 +630,19 @@ out_free:
 
 void st_free_runtime(struct store *st)
 {
+  if (st->sync_started) {
+    pthread_mutex_lock(&st->sync_lock);
+    st->sync_stop = true;
+    pthread_cond_signal(&st->sync_cond);
+    pthread_mutex_unlock(&st->sync_lock);
+    pthread_join(st->sync_tid, NULL);
+  }
+  if (st->ev_sync)
+    event_free(st->ev_sync);
+  if (st->sync_efd >= 0)
+    close(st->sync_efd);
+  pthread_mutex_destroy(&st->sync_lock);
+  pthread_cond_destroy(&st->sync_cond);
   if (st->ev_ring)
     event_free(st->ev_ring);
   if (st->ev_defer)
@@ -685,6 +714,15 @@ void store_close(store *st)
     store_checkpoint_sync(st);
   while (st->ck_busy || st->reading)
     event_base_loop(st->base, EVLOOP_ONCE);
+  if (st->jw_count)
+    log_info(SUB, "closing %s: %llu journal writes (%.1f records, %.0f us "
+             "each), %llu checkpoints (%.0f us each, %llu blocks written back)",
+             st->dev_path, (unsigned long long)st->jw_count,
+             (double)st->jw_records / (double)st->jw_count,
+             (double)st->jw_ns / 1000.0 / (double)st->jw_count,
+             (unsigned long long)st->ck_count,
+             st->ck_count ? (double)st->ck_ns / 1000.0 / (double)st->ck_count : 0,
+             (unsigned long long)st->ck_blocks);
   st_free_runtime(st);
 }
 
