@@ -1524,6 +1524,8 @@ static void journal_kick(struct store *st)
     w->iov[count].iov_len = j->len;
     j->jpos = p;
     j->state = JTX_WRITING;
+    st->last_rec_pos = p;
+    st->last_rec_len = j->len;
     dpend += j->direct_left;
     pos = p + j->len;
     bytes += j->len;

@@ -207,6 +207,13 @@ int store_fsck(store *st, bool deep);
 int64_t store_debug_block_offset(store *st, const struct store_oid *oid,
                                  uint64_t off);
 const char *store_debug_device(store *st);
+/* Simulate a crash: wait only for I/O already in flight, then free the
+ * store without a checkpoint (what a kill -9 after the last completion
+ * would leave on the device). */
+void store_debug_abandon(store *st);
+/* Device offset and length of the newest journal record written. -ENOENT
+ * if none since open. */
+int store_debug_journal_last(store *st, uint64_t *dev_off, uint32_t *len);
 /* Seq of the last acknowledged transaction (journal record). */
 uint64_t store_debug_acked_seq(store *st);
 

@@ -235,6 +235,8 @@ struct store {
   int ck_err;
   uint64_t ck_count;
   struct jdesc ck_last;
+  uint64_t last_rec_pos;   /* newest record written (test hook) */
+  uint32_t last_rec_len;
 
   /* checkpoint sync thread; sync_lock protects sync_job/stop/result */
   pthread_t sync_tid;

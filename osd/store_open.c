@@ -752,3 +752,55 @@ uint64_t store_debug_acked_seq(store *st)
 {
   return st->acked_seq;
 }
+
+void store_debug_abandon(store *st)
+{
+  /* I/O in flight owns buffers: let it finish, start nothing new, tell
+   * nobody (a killed process acknowledges nothing more) */
+  st->failed = true;
+  for (struct jtx *j = st->q_head; j; j = j->next)
+    j->cb = NULL;
+  while (st->jw_busy || st->ck_busy || st->reading)
+    event_base_loop(st->base, EVLOOP_ONCE);
+  for (struct jtx *j = st->q_head; j; j = j->next)
+    while (j->direct_left)
+      event_base_loop(st->base, EVLOOP_ONCE);
+  struct jtx *lists[2] = { st->q_head, st->blocked_head };
+  for (int i = 0; i < 2; i++)
+    for (struct jtx *j = lists[i], *nx; j; j = nx) {
+      nx = j->next;
+      rb_put(st, j->rb);
+      store_txn_free(j->txn);
+      free(j->dw);
+      free(j);
+    }
+  st->q_head = st->blocked_head = NULL;
+  for (struct rreq *r = st->waiting, *nx; r; r = nx) {
+    nx = r->next;
+    rb_put(st, r->bounce);
+    free(r->runs);
+    free(r->blocks);
+    free(r->what);
+    free(r);
+  }
+  st->waiting = NULL;
+  for (struct rreq *r = st->ready_head, *nx; r; r = nx) {
+    nx = r->next;
+    rb_put(st, r->bounce);
+    free(r->runs);
+    free(r->blocks);
+    free(r->what);
+    free(r);
+  }
+  st->ready_head = NULL;
+  st_free_runtime(st);
+}
+
+int store_debug_journal_last(store *st, uint64_t *dev_off, uint32_t *len)
+{
+  if (!st->last_rec_len)
+    return -ENOENT;
+  *dev_off = st->sb.journal_offset + st->last_rec_pos % st->sb.journal_size;
+  *len = st->last_rec_len;
+  return 0;
+}
