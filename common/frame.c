@@ -10,30 +10,21 @@
 #include <string.h>
 
 #include "crc32c.h"
-
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t get32(const uint8_t *p)
-{
-  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | ((uint64_t)get32(p + 4) << 32); }
+#include "endian.h"
 
 void frame_hdr_encode(const struct frame_hdr *h, uint8_t out[FRAME_HDR_LEN])
 {
-  put32(out, FRAME_MAGIC);
+  put_le32(out, FRAME_MAGIC);
   out[4] = FRAME_VERSION;
   out[5] = h->flags;
-  put16(out + 6, h->type);
-  put64(out + 8, h->tid);
-  put32(out + 16, h->payload_len);
-  put32(out + 20, h->data_len);
-  put32(out + 24, h->payload_crc);
-  put32(out + 28, h->data_crc);
-  put32(out + 32, 0);
-  put32(out + 36, crc32c(0, out, 36));
+  put_le16(out + 6, h->type);
+  put_le64(out + 8, h->tid);
+  put_le32(out + 16, h->payload_len);
+  put_le32(out + 20, h->data_len);
+  put_le32(out + 24, h->payload_crc);
+  put_le32(out + 28, h->data_crc);
+  put_le32(out + 32, 0);
+  put_le32(out + 36, crc32c(0, out, 36));
 }
 
 int frame_hdr_decode(const uint8_t in[FRAME_HDR_LEN], const struct frame_limits *lim,
@@ -41,26 +32,26 @@ int frame_hdr_decode(const uint8_t in[FRAME_HDR_LEN], const struct frame_limits 
 {
   const char *w = NULL;
   int r = 0;
-  if (get32(in) != FRAME_MAGIC) {
+  if (get_le32(in) != FRAME_MAGIC) {
     w = "bad magic";
     r = -EPROTO;
   } else if (in[4] != FRAME_VERSION) {
     w = "unsupported frame version";
     r = -EPROTO;
-  } else if (get32(in + 36) != crc32c(0, in, 36)) {
+  } else if (get_le32(in + 36) != crc32c(0, in, 36)) {
     w = "header checksum mismatch";
     r = -EPROTO;
-  } else if (get32(in + 32) != 0 || (in[5] & ~(FRAME_F_REPLY | FRAME_F_ONEWAY))) {
+  } else if (get_le32(in + 32) != 0 || (in[5] & ~(FRAME_F_REPLY | FRAME_F_ONEWAY))) {
     w = "reserved bits set";
     r = -EPROTO;
   } else {
     h->flags = in[5];
-    h->type = get16(in + 6);
-    h->tid = get64(in + 8);
-    h->payload_len = get32(in + 16);
-    h->data_len = get32(in + 20);
-    h->payload_crc = get32(in + 24);
-    h->data_crc = get32(in + 28);
+    h->type = get_le16(in + 6);
+    h->tid = get_le64(in + 8);
+    h->payload_len = get_le32(in + 16);
+    h->data_len = get_le32(in + 20);
+    h->payload_crc = get_le32(in + 24);
+    h->data_crc = get_le32(in + 28);
     if (h->payload_len > lim->max_payload) {
       w = "payload longer than msgr_max_payload";
       r = -EMSGSIZE;

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/endian.h"
 #include "common/log.h"
 #include "mon/mon.h"
 
@@ -29,28 +30,15 @@ struct mon_store {
   rocksdb_readoptions_t *ropts;
 };
 
-static void put_u64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static uint64_t get_u64(const uint8_t *p)
-{
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--)
-    v = (v << 8) | p[i];
-  return v;
-}
-
 static void log_key(uint64_t index, char out[12])
 {
   memcpy(out, "log/", 4);
-  for (int i = 0; i < 8; i++)
-    out[4 + i] = (char)(index >> (56 - 8 * i));
+  put_be64((uint8_t *)out + 4, index);
 }
 
 static uint64_t log_key_index(const char *k)
 {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++)
-    v = (v << 8) | (uint8_t)k[4 + i];
-  return v;
+  return get_be64((const uint8_t *)k + 4);
 }
 
 static int open_db(const char *dir, bool create, mon_store **out)
@@ -159,8 +147,8 @@ int mon_store_ident(mon_store *s, struct mon_ident *id)
 int mon_store_save_state(mon_store *s, uint64_t term, uint32_t vote)
 {
   uint8_t st[16] = { 0 };
-  put_u64(st, term);
-  put_u64(st + 8, vote);
+  put_le64(st, term);
+  put_le64(st + 8, vote);
   rocksdb_writebatch_t *b = rocksdb_writebatch_create();
   rocksdb_writebatch_put(b, "raft/state", 10, (const char *)st, sizeof st);
   return write_batch(s, b);
@@ -201,8 +189,8 @@ int mon_store_save_snapshot(mon_store *s, uint64_t index, uint64_t term,
                             const void *data, size_t len)
 {
   uint8_t meta[16];
-  put_u64(meta, index);
-  put_u64(meta + 8, term);
+  put_le64(meta, index);
+  put_le64(meta + 8, term);
   rocksdb_writebatch_t *b = rocksdb_writebatch_create();
   rocksdb_writebatch_put(b, "snap/meta", 9, (const char *)meta, sizeof meta);
   rocksdb_writebatch_put(b, "snap/data", 9, data, len);
@@ -224,14 +212,14 @@ int mon_store_load(mon_store *s, struct mon_store_loaded *out)
     return -EIO;
   }
   if (v && len == 16) {
-    out->p.term = get_u64((uint8_t *)v);
-    out->p.vote = (uint32_t)get_u64((uint8_t *)v + 8);
+    out->p.term = get_le64((uint8_t *)v);
+    out->p.vote = (uint32_t)get_le64((uint8_t *)v + 8);
   }
   free(v);
   v = rocksdb_get(s->db, s->ropts, "snap/meta", 9, &len, &err);
   if (!err && v && len == 16) {
-    out->p.snap_index = get_u64((uint8_t *)v);
-    out->p.snap_term = get_u64((uint8_t *)v + 8);
+    out->p.snap_index = get_le64((uint8_t *)v);
+    out->p.snap_term = get_le64((uint8_t *)v + 8);
     free(v);
     v = rocksdb_get(s->db, s->ropts, "snap/data", 9, &len, &err);
     if (err || !v) {
