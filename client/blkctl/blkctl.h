@@ -6,6 +6,7 @@
  *   status.c   status, mon stat, osd tree
  *   pool.c     pool create / ls / rm
  *   monbench.c mon bench: commit latency of map changes
+ *   monwatch.c mon watch: subscribe and print map updates
  *   json.c     a tiny JSON writer for --format json
  * Exit codes follow the ceph tool: 0 success, otherwise the errno of the
  * failure (2 ENOENT, 17 EEXIST, 22 EINVAL incl. usage errors, 110
@@ -48,6 +49,7 @@ int cmd_mon(struct blkctl *b, int argc, char **argv);
 int cmd_osd(struct blkctl *b, int argc, char **argv);
 int cmd_pool(struct blkctl *b, int argc, char **argv);
 int cmd_mon_bench(struct blkctl *b, int argc, char **argv);
+int cmd_mon_watch(struct blkctl *b, int argc, char **argv);
 
 /* json.c: writes to stdout with correct commas and escaping. */
 void json_begin_obj(void);

@@ -25,6 +25,7 @@ static void usage(FILE *f)
           "  status                         health, quorum, OSDs, pools, PGs\n"
           "  mon stat                       monitors, leader and quorum\n"
           "  mon bench [--count N]          commit latency of map changes, ReadIndex reads\n"
+          "  mon watch [--from E] [--count N] [--mon NAME]   print map updates as they come\n"
           "pools:\n"
           "  pool create NAME PG_NUM [--size N] [--min-size N] [--failure-domain host|osd]\n"
           "  pool ls\n"

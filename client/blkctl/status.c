@@ -168,8 +168,10 @@ int cmd_mon(struct blkctl *b, int argc, char **argv)
 {
   if (argc >= 2 && !strcmp(argv[1], "bench"))
     return cmd_mon_bench(b, argc, argv);
+  if (argc >= 2 && !strcmp(argv[1], "watch"))
+    return cmd_mon_watch(b, argc, argv);
   if (argc != 2 || strcmp(argv[1], "stat") != 0)
-    return blkctl_fail(EINVAL, "usage: blkctl mon stat|bench [--format json]");
+    return blkctl_fail(EINVAL, "usage: blkctl mon stat|bench|watch [--format json]");
   Blk__MonReply *rep;
   struct cluster_map *m;
   int r = read_status(b, &rep, &m);
