@@ -101,6 +101,7 @@ struct msgr {
   struct event *sweep_ev;
   int connect_timeout_ms;
   int max_backoff_ms;
+  int tcp_user_timeout_ms;
 };
 
 static int64_t now_ms(void)
@@ -354,12 +355,18 @@ bool msgr_conn_is_open(const msgr_conn *c) { return c->state == C_OPEN; }
 void msgr_conn_set_priv(msgr_conn *c, void *priv) { c->priv = priv; }
 void *msgr_conn_priv(const msgr_conn *c) { return c->priv; }
 
-static void tune_socket(int fd, int family)
+static void tune_socket(msgr *m, int fd, int family)
 {
   int one = 1;
   if (family != AF_UNIX) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    /* Data unacknowledged this long means the peer is gone (a cut link):
+     * fail the connection instead of retransmitting with ever longer
+     * backoff, so that it is re-established promptly when the path heals. */
+    unsigned uto = (unsigned)m->tcp_user_timeout_ms;
+    if (uto)
+      setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof uto);
   }
 }
 
@@ -455,7 +462,7 @@ static void conn_start_connect(msgr_conn *c)
     conn_start_connect(c);   /* arms the retry timer */
     return;
   }
-  tune_socket(fd, c->sa.ss_family);
+  tune_socket(m, fd, c->sa.ss_family);
   if (conn_attach_fd(c, fd) < 0) {
     conn_teardown_fd(c);
     c->next_attempt = now + 100;
@@ -780,7 +787,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
         log_warn("msgr", "accept: %s", strerror(errno));
       return;
     }
-    tune_socket(fd, ss.ss_family);
+    tune_socket(m, fd, ss.ss_family);
     msgr_conn *c = conn_alloc(m, false);
     if (!c) {
       close(fd);
@@ -896,6 +903,7 @@ msgr *msgr_new(struct event_base *base, const struct frame_limits *lim,
   m->ctx = ctx;
   m->connect_timeout_ms = 3000;
   m->max_backoff_ms = 2000;
+  m->tcp_user_timeout_ms = 10000;
   m->sweep_ev = event_new(base, -1, EV_PERSIST, sweep_cb, m);
   if (!m->sweep_ev) {
     free(m);
@@ -905,6 +913,11 @@ msgr *msgr_new(struct event_base *base, const struct frame_limits *lim,
   struct timeval tv = { 0, SWEEP_MS * 1000 };
   event_add(m->sweep_ev, &tv);
   return m;
+}
+
+void msgr_set_tcp_user_timeout(msgr *m, int ms)
+{
+  m->tcp_user_timeout_ms = ms > 0 ? ms : 0;
 }
 
 void msgr_set_timeouts(msgr *m, int connect_timeout_ms, int max_backoff_ms)

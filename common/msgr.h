@@ -63,6 +63,9 @@ msgr *msgr_new(struct event_base *base, const struct frame_limits *lim,
 /* Connect timeout and reconnect backoff ceiling (defaults 3 s and 2 s;
  * from msgr_connect_timeout / msgr_reconnect_max_backoff). */
 void msgr_set_timeouts(msgr *m, int connect_timeout_ms, int max_backoff_ms);
+/* TCP_USER_TIMEOUT for new TCP connections (default 10 s; 0 = kernel
+ * default): unacknowledged data older than this fails the connection. */
+void msgr_set_tcp_user_timeout(msgr *m, int ms);
 /* Close every connection (pending calls fail with -ECANCELED) and free. */
 void msgr_free(msgr *m);
 

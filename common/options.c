@@ -20,6 +20,7 @@ const struct config_option config_options[] = {
   { "msgr_max_data", CFG_SIZE, "64M", "largest raw data segment a frame may carry" },
   { "msgr_connect_timeout", CFG_MS, "3s", "TCP connect timeout" },
   { "msgr_reconnect_max_backoff", CFG_MS, "2s", "upper bound of the reconnect backoff" },
+  { "msgr_tcp_user_timeout", CFG_MS, "10s", "fail a TCP connection whose sent data stays unacknowledged this long" },
   /* mon */
   { "mon_data", CFG_STR, "", "monitor store directory (RocksDB); default <run_dir>/mon.<id>" },
   { "mon_addr", CFG_STR, "", "address this monitor listens on; default from mon_host" },

@@ -197,6 +197,7 @@ int main(int argc, char **argv)
    * election timeout */
   msgr_set_timeouts(mon.msgr, (int)config_get_int(mon.cfg, "msgr_connect_timeout"),
                     (int)config_get_int(mon.cfg, "mon_election_timeout") / 2);
+  msgr_set_tcp_user_timeout(mon.msgr, (int)config_get_int(mon.cfg, "msgr_tcp_user_timeout"));
   mon.snapshot_every = (uint64_t)config_get_int(mon.cfg, "mon_snapshot_every");
   if (mon.snapshot_every == 0)
     mon.snapshot_every = 1000;

@@ -213,9 +213,38 @@ void quorum_on_raft_msg(struct mon *mon, const struct msgr_frame *f)
   maybe_snapshot(mon);
 }
 
+/* A peer silent for two election timeouts while its connection looks open
+ * is behind a dead path (cut link, frozen host): drop the connection so
+ * that it is re-established from scratch once the path heals, instead of
+ * waiting for TCP's retransmission backoff. */
+static void reset_silent_peers(struct mon *mon)
+{
+  int64_t now = wall_ms();
+  int64_t limit = 2 * config_get_int(mon->cfg, "mon_election_timeout");
+  for (size_t i = 0; i < mon->n_mons; i++) {
+    uint32_t r = mon->monmap[i].rank;
+    if (r == mon->ident.rank || !mon->peers[r])
+      continue;
+    /* only peers that should be talking to us: all of them when leading,
+     * the leader when following (followers never talk to each other) */
+    bool expected = raft_is_leader(mon->raft) || raft_leader(mon->raft) == r;
+    if (!expected || !mon->peer_heard_ms[r]) {
+      mon->peer_heard_ms[r] = now;   /* start the clock */
+      continue;
+    }
+    if (now - mon->peer_heard_ms[r] > limit && msgr_conn_is_open(mon->peers[r])) {
+      log_info("quorum", "no word from mon.%s for %lld ms: reconnecting", mon->monmap[i].name,
+               (long long)(now - mon->peer_heard_ms[r]));
+      msgr_conn_close(mon->peers[r]);
+      mon->peer_heard_ms[r] = now;
+    }
+  }
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
   struct mon *mon = arg;
+  reset_silent_peers(mon);
   bool was_leader = raft_is_leader(mon->raft);
   uint64_t term = raft_term(mon->raft);
   raft_tick(mon->raft);
