@@ -38,6 +38,9 @@
 
 #include "mon/raft.h"
 
+/* REPLICATE keeps at most this many batches in flight per peer */
+#define RAFT_INFLIGHT_BATCHES 8
+
 enum raft_role { ROLE_FOLLOWER, ROLE_PRECANDIDATE, ROLE_CANDIDATE, ROLE_LEADER };
 enum peer_state { PEER_PROBE, PEER_REPLICATE, PEER_SNAPSHOT };
 
@@ -66,6 +69,7 @@ struct raft {
   uint64_t term;
   uint32_t vote;
   uint32_t leader;
+  bool state_unsaved;           /* term/vote changed, not yet persisted */
 
   /* log: entries snap_index+1 .. snap_index+n_log */
   struct raft_entry *log;
@@ -204,6 +208,7 @@ static int raft_persist_state(raft *r, uint64_t term, uint32_t vote)
     return err;
   r->term = term;
   r->vote = vote;
+  r->state_unsaved = false;
   return 0;
 }
 
@@ -254,13 +259,11 @@ static void raft_advance_reads(raft *r)
     done++;
   if (done == 0)
     return;
-  /* copy the finished ids first: the callback sees a consistent queue */
-  for (size_t i = 0; i < done; i++) {
-    uint64_t id = r->reads[0].id;
-    memmove(r->reads, r->reads + 1, (r->n_reads - 1) * sizeof *r->reads);
-    r->n_reads--;
-    r->io.read_done(r->ctx, id, 0);
-  }
+  /* callbacks do not re-enter (raft.h), so the queue is stable here */
+  for (size_t i = 0; i < done; i++)
+    r->io.read_done(r->ctx, r->reads[i].id, 0);
+  memmove(r->reads, r->reads + done, (r->n_reads - done) * sizeof *r->reads);
+  r->n_reads -= done;
 }
 
 /* ---- apply and commit -------------------------------------------------- */
@@ -347,23 +350,32 @@ static void raft_send_append(raft *r, struct raft_peer *p)
     raft_send_snapshot(r, p);
     return;
   }
-  uint64_t prev = p->next - 1;
+  /* PROBE: one message, next stays until an answer.  REPLICATE: a
+   * pipeline of up to RAFT_INFLIGHT_BATCHES batches beyond match. */
   uint64_t last = raft_last(r);
-  size_t n = 0;
-  if (p->next <= last) {
-    uint64_t avail = last - p->next + 1;
-    n = avail < r->cfg.max_append_entries ? (size_t)avail
-                                           : r->cfg.max_append_entries;
-  }
-  struct raft_msg m = {
-    .type = RAFT_MSG_APPEND, .prev_index = prev,
-    .prev_term = raft_term_at(r, prev),
-    .entries = n ? raft_entry_at(r, p->next) : NULL, .n_entries = n,
-    .commit = r->commit, .read_seq = r->read_seq,
-  };
-  raft_send(r, &m, p->id);
-  if (n > 0 && p->state == PEER_REPLICATE)
+  uint64_t window = (uint64_t)RAFT_INFLIGHT_BATCHES *
+                    r->cfg.max_append_entries;
+  for (;;) {
+    uint64_t prev = p->next - 1;
+    size_t n = 0;
+    if (p->next <= last) {
+      uint64_t avail = last - p->next + 1;
+      n = avail < r->cfg.max_append_entries ? (size_t)avail
+                                             : r->cfg.max_append_entries;
+    }
+    struct raft_msg m = {
+      .type = RAFT_MSG_APPEND, .prev_index = prev,
+      .prev_term = raft_term_at(r, prev),
+      .entries = n ? raft_entry_at(r, p->next) : NULL, .n_entries = n,
+      .commit = r->commit, .read_seq = r->read_seq,
+    };
+    raft_send(r, &m, p->id);
+    if (n == 0 || p->state != PEER_REPLICATE)
+      return;
     p->next += n;
+    if (p->next > last || p->next - 1 - p->match >= window)
+      return;
+  }
 }
 
 static void raft_broadcast_append(raft *r, bool heartbeat)
@@ -380,14 +392,22 @@ static void raft_broadcast_append(raft *r, bool heartbeat)
 
 /* ---- role changes ------------------------------------------------------ */
 
-/* Become a follower of `term` (persisting it when it is new) and of
- * `leader` (0 = unknown). */
-static int raft_become_follower(raft *r, uint64_t term, uint32_t leader)
+/* Become a follower of `term` (persisting it when it is new, unless
+ * `defer`: then the caller persists it, with a vote, before anything is
+ * sent) and of `leader` (0 = unknown). */
+static int raft_become_follower_ex(raft *r, uint64_t term, uint32_t leader,
+                                   bool defer)
 {
   if (term != r->term) {
-    int err = raft_persist_state(r, term, 0);
-    if (err < 0)
-      return err;
+    if (defer) {
+      r->term = term;
+      r->vote = 0;
+      r->state_unsaved = true;
+    } else {
+      int err = raft_persist_state(r, term, 0);
+      if (err < 0)
+        return err;
+    }
   }
   if (r->role == ROLE_LEADER)
     raft_fail_reads(r);
@@ -395,6 +415,11 @@ static int raft_become_follower(raft *r, uint64_t term, uint32_t leader)
   r->leader = leader;
   raft_reset_timeout(r);
   return 0;
+}
+
+static int raft_become_follower(raft *r, uint64_t term, uint32_t leader)
+{
+  return raft_become_follower_ex(r, term, leader, false);
 }
 
 static void raft_become_leader(raft *r)
@@ -508,8 +533,9 @@ static int raft_handle_vote(raft *r, const struct raft_msg *m, bool pre)
   }
   /* here m->term == r->term */
   bool grant = up && (r->vote == 0 || r->vote == m->from);
-  if (grant && r->vote != m->from) {
-    int err = raft_persist_state(r, r->term, m->from);
+  if ((grant && r->vote != m->from) || r->state_unsaved) {
+    /* one write for the new term and the vote */
+    int err = raft_persist_state(r, r->term, grant ? m->from : r->vote);
     if (err < 0)
       return err;
   }
@@ -734,11 +760,13 @@ int raft_step(raft *r, const struct raft_msg *m)
         (m->type == RAFT_MSG_PREVOTE_RESP && m->granted)) {
       /* about a future term: ours does not change */
     } else if (m->type == RAFT_MSG_VOTE && raft_in_lease(r)) {
-      return 0;                 /* leader stickiness: ignore entirely */
+      /* leader stickiness: do not even adopt the term; refused below */
     } else {
       uint32_t lead = (m->type == RAFT_MSG_APPEND ||
                        m->type == RAFT_MSG_SNAPSHOT) ? m->from : 0;
-      err = raft_become_follower(r, m->term, lead);
+      /* a VOTE's new term is persisted together with the vote */
+      err = raft_become_follower_ex(r, m->term, lead,
+                                    m->type == RAFT_MSG_VOTE);
       if (err < 0)
         return err;
     }
@@ -769,13 +797,18 @@ int raft_step(raft *r, const struct raft_msg *m)
 
   switch (m->type) {
   case RAFT_MSG_PREVOTE:
-    if (raft_in_lease(r))
-      return 0;
-    return raft_handle_vote(r, m, true);
   case RAFT_MSG_VOTE:
-    if (raft_in_lease(r))
+    if (raft_in_lease(r)) {
+      /* leader stickiness: refuse, keeping our term (a VOTE may be for a
+       * higher one; the candidate ignores an answer with a lower term) */
+      struct raft_msg resp = {
+        .type = m->type == RAFT_MSG_VOTE ? RAFT_MSG_VOTE_RESP
+                                         : RAFT_MSG_PREVOTE_RESP,
+      };
+      raft_send(r, &resp, m->from);
       return 0;
-    return raft_handle_vote(r, m, false);
+    }
+    return raft_handle_vote(r, m, m->type == RAFT_MSG_PREVOTE);
   case RAFT_MSG_PREVOTE_RESP:
     raft_handle_vote_resp(r, m, slot, true);
     return 0;

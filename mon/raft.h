@@ -115,7 +115,12 @@ struct raft_io {
 };
 /* Callbacks must not call back into the raft object that invoked them
  * (no raft_* call on it from inside apply(), read_done(), ...); queue the
- * work and do it after the raft_* call returns. */
+ * work and do it after the raft_* call returns.
+ * A persist_* or snapshot_install failure (negative errno) is returned by
+ * the raft_* call that hit it (raft_tick() swallows it); the core sends
+ * nothing that depends on the failed write, but its memory may then be
+ * ahead of the disk: the caller must raft_free() the node and rebuild it
+ * from storage (what a daemon does on a failed fsync). */
 
 /* Everything persisted, handed back at restart (all zero for a new node). */
 struct raft_persisted {
@@ -153,7 +158,8 @@ void raft_free(raft *r);
 /* Advance the logical clock by one tick. */
 void raft_tick(raft *r);
 /* Handle a received message.  Returns 0, or -EINVAL for a malformed one
- * (ignored). */
+ * (ignored), or the error of a failed persist_* / snapshot_install (see
+ * above). */
 int raft_step(raft *r, const struct raft_msg *m);
 /* Append a command (leader only).  Returns 0 and the entry's index and
  * term, or -ENOTCONN when this node is not the leader (see raft_leader()). */
