@@ -522,32 +522,102 @@ static void test_read_index_waits_for_own_term(void **state)
     assert_int_equal(raft_step(tn[x.m.to - 1].r, &x.m), 0);
   }
   assert_int_equal(raft_commit_index(tn[0].r), 0);
-  /* the NOOP is not committed: the read must wait even for a heartbeat
-   * round */
-  size_t held = n_q;
-  assert_true(held > 0);
+  /* the NOOP is not committed: the read must wait for it, even once a
+   * majority confirmed the leadership */
+  n_q = 0;                          /* the NOOP's APPENDs are lost */
   assert_int_equal(raft_read_index(tn[0].r, 7), 0);
+  assert_true(n_q > 0);             /* a heartbeat round for the read */
+  assert_int_equal(q[0].m.read_seq, 1);
+  n_q = 0;
+  uint64_t term = raft_term(tn[0].r);
+  struct raft_msg ack = { .type = RAFT_MSG_APPEND_RESP, .from = 2, .to = 1,
+                          .term = term, .match_index = 0, .read_seq = 1 };
+  assert_int_equal(raft_step(tn[0].r, &ack), 0);
   assert_int_equal(tn[0].n_reads_done, 0);
-  /* deliver one round to node 2 only: majority reached, NOOP commits */
-  deliver(3);
-  assert_true(raft_commit_index(tn[0].r) >= 1);
+  /* node 2 now stores the NOOP: it commits, the read completes */
+  ack.match_index = 1;
+  assert_int_equal(raft_step(tn[0].r, &ack), 0);
+  assert_int_equal(raft_commit_index(tn[0].r), 1);
   assert_int_equal(tn[0].n_reads_done, 1);
   assert_int_equal(tn[0].reads_done[0], 7);
   assert_int_equal(tn[0].read_err[0], 0);
   assert_true(tn[0].applied_index >= 1);
 
+  /* an answer to an older heartbeat does not confirm a newer read */
+  n_q = 0;
+  assert_int_equal(raft_read_index(tn[0].r, 9), 0);
+  ack.read_seq = 1;
+  assert_int_equal(raft_step(tn[0].r, &ack), 0);
+  assert_int_equal(tn[0].n_reads_done, 1);
+  ack.read_seq = 2;
+  assert_int_equal(raft_step(tn[0].r, &ack), 0);
+  assert_int_equal(tn[0].n_reads_done, 2);
+  assert_int_equal(tn[0].reads_done[1], 9);
+  assert_int_equal(tn[0].read_err[1], 0);
+
   /* a read needs a fresh heartbeat round: nothing answers -> no result */
   assert_int_equal(raft_read_index(tn[0].r, 8), 0);
   n_q = 0;                          /* the heartbeats are lost */
-  assert_int_equal(tn[0].n_reads_done, 1);
+  assert_int_equal(tn[0].n_reads_done, 2);
   /* losing leadership fails the pending read with -EAGAIN */
   struct raft_msg up = { .type = RAFT_MSG_APPEND_RESP, .from = 3, .to = 1,
-                         .term = raft_term(tn[0].r) + 1, .reject = true };
+                         .term = term + 1, .reject = true };
   assert_int_equal(raft_step(tn[0].r, &up), 0);
   assert_false(raft_is_leader(tn[0].r));
-  assert_int_equal(tn[0].n_reads_done, 2);
-  assert_int_equal(tn[0].reads_done[1], 8);
-  assert_int_equal(tn[0].read_err[1], -EAGAIN);
+  assert_int_equal(tn[0].n_reads_done, 3);
+  assert_int_equal(tn[0].reads_done[2], 8);
+  assert_int_equal(tn[0].read_err[2], -EAGAIN);
+}
+
+static void test_no_commit_of_old_term_by_counting(void **state)
+{
+  (void)state;
+  n_tn = 3;
+  uint64_t d = 1;
+  struct raft_entry e1[2] = {
+    { .term = 1, .index = 1, .len = 8, .data = &d },
+    { .term = 2, .index = 2, .len = 8, .data = &d },
+  };
+  for (uint32_t i = 0; i < 3; i++) {
+    struct raft_config c = cfg_for(i + 1, 3);
+    c.max_append_entries = 1;
+    c.seed = i == 0 ? 1 : 1000 + i;
+    struct raft_persisted init = { .term = 2, .entries = e1,
+                                   .n_entries = i == 0 ? 2 : 1 };
+    tn[i].id = i + 1;
+    tn[i].last = init.n_entries;
+    tn[i].r = raft_new(&c, &t_io, &tn[i], &init);
+    assert_non_null(tn[i].r);
+  }
+  /* node 1 (the only one holding 2/2) wins term 3 */
+  while (n_q == 0)
+    raft_tick(tn[0].r);
+  while (!raft_is_leader(tn[0].r)) {
+    assert_true(n_q > 0);
+    struct qmsg x = q[0];
+    memmove(q, q + 1, (n_q - 1) * sizeof *q);
+    n_q--;
+    assert_int_equal(raft_step(tn[x.m.to - 1].r, &x.m), 0);
+  }
+  assert_int_equal(raft_term(tn[0].r), 3);
+  /* deliver one message at a time: the commit index jumps from 0 straight
+   * to the NOOP of term 3, never stopping at 2/2 */
+  int steps = 0;
+  while (n_q > 0 && steps++ < 200) {
+    struct qmsg x = q[0];
+    memmove(q, q + 1, (n_q - 1) * sizeof *q);
+    n_q--;
+    x.m.entries = x.m.n_entries ? x.ents : NULL;
+    for (size_t k = 0; k < x.m.n_entries; k++)
+      x.ents[k].data = x.ents[k].len ? &x.data[k] : NULL;
+    assert_int_equal(raft_step(tn[x.m.to - 1].r, &x.m), 0);
+    uint64_t c = raft_commit_index(tn[0].r);
+    assert_true(c == 0 || c >= 3);
+    if (x.m.to == 2 && x.m.type == RAFT_MSG_APPEND && x.m.n_entries == 1 &&
+        x.ents[0].index == 2)
+      assert_int_equal(c, 0);   /* 2/2 reached a majority: still 0 */
+  }
+  assert_int_equal(raft_commit_index(tn[0].r), 3);
 }
 
 static void test_malformed_rejected(void **state)
@@ -646,6 +716,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_snapshot_install, setup, teardown),
     cmocka_unit_test_setup_teardown(test_read_index_waits_for_own_term, setup,
                                     teardown),
+    cmocka_unit_test_setup_teardown(test_no_commit_of_old_term_by_counting,
+                                    setup, teardown),
     cmocka_unit_test_setup_teardown(test_malformed_rejected, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
