@@ -711,13 +711,16 @@ static int raft_validate(const raft *r, const struct raft_msg *m)
     return -EINVAL;
   if (m->term == 0)
     return -EINVAL;
+  /* terms and indexes this large cannot be real, and would overflow */
+  if (m->term > RAFT_MAX_VALUE || m->last_index > RAFT_MAX_VALUE ||
+      m->prev_index > RAFT_MAX_VALUE || m->commit > RAFT_MAX_VALUE ||
+      m->snap_index > RAFT_MAX_VALUE || m->match_index > RAFT_MAX_VALUE)
+    return -EINVAL;
   if (m->type == RAFT_MSG_APPEND) {
     if (m->n_entries > RAFT_MSG_MAX_ENTRIES ||
         (m->n_entries > 0 && !m->entries))
       return -EINVAL;
     if (m->prev_term > m->term || (m->prev_index == 0) != (m->prev_term == 0))
-      return -EINVAL;
-    if (m->prev_index > UINT64_MAX - RAFT_MSG_MAX_ENTRIES)
       return -EINVAL;
     uint64_t t = m->prev_term;
     for (size_t i = 0; i < m->n_entries; i++) {
@@ -957,7 +960,9 @@ raft *raft_new(const struct raft_config *cfg, const struct raft_io *io,
         goto einval;
   }
   /* the persisted state must be a log */
-  if (init->snap_term > init->term || (init->snap_index == 0) !=
+  if (init->term > RAFT_MAX_VALUE || init->snap_index > RAFT_MAX_VALUE ||
+      init->n_entries > RAFT_MAX_VALUE - init->snap_index ||
+      init->snap_term > init->term || (init->snap_index == 0) !=
       (init->snap_term == 0) || (init->n_entries > 0 && !init->entries))
     goto einval;
   for (size_t i = 0; i < init->n_entries; i++) {

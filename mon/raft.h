@@ -33,6 +33,9 @@
 /* Added: an APPEND carrying more entries than this is malformed (-EINVAL);
  * cfg->max_append_entries may not exceed it. */
 #define RAFT_MSG_MAX_ENTRIES 1024
+/* Added: a message with a term or index above this is malformed (-EINVAL):
+ * no real cluster gets there, and arithmetic on such values would wrap. */
+#define RAFT_MAX_VALUE (UINT64_C(1) << 62)
 
 enum raft_entry_type {
   RAFT_ENTRY_NORMAL = 0,  /* a state machine command */
