@@ -426,6 +426,16 @@ static void io_send(void *ctx, const struct raft_msg *m)
       fail("node %u sent entry %" PRIu64 " it has not stored", n->id,
            m->entries[i].index);
   }
+  if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT) {
+    /* only a leader sends these: election safety, message by message */
+    GROW(leader_of, cap_leader_of, m->term);
+    if (leader_of[m->term] != 0 && leader_of[m->term] != n->id)
+      fail("election safety: nodes %u and %u both led term %" PRIu64,
+           leader_of[m->term], n->id, m->term);
+    if (!raft_is_leader(n->r) || raft_term(n->r) != m->term)
+      fail("node %u sent %s for term %" PRIu64 " without leading it",
+           n->id, msg_name(m->type), m->term);
+  }
   if (m->type == RAFT_MSG_VOTE_RESP && m->granted) {
     /* one vote per term per node, across crashes */
     GROW(votes, cap_votes, m->term);
