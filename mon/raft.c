@@ -33,9 +33,11 @@
  * the first commit of the leader's own term.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "mon/raft.h"
 
 /* REPLICATE keeps at most this many batches in flight per peer */
@@ -201,15 +203,30 @@ static int raft_log_append(raft *r, const struct raft_entry *es, size_t n)
   return 0;
 }
 
+/* The caller's persist callbacks log their own failures with the disk
+ * context; the core adds what it was persisting, at WARN. */
 static int raft_persist_state(raft *r, uint64_t term, uint32_t vote)
 {
   int err = r->io.persist_state(r->ctx, term, vote);
-  if (err < 0)
+  if (err < 0) {
+    log_warn("raft", "n%u: persisting term=%" PRIu64 " vote=%u failed: %s",
+             r->cfg.id, term, vote, strerror(-err));
     return err;
+  }
   r->term = term;
   r->vote = vote;
   r->state_unsaved = false;
   return 0;
+}
+
+/* Persist the in-memory entries from..from+n-1. */
+static int raft_persist_entries(raft *r, uint64_t from, size_t n)
+{
+  int err = r->io.persist_entries(r->ctx, raft_entry_at(r, from), n);
+  if (err < 0)
+    log_warn("raft", "n%u: persisting entries %" PRIu64 "..%" PRIu64
+             " failed: %s", r->cfg.id, from, from + n - 1, strerror(-err));
+  return err;
 }
 
 static void raft_send(raft *r, struct raft_msg *m, uint32_t to)
@@ -399,6 +416,12 @@ static int raft_become_follower_ex(raft *r, uint64_t term, uint32_t leader,
                                    bool defer)
 {
   if (term != r->term) {
+    if (leader)
+      log_info("raft", "n%u: term %" PRIu64 " -> %" PRIu64 ", following n%u",
+               r->cfg.id, r->term, term, leader);
+    else
+      log_info("raft", "n%u: term %" PRIu64 " -> %" PRIu64 ", follower",
+               r->cfg.id, r->term, term);
     if (defer) {
       r->term = term;
       r->vote = 0;
@@ -443,7 +466,7 @@ static void raft_become_leader(raft *r)
   };
   r->noop_index = last + 1;
   if (raft_log_append(r, &noop, 1) < 0 ||
-      r->io.persist_entries(r->ctx, raft_entry_at(r, last + 1), 1) < 0) {
+      raft_persist_entries(r, last + 1, 1) < 0) {
     /* cannot log the NOOP: do not lead */
     raft_log_truncate(r, last + 1);
     r->role = ROLE_FOLLOWER;
@@ -451,6 +474,8 @@ static void raft_become_leader(raft *r)
     raft_reset_timeout(r);
     return;
   }
+  log_info("raft", "n%u: became leader term=%" PRIu64 " last=%" PRIu64
+           " commit=%" PRIu64, r->cfg.id, r->term, last + 1, r->commit);
   raft_maybe_commit(r);         /* single-node cluster */
   raft_broadcast_append(r, false);
 }
@@ -458,6 +483,10 @@ static void raft_become_leader(raft *r)
 static void raft_start_vote(raft *r, bool pre)
 {
   uint64_t term = r->term + 1;
+  if (pre)
+    log_debug("raft", "n%u: pre-vote for term %" PRIu64, r->cfg.id, term);
+  else
+    log_info("raft", "n%u: election for term %" PRIu64, r->cfg.id, term);
   if (!pre) {
     if (raft_persist_state(r, term, r->cfg.id) < 0)
       return;
@@ -618,7 +647,7 @@ static int raft_handle_append(raft *r, const struct raft_msg *m)
     raft_log_truncate(r, from);
     int err = raft_log_append(r, es + k, n - k);
     if (err == 0)
-      err = r->io.persist_entries(r->ctx, raft_entry_at(r, from), n - k);
+      err = raft_persist_entries(r, from, n - k);
     if (err < 0) {
       /* memory may now be ahead of the disk: drop what is not durable
        * (the caller's persist failed, nothing can be acknowledged) */
@@ -650,8 +679,14 @@ static int raft_handle_snapshot(raft *r, const struct raft_msg *m)
   } else {
     int err = r->io.snapshot_install(r->ctx, m->snap_index, m->snap_term,
                                      m->snap_data, m->snap_len);
-    if (err < 0)
+    if (err < 0) {
+      log_warn("raft", "n%u: installing snapshot %" PRIu64 "/%" PRIu64
+               " failed: %s", r->cfg.id, m->snap_index, m->snap_term,
+               strerror(-err));
       return err;
+    }
+    log_info("raft", "n%u: installed snapshot %" PRIu64 "/%" PRIu64
+             " from n%u", r->cfg.id, m->snap_index, m->snap_term, m->from);
     raft_log_truncate(r, r->snap_index + 1);
     r->snap_index = m->snap_index;
     r->snap_term = m->snap_term;
@@ -754,8 +789,13 @@ static int raft_validate(const raft *r, const struct raft_msg *m)
 int raft_step(raft *r, const struct raft_msg *m)
 {
   int err = raft_validate(r, m);
-  if (err < 0)
+  if (err < 0) {
+    if (m)
+      log_debug("raft", "n%u: dropped malformed message type=%u from=%u "
+                "to=%u term=%" PRIu64, r->cfg.id, m->type, m->from, m->to,
+                m->term);
     return err;
+  }
   int slot = raft_slot(r, m->from);
 
   if (m->term > r->term) {
@@ -856,8 +896,12 @@ void raft_tick(raft *r)
           active++;
         r->peers[i].active = false;
       }
-      if (active < raft_quorum(r))
+      if (active < raft_quorum(r)) {
+        log_info("raft", "n%u: stepping down in term %" PRIu64 ": heard from "
+                 "%zu of %zu nodes in %u ticks", r->cfg.id, r->term, active,
+                 r->cfg.n_peers, r->cfg.election_ticks);
         raft_become_follower(r, r->term, 0);
+      }
     }
     return;
   }
@@ -879,7 +923,7 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index,
   };
   int err = raft_log_append(r, &e, 1);
   if (err == 0)
-    err = r->io.persist_entries(r->ctx, raft_entry_at(r, idx), 1);
+    err = raft_persist_entries(r, idx, 1);
   if (err < 0) {
     raft_log_truncate(r, idx);
     return err;

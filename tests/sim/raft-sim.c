@@ -38,6 +38,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/log.h"
 #include "mon/raft.h"
 
 #define MAXN 5
@@ -1277,6 +1278,11 @@ int main(int argc, char **argv)
       usage();
     }
   }
+  /* the core's own log lines join the trace in --verbose (same stream
+   * order: stdout is line-buffered then, the log writes stderr directly) */
+  log_init("raft-sim", opt.verbose ? LOG_DEBUG : LOG_ERR);
+  if (opt.verbose)
+    setvbuf(stdout, NULL, _IOLBF, 0);
   if (opt.bug == BUG_COMMIT_OLD_TERM)
     raft_inject_bugs(RAFT_BUG_COMMIT_OLD_TERM);
   else if (opt.bug == BUG_READ_NO_CONFIRM)

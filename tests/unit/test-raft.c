@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "mon/raft.h"
 
 #define N_MAX 5
@@ -852,5 +853,6 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_random_messages_never_crash, setup,
                                     teardown),
   };
+  log_init("test-raft", LOG_WARN);
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
