@@ -781,8 +781,14 @@ static void check_all(void)
       /* in full when it takes office, then as commits are learned */
       if (!n->was_leader || n->leader_checked_g != g_commit)
         check_leader(n, !n->was_leader);
-    } else if (n->was_leader) {
-      trace("n%u steps down term=%" PRIu64, n->id, t);
+    } else {
+      if (n->was_leader)
+        trace("n%u steps down term=%" PRIu64, n->id, t);
+      /* a follower's idea of the leader is the leader of its term */
+      uint32_t l = raft_leader(n->r);
+      if (l != 0 && (t >= cap_leader_of || leader_of[t] != l))
+        fail("node %u follows n%u in term %" PRIu64 ", which n%u leads",
+             n->id, l, t, t < cap_leader_of ? leader_of[t] : 0);
     }
     n->was_leader = lead;
     n->dirty = false;
