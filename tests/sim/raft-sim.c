@@ -42,7 +42,7 @@
 #include "mon/raft.h"
 
 #define MAXN 5
-#define DEFAULT_TICKS 7000
+#define DEFAULT_TICKS 6000
 
 /* ---- PRNG ---------------------------------------------------------------- */
 
@@ -1243,7 +1243,7 @@ static void usage(void)
     "                      a progress line every 1000 seeds\n"
     "  --time-limit SECS   stop starting new seeds after SECS seconds\n"
     "  --progress K        print a progress line every K seeds\n"
-    "  --ticks T           chaos ticks per seed before the liveness phase (7000)\n"
+    "  --ticks T           chaos ticks per seed before the liveness phase (6000)\n"
     "  --verbose           trace every event of the seed(s)\n"
     "  --bug MODE          plant a bug: commit-old-term, no-persist-vote,\n"
     "                      read-no-confirm\n"
