@@ -13,8 +13,8 @@
  *
  * Roles: FOLLOWER -> PRECANDIDATE (PreVote at term+1, own term unchanged)
  * -> CANDIDATE (term+1, vote for self) -> LEADER (appends a NOOP).  A node
- * that heard from a leader within election_ticks ignores (pre)votes
- * (leader stickiness); a leader that did not hear from a majority within
+ * that heard from a leader within election_ticks refuses (pre)votes,
+ * without adopting their term (leader stickiness); a leader that did not hear from a majority within
  * election_ticks steps down (CheckQuorum).
  *
  * Per-peer replication state: PROBE (one APPEND per heartbeat, next not
