@@ -13,8 +13,8 @@
  *
  * Roles: FOLLOWER -> PRECANDIDATE (PreVote at term+1, own term unchanged)
  * -> CANDIDATE (term+1, vote for self) -> LEADER (appends a NOOP).  A node
- * that heard from a leader within election_ticks ignores (pre)votes
- * (leader stickiness); a leader that did not hear from a majority within
+ * that heard from a leader within election_ticks refuses (pre)votes,
+ * without adopting their term (leader stickiness); a leader that did not hear from a majority within
  * election_ticks steps down (CheckQuorum).
  *
  * Per-peer replication state: PROBE (one APPEND per heartbeat, next not
@@ -33,10 +33,15 @@
  * the first commit of the leader's own term.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "mon/raft.h"
+
+/* REPLICATE keeps at most this many batches in flight per peer */
+#define RAFT_INFLIGHT_BATCHES 8
 
 enum raft_role { ROLE_FOLLOWER, ROLE_PRECANDIDATE, ROLE_CANDIDATE, ROLE_LEADER };
 enum peer_state { PEER_PROBE, PEER_REPLICATE, PEER_SNAPSHOT };
@@ -66,6 +71,7 @@ struct raft {
   uint64_t term;
   uint32_t vote;
   uint32_t leader;
+  bool state_unsaved;           /* term/vote changed, not yet persisted */
 
   /* log: entries snap_index+1 .. snap_index+n_log */
   struct raft_entry *log;
@@ -197,14 +203,30 @@ static int raft_log_append(raft *r, const struct raft_entry *es, size_t n)
   return 0;
 }
 
+/* The caller's persist callbacks log their own failures with the disk
+ * context; the core adds what it was persisting, at WARN. */
 static int raft_persist_state(raft *r, uint64_t term, uint32_t vote)
 {
   int err = r->io.persist_state(r->ctx, term, vote);
-  if (err < 0)
+  if (err < 0) {
+    log_warn("raft", "n%u: persisting term=%" PRIu64 " vote=%u failed: %s",
+             r->cfg.id, term, vote, strerror(-err));
     return err;
+  }
   r->term = term;
   r->vote = vote;
+  r->state_unsaved = false;
   return 0;
+}
+
+/* Persist the in-memory entries from..from+n-1. */
+static int raft_persist_entries(raft *r, uint64_t from, size_t n)
+{
+  int err = r->io.persist_entries(r->ctx, raft_entry_at(r, from), n);
+  if (err < 0)
+    log_warn("raft", "n%u: persisting entries %" PRIu64 "..%" PRIu64
+             " failed: %s", r->cfg.id, from, from + n - 1, strerror(-err));
+  return err;
 }
 
 static void raft_send(raft *r, struct raft_msg *m, uint32_t to)
@@ -254,13 +276,11 @@ static void raft_advance_reads(raft *r)
     done++;
   if (done == 0)
     return;
-  /* copy the finished ids first: the callback sees a consistent queue */
-  for (size_t i = 0; i < done; i++) {
-    uint64_t id = r->reads[0].id;
-    memmove(r->reads, r->reads + 1, (r->n_reads - 1) * sizeof *r->reads);
-    r->n_reads--;
-    r->io.read_done(r->ctx, id, 0);
-  }
+  /* callbacks do not re-enter (raft.h), so the queue is stable here */
+  for (size_t i = 0; i < done; i++)
+    r->io.read_done(r->ctx, r->reads[i].id, 0);
+  memmove(r->reads, r->reads + done, (r->n_reads - done) * sizeof *r->reads);
+  r->n_reads -= done;
 }
 
 /* ---- apply and commit -------------------------------------------------- */
@@ -347,23 +367,32 @@ static void raft_send_append(raft *r, struct raft_peer *p)
     raft_send_snapshot(r, p);
     return;
   }
-  uint64_t prev = p->next - 1;
+  /* PROBE: one message, next stays until an answer.  REPLICATE: a
+   * pipeline of up to RAFT_INFLIGHT_BATCHES batches beyond match. */
   uint64_t last = raft_last(r);
-  size_t n = 0;
-  if (p->next <= last) {
-    uint64_t avail = last - p->next + 1;
-    n = avail < r->cfg.max_append_entries ? (size_t)avail
-                                           : r->cfg.max_append_entries;
-  }
-  struct raft_msg m = {
-    .type = RAFT_MSG_APPEND, .prev_index = prev,
-    .prev_term = raft_term_at(r, prev),
-    .entries = n ? raft_entry_at(r, p->next) : NULL, .n_entries = n,
-    .commit = r->commit, .read_seq = r->read_seq,
-  };
-  raft_send(r, &m, p->id);
-  if (n > 0 && p->state == PEER_REPLICATE)
+  uint64_t window = (uint64_t)RAFT_INFLIGHT_BATCHES *
+                    r->cfg.max_append_entries;
+  for (;;) {
+    uint64_t prev = p->next - 1;
+    size_t n = 0;
+    if (p->next <= last) {
+      uint64_t avail = last - p->next + 1;
+      n = avail < r->cfg.max_append_entries ? (size_t)avail
+                                             : r->cfg.max_append_entries;
+    }
+    struct raft_msg m = {
+      .type = RAFT_MSG_APPEND, .prev_index = prev,
+      .prev_term = raft_term_at(r, prev),
+      .entries = n ? raft_entry_at(r, p->next) : NULL, .n_entries = n,
+      .commit = r->commit, .read_seq = r->read_seq,
+    };
+    raft_send(r, &m, p->id);
+    if (n == 0 || p->state != PEER_REPLICATE)
+      return;
     p->next += n;
+    if (p->next > last || p->next - 1 - p->match >= window)
+      return;
+  }
 }
 
 static void raft_broadcast_append(raft *r, bool heartbeat)
@@ -380,14 +409,28 @@ static void raft_broadcast_append(raft *r, bool heartbeat)
 
 /* ---- role changes ------------------------------------------------------ */
 
-/* Become a follower of `term` (persisting it when it is new) and of
- * `leader` (0 = unknown). */
-static int raft_become_follower(raft *r, uint64_t term, uint32_t leader)
+/* Become a follower of `term` (persisting it when it is new, unless
+ * `defer`: then the caller persists it, with a vote, before anything is
+ * sent) and of `leader` (0 = unknown). */
+static int raft_become_follower_ex(raft *r, uint64_t term, uint32_t leader,
+                                   bool defer)
 {
   if (term != r->term) {
-    int err = raft_persist_state(r, term, 0);
-    if (err < 0)
-      return err;
+    if (leader)
+      log_info("raft", "n%u: term %" PRIu64 " -> %" PRIu64 ", following n%u",
+               r->cfg.id, r->term, term, leader);
+    else
+      log_info("raft", "n%u: term %" PRIu64 " -> %" PRIu64 ", follower",
+               r->cfg.id, r->term, term);
+    if (defer) {
+      r->term = term;
+      r->vote = 0;
+      r->state_unsaved = true;
+    } else {
+      int err = raft_persist_state(r, term, 0);
+      if (err < 0)
+        return err;
+    }
   }
   if (r->role == ROLE_LEADER)
     raft_fail_reads(r);
@@ -395,6 +438,11 @@ static int raft_become_follower(raft *r, uint64_t term, uint32_t leader)
   r->leader = leader;
   raft_reset_timeout(r);
   return 0;
+}
+
+static int raft_become_follower(raft *r, uint64_t term, uint32_t leader)
+{
+  return raft_become_follower_ex(r, term, leader, false);
 }
 
 static void raft_become_leader(raft *r)
@@ -418,7 +466,7 @@ static void raft_become_leader(raft *r)
   };
   r->noop_index = last + 1;
   if (raft_log_append(r, &noop, 1) < 0 ||
-      r->io.persist_entries(r->ctx, raft_entry_at(r, last + 1), 1) < 0) {
+      raft_persist_entries(r, last + 1, 1) < 0) {
     /* cannot log the NOOP: do not lead */
     raft_log_truncate(r, last + 1);
     r->role = ROLE_FOLLOWER;
@@ -426,6 +474,8 @@ static void raft_become_leader(raft *r)
     raft_reset_timeout(r);
     return;
   }
+  log_info("raft", "n%u: became leader term=%" PRIu64 " last=%" PRIu64
+           " commit=%" PRIu64, r->cfg.id, r->term, last + 1, r->commit);
   raft_maybe_commit(r);         /* single-node cluster */
   raft_broadcast_append(r, false);
 }
@@ -433,6 +483,10 @@ static void raft_become_leader(raft *r)
 static void raft_start_vote(raft *r, bool pre)
 {
   uint64_t term = r->term + 1;
+  if (pre)
+    log_debug("raft", "n%u: pre-vote for term %" PRIu64, r->cfg.id, term);
+  else
+    log_info("raft", "n%u: election for term %" PRIu64, r->cfg.id, term);
   if (!pre) {
     if (raft_persist_state(r, term, r->cfg.id) < 0)
       return;
@@ -508,8 +562,9 @@ static int raft_handle_vote(raft *r, const struct raft_msg *m, bool pre)
   }
   /* here m->term == r->term */
   bool grant = up && (r->vote == 0 || r->vote == m->from);
-  if (grant && r->vote != m->from) {
-    int err = raft_persist_state(r, r->term, m->from);
+  if ((grant && r->vote != m->from) || r->state_unsaved) {
+    /* one write for the new term and the vote */
+    int err = raft_persist_state(r, r->term, grant ? m->from : r->vote);
     if (err < 0)
       return err;
   }
@@ -592,7 +647,7 @@ static int raft_handle_append(raft *r, const struct raft_msg *m)
     raft_log_truncate(r, from);
     int err = raft_log_append(r, es + k, n - k);
     if (err == 0)
-      err = r->io.persist_entries(r->ctx, raft_entry_at(r, from), n - k);
+      err = raft_persist_entries(r, from, n - k);
     if (err < 0) {
       /* memory may now be ahead of the disk: drop what is not durable
        * (the caller's persist failed, nothing can be acknowledged) */
@@ -624,8 +679,14 @@ static int raft_handle_snapshot(raft *r, const struct raft_msg *m)
   } else {
     int err = r->io.snapshot_install(r->ctx, m->snap_index, m->snap_term,
                                      m->snap_data, m->snap_len);
-    if (err < 0)
+    if (err < 0) {
+      log_warn("raft", "n%u: installing snapshot %" PRIu64 "/%" PRIu64
+               " failed: %s", r->cfg.id, m->snap_index, m->snap_term,
+               strerror(-err));
       return err;
+    }
+    log_info("raft", "n%u: installed snapshot %" PRIu64 "/%" PRIu64
+             " from n%u", r->cfg.id, m->snap_index, m->snap_term, m->from);
     raft_log_truncate(r, r->snap_index + 1);
     r->snap_index = m->snap_index;
     r->snap_term = m->snap_term;
@@ -685,13 +746,16 @@ static int raft_validate(const raft *r, const struct raft_msg *m)
     return -EINVAL;
   if (m->term == 0)
     return -EINVAL;
+  /* terms and indexes this large cannot be real, and would overflow */
+  if (m->term > RAFT_MAX_VALUE || m->last_index > RAFT_MAX_VALUE ||
+      m->prev_index > RAFT_MAX_VALUE || m->commit > RAFT_MAX_VALUE ||
+      m->snap_index > RAFT_MAX_VALUE || m->match_index > RAFT_MAX_VALUE)
+    return -EINVAL;
   if (m->type == RAFT_MSG_APPEND) {
     if (m->n_entries > RAFT_MSG_MAX_ENTRIES ||
         (m->n_entries > 0 && !m->entries))
       return -EINVAL;
     if (m->prev_term > m->term || (m->prev_index == 0) != (m->prev_term == 0))
-      return -EINVAL;
-    if (m->prev_index > UINT64_MAX - RAFT_MSG_MAX_ENTRIES)
       return -EINVAL;
     uint64_t t = m->prev_term;
     for (size_t i = 0; i < m->n_entries; i++) {
@@ -725,8 +789,13 @@ static int raft_validate(const raft *r, const struct raft_msg *m)
 int raft_step(raft *r, const struct raft_msg *m)
 {
   int err = raft_validate(r, m);
-  if (err < 0)
+  if (err < 0) {
+    if (m)
+      log_debug("raft", "n%u: dropped malformed message type=%u from=%u "
+                "to=%u term=%" PRIu64, r->cfg.id, m->type, m->from, m->to,
+                m->term);
     return err;
+  }
   int slot = raft_slot(r, m->from);
 
   if (m->term > r->term) {
@@ -734,11 +803,13 @@ int raft_step(raft *r, const struct raft_msg *m)
         (m->type == RAFT_MSG_PREVOTE_RESP && m->granted)) {
       /* about a future term: ours does not change */
     } else if (m->type == RAFT_MSG_VOTE && raft_in_lease(r)) {
-      return 0;                 /* leader stickiness: ignore entirely */
+      /* leader stickiness: do not even adopt the term; refused below */
     } else {
       uint32_t lead = (m->type == RAFT_MSG_APPEND ||
                        m->type == RAFT_MSG_SNAPSHOT) ? m->from : 0;
-      err = raft_become_follower(r, m->term, lead);
+      /* a VOTE's new term is persisted together with the vote */
+      err = raft_become_follower_ex(r, m->term, lead,
+                                    m->type == RAFT_MSG_VOTE);
       if (err < 0)
         return err;
     }
@@ -769,13 +840,18 @@ int raft_step(raft *r, const struct raft_msg *m)
 
   switch (m->type) {
   case RAFT_MSG_PREVOTE:
-    if (raft_in_lease(r))
-      return 0;
-    return raft_handle_vote(r, m, true);
   case RAFT_MSG_VOTE:
-    if (raft_in_lease(r))
+    if (raft_in_lease(r)) {
+      /* leader stickiness: refuse, keeping our term (a VOTE may be for a
+       * higher one; the candidate ignores an answer with a lower term) */
+      struct raft_msg resp = {
+        .type = m->type == RAFT_MSG_VOTE ? RAFT_MSG_VOTE_RESP
+                                         : RAFT_MSG_PREVOTE_RESP,
+      };
+      raft_send(r, &resp, m->from);
       return 0;
-    return raft_handle_vote(r, m, false);
+    }
+    return raft_handle_vote(r, m, m->type == RAFT_MSG_PREVOTE);
   case RAFT_MSG_PREVOTE_RESP:
     raft_handle_vote_resp(r, m, slot, true);
     return 0;
@@ -820,8 +896,12 @@ void raft_tick(raft *r)
           active++;
         r->peers[i].active = false;
       }
-      if (active < raft_quorum(r))
+      if (active < raft_quorum(r)) {
+        log_info("raft", "n%u: stepping down in term %" PRIu64 ": heard from "
+                 "%zu of %zu nodes in %u ticks", r->cfg.id, r->term, active,
+                 r->cfg.n_peers, r->cfg.election_ticks);
         raft_become_follower(r, r->term, 0);
+      }
     }
     return;
   }
@@ -843,7 +923,7 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index,
   };
   int err = raft_log_append(r, &e, 1);
   if (err == 0)
-    err = r->io.persist_entries(r->ctx, raft_entry_at(r, idx), 1);
+    err = raft_persist_entries(r, idx, 1);
   if (err < 0) {
     raft_log_truncate(r, idx);
     return err;
@@ -924,7 +1004,9 @@ raft *raft_new(const struct raft_config *cfg, const struct raft_io *io,
         goto einval;
   }
   /* the persisted state must be a log */
-  if (init->snap_term > init->term || (init->snap_index == 0) !=
+  if (init->term > RAFT_MAX_VALUE || init->snap_index > RAFT_MAX_VALUE ||
+      init->n_entries > RAFT_MAX_VALUE - init->snap_index ||
+      init->snap_term > init->term || (init->snap_index == 0) !=
       (init->snap_term == 0) || (init->n_entries > 0 && !init->entries))
     goto einval;
   for (size_t i = 0; i < init->n_entries; i++) {

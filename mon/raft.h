@@ -33,6 +33,9 @@
 /* Added: an APPEND carrying more entries than this is malformed (-EINVAL);
  * cfg->max_append_entries may not exceed it. */
 #define RAFT_MSG_MAX_ENTRIES 1024
+/* Added: a message with a term or index above this is malformed (-EINVAL):
+ * no real cluster gets there, and arithmetic on such values would wrap. */
+#define RAFT_MAX_VALUE (UINT64_C(1) << 62)
 
 enum raft_entry_type {
   RAFT_ENTRY_NORMAL = 0,  /* a state machine command */
@@ -115,7 +118,12 @@ struct raft_io {
 };
 /* Callbacks must not call back into the raft object that invoked them
  * (no raft_* call on it from inside apply(), read_done(), ...); queue the
- * work and do it after the raft_* call returns. */
+ * work and do it after the raft_* call returns.
+ * A persist_* or snapshot_install failure (negative errno) is returned by
+ * the raft_* call that hit it (raft_tick() swallows it); the core sends
+ * nothing that depends on the failed write, but its memory may then be
+ * ahead of the disk: the caller must raft_free() the node and rebuild it
+ * from storage (what a daemon does on a failed fsync). */
 
 /* Everything persisted, handed back at restart (all zero for a new node). */
 struct raft_persisted {
@@ -144,7 +152,12 @@ typedef struct raft raft;
 
 /* Create a node.  Returns NULL with errno set.  Committed-but-unapplied
  * entries from `init` are applied again as the commit index is learned
- * (the caller's state machine starts from init->snap_index). */
+ * (the caller's state machine starts from init->snap_index).
+ * EINVAL (added precision): id not among peers, a zero or duplicate peer,
+ * n_peers outside 1..RAFT_MAX_PEERS, election_ticks < 2, heartbeat_ticks
+ * not in 1..election_ticks-1, max_append_entries > RAFT_MSG_MAX_ENTRIES,
+ * a missing callback, or an `init` that is not a log (indexes not
+ * following snap_index, terms going down or above init->term). */
 raft *raft_new(const struct raft_config *cfg, const struct raft_io *io,
                void *ctx, const struct raft_persisted *init);
 /* Destroy a node; pending ReadIndex requests complete with -EAGAIN first. */
@@ -153,17 +166,23 @@ void raft_free(raft *r);
 /* Advance the logical clock by one tick. */
 void raft_tick(raft *r);
 /* Handle a received message.  Returns 0, or -EINVAL for a malformed one
- * (ignored). */
+ * (ignored), or the error of a failed persist_* / snapshot_install (see
+ * above). */
 int raft_step(raft *r, const struct raft_msg *m);
 /* Append a command (leader only).  Returns 0 and the entry's index and
- * term, or -ENOTCONN when this node is not the leader (see raft_leader()). */
+ * term, or -ENOTCONN when this node is not the leader (see raft_leader()).
+ * (Added precision: index and term may be NULL; -EINVAL when len exceeds
+ * UINT32_MAX or data is NULL with len > 0; a failed persist_entries is
+ * returned as is.)  The core copies data. */
 int raft_propose(raft *r, const void *data, size_t len,
                  uint64_t *index, uint64_t *term);
 /* Start a linearizable read; io->read_done(read_id) follows (maybe from
  * inside this call).  -ENOTCONN when not the leader. */
 int raft_read_index(raft *r, uint64_t read_id);
 /* The caller has persisted a snapshot of its state machine covering every
- * entry up to `index` (<= applied index): drop those entries from memory. */
+ * entry up to `index` (<= applied index): drop those entries from memory.
+ * (Added precision: -EINVAL when index > applied; 0 and nothing done when
+ * index <= the current snapshot.) */
 int raft_compact(raft *r, uint64_t index);
 
 bool raft_is_leader(const raft *r);

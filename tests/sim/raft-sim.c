@@ -38,9 +38,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/log.h"
 #include "mon/raft.h"
 
 #define MAXN 5
+#define DEFAULT_TICKS 6000
 
 /* ---- PRNG ---------------------------------------------------------------- */
 
@@ -75,10 +77,17 @@ static struct {
   bool expect_violation;
   enum sim_bug bug;
   unsigned ticks;               /* chaos ticks per seed */
-} opt = { .ticks = 3000 };
+} opt = { .ticks = DEFAULT_TICKS };
 
 static uint64_t cur_seed;
 static uint64_t now;
+
+/* what the seeds exercised, printed at the end */
+static struct {
+  uint64_t leaders, max_term, commits, installs, compactions, reads_ok,
+           reads_again, crashes, pauses, delivered, dropped, proposals,
+           liveness_ticks_max, liveness_seed, lead_ticks_max;
+} stats;
 
 static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void trace(const char *fmt, ...)
@@ -103,8 +112,11 @@ static void fail(const char *fmt, ...)
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "\nreplay: raft-sim --seed %" PRIu64 " --verbose%s%s\n",
-          cur_seed, opt.bug != BUG_NONE ? " --bug " : "",
+  char ticks[40] = "";
+  if (opt.ticks != DEFAULT_TICKS)
+    snprintf(ticks, sizeof ticks, " --ticks %u", opt.ticks);
+  fprintf(stderr, "\nreplay: raft-sim --seed %" PRIu64 " --verbose%s%s%s\n",
+          cur_seed, ticks, opt.bug != BUG_NONE ? " --bug " : "",
           opt.bug == BUG_COMMIT_OLD_TERM ? "commit-old-term" :
           opt.bug == BUG_NO_PERSIST_VOTE ? "no-persist-vote" :
           opt.bug == BUG_READ_NO_CONFIRM ? "read-no-confirm" : "");
@@ -186,10 +198,12 @@ struct node {
   unsigned life;
   uint64_t restart_at;
   uint64_t paused_until;        /* a stalled process: no ticks, no input */
+  bool disk_failed;             /* a write failed: crash after this call */
   struct store st;
   struct sm sm;                 /* volatile */
   uint64_t seen_applied, seen_commit;
   bool dirty;                   /* log changed since the last check */
+  uint64_t log_checked;         /* stored entries up to here were checked */
   bool was_leader;
   uint64_t leader_checked_g;    /* leader completeness checked up to */
   uint64_t term_seen;
@@ -246,6 +260,18 @@ static size_t cap_reads;
 static uint64_t next_read_id = 1;
 
 static uint64_t next_cmd = 1;
+static unsigned disk_fail_pm;   /* per mille of persist calls that fail */
+
+/* An injected write error: the node's disk stays failed until the node
+ * is crashed and restarted (what the daemon does on a failed fsync). */
+static bool disk_fails(struct node *n)
+{
+  if (!n->disk_failed && chance(disk_fail_pm)) {
+    n->disk_failed = true;
+    trace("n%u DISK ERROR", n->id);
+  }
+  return n->disk_failed;
+}
 
 static size_t lhash(uint64_t index, uint64_t term)
 {
@@ -327,6 +353,8 @@ static struct node *ctx_node(void *ctx) { return ctx; }
 static int io_persist_state(void *ctx, uint64_t term, uint32_t vote)
 {
   struct node *n = ctx_node(ctx);
+  if (disk_fails(n))
+    return -EIO;
   if (term < n->st.term)
     fail("node %u persisted term %" PRIu64 " < %" PRIu64, n->id, term,
          n->st.term);
@@ -351,7 +379,14 @@ static int io_persist_entries(void *ctx, const struct raft_entry *es, size_t cnt
     fail("node %u persist_entries at %" PRIu64 " outside stored log (%"
          PRIu64 "..%" PRIu64 ")", n->id, first, st->snap_index + 1,
          st->snap_index + st->n);
+  bool failing = disk_fails(n);
+  if (failing && chance(500))
+    return -EIO;                /* nothing reached the disk */
   st_truncate(st, first);
+  if (n->log_checked >= first)
+    n->log_checked = first - 1;
+  if (failing)
+    cnt = rnd_below((unsigned)cnt);  /* torn: a prefix reached the disk */
   if (st->n + cnt > st->cap) {
     st->cap = (st->n + cnt) * 2;
     st->ents = xrealloc(st->ents, st->cap * sizeof *st->ents);
@@ -364,18 +399,44 @@ static int io_persist_entries(void *ctx, const struct raft_entry *es, size_t cnt
     d->data = xmemdup(es[i].data, es[i].len);
   }
   n->dirty = true;
-  trace("n%u persist entries %" PRIu64 "..%" PRIu64, n->id, first,
-        first + cnt - 1);
-  return 0;
+  trace("n%u persist entries %" PRIu64 "..%" PRIu64 "%s", n->id, first,
+        first + cnt - 1, failing ? " then FAILED" : "");
+  return failing ? -EIO : 0;
 }
 
 static void net_send(const struct raft_msg *m);
+static const char *msg_name(uint32_t t);
 
 static void io_send(void *ctx, const struct raft_msg *m)
 {
   struct node *n = ctx_node(ctx);
   if (m->from != n->id)
     fail("node %u sent a message from %u", n->id, m->from);
+  uint64_t stored_last = n->st.snap_index + n->st.n;
+  if ((m->type == RAFT_MSG_APPEND_RESP || m->type == RAFT_MSG_SNAPSHOT_RESP) &&
+      !m->reject && m->match_index > stored_last)
+    fail("node %u acknowledged %" PRIu64 " but stored only up to %" PRIu64,
+         n->id, m->match_index, stored_last);
+  if (m->term > n->st.term && m->type != RAFT_MSG_PREVOTE &&
+      m->type != RAFT_MSG_PREVOTE_RESP)
+    fail("node %u sent %s with term %" PRIu64 " above its stored %" PRIu64,
+         n->id, msg_name(m->type), m->term, n->st.term);
+  for (size_t i = 0; i < m->n_entries; i++) {
+    const struct raft_entry *se = st_entry(&n->st, m->entries[i].index);
+    if (!se || se->term != m->entries[i].term)
+      fail("node %u sent entry %" PRIu64 " it has not stored", n->id,
+           m->entries[i].index);
+  }
+  if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT) {
+    /* only a leader sends these: election safety, message by message */
+    GROW(leader_of, cap_leader_of, m->term);
+    if (leader_of[m->term] != 0 && leader_of[m->term] != n->id)
+      fail("election safety: nodes %u and %u both led term %" PRIu64,
+           leader_of[m->term], n->id, m->term);
+    if (!raft_is_leader(n->r) || raft_term(n->r) != m->term)
+      fail("node %u sent %s for term %" PRIu64 " without leading it",
+           n->id, msg_name(m->type), m->term);
+  }
   if (m->type == RAFT_MSG_VOTE_RESP && m->granted) {
     /* one vote per term per node, across crashes */
     GROW(votes, cap_votes, m->term);
@@ -414,6 +475,12 @@ static void io_apply(void *ctx, const struct raft_entry *e)
          " unlike an earlier apply of %" PRIu64 "/%" PRIu64, n->id,
          e->index, e->term, e->index, a->term);
   }
+  if (e->index < cap_committed && committed[e->index].set &&
+      (committed[e->index].term != e->term ||
+       committed[e->index].hash != h))
+    fail("state machine safety: node %u applied %" PRIu64 "/%" PRIu64
+         " but %" PRIu64 "/%" PRIu64 " was committed", n->id, e->index,
+         e->term, e->index, committed[e->index].term);
   trace("n%u apply %" PRIu64 "/%" PRIu64 " %s", n->id, e->index, e->term,
         e->type == RAFT_ENTRY_NOOP ? "noop" : "cmd");
 }
@@ -449,11 +516,13 @@ static int io_snapshot_install(void *ctx, uint64_t index, uint64_t term,
       applied_rec[index].state != s.hash || applied_rec[index].term != term)
     fail("node %u snapshot %" PRIu64 "/%" PRIu64
          " does not match any applied state", n->id, index, term);
+  stats.installs++;
   n->sm = s;
   n->st.snap_sm = s;
   n->st.snap_index = index;
   n->st.snap_term = term;
   st_truncate(&n->st, 0);       /* the whole stored log (see raft.h) */
+  n->log_checked = index;
   n->seen_applied = index;
   n->dirty = true;
   trace("n%u install snapshot %" PRIu64 "/%" PRIu64, n->id, index, term);
@@ -472,6 +541,10 @@ static void io_read_done(void *ctx, uint64_t read_id, int err)
     fail("node %u completed read %" PRIu64 " issued elsewhere", n->id,
          read_id);
   rr->done = true;
+  if (err == 0)
+    stats.reads_ok++;
+  else
+    stats.reads_again++;
   if (err == 0 && n->sm.index < rr->g_start)
     fail("linearizability: node %u read %" PRIu64 " completed at applied %"
          PRIu64 " but %" PRIu64 " was committed before it started", n->id,
@@ -573,6 +646,7 @@ static void net_send(const struct raft_msg *m)
     fail("message %s from %u to bad node %u", msg_name(m->type), m->from,
          m->to);
   if (!net.link[m->from - 1][m->to - 1] || chance(net.drop)) {
+    stats.dropped++;
     trace_msg("drop", m);
     return;
   }
@@ -591,14 +665,18 @@ static void check_node_log(struct node *n)
     fail("node %u core log %" PRIu64 "..%" PRIu64 " != stored %" PRIu64
          "..%" PRIu64, n->id, raft_first_index(n->r), raft_last_index(n->r),
          st->snap_index + 1, st->snap_index + st->n);
-  uint64_t prev_term = st->snap_term;
-  for (size_t i = 0; i < st->n; i++) {
+  if (n->log_checked < st->snap_index)
+    n->log_checked = st->snap_index;
+  uint64_t prev_term = n->log_checked == st->snap_index ? st->snap_term
+                       : st_entry(st, n->log_checked)->term;
+  for (size_t i = (size_t)(n->log_checked - st->snap_index); i < st->n; i++) {
     const struct raft_entry *e = &st->ents[i];
     if (e->term < prev_term)
       fail("node %u log terms go down at %" PRIu64, n->id, e->index);
     check_lrec(n->id, e->index, e->term, entry_hash(e), prev_term);
     prev_term = e->term;
   }
+  n->log_checked = st->snap_index + st->n;
 }
 
 static void record_commits(struct node *n)
@@ -616,6 +694,7 @@ static void record_commits(struct node *n)
     uint64_t h = entry_hash(e);
     if (!cr->set) {
       *cr = (struct crec){ e->term, h, raft_term(n->r), true };
+      stats.commits++;
       trace("n%u commit %" PRIu64 "/%" PRIu64, n->id, i, e->term);
     } else if (cr->term != e->term || cr->hash != h) {
       fail("state machine safety: node %u committed %" PRIu64 "/%" PRIu64
@@ -631,10 +710,13 @@ static void record_commits(struct node *n)
 /* Leader completeness: a leader of term t holds every entry committed in
  * a term before t (cterm is the term of the node that first reported the
  * commit: never below the real commit term, so this never cries wolf). */
-static void check_leader(struct node *n)
+static void check_leader(struct node *n, bool full)
 {
   uint64_t t = raft_term(n->r);
-  for (uint64_t i = n->st.snap_index + 1; i <= g_commit; i++) {
+  uint64_t from = n->st.snap_index + 1;
+  if (!full && n->leader_checked_g + 1 > from)
+    from = n->leader_checked_g + 1;
+  for (uint64_t i = from; i <= g_commit; i++) {
     if (i >= cap_committed || !committed[i].set || committed[i].cterm >= t)
       continue;
     const struct raft_entry *e = st_entry(&n->st, i);
@@ -687,16 +769,26 @@ static void check_all(void)
       GROW(leader_of, cap_leader_of, t);
       if (leader_of[t] == 0) {
         leader_of[t] = n->id;
+        stats.leaders++;
+        if (t > stats.max_term)
+          stats.max_term = t;
         trace("n%u LEADER term=%" PRIu64 " last=%" PRIu64 " commit=%" PRIu64,
               n->id, t, raft_last_index(n->r), raft_commit_index(n->r));
       } else if (leader_of[t] != n->id) {
         fail("election safety: nodes %u and %u both led term %" PRIu64,
              leader_of[t], n->id, t);
       }
-      if (!n->was_leader || n->dirty || n->leader_checked_g != g_commit)
-        check_leader(n);
-    } else if (n->was_leader) {
-      trace("n%u steps down term=%" PRIu64, n->id, t);
+      /* in full when it takes office, then as commits are learned */
+      if (!n->was_leader || n->leader_checked_g != g_commit)
+        check_leader(n, !n->was_leader);
+    } else {
+      if (n->was_leader)
+        trace("n%u steps down term=%" PRIu64, n->id, t);
+      /* a follower's idea of the leader is the leader of its term */
+      uint32_t l = raft_leader(n->r);
+      if (l != 0 && (t >= cap_leader_of || leader_of[t] != l))
+        fail("node %u follows n%u in term %" PRIu64 ", which n%u leads",
+             n->id, l, t, t < cap_leader_of ? leader_of[t] : 0);
     }
     n->was_leader = lead;
     n->dirty = false;
@@ -724,6 +816,7 @@ static void node_start(struct node *n)
   n->term_seen = n->st.term;
   n->was_leader = false;
   n->dirty = true;
+  n->log_checked = 0;
   trace("n%u start (life %u) term=%" PRIu64 " vote=%u snap=%" PRIu64
         " last=%" PRIu64, n->id, n->life, n->st.term, n->st.vote,
         n->st.snap_index, n->st.snap_index + n->st.n);
@@ -731,6 +824,7 @@ static void node_start(struct node *n)
 
 static void node_crash(struct node *n)
 {
+  stats.crashes++;
   trace("n%u CRASH", n->id);
   raft *r = n->r;
   raft_free(r);                 /* pending reads complete with -EAGAIN */
@@ -739,6 +833,18 @@ static void node_crash(struct node *n)
 }
 
 /* ---- scenario ------------------------------------------------------------------ */
+
+/* After a raft call on n: a node whose disk failed is crashed (the core
+ * returned the error, or swallowed it inside raft_tick) and comes back. */
+static void after_call(struct node *n)
+{
+  if (!n->disk_failed)
+    return;
+  node_crash(n);
+  n->disk_failed = false;
+  n->restart_at = now + 1 + rnd_below(10);
+  check_all();
+}
 
 static void set_topology(void)
 {
@@ -759,7 +865,13 @@ static void set_topology(void)
     trace("net: partition %u%u%u%u%u", side[0], side[1], side[2],
           n_nodes > 3 ? side[3] : 9, n_nodes > 4 ? side[4] : 9);
   } else if (kind < 8) {
+    /* isolate one node, most often the leader (a stale leader keeps
+     * taking proposals until CheckQuorum deposes it) */
     unsigned x = rnd_below(n_nodes);
+    if (kind == 7)
+      for (unsigned k = 0; k < n_nodes; k++)
+        if (nodes[k].r && raft_is_leader(nodes[k].r))
+          x = k;
     for (unsigned b = 0; b < n_nodes; b++)
       net.link[x][b] = net.link[b][x] = b == x;
     trace("net: n%u isolated", x + 1);
@@ -802,11 +914,15 @@ static void deliver_due(void)
     struct node *n = &nodes[due[i].m.to - 1];
     if (n->r) {
       trace_msg("recv", &due[i].m);
+      stats.delivered++;
       int err = raft_step(n->r, &due[i].m);
-      if (err < 0)
+      if (err < 0 && !(err == -EIO && n->disk_failed))
         fail("node %u rejected a well-formed %s: %d", n->id,
              msg_name(due[i].m.type), err);
-      check_all();
+      if (n->disk_failed)
+        after_call(n);
+      else
+        check_all();
     }
     net_free_msg(&due[i]);
   }
@@ -826,9 +942,14 @@ static void client_propose(unsigned k)
       fail("node %u leads but refused a proposal", n->id);
     return;
   }
+  if (err == -EIO && n->disk_failed) {
+    after_call(n);
+    return;
+  }
   if (err < 0)
     fail("node %u propose: %d", n->id, err);
   next_cmd++;
+  stats.proposals++;
   trace("n%u propose cmd %" PRIu64 " at %" PRIu64 "/%" PRIu64, n->id, cmd,
         idx, term);
   check_all();
@@ -882,6 +1003,7 @@ static void client_compact(unsigned k)
   if (err < 0)
     fail("node %u compact %" PRIu64 ": %d", n->id, idx, err);
   n->dirty = true;
+  stats.compactions++;
   trace("n%u compact to %" PRIu64 "/%" PRIu64, n->id, idx, t);
   check_all();
 }
@@ -899,7 +1021,10 @@ static void tick_all(void)
     struct node *n = &nodes[order[k]];
     if (n->r && n->paused_until <= now) {
       raft_tick(n->r);
-      check_all();
+      if (n->disk_failed)
+        after_call(n);
+      else
+        check_all();
     }
   }
 }
@@ -954,11 +1079,21 @@ static uint64_t run_seed(uint64_t seed)
   unsigned propose_pm = 100 + rnd_below(500);
   unsigned read_pm = rnd_below(300);
   unsigned compact_pm = rnd_below(60);
+  disk_fail_pm = rnd_below(4) == 0 ? 1 + rnd_below(20) : 0;
+  bool churn = rnd_below(4) == 0;
+  if (churn) {
+    /* leaders die young and logs diverge (the paper's Figure 8 land) */
+    leader_crash_pm = 30 + rnd_below(70);
+    base_cfg.max_append_entries = 1 + rnd_below(2);
+    propose_pm = 500 + rnd_below(500);
+  }
   trace("seed %" PRIu64 ": %u nodes, heartbeat %u, batch %zu, drop %u, dup %u,"
         " delay<=%u, slow %u, crash %u, pause %u, propose %u, read %u,"
-        " compact %u", seed, n_nodes, base_cfg.heartbeat_ticks,
-        base_cfg.max_append_entries, net.drop, net.dup, net.max_delay,
-        net.slow, crash_pm, pause_pm, propose_pm, read_pm, compact_pm);
+        " compact %u, leader crash %u, disk errors %u%s", seed, n_nodes,
+        base_cfg.heartbeat_ticks, base_cfg.max_append_entries, net.drop,
+        net.dup, net.max_delay, net.slow, crash_pm, pause_pm, propose_pm,
+        read_pm, compact_pm, leader_crash_pm, disk_fail_pm,
+        churn ? " (churn)" : "");
 
   for (unsigned k = 0; k < n_nodes; k++) {
     nodes[k].id = k + 1;
@@ -978,6 +1113,7 @@ static uint64_t run_seed(uint64_t seed)
         check_all();
       } else if (n->r && n->paused_until <= now && chance(pause_pm)) {
         n->paused_until = now + 1 + rnd_below(4 * base_cfg.election_ticks);
+        stats.pauses++;
         trace("n%u PAUSE until t=%" PRIu64, n->id, n->paused_until);
       } else if (!n->r && now >= n->restart_at) {
         node_start(n);
@@ -1010,6 +1146,7 @@ static uint64_t run_seed(uint64_t seed)
     for (unsigned b = 0; b < n_nodes; b++)
       net.link[a][b] = true;
   net.drop = net.dup = net.slow = 0;
+  disk_fail_pm = 0;
   net.next_change = UINT64_MAX;
   trace("heal: network whole, restarting every node");
   for (unsigned k = 0; k < n_nodes; k++) {
@@ -1019,12 +1156,34 @@ static uint64_t run_seed(uint64_t seed)
     node_start(&nodes[k]);
   }
   check_all();
-  const uint64_t bound = 30ull * base_cfg.election_ticks;
+  /* A leader within 30 election timeouts; the commit within 50 plus the
+   * time to ship the logs' divergent span at one batch per 4 ticks
+   * (logs can differ over hundreds of entries, batches can be 1). */
+  uint64_t max_last = 0, min_snap = UINT64_MAX;
+  for (unsigned k = 0; k < n_nodes; k++) {
+    if (raft_last_index(nodes[k].r) > max_last)
+      max_last = raft_last_index(nodes[k].r);
+    if (nodes[k].st.snap_index < min_snap)
+      min_snap = nodes[k].st.snap_index;
+  }
+  const uint64_t lead_bound = 30ull * base_cfg.election_ticks;
+  const uint64_t bound = 50ull * base_cfg.election_ticks +
+                         4 * (max_last - min_snap) /
+                         base_cfg.max_append_entries;
   uint64_t start = now, want_idx = 0, want_term = 0, want_cmd = 0;
+  bool led = false;
   for (;; now++) {
+    if (!led && now - start > lead_bound)
+      fail("liveness: no leader within %" PRIu64 " ticks of healing",
+           lead_bound);
     if (now - start > bound)
       fail("liveness: no new commit within %" PRIu64 " ticks of healing",
            bound);
+    for (unsigned k = 0; k < n_nodes && !led; k++) {
+      led = raft_is_leader(nodes[k].r);
+      if (led && now - start > stats.lead_ticks_max)
+        stats.lead_ticks_max = now - start;
+    }
     tick_all();
     deliver_due();
     if (want_idx && want_idx < cap_committed && committed[want_idx].set) {
@@ -1057,6 +1216,10 @@ static uint64_t run_seed(uint64_t seed)
   trace("liveness: cmd committed at %" PRIu64 " after %" PRIu64 " ticks",
         want_idx, now - start);
   uint64_t took = now;
+  if (now - start > stats.liveness_ticks_max) {
+    stats.liveness_ticks_max = now - start;
+    stats.liveness_seed = seed;
+  }
   /* every read completes exactly once (the crashes above end the rest) */
   for (unsigned k = 0; k < n_nodes; k++)
     node_crash(&nodes[k]);
@@ -1070,11 +1233,17 @@ static uint64_t run_seed(uint64_t seed)
 static void usage(void)
 {
   fprintf(stderr,
-    "usage: raft-sim [--seed N | --seeds COUNT [--start N]] [--ticks T]\n"
+    "usage: raft-sim [--seed N | --seeds COUNT [--start N] | --soak]\n"
+    "                [--time-limit SECS] [--progress K] [--ticks T]\n"
     "                [--verbose] [--bug MODE [--expect-violation]]\n"
     "  --seed N            run one seed (replay)\n"
-    "  --seeds COUNT       run seeds start..start+COUNT-1 (soak: use a big COUNT)\n"
-    "  --ticks T           chaos ticks per seed before the liveness phase (3000)\n"
+    "  --seeds COUNT       run seeds start..start+COUNT-1 (default 100)\n"
+    "  --start N           first seed (default 1)\n"
+    "  --soak              run seeds until stopped or --time-limit, with\n"
+    "                      a progress line every 1000 seeds\n"
+    "  --time-limit SECS   stop starting new seeds after SECS seconds\n"
+    "  --progress K        print a progress line every K seeds\n"
+    "  --ticks T           chaos ticks per seed before the liveness phase (6000)\n"
     "  --verbose           trace every event of the seed(s)\n"
     "  --bug MODE          plant a bug: commit-old-term, no-persist-vote,\n"
     "                      read-no-confirm\n"
@@ -1082,9 +1251,18 @@ static void usage(void)
   exit(2);
 }
 
+static double elapsed(const struct timespec *t0)
+{
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (double)(t1.tv_sec - t0->tv_sec) +
+         (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
 int main(int argc, char **argv)
 {
-  uint64_t start = 1, count = 100;
+  uint64_t start = 1, count = 100, progress = 0;
+  double time_limit = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1097,6 +1275,15 @@ int main(int argc, char **argv)
       i++;
     } else if (!strcmp(a, "--start") && v) {
       start = strtoull(v, NULL, 0);
+      i++;
+    } else if (!strcmp(a, "--soak")) {
+      count = UINT64_MAX;       /* until --time-limit, or forever */
+      progress = 1000;
+    } else if (!strcmp(a, "--time-limit") && v) {
+      time_limit = strtod(v, NULL);
+      i++;
+    } else if (!strcmp(a, "--progress") && v) {
+      progress = strtoull(v, NULL, 0);
       i++;
     } else if (!strcmp(a, "--ticks") && v) {
       opt.ticks = (unsigned)strtoul(v, NULL, 0);
@@ -1119,22 +1306,45 @@ int main(int argc, char **argv)
       usage();
     }
   }
+  /* the core's own log lines join the trace in --verbose (same stream
+   * order: stdout is line-buffered then, the log writes stderr directly) */
+  log_init("raft-sim", opt.verbose ? LOG_DEBUG : LOG_ERR);
+  if (opt.verbose)
+    setvbuf(stdout, NULL, _IOLBF, 0);
   if (opt.bug == BUG_COMMIT_OLD_TERM)
     raft_inject_bugs(RAFT_BUG_COMMIT_OLD_TERM);
   else if (opt.bug == BUG_READ_NO_CONFIRM)
     raft_inject_bugs(RAFT_BUG_NO_READ_CONFIRM);
 
-  struct timespec t0, t1;
+  struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  uint64_t ticks = 0;
-  for (uint64_t s = start; s < start + count; s++)
+  uint64_t ticks = 0, done = 0;
+  double secs = 0;
+  for (uint64_t s = start; done < count; s++) {
     ticks += run_seed(s);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double secs = (double)(t1.tv_sec - t0.tv_sec) +
-                (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    done++;
+    secs = elapsed(&t0);
+    if (progress && done % progress == 0)
+      fprintf(stderr, "raft-sim: %" PRIu64 " seeds (up to %" PRIu64
+              ") passed, %.0f s\n", done, s, secs);
+    if (time_limit > 0 && secs >= time_limit)
+      break;
+  }
   printf("raft-sim: %" PRIu64 " seeds (%" PRIu64 "..%" PRIu64 "), %" PRIu64
-         " ticks, all checks passed, %.1f s\n", count, start,
-         start + count - 1, ticks, secs);
+         " ticks, all checks passed, %.1f s\n", done, start,
+         start + done - 1, ticks, secs);
+  printf("  leaders %" PRIu64 " (max term %" PRIu64 "), proposals %" PRIu64
+         ", commits %" PRIu64 ", compactions %" PRIu64
+         ", snapshot installs %" PRIu64 "\n"
+         "  reads ok %" PRIu64 ", reads -EAGAIN %" PRIu64 ", crashes %" PRIu64
+         ", stalls %" PRIu64 ", messages delivered %" PRIu64 ", dropped %"
+         PRIu64 "\n  after healing: first leader within %" PRIu64 " ticks, new "
+         "commit within %" PRIu64 " ticks (seed %" PRIu64 ")\n",
+         stats.leaders, stats.max_term, stats.proposals, stats.commits,
+         stats.compactions, stats.installs, stats.reads_ok,
+         stats.reads_again, stats.crashes, stats.pauses, stats.delivered,
+         stats.dropped, stats.lead_ticks_max, stats.liveness_ticks_max,
+         stats.liveness_seed);
   if (opt.expect_violation) {
     fprintf(stderr, "raft-sim: expected a violation with --bug, none found\n");
     return 1;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "mon/raft.h"
 
 #define N_MAX 5
@@ -522,32 +523,102 @@ static void test_read_index_waits_for_own_term(void **state)
     assert_int_equal(raft_step(tn[x.m.to - 1].r, &x.m), 0);
   }
   assert_int_equal(raft_commit_index(tn[0].r), 0);
-  /* the NOOP is not committed: the read must wait even for a heartbeat
-   * round */
-  size_t held = n_q;
-  assert_true(held > 0);
+  /* the NOOP is not committed: the read must wait for it, even once a
+   * majority confirmed the leadership */
+  n_q = 0;                          /* the NOOP's APPENDs are lost */
   assert_int_equal(raft_read_index(tn[0].r, 7), 0);
+  assert_true(n_q > 0);             /* a heartbeat round for the read */
+  assert_int_equal(q[0].m.read_seq, 1);
+  n_q = 0;
+  uint64_t term = raft_term(tn[0].r);
+  struct raft_msg ack = { .type = RAFT_MSG_APPEND_RESP, .from = 2, .to = 1,
+                          .term = term, .match_index = 0, .read_seq = 1 };
+  assert_int_equal(raft_step(tn[0].r, &ack), 0);
   assert_int_equal(tn[0].n_reads_done, 0);
-  /* deliver one round to node 2 only: majority reached, NOOP commits */
-  deliver(3);
-  assert_true(raft_commit_index(tn[0].r) >= 1);
+  /* node 2 now stores the NOOP: it commits, the read completes */
+  ack.match_index = 1;
+  assert_int_equal(raft_step(tn[0].r, &ack), 0);
+  assert_int_equal(raft_commit_index(tn[0].r), 1);
   assert_int_equal(tn[0].n_reads_done, 1);
   assert_int_equal(tn[0].reads_done[0], 7);
   assert_int_equal(tn[0].read_err[0], 0);
   assert_true(tn[0].applied_index >= 1);
 
+  /* an answer to an older heartbeat does not confirm a newer read */
+  n_q = 0;
+  assert_int_equal(raft_read_index(tn[0].r, 9), 0);
+  ack.read_seq = 1;
+  assert_int_equal(raft_step(tn[0].r, &ack), 0);
+  assert_int_equal(tn[0].n_reads_done, 1);
+  ack.read_seq = 2;
+  assert_int_equal(raft_step(tn[0].r, &ack), 0);
+  assert_int_equal(tn[0].n_reads_done, 2);
+  assert_int_equal(tn[0].reads_done[1], 9);
+  assert_int_equal(tn[0].read_err[1], 0);
+
   /* a read needs a fresh heartbeat round: nothing answers -> no result */
   assert_int_equal(raft_read_index(tn[0].r, 8), 0);
   n_q = 0;                          /* the heartbeats are lost */
-  assert_int_equal(tn[0].n_reads_done, 1);
+  assert_int_equal(tn[0].n_reads_done, 2);
   /* losing leadership fails the pending read with -EAGAIN */
   struct raft_msg up = { .type = RAFT_MSG_APPEND_RESP, .from = 3, .to = 1,
-                         .term = raft_term(tn[0].r) + 1, .reject = true };
+                         .term = term + 1, .reject = true };
   assert_int_equal(raft_step(tn[0].r, &up), 0);
   assert_false(raft_is_leader(tn[0].r));
-  assert_int_equal(tn[0].n_reads_done, 2);
-  assert_int_equal(tn[0].reads_done[1], 8);
-  assert_int_equal(tn[0].read_err[1], -EAGAIN);
+  assert_int_equal(tn[0].n_reads_done, 3);
+  assert_int_equal(tn[0].reads_done[2], 8);
+  assert_int_equal(tn[0].read_err[2], -EAGAIN);
+}
+
+static void test_no_commit_of_old_term_by_counting(void **state)
+{
+  (void)state;
+  n_tn = 3;
+  uint64_t d = 1;
+  struct raft_entry e1[2] = {
+    { .term = 1, .index = 1, .len = 8, .data = &d },
+    { .term = 2, .index = 2, .len = 8, .data = &d },
+  };
+  for (uint32_t i = 0; i < 3; i++) {
+    struct raft_config c = cfg_for(i + 1, 3);
+    c.max_append_entries = 1;
+    c.seed = i == 0 ? 1 : 1000 + i;
+    struct raft_persisted init = { .term = 2, .entries = e1,
+                                   .n_entries = i == 0 ? 2 : 1 };
+    tn[i].id = i + 1;
+    tn[i].last = init.n_entries;
+    tn[i].r = raft_new(&c, &t_io, &tn[i], &init);
+    assert_non_null(tn[i].r);
+  }
+  /* node 1 (the only one holding 2/2) wins term 3 */
+  while (n_q == 0)
+    raft_tick(tn[0].r);
+  while (!raft_is_leader(tn[0].r)) {
+    assert_true(n_q > 0);
+    struct qmsg x = q[0];
+    memmove(q, q + 1, (n_q - 1) * sizeof *q);
+    n_q--;
+    assert_int_equal(raft_step(tn[x.m.to - 1].r, &x.m), 0);
+  }
+  assert_int_equal(raft_term(tn[0].r), 3);
+  /* deliver one message at a time: the commit index jumps from 0 straight
+   * to the NOOP of term 3, never stopping at 2/2 */
+  int steps = 0;
+  while (n_q > 0 && steps++ < 200) {
+    struct qmsg x = q[0];
+    memmove(q, q + 1, (n_q - 1) * sizeof *q);
+    n_q--;
+    x.m.entries = x.m.n_entries ? x.ents : NULL;
+    for (size_t k = 0; k < x.m.n_entries; k++)
+      x.ents[k].data = x.ents[k].len ? &x.data[k] : NULL;
+    assert_int_equal(raft_step(tn[x.m.to - 1].r, &x.m), 0);
+    uint64_t c = raft_commit_index(tn[0].r);
+    assert_true(c == 0 || c >= 3);
+    if (x.m.to == 2 && x.m.type == RAFT_MSG_APPEND && x.m.n_entries == 1 &&
+        x.ents[0].index == 2)
+      assert_int_equal(c, 0);   /* 2/2 reached a majority: still 0 */
+  }
+  assert_int_equal(raft_commit_index(tn[0].r), 3);
 }
 
 static void test_malformed_rejected(void **state)
@@ -634,6 +705,136 @@ static void test_malformed_rejected(void **state)
   assert_null(raft_new(&c, &t_io, NULL, &pi));      /* terms go down */
 }
 
+/* Random messages, valid or not, from members or not: the core answers 0
+ * or -EINVAL, never crashes, never applies out of order, never commits
+ * beyond its log. */
+static uint64_t fz_state = 12345;
+static uint64_t fz(void)
+{
+  fz_state ^= fz_state << 13;
+  fz_state ^= fz_state >> 7;
+  fz_state ^= fz_state << 17;
+  return fz_state;
+}
+
+static int fz_install(void *ctx, uint64_t index, uint64_t term,
+                      const void *data, size_t len)
+{
+  struct tnode *n = ctx;
+  (void)term; (void)data; (void)len;
+  n->applied_index = index;
+  n->installs++;
+  return 0;
+}
+
+static int fz_persist_entries(void *ctx, const struct raft_entry *es,
+                              size_t c)
+{
+  (void)ctx;
+  assert_true(c > 0);
+  for (size_t i = 1; i < c; i++)
+    assert_int_equal(es[i].index, es[0].index + i);
+  return 0;
+}
+
+static void fz_apply(void *ctx, const struct raft_entry *e)
+{
+  struct tnode *n = ctx;
+  assert_int_equal(e->index, n->applied_index + 1);
+  n->applied_index = e->index;
+  n->n_applied++;
+}
+
+static void test_random_messages_never_crash(void **state)
+{
+  (void)state;
+  struct raft_io io = t_io;
+  io.snapshot_install = fz_install;
+  io.persist_entries = fz_persist_entries;
+  io.apply = fz_apply;
+  n_tn = 1;
+  struct raft_config c = cfg_for(1, 3);
+  tn[0].id = 1;
+  tn[0].r = raft_new(&c, &io, &tn[0], NULL);
+  assert_non_null(tn[0].r);
+  static uint64_t data[8];
+  struct raft_entry es[8];
+  size_t accepted = 0;
+  for (int iter = 0; iter < 200000; iter++) {
+    /* mostly near the node's own position, so that much gets through */
+    uint64_t rt = raft_term(tn[0].r), rl = raft_last_index(tn[0].r);
+    uint64_t dt = fz() % 4, dp = fz() % 6;
+    uint64_t t0 = rt + dt >= 2 ? rt + dt - 2 : 0;
+    uint64_t p0 = rl + dp >= 3 ? rl + dp - 3 : 0;
+    struct raft_msg m = {
+      .type = (uint32_t)(fz() % 10), .from = (uint32_t)(fz() % 5),
+      .to = fz() % 8 ? 1 : (uint32_t)(fz() % 4), .term = t0,
+      .last_index = p0 + fz() % 3, .last_term = t0 ? t0 - fz() % 2 : 0,
+      .prev_index = p0, .prev_term = p0 ? (t0 ? t0 - fz() % 2 : 0) : 0,
+      .commit = p0 + fz() % 4,
+      .granted = fz() % 2, .reject = fz() % 2, .match_index = p0 + fz() % 4,
+      .snap_index = p0 + fz() % 4, .snap_term = t0, .read_seq = fz() % 4,
+    };
+    if (fz() % 100 == 0)
+      m.prev_index = fz();      /* wild values too */
+    if (fz() % 100 == 0)
+      m.match_index = fz();
+    if (fz() % 200 == 0)
+      m.term = RAFT_MAX_VALUE + 1 + fz() % 1000;  /* must be refused */
+    if (fz() % 200 == 0)
+      m.snap_index = RAFT_MAX_VALUE + 1 + fz() % 1000;
+    if (fz() % 3 == 0) {
+      m.n_entries = fz() % 8 + (fz() % 100 == 0 ? RAFT_MSG_MAX_ENTRIES : 0);
+      if (m.n_entries > 8)
+        m.entries = NULL;
+      else {
+        uint64_t t = m.prev_term;
+        for (size_t i = 0; i < m.n_entries; i++) {
+          t += fz() % 4 == 0;
+          es[i] = (struct raft_entry){
+            .index = m.prev_index + 1 + i + (fz() % 20 == 0),
+            .term = t, .type = (uint32_t)(fz() % 3 == 0),
+            .len = fz() % 2 ? 8 : 0,
+          };
+          es[i].data = es[i].len ? &data[i] : NULL;
+        }
+        m.entries = es;
+      }
+    }
+    if (m.type == RAFT_MSG_SNAPSHOT && fz() % 2) {
+      m.snap_data = data;
+      m.snap_len = 8;
+    }
+    int err = raft_step(tn[0].r, &m);
+    assert_true(err == 0 || err == -EINVAL);
+    accepted += err == 0;
+    assert_true(raft_commit_index(tn[0].r) <= raft_last_index(tn[0].r));
+    assert_true(raft_applied_index(tn[0].r) <= raft_commit_index(tn[0].r));
+    assert_true(raft_first_index(tn[0].r) <= raft_last_index(tn[0].r) + 1);
+    if (fz() % 4 == 0)
+      raft_tick(tn[0].r);
+    if (fz() % 50 == 0) {
+      uint64_t cmd = 1;
+      (void)raft_propose(tn[0].r, &cmd, sizeof cmd, NULL, NULL);
+      (void)raft_read_index(tn[0].r, (uint64_t)iter);
+    }
+    if (fz() % 100 == 0)
+      (void)raft_compact(tn[0].r, raft_applied_index(tn[0].r));
+    n_q = 0;
+    tn[0].n_reads_done = 0;
+  }
+  /* the mix must reach the state machine, not just the validator */
+  print_message("accepted %zu, term %llu, last %llu, commit %llu, "
+                "applied %llu, installs %d\n", accepted,
+                (unsigned long long)raft_term(tn[0].r),
+                (unsigned long long)raft_last_index(tn[0].r),
+                (unsigned long long)raft_commit_index(tn[0].r),
+                (unsigned long long)tn[0].n_applied, tn[0].installs);
+  assert_true(accepted > 10000);
+  assert_true(raft_term(tn[0].r) < 200000);  /* grew step by step */
+  assert_true(raft_last_index(tn[0].r) > 0);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -646,7 +847,12 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_snapshot_install, setup, teardown),
     cmocka_unit_test_setup_teardown(test_read_index_waits_for_own_term, setup,
                                     teardown),
+    cmocka_unit_test_setup_teardown(test_no_commit_of_old_term_by_counting,
+                                    setup, teardown),
     cmocka_unit_test_setup_teardown(test_malformed_rejected, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_random_messages_never_crash, setup,
+                                    teardown),
   };
+  log_init("test-raft", LOG_WARN);
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
