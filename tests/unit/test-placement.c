@@ -628,6 +628,12 @@ static void test_malformed(void **state)
              "out of range");
   expect_err(placement_map_add_osd(m, 1, 1, W1, true), "duplicate OSD id");
   expect_err(placement_map_add_host(m, 1), "duplicate host id");
+  expect_err(placement_map_remove_host(m, 1), "host still has 2 OSDs");
+  expect_err(placement_map_remove_host(m, 5), "unknown host");
+  assert_int_equal(placement_map_add_host(m, 5), 0);
+  assert_int_equal(placement_map_num_hosts(m), 3);
+  assert_int_equal(placement_map_remove_host(m, 5), 0);
+  assert_int_equal(placement_map_num_hosts(m), 2);
   expect_err(placement_map_set_weight(m, 1, 0), "weight 0x0");
   expect_err(placement_map_set_weight(m, 42, W1), "osd.42: unknown OSD");
   expect_err(placement_map_set_in(m, 42, true), "unknown OSD");
