@@ -414,6 +414,22 @@ int placement_map_add_host(placement_map *map, uint32_t host_id)
   return 0;
 }
 
+int placement_map_remove_host(placement_map *map, uint32_t host_id)
+{
+  struct pl_host *h = host_find(map, host_id);
+  if (!h)
+    return fail(-EINVAL, "remove_host %u: unknown host", host_id);
+  if (h->n_osds)
+    return fail(-EINVAL, "remove_host %u: host still has %zu OSDs", host_id,
+                h->n_osds);
+  size_t i = (size_t)(h - map->hosts);
+  free(h->osds);
+  memmove(&map->hosts[i], &map->hosts[i + 1],
+          (map->n_hosts - i - 1) * sizeof *map->hosts);
+  map->n_hosts--;
+  return 0;
+}
+
 static int check_weight(const char *what, uint32_t osd_id, uint32_t weight)
 {
   if (weight == 0 || weight > PLACEMENT_MAX_WEIGHT)

@@ -109,6 +109,8 @@ placement_map *placement_map_dup(const placement_map *map);
 /* Add an empty host.  0; -EINVAL if the id exists or the map is full;
  * -ENOMEM. */
 int placement_map_add_host(placement_map *map, uint32_t host_id);
+/* Remove an empty host.  0; -EINVAL if unknown or it still has OSDs. */
+int placement_map_remove_host(placement_map *map, uint32_t host_id);
 /* Add an OSD under host_id with weight (16.16, 1..PLACEMENT_MAX_WEIGHT)
  * and in flag.  0; -EINVAL on unknown host, duplicate OSD id, zero or too
  * large weight; -ENOMEM. */

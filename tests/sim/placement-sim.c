@@ -194,11 +194,14 @@ static struct moved compare(const struct placement_pool *p, const uint32_t *a,
   return mv;
 }
 
-enum change { ADD_NEW_HOST, ADD_IN_HOST, MARK_OUT, PURGE, REWEIGHT, N_CHANGES };
+enum change {
+  ADD_NEW_HOST, ADD_IN_HOST, MARK_OUT, PURGE, PURGE_AFTER_OUT, REWEIGHT,
+  N_CHANGES
+};
 
 static const char *const change_name[N_CHANGES] = {
   "add 1 OSD on a new host:", "add 1 OSD to a host:", "mark 1 OSD out:",
-  "purge 1 OSD:", "reweight 1 OSD to 50%:",
+  "purge 1 OSD:", "purge 1 OSD already out:", "reweight 1 OSD to 50%:",
 };
 
 /* Apply change c (trial t) to a copy of m; the changed OSD in *osd. */
@@ -226,7 +229,8 @@ static placement_map *changed(const placement_map *m, const struct opts *o,
     r = placement_map_add_osd(x, new_id, host, osd_weight(o, new_id), true);
     break;
   case MARK_OUT: r = placement_map_set_in(x, victim, false); break;
-  case PURGE: r = placement_map_remove_osd(x, victim); break;
+  case PURGE:
+  case PURGE_AFTER_OUT: r = placement_map_remove_osd(x, victim); break;
   case REWEIGHT:
     r = placement_map_set_weight(x, victim, osd_weight(o, victim) / 2);
     break;
@@ -260,6 +264,22 @@ static int experiment(const placement_map *m, const struct opts *o,
     if (!sets)
       return -1;
     struct moved mv = compare(p, base, sets, osd);
+    if (c == PURGE_AFTER_OUT) {
+      /* Movement from the out map to the purged one; the minimum is still
+       * what the OSD held before it went out. */
+      double s2;
+      x = changed(m, o, MARK_OUT, t, &osd);
+      uint32_t *outs = x ? map_all(x, p, ups, n_ups, &s2) : NULL;
+      placement_map_free(x);
+      if (!outs) {
+        free(sets);
+        return -1;
+      }
+      struct moved held = compare(p, base, outs, osd);
+      mv = compare(p, outs, sets, osd);
+      mv.min_rep = held.min_rep;
+      free(outs);
+    }
     sum.rep += mv.rep;
     sum.pgs += mv.pgs;
     sum.min_rep += mv.min_rep;

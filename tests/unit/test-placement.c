@@ -156,6 +156,10 @@ static void test_stable_mod(void **state)
 
 static const struct placement_pool pool3 = { 1, 3, 64, PLACEMENT_DOMAIN_HOST };
 
+/* Digests pinned from the first implementation (gcc and clang agree). */
+#define GOLDEN_HOST 0xe7005f1au
+#define GOLDEN_OSD 0x0f26f23du
+
 /* Golden raw sets for a 4-host, 12-OSD mixed-weight cluster.  Never edit
  * these to make a change pass: a change here remaps every cluster. */
 static void test_golden(void **state)
@@ -174,6 +178,26 @@ static void test_golden(void **state)
   uint32_t pg;
   assert_int_equal(placement_object_pg("blk_header.7", 12, 64, &pg), 0);
   assert_int_equal(pg, 34);
+  placement_map_free(m);
+
+  /* Digest of 1000 PGs' sets on a bigger cluster with out OSDs, for both
+   * failure domains (xxh32 of the little-endian sets). */
+  m = build(10, 4, true, false);
+  placement_map_set_in(m, 5, false);
+  placement_map_set_in(m, 22, false);
+  for (int d = 0; d < 2; d++) {
+    struct placement_pool p = { 3, 3, 1000, (enum placement_domain)d };
+    unsigned char *buf = malloc(1000 * 12);
+    for (uint32_t i = 0; i < 1000; i++) {
+      uint32_t s[3];
+      assert_int_equal(placement_pg_raw(m, &p, i, s, 3), 3);
+      for (int k = 0; k < 12; k++)
+        buf[i * 12 + k] = (unsigned char)(s[k / 4] >> (8 * (k % 4)));
+    }
+    uint32_t digest = placement_hash32(buf, 1000 * 12, 0);
+    free(buf);
+    assert_int_equal(digest, d == 0 ? GOLDEN_HOST : GOLDEN_OSD);
+  }
   placement_map_free(m);
 }
 
@@ -628,6 +652,12 @@ static void test_malformed(void **state)
              "out of range");
   expect_err(placement_map_add_osd(m, 1, 1, W1, true), "duplicate OSD id");
   expect_err(placement_map_add_host(m, 1), "duplicate host id");
+  expect_err(placement_map_remove_host(m, 1), "host still has 2 OSDs");
+  expect_err(placement_map_remove_host(m, 5), "unknown host");
+  assert_int_equal(placement_map_add_host(m, 5), 0);
+  assert_int_equal(placement_map_num_hosts(m), 3);
+  assert_int_equal(placement_map_remove_host(m, 5), 0);
+  assert_int_equal(placement_map_num_hosts(m), 2);
   expect_err(placement_map_set_weight(m, 1, 0), "weight 0x0");
   expect_err(placement_map_set_weight(m, 42, W1), "osd.42: unknown OSD");
   expect_err(placement_map_set_in(m, 42, true), "unknown OSD");
