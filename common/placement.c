@@ -799,6 +799,13 @@ struct bal {
   size_t n_cand;
 };
 
+/* floor(a * b / c) without 128-bit arithmetic; needs (c - 1) * b < 2^64
+ * and a result below 2^64. */
+static uint64_t muldiv(uint64_t a, uint64_t b, uint64_t c)
+{
+  return (a / c) * b + ((a % c) * b) / c;
+}
+
 static size_t dense(const placement_map *m, uint32_t osd_id)
 {
   return idx_lower(m, osd_id);   /* callers pass known ids */
@@ -959,9 +966,11 @@ int placement_balance(const placement_map *map,
     b.cpos[i] = SIZE_MAX;
     if (!in || W == 0)
       continue;
-    b.target[i] = (int64_t)(((unsigned __int128)total * w << 16) / W);
-    b.limit[i] = (uint32_t)(((unsigned __int128)b.target[i] *
-                             (1000 + max_dev_permille)) / (1000u << 16));
+    /* total <= 2^32 and w < 2^24, so total * w fits */
+    uint64_t t = muldiv(total * w, 1u << 16, W);
+    uint64_t l = muldiv(t, 1000u + (uint64_t)max_dev_permille, 1000u << 16);
+    b.target[i] = (int64_t)t;
+    b.limit[i] = l > UINT32_MAX ? UINT32_MAX : (uint32_t)l;
     b.cand[b.n_cand++] = (uint32_t)i;
   }
   qsort_r(b.cand, b.n_cand, sizeof *b.cand, cand_cmp, &b);
