@@ -45,9 +45,11 @@ int mon_store_ident(mon_store *s, struct mon_ident *id);
 /* Durable (synced) writes, used from the raft_io callbacks. */
 int mon_store_save_state(mon_store *s, uint64_t term, uint32_t vote);
 int mon_store_save_entries(mon_store *s, const struct raft_entry *e, size_t n);
-/* Save a snapshot at (index, term) and delete log entries <= index. */
+/* Save a snapshot at (index, term) and delete log entries <= index, or
+ * every stored entry when drop_all_log (a snapshot installed from the
+ * leader supersedes our whole log, see raft.h snapshot_install). */
 int mon_store_save_snapshot(mon_store *s, uint64_t index, uint64_t term,
-                            const void *data, size_t len);
+                            const void *data, size_t len, bool drop_all_log);
 /* Load everything for raft_new().  The entries array and snapshot buffer
  * are malloc'ed: free with mon_store_loaded_free(). */
 struct mon_store_loaded {

@@ -31,16 +31,33 @@ static int64_t wall_ms(void)
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A monitor that cannot make its Raft state durable must not go on: the
+ * core's view of what is persisted would be wrong (raft.h: discard the
+ * node after a failed write).  It stops at once; a restart rebuilds it
+ * from what is on disk (fail-stop). */
+static void fail_stop(struct mon *mon, const char *what, int err)
+{
+  log_err("quorum", "%s: %s; mon.%s stops (fail-stop) and must be restarted",
+          what, strerror(-err), mon->ident.name);
+  _exit(1);
+}
+
 static int io_persist_state(void *ctx, uint64_t term, uint32_t vote)
 {
   struct mon *mon = ctx;
-  return mon_store_save_state(mon->store, term, vote);
+  int r = mon_store_save_state(mon->store, term, vote);
+  if (r < 0)
+    fail_stop(mon, "cannot persist the Raft term and vote", r);
+  return r;
 }
 
 static int io_persist_entries(void *ctx, const struct raft_entry *e, size_t n)
 {
   struct mon *mon = ctx;
-  return mon_store_save_entries(mon->store, e, n);
+  int r = mon_store_save_entries(mon->store, e, n);
+  if (r < 0)
+    fail_stop(mon, "cannot persist Raft log entries", r);
+  return r;
 }
 
 static void io_send(void *ctx, const struct raft_msg *m)
@@ -104,7 +121,7 @@ static void maybe_snapshot(struct mon *mon)
   if (mon_state_snapshot(mon->state, &data, &len) < 0)
     return;
   if (mon_store_save_snapshot(mon->store, applied, mon_state_applied_term(mon->state),
-                              data, len) == 0) {
+                              data, len, false) == 0) {
     raft_compact(mon->raft, applied);
     mon->last_snapshot_index = applied;
     log_info("quorum", "snapshot at index %llu (%zu bytes), log compacted",
@@ -138,7 +155,9 @@ static int io_snapshot_install(void *ctx, uint64_t index, uint64_t term,
   int r = mon_state_restore(mon->state, index, term, data, len);
   if (r < 0)
     return r;
-  r = mon_store_save_snapshot(mon->store, index, term, data, len);
+  r = mon_store_save_snapshot(mon->store, index, term, data, len, true);
+  if (r < 0)
+    fail_stop(mon, "cannot persist the installed snapshot", r);
   if (r == 0) {
     mon->last_snapshot_index = index;
     log_info("quorum", "installed snapshot from the leader at index %llu (epoch %llu)",
@@ -204,8 +223,11 @@ void quorum_on_raft_msg(struct mon *mon, const struct msgr_frame *f)
   if (m.from >= 1 && m.from <= CM_MAX_MONS)
     mon->peer_heard_ms[m.from] = wall_ms();
   bool was_leader = raft_is_leader(mon->raft);
-  if (m.to == mon->ident.rank && raft_step(mon->raft, &m) < 0)
+  int sr = m.to == mon->ident.rank ? raft_step(mon->raft, &m) : 0;
+  if (sr == -EINVAL)
     log_debug("quorum", "raft rejected a malformed message from rank %u", m.from);
+  else if (sr < 0)
+    fail_stop(mon, "raft step failed", sr);
   if (was_leader && !raft_is_leader(mon->raft))
     commands_on_leadership_lost(mon);
   free(ents);

@@ -186,7 +186,7 @@ int mon_store_save_entries(mon_store *s, const struct raft_entry *e, size_t n)
 }
 
 int mon_store_save_snapshot(mon_store *s, uint64_t index, uint64_t term,
-                            const void *data, size_t len)
+                            const void *data, size_t len, bool drop_all_log)
 {
   uint8_t meta[16];
   put_le64(meta, index);
@@ -196,7 +196,7 @@ int mon_store_save_snapshot(mon_store *s, uint64_t index, uint64_t term,
   rocksdb_writebatch_put(b, "snap/data", 9, data, len);
   char from[12], to[12];
   log_key(0, from);
-  log_key(index + 1, to);
+  log_key(drop_all_log ? UINT64_MAX : index + 1, to);
   rocksdb_writebatch_delete_range(b, from, sizeof from, to, sizeof to);
   return write_batch(s, b);
 }
