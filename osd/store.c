@@ -1203,19 +1203,21 @@ static int px_commit(struct pctx *c, struct jtx *j)
   uint8_t *rec = rb->mem;
   memset(rec, 0, JREC_HDR);
   uint8_t *q = rec + JREC_HDR;
-  for (size_t i = 0; i < p->ndelr; i++) {
-    uint8_t a[9], b[9];
-    a[0] = b[0] = KEY_OMAP;
-    put_be64(a + 1, p->delr[i]);
-    put_be64(b + 1, p->delr[i] + 1);
-    q = jop_encode(q, JOP_DELRANGE, a, 9, b, 9);
-  }
   for (size_t i = 0; i < p->nou; i++) {
     struct ovl *n = p->ou[i].newe;
     if (ovl_find(st, n->key, n->klen) != n)
       continue;
     q = jop_encode(q, n->tomb ? JOP_DEL : JOP_PUT, n->key, n->klen, n->val,
                    n->vlen);
+  }
+  /* range deletes last: a dropped omap id may have been written earlier in
+   * this same transaction */
+  for (size_t i = 0; i < p->ndelr; i++) {
+    uint8_t a[9], b[9];
+    a[0] = b[0] = KEY_OMAP;
+    put_be64(a + 1, p->delr[i]);
+    put_be64(b + 1, p->delr[i] + 1);
+    q = jop_encode(q, JOP_DELRANGE, a, 9, b, 9);
   }
   for (size_t i = 0; i < n_data; i++) {
     put_le64(q, p->pb[i].lba);
@@ -1449,6 +1451,16 @@ static void retry_blocked(struct store *st, bool released)
 
 static void jw_done(struct store *st);
 
+static void jw_hang(struct store *st, struct ioreq *io, int res)
+{
+  (void)st; (void)io; (void)res;
+}
+
+void store_debug_tear_next_write(store *st)
+{
+  st->debug_tear = true;
+}
+
 static void jw_write_done(struct store *st, struct ioreq *io, int res)
 {
   struct jwrite *w = (struct jwrite *)((char *)io - offsetof(struct jwrite, wio));
@@ -1504,11 +1516,12 @@ static void journal_kick(struct store *st)
         j->state == JTX_WRITING)
       continue;
     uint64_t p = pos;
-    if (jphys(st, p) + j->len > J) {
-      if (count)
-        break;
+    /* one writev is contiguous on the device: the batch ends where the
+     * journal does (a record that would cross the end starts at 0) */
+    if (count && jphys(st, start) + (p - start) + j->len > J)
+      break;
+    if (jphys(st, p) + j->len > J)
       p += J - jphys(st, p);
-    }
     if (p + j->len - st->jtail > J) {
       need_space = true;
       break;
@@ -1545,6 +1558,22 @@ static void journal_kick(struct store *st)
   w->wio.done = jw_write_done;
   w->fio.done = jw_fsync_done;
   st->jhead = pos;
+  if (st->debug_tear) {
+    /* test hook: a torn write that never completes */
+    static struct ioreq hang = { NULL };
+    hang.done = jw_hang;
+    struct io_uring_sqe *sqe = st_sqe(st);
+    io_uring_prep_write(sqe, st->fd, w->iov[0].iov_base, STORE_BLOCK,
+                        st->sb.journal_offset + jphys(st, start));
+    io_uring_sqe_set_data(sqe, &hang);
+    st_submit(st);
+    return;
+  }
+  log_trace(SUB, "journal write: seq %llu..%llu (%u) at %llu (logical %llu), "
+            "tail %llu", (unsigned long long)first->seq,
+            (unsigned long long)first->seq + count - 1, count,
+            (unsigned long long)jphys(st, start), (unsigned long long)start,
+            (unsigned long long)st->jtail);
   w->dpend = dpend;
   w->linked = dpend == 0;
   w->wdone = w->fsync_sent = false;
@@ -1934,6 +1963,8 @@ static void ck_done(struct store *st, int sync_err)
   } else if (st->ck_last.seq > st->ckpt_seq) {
     st->ckpt_seq = st->ck_last.seq;
     st->jtail = st->ck_last.end;
+    log_trace(SUB, "checkpoint: trimmed to seq %llu, tail %llu",
+              (unsigned long long)st->ckpt_seq, (unsigned long long)st->jtail);
   }
   if (!st->failed) {
     /* release blocks freed by checkpointed records */

@@ -237,6 +237,7 @@ struct store {
   struct jdesc ck_last;
   uint64_t last_rec_pos;   /* newest record written (test hook) */
   uint32_t last_rec_len;
+  bool debug_tear;
 
   /* checkpoint sync thread; sync_lock protects sync_job/stop/result */
   pthread_t sync_tid;
