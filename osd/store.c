@@ -712,8 +712,13 @@ static int px_place(struct pctx *c, const struct store_oid *oid,
   uint32_t crc = crc32c(0, data, STORE_BLOCK);
   uint64_t old = cm->blk[bi];
   uint64_t lba;
+  /* In place only when nobody shares the block and no unwritten journaled
+   * version of it is pending: stacking a second version on an unwritten
+   * one would hold the journal tail behind a transaction that may itself
+   * be waiting for journal space.  Otherwise copy on write. */
+  struct pend *pe = old ? pend_find(st, old - 1) : NULL;
   if (old && !direct && alloc_refs(st->alloc, old - 1) == 1 &&
-      !px_freed_here(c, old - 1)) {
+      !px_freed_here(c, old - 1) && !(pe && pe->dirty)) {
     lba = old - 1;                      /* overwrite in place (journaled) */
   } else {
     if (run->left == 0) {
