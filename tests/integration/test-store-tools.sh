@@ -19,6 +19,10 @@ expect_rc 0 "$OSD" --mkfs --device "$dev" --osd-id 3 --force
 expect_rc 0 "$OSD" --fsck --device "$dev"
 expect_rc 0 "$OSD" --bench --device "$dev" --bench-time 0.2 --bench-size 16M
 expect_rc 0 "$OSD" --fsck --deep --device "$dev"
+# only sequential 1 MiB writes (direct, allocated from the first block on)
+expect_rc 0 "$OSD" --mkfs --device "$dev" --osd-id 3 --force --journal-size 4M
+expect_rc 0 "$OSD" --bench --device "$dev" --bench-time 0.2 --bench-size 16M \
+  --bench-only seqwrite --bench-settle 0
 # corrupt a data block that the benchmark wrote (start of the data area)
 off=$(( (4096 + 4*1024*1024 + 65535) / 65536 * 65536 + 1000 ))
 printf 'XXXXXXXX' | dd of="$dev" bs=1 seek=$off conv=notrunc status=none
