@@ -1355,6 +1355,7 @@ static int prepare(struct store *st, store_txn *txn, struct jtx *j)
 {
   struct pctx c = { st, &st->prep, txn, st->next_seq };
   int r = 0;
+  uint64_t t0 = mono_ns();
   if (txn->error)
     return txn->error;
   if (st->failed)
@@ -1371,6 +1372,8 @@ static int prepare(struct store *st, store_txn *txn, struct jtx *j)
     return r;
   }
   st->next_seq++;
+  st->prep_ns += mono_ns() - t0;
+  st->prep_count++;
   return 0;
 }
 
@@ -1635,7 +1638,8 @@ static void jw_done(struct store *st)
   struct jwrite *w = &st->jw;
   st->jw_count++;
   st->jw_records += w->count;
-  st->jw_ns += mono_ns() - st->jw_start_ns;
+  st->jw_done_ns = mono_ns();
+  st->jw_ns += st->jw_done_ns - st->jw_start_ns;
   if (w->wres != (int)w->bytes || w->fres < 0) {
     log_err(SUB, "journal write of %llu bytes failed: %s",
             (unsigned long long)w->bytes,
@@ -1679,6 +1683,8 @@ static void jw_done(struct store *st)
     }
   }
   rocksdb_writebatch_destroy(b);
+  uint64_t t1 = mono_ns();
+  st->apply_ns += t1 - st->jw_done_ns;
   /* callbacks run while the writer still looks busy, so that the
    * transactions they queue are grouped into the next write */
   st_complete_head(st);

@@ -251,6 +251,7 @@ struct store {
   struct event *ev_sync;
   /* statistics (logged at close) */
   uint64_t jw_count, jw_records, jw_ns, jw_start_ns, ck_ns, ck_start_ns, ck_blocks;
+  uint64_t jw_done_ns, prep_ns, prep_count, apply_ns;
 
   /* reads */
   struct rreq *waiting;     /* waiting for io and/or acks */

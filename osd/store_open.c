@@ -740,6 +740,12 @@ void store_close(store *st)
              (unsigned long long)st->ck_count,
              st->ck_count ? (double)st->ck_ns / 1000.0 / (double)st->ck_count : 0,
              (unsigned long long)st->ck_blocks);
+  if (st->prep_count)
+    log_info(SUB, "closing %s: %llu transactions prepared (%.1f us each), "
+             "metadata apply %.1f us per journal write", st->dev_path,
+             (unsigned long long)st->prep_count,
+             (double)st->prep_ns / 1000.0 / (double)st->prep_count,
+             st->jw_count ? (double)st->apply_ns / 1000.0 / (double)st->jw_count : 0);
   st_free_runtime(st);
 }
 
