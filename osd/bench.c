@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "osd/internal.h"
@@ -117,6 +118,8 @@ static void bop_start(struct bop *op)
   }
 }
 
+static void settle(store *st, const struct bench_opts *o);
+
 static int cmp_u64(const void *a, const void *c)
 {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)c;
@@ -201,18 +204,35 @@ int store_bench(struct store *st, struct event_base *base,
   int r = 0;
   if (!r && ONLY("seqwrite-1M"))
     r = run(&b, "seqwrite-1M", true, 1 << 20, true, sqd, secs);
+  if (!r)
+    settle(st, o);
   if (!r && ONLY("randwrite-4K"))
     r = run(&b, "randwrite-4K", true, 4096, false, 1, secs);
+  if (!r)
+    settle(st, o);
   if (!r && ONLY("randwrite-4K"))
     r = run(&b, "randwrite-4K", true, 4096, false, 32, secs);
   if (!r)
-    r = store_checkpoint_sync(st);
+    settle(st, o);
   if (!r && ONLY("randread-4K"))
     r = run(&b, "randread-4K", false, 4096, false, 1, secs);
+  if (!r)
+    settle(st, o);
   if (!r && ONLY("randread-4K"))
     r = run(&b, "randread-4K", false, 4096, false, 32, secs);
+  if (!r)
+    settle(st, o);
   if (!r && ONLY("seqread-1M"))
     r = run(&b, "seqread-1M", false, 1 << 20, true, sqd, secs);
   free(b.lat);
   return r;
+}
+
+/* Let the device settle between tests (write-back of the previous test
+ * otherwise slows the flushes of the next one). */
+static void settle(store *st, const struct bench_opts *o)
+{
+  store_checkpoint_sync(st);
+  if (o->settle > 0)
+    usleep((useconds_t)(o->settle * 1e6));
 }

@@ -335,6 +335,7 @@ struct bench_opts {
   uint64_t dataset;     /* bytes of objects to spread I/O over */
   unsigned seq_qd;      /* queue depth of the 1 MiB sequential tests */
   const char *only;     /* run only tests whose name contains this, or NULL */
+  double settle;        /* seconds of idle time between tests */
 };
 /* Run the benchmark against an open store; print the table to stdout.
  * 0 or -errno. */

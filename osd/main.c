@@ -25,13 +25,14 @@ static void usage(FILE *f)
     "       blk-osd --fsck [--deep] --device PATH [--data DIR]\n"
     "       blk-osd --bench --device PATH [--data DIR] [--bench-time SECS]\n"
     "               [--bench-size SIZE] [--bench-seq-qd N] [--bench-only NAME]\n"
+    "               [--bench-settle SECS]\n"
     "common: [--conf FILE] [--set NAME=VALUE]... [--log-level LEVEL]\n"
     "        --help-config lists every option\n"
     "The data directory (RocksDB) defaults to <device>.db.\n");
 }
 
 enum { O_MKFS = 256, O_FSCK, O_BENCH, O_DEEP, O_FORCE, O_SIZE, O_JSIZE,
-       O_BTIME, O_BSIZE, O_BQD, O_BONLY, O_CONF, O_SET, O_LOG, O_HELPCFG };
+       O_BTIME, O_BSIZE, O_BQD, O_BONLY, O_BSETTLE, O_CONF, O_SET, O_LOG, O_HELPCFG };
 
 int main(int argc, char **argv)
 {
@@ -46,6 +47,7 @@ int main(int argc, char **argv)
     { "bench-size", required_argument, 0, O_BSIZE },
     { "bench-seq-qd", required_argument, 0, O_BQD },
     { "bench-only", required_argument, 0, O_BONLY },
+    { "bench-settle", required_argument, 0, O_BSETTLE },
     { "conf", required_argument, 0, O_CONF }, { "set", required_argument, 0, O_SET },
     { "log-level", required_argument, 0, O_LOG },
     { "help-config", no_argument, 0, O_HELPCFG }, { "help", no_argument, 0, 'h' },
@@ -56,7 +58,7 @@ int main(int argc, char **argv)
   char *sets[64];
   int nsets = 0;
   struct store_mkfs_opts mo = { 0 };
-  struct bench_opts bo = { 0 };
+  struct bench_opts bo = { .settle = 2 };
   const char *dev = NULL, *data = NULL;
   while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
     switch (c) {
@@ -96,6 +98,7 @@ int main(int argc, char **argv)
     case O_BTIME: bo.seconds = atof(optarg); break;
     case O_BQD: bo.seq_qd = (unsigned)atoi(optarg); break;
     case O_BONLY: bo.only = optarg; break;
+    case O_BSETTLE: bo.settle = atof(optarg); break;
     case O_CONF: conf = optarg; break;
     case O_SET:
       if (nsets == 64) {

@@ -712,8 +712,13 @@ static int px_place(struct pctx *c, const struct store_oid *oid,
   uint32_t crc = crc32c(0, data, STORE_BLOCK);
   uint64_t old = cm->blk[bi];
   uint64_t lba;
+  /* In place only when nobody shares the block and no unwritten journaled
+   * version of it is pending: stacking a second version on an unwritten
+   * one would hold the journal tail behind a transaction that may itself
+   * be waiting for journal space.  Otherwise copy on write. */
+  struct pend *pe = old ? pend_find(st, old - 1) : NULL;
   if (old && !direct && alloc_refs(st->alloc, old - 1) == 1 &&
-      !px_freed_here(c, old - 1)) {
+      !px_freed_here(c, old - 1) && !(pe && pe->dirty)) {
     lba = old - 1;                      /* overwrite in place (journaled) */
   } else {
     if (run->left == 0) {
@@ -1203,19 +1208,21 @@ static int px_commit(struct pctx *c, struct jtx *j)
   uint8_t *rec = rb->mem;
   memset(rec, 0, JREC_HDR);
   uint8_t *q = rec + JREC_HDR;
-  for (size_t i = 0; i < p->ndelr; i++) {
-    uint8_t a[9], b[9];
-    a[0] = b[0] = KEY_OMAP;
-    put_be64(a + 1, p->delr[i]);
-    put_be64(b + 1, p->delr[i] + 1);
-    q = jop_encode(q, JOP_DELRANGE, a, 9, b, 9);
-  }
   for (size_t i = 0; i < p->nou; i++) {
     struct ovl *n = p->ou[i].newe;
     if (ovl_find(st, n->key, n->klen) != n)
       continue;
     q = jop_encode(q, n->tomb ? JOP_DEL : JOP_PUT, n->key, n->klen, n->val,
                    n->vlen);
+  }
+  /* range deletes last: a dropped omap id may have been written earlier in
+   * this same transaction */
+  for (size_t i = 0; i < p->ndelr; i++) {
+    uint8_t a[9], b[9];
+    a[0] = b[0] = KEY_OMAP;
+    put_be64(a + 1, p->delr[i]);
+    put_be64(b + 1, p->delr[i] + 1);
+    q = jop_encode(q, JOP_DELRANGE, a, 9, b, 9);
   }
   for (size_t i = 0; i < n_data; i++) {
     put_le64(q, p->pb[i].lba);
@@ -1348,6 +1355,7 @@ static int prepare(struct store *st, store_txn *txn, struct jtx *j)
 {
   struct pctx c = { st, &st->prep, txn, st->next_seq };
   int r = 0;
+  uint64_t t0 = mono_ns();
   if (txn->error)
     return txn->error;
   if (st->failed)
@@ -1364,6 +1372,8 @@ static int prepare(struct store *st, store_txn *txn, struct jtx *j)
     return r;
   }
   st->next_seq++;
+  st->prep_ns += mono_ns() - t0;
+  st->prep_count++;
   return 0;
 }
 
@@ -1449,6 +1459,16 @@ static void retry_blocked(struct store *st, bool released)
 
 static void jw_done(struct store *st);
 
+static void jw_hang(struct store *st, struct ioreq *io, int res)
+{
+  (void)st; (void)io; (void)res;
+}
+
+void store_debug_tear_next_write(store *st)
+{
+  st->debug_tear = true;
+}
+
 static void jw_write_done(struct store *st, struct ioreq *io, int res)
 {
   struct jwrite *w = (struct jwrite *)((char *)io - offsetof(struct jwrite, wio));
@@ -1504,11 +1524,12 @@ static void journal_kick(struct store *st)
         j->state == JTX_WRITING)
       continue;
     uint64_t p = pos;
-    if (jphys(st, p) + j->len > J) {
-      if (count)
-        break;
+    /* one writev is contiguous on the device: the batch ends where the
+     * journal does (a record that would cross the end starts at 0) */
+    if (count && jphys(st, start) + (p - start) + j->len > J)
+      break;
+    if (jphys(st, p) + j->len > J)
       p += J - jphys(st, p);
-    }
     if (p + j->len - st->jtail > J) {
       need_space = true;
       break;
@@ -1545,6 +1566,22 @@ static void journal_kick(struct store *st)
   w->wio.done = jw_write_done;
   w->fio.done = jw_fsync_done;
   st->jhead = pos;
+  if (st->debug_tear) {
+    /* test hook: a torn write that never completes */
+    static struct ioreq hang = { NULL };
+    hang.done = jw_hang;
+    struct io_uring_sqe *sqe = st_sqe(st);
+    io_uring_prep_write(sqe, st->fd, w->iov[0].iov_base, STORE_BLOCK,
+                        st->sb.journal_offset + jphys(st, start));
+    io_uring_sqe_set_data(sqe, &hang);
+    st_submit(st);
+    return;
+  }
+  log_trace(SUB, "journal write: seq %llu..%llu (%u) at %llu (logical %llu), "
+            "tail %llu", (unsigned long long)first->seq,
+            (unsigned long long)first->seq + count - 1, count,
+            (unsigned long long)jphys(st, start), (unsigned long long)start,
+            (unsigned long long)st->jtail);
   w->dpend = dpend;
   w->linked = dpend == 0;
   w->wdone = w->fsync_sent = false;
@@ -1601,7 +1638,8 @@ static void jw_done(struct store *st)
   struct jwrite *w = &st->jw;
   st->jw_count++;
   st->jw_records += w->count;
-  st->jw_ns += mono_ns() - st->jw_start_ns;
+  st->jw_done_ns = mono_ns();
+  st->jw_ns += st->jw_done_ns - st->jw_start_ns;
   if (w->wres != (int)w->bytes || w->fres < 0) {
     log_err(SUB, "journal write of %llu bytes failed: %s",
             (unsigned long long)w->bytes,
@@ -1645,6 +1683,8 @@ static void jw_done(struct store *st)
     }
   }
   rocksdb_writebatch_destroy(b);
+  uint64_t t1 = mono_ns();
+  st->apply_ns += t1 - st->jw_done_ns;
   /* callbacks run while the writer still looks busy, so that the
    * transactions they queue are grouped into the next write */
   st_complete_head(st);
@@ -1934,6 +1974,8 @@ static void ck_done(struct store *st, int sync_err)
   } else if (st->ck_last.seq > st->ckpt_seq) {
     st->ckpt_seq = st->ck_last.seq;
     st->jtail = st->ck_last.end;
+    log_trace(SUB, "checkpoint: trimmed to seq %llu, tail %llu",
+              (unsigned long long)st->ckpt_seq, (unsigned long long)st->jtail);
   }
   if (!st->failed) {
     /* release blocks freed by checkpointed records */

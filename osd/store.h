@@ -214,6 +214,10 @@ void store_debug_abandon(store *st);
 /* Device offset and length of the newest journal record written. -ENOENT
  * if none since open. */
 int store_debug_journal_last(store *st, uint64_t *dev_off, uint32_t *len);
+/* Fault injection: the next journal write puts only its first 4 KiB on the
+ * device and never completes (no flush, no acknowledgement, nothing after
+ * it is written): a torn journal tail once the process is killed. */
+void store_debug_tear_next_write(store *st);
 /* Seq of the last acknowledged transaction (journal record). */
 uint64_t store_debug_acked_seq(store *st);
 

@@ -237,6 +237,7 @@ struct store {
   struct jdesc ck_last;
   uint64_t last_rec_pos;   /* newest record written (test hook) */
   uint32_t last_rec_len;
+  bool debug_tear;
 
   /* checkpoint sync thread; sync_lock protects sync_job/stop/result */
   pthread_t sync_tid;
@@ -250,6 +251,7 @@ struct store {
   struct event *ev_sync;
   /* statistics (logged at close) */
   uint64_t jw_count, jw_records, jw_ns, jw_start_ns, ck_ns, ck_start_ns, ck_blocks;
+  uint64_t jw_done_ns, prep_ns, prep_count, apply_ns;
 
   /* reads */
   struct rreq *waiting;     /* waiting for io and/or acks */

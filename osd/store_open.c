@@ -325,14 +325,28 @@ static int replay_read(struct store *st, uint8_t *buf, uint64_t pos,
   int r = pread_all(st->fd, buf, STORE_BLOCK, st->sb.journal_offset + ph);
   if (r < 0)
     return r;
-  if (jrec_parse_hdr(buf, J - ph < J / 4 ? J - ph : J / 4, h) < 0 ||
-      h->seq != rs->seq || h->prev_crc != rs->prev)
+  if (jrec_parse_hdr(buf, J - ph < J / 4 ? J - ph : J / 4, h) < 0) {
+    log_debug(SUB, "replay: no record header at journal offset %llu",
+              (unsigned long long)ph);
     return -EINVAL;
+  }
+  if (h->seq != rs->seq || h->prev_crc != rs->prev) {
+    log_debug(SUB, "replay: record at journal offset %llu has seq %llu prev "
+              "%08x, want seq %llu prev %08x", (unsigned long long)ph,
+              (unsigned long long)h->seq, h->prev_crc,
+              (unsigned long long)rs->seq, rs->prev);
+    return -EINVAL;
+  }
   if (h->len > STORE_BLOCK &&
       (r = pread_all(st->fd, buf + STORE_BLOCK, h->len - STORE_BLOCK,
                      st->sb.journal_offset + ph + STORE_BLOCK)) < 0)
     return r;
-  return jrec_verify(buf, h);
+  r = jrec_verify(buf, h);
+  if (r < 0)
+    log_debug(SUB, "replay: record %llu at journal offset %llu fails its "
+              "check (%d)", (unsigned long long)h->seq, (unsigned long long)ph,
+              r);
+  return r;
 }
 
 static int replay(struct store *st, struct replay_state *rs)
@@ -548,6 +562,9 @@ int store_open(const char *dev_path, const char *data_dir,
   rs.seq = get_le64(ck) + 1;
   rs.pos = get_le64(ck + 8);
   rs.prev = get_le32(ck + 16);
+  log_debug(SUB, "replay from seq %llu at journal position %llu (applied %llu)",
+            (unsigned long long)rs.seq, (unsigned long long)rs.pos,
+            (unsigned long long)rs.applied);
   r = replay(st, &rs);
   if (r < 0)
     goto out_free;
@@ -723,6 +740,12 @@ void store_close(store *st)
              (unsigned long long)st->ck_count,
              st->ck_count ? (double)st->ck_ns / 1000.0 / (double)st->ck_count : 0,
              (unsigned long long)st->ck_blocks);
+  if (st->prep_count)
+    log_info(SUB, "closing %s: %llu transactions prepared (%.1f us each), "
+             "metadata apply %.1f us per journal write", st->dev_path,
+             (unsigned long long)st->prep_count,
+             (double)st->prep_ns / 1000.0 / (double)st->prep_count,
+             st->jw_count ? (double)st->apply_ns / 1000.0 / (double)st->jw_count : 0);
   st_free_runtime(st);
 }
 
