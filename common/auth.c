@@ -413,7 +413,8 @@ int auth_secrets_open(const uint8_t key[AUTH_KEY_LEN], const uint8_t *in, size_t
   struct auth_rotating nr;
   memset(&nr, 0, sizeof nr);
   rc = 0;
-  if (ss->n_secrets < 1 || ss->n_secrets > 2)
+  if (ss->n_secrets < 1 || ss->n_secrets > 2 ||
+      (ss->n_secrets == 2 && ss->secrets[0]->id == ss->secrets[1]->id))
     rc = -EPROTO;
   for (size_t i = 0; i < ss->n_secrets && rc == 0; i++) {
     struct auth_secret *d = i == 0 ? &nr.cur : &nr.prev;
@@ -746,7 +747,7 @@ static int make_ticket(const struct auth_secret *sec, const char *entity, const 
 }
 
 int auth_server_verify(struct auth_server *as, const uint8_t *in, size_t len,
-                       const keyring *db, const struct auth_rotating *osd,
+                       const struct keyring *db, const struct auth_rotating *osd,
                        const struct auth_params *p, int64_t now_ms,
                        uint8_t **out, size_t *outlen, char *err, size_t errlen)
 {

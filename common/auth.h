@@ -191,7 +191,7 @@ int auth_server_challenge(struct auth_server *as, const uint8_t *in, size_t len,
  * (refused: unknown entity, bad proof, stale or reused challenge; err
  * says which, the reply does not); -EPROTO; -ENOMEM; -EIO. */
 int auth_server_verify(struct auth_server *as, const uint8_t *in, size_t len,
-                       const keyring *db, const struct auth_rotating *osd,
+                       const struct keyring *db, const struct auth_rotating *osd,
                        const struct auth_params *p, int64_t now_ms,
                        uint8_t **out, size_t *outlen, char *err, size_t errlen);
 

@@ -29,9 +29,9 @@ struct keyring {
   size_t n, cap;
 };
 
-keyring *keyring_new(void)
+struct keyring *keyring_new(void)
 {
-  keyring *kr = calloc(1, sizeof *kr);
+  struct keyring *kr = calloc(1, sizeof *kr);
   if (!kr)
     errno = ENOMEM;
   return kr;
@@ -45,7 +45,7 @@ static void entry_clear(struct keyring_entry *e)
   e->caps_mon = e->caps_osd = NULL;
 }
 
-void keyring_free(keyring *kr)
+void keyring_free(struct keyring *kr)
 {
   if (!kr)
     return;
@@ -81,7 +81,7 @@ bool keyring_entity_valid(const char *name)
   return true;
 }
 
-const struct keyring_entry *keyring_find(const keyring *kr, const char *entity)
+const struct keyring_entry *keyring_find(const struct keyring *kr, const char *entity)
 {
   for (size_t i = 0; i < kr->n; i++)
     if (strcmp(kr->e[i].entity, entity) == 0)
@@ -89,22 +89,22 @@ const struct keyring_entry *keyring_find(const keyring *kr, const char *entity)
   return NULL;
 }
 
-static struct keyring_entry *find_mut(keyring *kr, const char *entity)
+static struct keyring_entry *find_mut(struct keyring *kr, const char *entity)
 {
   return (struct keyring_entry *)keyring_find(kr, entity);
 }
 
-size_t keyring_count(const keyring *kr)
+size_t keyring_count(const struct keyring *kr)
 {
   return kr->n;
 }
 
-const struct keyring_entry *keyring_at(const keyring *kr, size_t i)
+const struct keyring_entry *keyring_at(const struct keyring *kr, size_t i)
 {
   return i < kr->n ? &kr->e[i] : NULL;
 }
 
-int keyring_set_key(keyring *kr, const char *entity, const uint8_t key[KEYRING_KEY_LEN])
+int keyring_set_key(struct keyring *kr, const char *entity, const uint8_t key[KEYRING_KEY_LEN])
 {
   if (!keyring_entity_valid(entity))
     return -EINVAL;
@@ -133,7 +133,7 @@ int keyring_set_key(keyring *kr, const char *entity, const uint8_t key[KEYRING_K
   return 0;
 }
 
-int keyring_set_caps(keyring *kr, const char *entity, const char *service,
+int keyring_set_caps(struct keyring *kr, const char *entity, const char *service,
                      const char *text, char *err, size_t errlen)
 {
   enum caps_service svc;
@@ -161,7 +161,7 @@ int keyring_set_caps(keyring *kr, const char *entity, const char *service,
   return 0;
 }
 
-int keyring_remove(keyring *kr, const char *entity)
+int keyring_remove(struct keyring *kr, const char *entity)
 {
   struct keyring_entry *e = find_mut(kr, entity);
   if (!e)
@@ -254,7 +254,7 @@ static void trim(const char **s, const char **e)
     (*e)--;
 }
 
-int keyring_parse(keyring *kr, const char *text, size_t len, const char *fname,
+int keyring_parse(struct keyring *kr, const char *text, size_t len, const char *fname,
                   char *err, size_t errlen)
 {
   const char *p = text, *end = text + len;
@@ -447,7 +447,7 @@ static int read_secret_file(const char *path, char **buf, size_t *len, bool *ins
   return 0;
 }
 
-int keyring_load(const char *path, keyring **out, bool *insecure, char *warn,
+int keyring_load(const char *path, struct keyring **out, bool *insecure, char *warn,
                  size_t warnlen, char *err, size_t errlen)
 {
   char *buf;
@@ -455,7 +455,7 @@ int keyring_load(const char *path, keyring **out, bool *insecure, char *warn,
   int r = read_secret_file(path, &buf, &len, insecure, warn, warnlen, err, errlen);
   if (r < 0)
     return r;
-  keyring *kr = keyring_new();
+  struct keyring *kr = keyring_new();
   if (!kr) {
     r = -ENOMEM;
     goto out_free_buf;
@@ -496,7 +496,7 @@ int keyring_read_key_file(const char *path, uint8_t key[KEYRING_KEY_LEN],
 
 /* ---- writing ------------------------------------------------------------- */
 
-char *keyring_format(const keyring *kr)
+char *keyring_format(const struct keyring *kr)
 {
   size_t cap = 1;
   for (size_t i = 0; i < kr->n; i++) {
@@ -528,7 +528,7 @@ char *keyring_format(const keyring *kr)
   return out;
 }
 
-int keyring_write(const keyring *kr, const char *path)
+int keyring_write(const struct keyring *kr, const char *path)
 {
   char *text = keyring_format(kr);
   if (!text)

@@ -31,7 +31,8 @@
 #define KEYRING_MAX_ENTITY 64       /* "client.KVMpool", "osd.3", "mon." incl. NUL */
 #define KEYRING_MAX_CAPS 4096       /* bytes of one caps string */
 
-typedef struct keyring keyring;
+
+struct keyring;                     /* opaque */
 
 struct keyring_entry {
   char entity[KEYRING_MAX_ENTITY];
@@ -41,47 +42,47 @@ struct keyring_entry {
 };
 
 /* An empty keyring.  NULL with errno = ENOMEM. */
-keyring *keyring_new(void);
+struct keyring *keyring_new(void);
 /* Wipe every key and free.  NULL is a no-op. */
-void keyring_free(keyring *kr);
+void keyring_free(struct keyring *kr);
 
 /* Parse keyring text (not NUL-terminated: len bytes) into kr, adding its
  * entries (on error, those before the bad line stay).  fname names the
  * source in errors.  Returns 0, or -EINVAL with
  * "FILE:LINE: what" in err (and for bad caps the column, too); -ENOMEM. */
-int keyring_parse(keyring *kr, const char *text, size_t len, const char *fname,
+int keyring_parse(struct keyring *kr, const char *text, size_t len, const char *fname,
                   char *err, size_t errlen);
 
 /* Read a keyring file into a new keyring (*out, free with keyring_free).
  * *insecure is set (and a message put in warn) when the file is readable
  * by group or others; that is not an error.  Returns 0, -errno of the
  * open/read with a message in err, or keyring_parse's errors. */
-int keyring_load(const char *path, keyring **out, bool *insecure, char *warn,
+int keyring_load(const char *path, struct keyring **out, bool *insecure, char *warn,
                  size_t warnlen, char *err, size_t errlen);
 
 /* Write kr to path atomically with mode 0600.  0 or -errno. */
-int keyring_write(const keyring *kr, const char *path);
+int keyring_write(const struct keyring *kr, const char *path);
 /* Format kr as keyring text.  Returns a malloc'ed NUL-terminated string
  * (the caller wipes and frees it), or NULL with errno = ENOMEM. */
-char *keyring_format(const keyring *kr);
+char *keyring_format(const struct keyring *kr);
 
 /* The entry of entity, borrowed until kr changes or is freed; NULL if
  * absent. */
-const struct keyring_entry *keyring_find(const keyring *kr, const char *entity);
+const struct keyring_entry *keyring_find(const struct keyring *kr, const char *entity);
 /* Number of entries and the i-th one (borrowed, insertion order). */
-size_t keyring_count(const keyring *kr);
-const struct keyring_entry *keyring_at(const keyring *kr, size_t i);
+size_t keyring_count(const struct keyring *kr);
+const struct keyring_entry *keyring_at(const struct keyring *kr, size_t i);
 
 /* Add entity with key, or replace its key when present (caps are kept).
  * 0, -EINVAL for a bad entity name, -ENOMEM. */
-int keyring_set_key(keyring *kr, const char *entity, const uint8_t key[KEYRING_KEY_LEN]);
+int keyring_set_key(struct keyring *kr, const char *entity, const uint8_t key[KEYRING_KEY_LEN]);
 /* Set (text != NULL) or clear (NULL) the caps of entity for service "mon"
  * or "osd".  The text is parsed first.  0, -ENOENT (no such entity),
  * -EINVAL (unknown service or bad caps, message in err), -ENOMEM. */
-int keyring_set_caps(keyring *kr, const char *entity, const char *service,
+int keyring_set_caps(struct keyring *kr, const char *entity, const char *service,
                      const char *text, char *err, size_t errlen);
 /* Remove entity.  0 or -ENOENT. */
-int keyring_remove(keyring *kr, const char *entity);
+int keyring_remove(struct keyring *kr, const char *entity);
 
 /* True if name is a valid entity: TYPE.ID with TYPE client, osd or mon,
  * ID of [A-Za-z0-9_.-] (may be empty only for "mon."). */

@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     caps_free(c2);
     caps_free(c);
   }
-  keyring *kr = keyring_new();
+  struct keyring *kr = keyring_new();
   err[0] = 0;
   if (keyring_parse(kr, (const char *)data + 1, size - 1, "f", err, sizeof err) < 0 &&
       strncmp(err, "f:", 2) != 0 && err[0])

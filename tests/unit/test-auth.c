@@ -27,7 +27,7 @@
 #define NOW 1800000000000LL       /* a fixed wall clock, ms */
 
 struct world {
-  keyring *db;
+  struct keyring *db;
   uint8_t admin_key[32], kvm_key[32];
   struct auth_rotating osd;
   struct auth_params p;

@@ -69,7 +69,7 @@ static void test_parse_lookup(void **st)
       "\tkey = " KEY0 "\n"
       "[mon.]\n"
       "\tkey = " KEY0 "\n";
-  keyring *kr = keyring_new();
+  struct keyring *kr = keyring_new();
   char err[256] = "";
   int r = keyring_parse(kr, text, strlen(text), "k", err, sizeof err);
   if (r)
@@ -103,7 +103,7 @@ static void test_parse_lookup(void **st)
 
 static void expect_parse_error(const char *text, const char *want)
 {
-  keyring *kr = keyring_new();
+  struct keyring *kr = keyring_new();
   char err[256] = "";
   int r = keyring_parse(kr, text, strlen(text), "/etc/blk/x.keyring", err, sizeof err);
   assert_int_equal(r, -EINVAL);
@@ -149,7 +149,7 @@ static void test_parse_errors(void **st)
 static void test_write_load(void **st)
 {
   (void)st;
-  keyring *kr = keyring_new();
+  struct keyring *kr = keyring_new();
   uint8_t k1[32], k2[32];
   assert_int_equal(keyring_generate_key(k1), 0);
   assert_int_equal(keyring_generate_key(k2), 0);
@@ -176,7 +176,7 @@ static void test_write_load(void **st)
   assert_int_equal(stat(path, &sb), 0);
   assert_int_equal(sb.st_mode & 07777, 0600);
 
-  keyring *back = NULL;
+  struct keyring *back = NULL;
   bool insecure = true;
   char warn[256] = "x";
   int r = keyring_load(path, &back, &insecure, warn, sizeof warn, err, sizeof err);
@@ -223,7 +223,7 @@ static void test_cluster_init_format(void **st)
   char path[128];
   snprintf(path, sizeof path, "%s/blk.client.admin.keyring", dir);
   write_file(path, text, 0600);
-  keyring *kr = NULL;
+  struct keyring *kr = NULL;
   bool insecure;
   char warn[200], err[200];
   assert_int_equal(keyring_load(path, &kr, &insecure, warn, sizeof warn, err, sizeof err), 0);
