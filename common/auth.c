@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "proto/auth.pb-c.h"
 
 #define MAX_TICKET 65536          /* a packed Ticket is ~200 bytes + caps */
@@ -112,9 +113,46 @@ const char *auth_mode_name(enum auth_mode m)
 
 void auth_params_default(struct auth_params *p)
 {
+  p->mode = AUTH_MODE_NONE;
   p->ticket_ttl_ms = 3600 * 1000;
   p->clock_skew_ms = 30 * 1000;
   p->challenge_ttl_ms = 30 * 1000;
+  p->secret_ttl_ms = 3600 * 1000;
+  p->replay_cache_size = 65536;
+}
+
+int auth_params_from_config(const struct config *cfg, struct auth_params *p,
+                            char *err, size_t errlen)
+{
+  struct auth_params n;
+  const char *m = config_get_str(cfg, "auth_mode");
+  if (auth_mode_parse(m, &n.mode) < 0) {
+    set_err(err, errlen, "auth_mode '%s': expected none, cephx or secure", m);
+    return -EINVAL;
+  }
+  n.ticket_ttl_ms = config_get_int(cfg, "auth_ticket_ttl");
+  n.secret_ttl_ms = config_get_int(cfg, "auth_service_secret_ttl");
+  n.clock_skew_ms = config_get_int(cfg, "auth_clock_skew");
+  n.challenge_ttl_ms = config_get_int(cfg, "auth_challenge_ttl");
+  int64_t rcs = config_get_int(cfg, "auth_replay_cache_size");
+  if (n.ticket_ttl_ms <= 0 || n.secret_ttl_ms <= 0 || n.clock_skew_ms <= 0 ||
+      n.challenge_ttl_ms <= 0) {
+    set_err(err, errlen, "auth_*_ttl and auth_clock_skew must be positive");
+    return -EINVAL;
+  }
+  if (n.ticket_ttl_ms > n.secret_ttl_ms) {
+    set_err(err, errlen, "auth_ticket_ttl (%lld ms) exceeds auth_service_secret_ttl (%lld ms): "
+            "tickets would outlive the secrets that open them",
+            (long long)n.ticket_ttl_ms, (long long)n.secret_ttl_ms);
+    return -EINVAL;
+  }
+  if (rcs < 16 || rcs > (1 << 24)) {
+    set_err(err, errlen, "auth_replay_cache_size must be 16..16777216");
+    return -EINVAL;
+  }
+  n.replay_cache_size = (size_t)rcs;
+  *p = n;
+  return 0;
 }
 
 /* ---- crypto primitives --------------------------------------------------- */

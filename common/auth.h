@@ -58,13 +58,24 @@ unsigned auth_modes_at_least(enum auth_mode m);
 int auth_mode_parse(const char *s, enum auth_mode *m);
 const char *auth_mode_name(enum auth_mode m);
 
-/* Timing parameters (from the auth_* options, docs/auth.md). */
+/* Parameters (from the auth_* options, docs/auth.md). */
 struct auth_params {
+  enum auth_mode mode;             /* auth_mode */
   int64_t ticket_ttl_ms;           /* auth_ticket_ttl */
   int64_t clock_skew_ms;           /* auth_clock_skew: authorizer window */
-  int64_t challenge_ttl_ms;        /* how long a server challenge is good */
+  int64_t challenge_ttl_ms;        /* auth_challenge_ttl */
+  int64_t secret_ttl_ms;           /* auth_service_secret_ttl: rotation period */
+  size_t replay_cache_size;        /* auth_replay_cache_size */
 };
+/* The defaults of the option table (mode none). */
 void auth_params_default(struct auth_params *p);
+struct config;
+/* Read the auth_* options of cfg.  0, or -EINVAL with a message in err
+ * (unknown auth_mode, a ttl <= 0, ticket ttl above the rotation period:
+ * a ticket must stay verifiable for its whole life, and an OSD keeps the
+ * current and the previous secret only). */
+int auth_params_from_config(const struct config *cfg, struct auth_params *p,
+                            char *err, size_t errlen);
 
 /* ---- crypto primitives --------------------------------------------------- */
 

@@ -21,6 +21,7 @@
 
 #include "common/auth.h"
 #include "common/caps.h"
+#include "common/config.h"
 #include "common/keyring.h"
 #include "proto/auth.pb-c.h"
 
@@ -603,6 +604,34 @@ static void wire_roundtrip(enum auth_mode mode)
 static void test_wire_cephx(void **st) { (void)st; wire_roundtrip(AUTH_MODE_CEPHX); }
 static void test_wire_secure(void **st) { (void)st; wire_roundtrip(AUTH_MODE_SECURE); }
 
+static void test_params_from_config(void **st)
+{
+  (void)st;
+  config *cfg = config_new("osd", "0");
+  struct auth_params p, d;
+  char err[256];
+  auth_params_default(&d);
+  assert_int_equal(auth_params_from_config(cfg, &p, err, sizeof err), 0);
+  assert_int_equal(p.mode, AUTH_MODE_NONE);
+  assert_int_equal(p.ticket_ttl_ms, d.ticket_ttl_ms);
+  assert_int_equal(p.secret_ttl_ms, d.secret_ttl_ms);
+  assert_int_equal(p.clock_skew_ms, d.clock_skew_ms);
+  assert_int_equal(p.replay_cache_size, d.replay_cache_size);
+  assert_int_equal(config_set(cfg, "auth_mode", "secure"), 0);
+  assert_int_equal(config_set(cfg, "auth_ticket_ttl", "10m"), 0);
+  assert_int_equal(auth_params_from_config(cfg, &p, err, sizeof err), 0);
+  assert_int_equal(p.mode, AUTH_MODE_SECURE);
+  assert_int_equal(p.ticket_ttl_ms, 600000);
+  assert_int_equal(config_set(cfg, "auth_ticket_ttl", "2h"), 0);
+  assert_int_equal(auth_params_from_config(cfg, &p, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "exceeds auth_service_secret_ttl"));
+  assert_int_equal(config_set(cfg, "auth_ticket_ttl", "1h"), 0);
+  assert_int_equal(config_set(cfg, "auth_mode", "kerberos"), 0);
+  assert_int_equal(auth_params_from_config(cfg, &p, err, sizeof err), -EINVAL);
+  assert_string_equal(err, "auth_mode 'kerberos': expected none, cephx or secure");
+  config_free(cfg);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -616,6 +645,7 @@ int main(void)
     cmocka_unit_test(test_primitives),
     cmocka_unit_test(test_wire_cephx),
     cmocka_unit_test(test_wire_secure),
+    cmocka_unit_test(test_params_from_config),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
