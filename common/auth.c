@@ -1132,6 +1132,8 @@ struct auth_replay_cache {
   size_t nbuckets;
   int64_t window_ms;
   int64_t floor_ms;               /* refuse timestamps <= this */
+  uint64_t hkey[2];               /* secret bucket hash key: an authenticated
+                                     client cannot aim nonces at one bucket */
   int32_t *buckets;
   struct rc_entry *e;
 };
@@ -1157,6 +1159,12 @@ auth_replay_cache *auth_replay_new(size_t capacity, int64_t window_ms)
     goto fail;
   for (size_t i = 0; i < rc->nbuckets; i++)
     rc->buckets[i] = -1;
+  if (RAND_bytes((unsigned char *)rc->hkey, sizeof rc->hkey) != 1) {
+    auth_replay_free(rc);
+    errno = EIO;
+    return NULL;
+  }
+  rc->hkey[1] |= 1;
   return rc;
 fail:
   auth_replay_free(rc);
@@ -1175,8 +1183,13 @@ void auth_replay_free(auth_replay_cache *rc)
 
 static size_t rc_bucket(const auth_replay_cache *rc, const uint8_t *nonce)
 {
-  uint64_t h;
-  memcpy(&h, nonce, sizeof h);    /* nonces are random; only proven ones get here */
+  uint64_t a, b;
+  memcpy(&a, nonce, sizeof a);
+  memcpy(&b, nonce + 8, sizeof b);
+  uint64_t h = ((a ^ rc->hkey[0]) * rc->hkey[1]) ^ b;
+  h ^= h >> 29;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 32;
   return (size_t)(h & (rc->nbuckets - 1));
 }
 
