@@ -603,6 +603,36 @@ static void test_tamper_refused(void **st)
   }
 }
 
+/* The refusal is logged with the peer's address and the reason. */
+static void test_tamper_logged(void **st)
+{
+  (void)st;
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/blk-test-msgr-auth-%d.log", (int)getpid());
+  fflush(stderr);
+  int saved = dup(2);
+  FILE *f = fopen(path, "w+");
+  assert_non_null(f);
+  dup2(fileno(f), 2);
+  log_set_level(LOG_WARN);
+  struct tamper_outcome o;
+  tamper_run(AUTH_MODE_CEPHX, 0, 5, A_FLIP_DATA, &o);
+  log_set_level(LOG_ERR);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  char buf[8192] = "";
+  rewind(f);
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = 0;
+  fclose(f);
+  unlink(path);
+  assert_int_equal(o.srv_err, -EBADMSG);
+  if (!strstr(buf, "closing connection from 127.0.0.1:") ||
+      !strstr(buf, "failed cephx verification (tampered, replayed or reordered)"))
+    fail_msg("log does not name the peer and the reason: %s", buf);
+}
+
 /* The same tampering in mode none is not detected: this is what the
  * protection buys (and shows the proxy really tampers). */
 static void test_tamper_unnoticed_without_protection(void **st)
@@ -704,6 +734,7 @@ int main(void)
     cmocka_unit_test(test_traffic_cephx),
     cmocka_unit_test(test_traffic_secure),
     cmocka_unit_test(test_tamper_refused),
+    cmocka_unit_test(test_tamper_logged),
     cmocka_unit_test(test_tamper_unnoticed_without_protection),
     cmocka_unit_test(test_gate_and_mismatch),
   };
