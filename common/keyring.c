@@ -578,6 +578,18 @@ int keyring_write(const struct keyring *kr, const char *path)
     r = -errno;
     goto out_unlink;
   }
+  /* make the rename durable: fsync the directory */
+  char *slash = strrchr(tmp, '/');
+  if (slash == tmp)
+    slash[1] = 0;
+  else if (slash)
+    *slash = 0;
+  int dfd = open(slash ? tmp : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    if (fsync(dfd) < 0)
+      r = -errno;
+    close(dfd);
+  }
   goto out_free_tmp;
 out_close:
   close(fd);

@@ -12,7 +12,8 @@
  * so a keyring that loads has caps that evaluate.  Comments start with
  * '#' or ';'.  A keyring is an in-memory list of entries; the monitor's
  * auth database is one too.  Writing goes to a temporary file created with
- * mode 0600, fsynced and renamed over the target.  Reading warns (flag +
+ * mode 0600, fsynced and renamed over the target (then the directory is
+ * fsynced).  Reading warns (flag +
  * message, never an error) when the file is readable by group or others.
  * A key file (--key-file) holds only the base64 key.
  *
