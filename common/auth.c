@@ -59,12 +59,6 @@ static int pack_msg(const ProtobufCMessage *m, uint8_t **out, size_t *outlen)
   return 0;
 }
 
-/* Pack then wipe-free: for messages that carry secrets. */
-static int pack_secret(const ProtobufCMessage *m, uint8_t **out, size_t *outlen)
-{
-  return pack_msg(m, out, outlen);
-}
-
 static void wipe_free(uint8_t *p, size_t n)
 {
   if (p) {
@@ -408,7 +402,7 @@ int auth_secrets_seal(const struct auth_rotating *r, const uint8_t key[AUTH_KEY_
   ss.secrets = ps;
   uint8_t *pt;
   size_t ptlen;
-  int rc = pack_secret(&ss.base, &pt, &ptlen);
+  int rc = pack_msg(&ss.base, &pt, &ptlen);
   if (rc < 0)
     return rc;
   uint8_t nonce[AUTH_GCM_NONCE_LEN];
@@ -764,7 +758,7 @@ static int make_ticket(const struct auth_secret *sec, const char *entity, const 
   body.expires_ms = expires_ms;
   uint8_t *pt;
   size_t ptlen;
-  int r = pack_secret(&body.base, &pt, &ptlen);
+  int r = pack_msg(&body.base, &pt, &ptlen);
   if (r < 0)
     return r;
   uint8_t aad[14 + 8];
@@ -841,7 +835,7 @@ int auth_server_verify(struct auth_server *as, const uint8_t *in, size_t len,
   ss.expires_ms = expires;
   uint8_t *pt;
   size_t ptlen;
-  r = pack_secret(&ss.base, &pt, &ptlen);
+  r = pack_msg(&ss.base, &pt, &ptlen);
   if (r < 0)
     return r;
   uint8_t aad[sizeof session_aad_tag + 32];
