@@ -12,6 +12,12 @@
  * during one loop iteration are coalesced: a send only activates the write
  * event, and the write happens once the current callbacks return.
  *
+ * Wire protection (msgr_conn_set_protection, docs/auth.md §7) is a
+ * struct auth_wire per TCP connection: a frame is signed or encrypted in
+ * its output buffer when it is queued (so queue order is sequence order),
+ * and verified/decrypted in place in the input buffer before its handler
+ * runs.  Without protection the only cost is a pointer test per frame.
+ *
  * Pending calls live in a per-connection hash by tid and in a list in
  * deadline order of insertion; a 25 ms sweep timer fails expired ones.
  *
