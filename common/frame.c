@@ -41,7 +41,9 @@ int frame_hdr_decode(const uint8_t in[FRAME_HDR_LEN], const struct frame_limits 
   } else if (get_le32(in + 36) != crc32c(0, in, 36)) {
     w = "header checksum mismatch";
     r = -EPROTO;
-  } else if (get_le32(in + 32) != 0 || (in[5] & ~(FRAME_F_REPLY | FRAME_F_ONEWAY))) {
+  } else if (get_le32(in + 32) != 0 ||
+             (in[5] & ~(FRAME_F_REPLY | FRAME_F_ONEWAY | FRAME_F_PROTECTED)) ||
+             (in[5] & FRAME_F_PROTECTED) == FRAME_F_PROTECTED) {
     w = "reserved bits set";
     r = -EPROTO;
   } else {
@@ -86,7 +88,8 @@ int frame_parse(const uint8_t *buf, size_t len, const struct frame_limits *lim,
   int r = frame_hdr_decode(buf, lim, h, why);
   if (r < 0)
     return r;
-  size_t need = FRAME_HDR_LEN + (size_t)h->payload_len + h->data_len;
+  size_t need = FRAME_HDR_LEN + (size_t)h->payload_len + h->data_len +
+                frame_trailer_len(h->flags);
   *frame_len = need;
   if (len < need)
     return 0;

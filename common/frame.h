@@ -16,7 +16,25 @@
  *   28     4    data_crc       crc32c of the data segment
  *   32     4    reserved       0
  *   36     4    header_crc     crc32c of bytes 0..35
- *   40          payload, then data
+ *   40          payload, then data, then the trailer (if any)
+ *
+ * Wire protection (docs/auth.md §6), set per connection after the auth
+ * exchange; a protected frame carries one of two flags and a trailer:
+ *
+ *   flag            trailer after the data segment
+ *   FRAME_F_SIGNED  32 bytes HMAC-SHA256(k_dir, dir(1) || seq(8, LE) ||
+ *                   header bytes 0..39 || payload || data)
+ *   FRAME_F_SECURE  16 bytes AES-256-GCM tag; payload and data are the
+ *                   ciphertext (same lengths), nonce = dir(4) || seq(8, LE),
+ *                   AAD = header bytes 0..23 (magic .. data_len)
+ *
+ * seq counts the frames of one direction since protection started (never
+ * sent); dir is 1 client->server, 2 server->client; k_dir is derived from
+ * the connection key per direction.  The crcs always describe the bytes
+ * on the wire (the ciphertext in secure mode), so transport errors are
+ * still told apart from forgery.  A connection is either unprotected or,
+ * from a defined frame on, protected in each direction: a frame whose
+ * flag does not match, or whose trailer does not verify, closes it.
  *
  * The decoder trusts nothing: the header crc is checked first, then both
  * lengths against the connection's limits, before anything is allocated.
@@ -38,7 +56,20 @@
 enum {
   FRAME_F_REPLY = 0x01,     /* answers the request with the same tid */
   FRAME_F_ONEWAY = 0x02,    /* needs no reply */
+  FRAME_F_SIGNED = 0x04,    /* cephx mode: 32-byte HMAC trailer */
+  FRAME_F_SECURE = 0x08,    /* secure mode: encrypted, 16-byte GCM tag trailer */
 };
+#define FRAME_F_PROTECTED (FRAME_F_SIGNED | FRAME_F_SECURE)
+#define FRAME_SIGNED_TRAILER 32
+#define FRAME_SECURE_TRAILER 16
+#define FRAME_SECURE_AAD_LEN 24   /* header bytes covered as GCM AAD */
+
+/* Trailer bytes a frame with these flags carries (0, 16 or 32). */
+static inline uint32_t frame_trailer_len(uint8_t flags)
+{
+  return (flags & FRAME_F_SIGNED) ? FRAME_SIGNED_TRAILER
+       : (flags & FRAME_F_SECURE) ? FRAME_SECURE_TRAILER : 0;
+}
 
 struct frame_hdr {
   uint8_t flags;
@@ -71,7 +102,8 @@ int frame_verify_body(const struct frame_hdr *h, const uint8_t *payload,
 
 /* Parse the next frame at buf[0..len).  Returns:
  *   1  a complete frame whose body crcs verified: *h filled, *frame_len =
- *      header + payload + data bytes;
+ *      header + payload + data + trailer bytes (the trailer is not checked
+ *      here: that is the connection's protection, auth_wire_open);
  *   0  more bytes needed: *frame_len = total bytes needed once known
  *      (FRAME_HDR_LEN while the header is incomplete);
  *  <0  a bad frame (-EPROTO, -EMSGSIZE, -EBADMSG), *why set.

@@ -12,6 +12,12 @@
  * during one loop iteration are coalesced: a send only activates the write
  * event, and the write happens once the current callbacks return.
  *
+ * Wire protection (msgr_conn_set_protection, docs/auth.md §7) is a
+ * struct auth_wire per TCP connection: a frame is signed or encrypted in
+ * its output buffer when it is queued (so queue order is sequence order),
+ * and verified/decrypted in place in the input buffer before its handler
+ * runs.  Without protection the only cost is a pointer test per frame.
+ *
  * Pending calls live in a per-connection hash by tid and in a list in
  * deadline order of insertion; a 25 ms sweep timer fails expired ones.
  *
@@ -40,6 +46,7 @@
 
 #include "crc32c.h"
 #include "log.h"
+#include "msgtypes.h"
 
 #define PENDING_BUCKETS 64
 #define IN_MIN_CAP 65536
@@ -88,6 +95,7 @@ struct msgr_conn {
   struct msgr_conn *prev, *next;   /* msgr's list, while linked */
   bool linked;
   void *priv;
+  struct auth_wire *wire;          /* protection of the current TCP connection */
 };
 
 struct msgr {
@@ -102,6 +110,7 @@ struct msgr {
   int connect_timeout_ms;
   int max_backoff_ms;
   int tcp_user_timeout_ms;
+  bool require_auth;
 };
 
 static int64_t now_ms(void)
@@ -291,6 +300,9 @@ static void conn_teardown_fd(msgr_conn *c)
   c->in = NULL;
   c->in_len = c->in_cap = 0;
   c->banner_in = false;
+  /* a new TCP connection needs a new auth exchange */
+  auth_wire_free(c->wire);
+  c->wire = NULL;
 }
 
 /* Close with error err: pending calls fail with -ECONNRESET. */
@@ -564,6 +576,31 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
   }
 }
 
+/* Protect the frame in buf (header to be encoded, body, room for the
+ * trailer): sign, or encrypt and then checksum the ciphertext. */
+static int conn_seal(msgr_conn *c, struct frame_hdr *h, uint8_t *buf)
+{
+  uint8_t *body = buf + FRAME_HDR_LEN;
+  size_t blen = (size_t)h->payload_len + h->data_len;
+  uint8_t *trailer = body + blen;
+  int r;
+  if (h->flags & FRAME_F_SIGNED) {
+    h->payload_crc = crc32c(0, body, h->payload_len);
+    h->data_crc = crc32c(0, body + h->payload_len, h->data_len);
+    frame_hdr_encode(h, buf);
+    r = auth_wire_seal(c->wire, buf, FRAME_HDR_LEN, body, blen, trailer);
+  } else {
+    frame_hdr_encode(h, buf);      /* bytes 0..23 (the AAD) are final */
+    r = auth_wire_seal(c->wire, buf, FRAME_SECURE_AAD_LEN, body, blen, trailer);
+    h->payload_crc = crc32c(0, body, h->payload_len);
+    h->data_crc = crc32c(0, body + h->payload_len, h->data_len);
+    frame_hdr_encode(h, buf);
+  }
+  if (r < 0)
+    log_err("msgr", "protecting a frame to %s failed", c->peer);
+  return r;
+}
+
 static int conn_queue_frame(msgr_conn *c, uint16_t type, uint8_t flags, uint64_t tid,
                             const void *payload, uint32_t plen,
                             const struct ProtobufCMessage *msg,
@@ -573,7 +610,12 @@ static int conn_queue_frame(msgr_conn *c, uint16_t type, uint8_t flags, uint64_t
     return -ENOTCONN;
   if (msg)
     plen = (uint32_t)protobuf_c_message_get_packed_size(msg);
-  struct outbuf *o = outbuf_new(FRAME_HDR_LEN + (size_t)plen + dlen);
+  if (flags & FRAME_F_PROTECTED)
+    return -EINVAL;                /* the messenger sets these itself */
+  if (c->wire)
+    flags |= auth_wire_mode(c->wire) == AUTH_MODE_CEPHX ? FRAME_F_SIGNED : FRAME_F_SECURE;
+  uint32_t tlen = frame_trailer_len(flags);
+  struct outbuf *o = outbuf_new(FRAME_HDR_LEN + (size_t)plen + dlen + tlen);
   if (!o)
     return -ENOMEM;
   uint8_t *pp = o->buf + FRAME_HDR_LEN;
@@ -584,11 +626,19 @@ static int conn_queue_frame(msgr_conn *c, uint16_t type, uint8_t flags, uint64_t
   if (dlen)
     memcpy(pp + plen, data, dlen);
   struct frame_hdr h = {
-    .flags = flags, .type = type, .tid = tid, .payload_len = plen,
-    .data_len = dlen, .payload_crc = crc32c(0, pp, plen),
-    .data_crc = crc32c(0, pp + plen, dlen),
+    .flags = flags, .type = type, .tid = tid, .payload_len = plen, .data_len = dlen,
   };
-  frame_hdr_encode(&h, o->buf);
+  if (c->wire) {
+    int r = conn_seal(c, &h, o->buf);
+    if (r < 0) {
+      free(o);
+      return r;
+    }
+  } else {
+    h.payload_crc = crc32c(0, pp, plen);
+    h.data_crc = crc32c(0, pp + plen, dlen);
+    frame_hdr_encode(&h, o->buf);
+  }
   queue_back(c, o);
   if (c->state == C_OPEN) {
     if (!event_pending(c->wev, EV_WRITE, NULL))
@@ -622,9 +672,9 @@ int msgr_reply_pb(msgr_conn *c, const struct msgr_frame *req, uint16_t type,
                           data, data_len);
 }
 
-int msgr_call_pb(msgr_conn *c, uint16_t type, const struct ProtobufCMessage *msg,
-                 const void *data, uint32_t data_len, int timeout_ms,
-                 msgr_reply_fn cb, void *arg)
+static int conn_call(msgr_conn *c, uint16_t type, const void *payload, uint32_t plen,
+                     const struct ProtobufCMessage *msg, const void *data, uint32_t data_len,
+                     int timeout_ms, msgr_reply_fn cb, void *arg)
 {
   struct pending *p = calloc(1, sizeof *p);
   if (!p)
@@ -635,7 +685,7 @@ int msgr_call_pb(msgr_conn *c, uint16_t type, const struct ProtobufCMessage *msg
   p->deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
   /* conn_queue_frame never fails the connection synchronously (connect
    * errors are delivered from the loop), so cb cannot run before return. */
-  int r = conn_queue_frame(c, type, 0, p->tid, NULL, 0, msg, data, data_len);
+  int r = conn_queue_frame(c, type, 0, p->tid, payload, plen, msg, data, data_len);
   if (r < 0) {
     free(p);
     return r;
@@ -649,12 +699,92 @@ int msgr_call_pb(msgr_conn *c, uint16_t type, const struct ProtobufCMessage *msg
   return 0;
 }
 
+int msgr_call_pb(msgr_conn *c, uint16_t type, const struct ProtobufCMessage *msg,
+                 const void *data, uint32_t data_len, int timeout_ms,
+                 msgr_reply_fn cb, void *arg)
+{
+  return conn_call(c, type, NULL, 0, msg, data, data_len, timeout_ms, cb, arg);
+}
+
+int msgr_call(msgr_conn *c, uint16_t type, const void *payload, uint32_t payload_len,
+              const void *data, uint32_t data_len, int timeout_ms,
+              msgr_reply_fn cb, void *arg)
+{
+  return conn_call(c, type, payload, payload_len, NULL, data, data_len, timeout_ms, cb, arg);
+}
+
 /* ---- input -------------------------------------------------------------- */
 
 static void conn_protocol_error(msgr_conn *c, int err, const char *why)
 {
   log_warn("msgr", "closing connection from %s: %s", c->peer, why);
   conn_fail(c, err);
+}
+
+/* Check a received frame against the connection's protection (and the
+ * auth gate); decrypt in place.  Returns false after closing c. */
+static bool conn_open_frame(msgr_conn *c, const struct frame_hdr *h, uint8_t *frame)
+{
+  char why[160];
+  if (!c->wire) {
+    if (h->flags & FRAME_F_PROTECTED) {
+      conn_protocol_error(c, -EPROTO, "protected frame before the auth exchange ended");
+      return false;
+    }
+    if (c->m->require_auth && (h->type < MSG_AUTH_FIRST || h->type > MSG_AUTH_LAST)) {
+      snprintf(why, sizeof why, "frame type %u before authentication", h->type);
+      conn_protocol_error(c, -EACCES, why);
+      return false;
+    }
+    return true;
+  }
+  uint8_t want = auth_wire_mode(c->wire) == AUTH_MODE_CEPHX ? FRAME_F_SIGNED : FRAME_F_SECURE;
+  if ((h->flags & FRAME_F_PROTECTED) != want) {
+    snprintf(why, sizeof why, "frame type %u without %s protection", h->type,
+             auth_mode_name(auth_wire_mode(c->wire)));
+    conn_protocol_error(c, -EPROTO, why);
+    return false;
+  }
+  uint8_t *body = frame + FRAME_HDR_LEN;
+  size_t blen = (size_t)h->payload_len + h->data_len;
+  int r = auth_wire_open(c->wire, frame,
+                         want == FRAME_F_SIGNED ? FRAME_HDR_LEN : FRAME_SECURE_AAD_LEN,
+                         body, blen, body + blen);
+  if (r < 0) {
+    snprintf(why, sizeof why, "frame type %u tid %llu failed %s verification "
+             "(tampered, replayed or reordered)", h->type, (unsigned long long)h->tid,
+             auth_mode_name(auth_wire_mode(c->wire)));
+    conn_protocol_error(c, -EBADMSG, why);
+    return false;
+  }
+  return true;
+}
+
+int msgr_conn_set_protection(msgr_conn *c, enum auth_mode mode,
+                             const uint8_t key[AUTH_KEY_LEN], bool is_client)
+{
+  if (mode != AUTH_MODE_CEPHX && mode != AUTH_MODE_SECURE)
+    return -EINVAL;
+  if (c->state != C_OPEN)
+    return -ENOTCONN;
+  if (c->wire)
+    return -EALREADY;
+  struct auth_wire *w = auth_wire_new(mode, key, is_client);
+  if (!w)
+    return -errno;
+  c->wire = w;
+  log_debug("msgr", "connection with %s now %s", c->peer, auth_mode_name(mode));
+  return 0;
+}
+
+enum auth_mode msgr_conn_protection(const msgr_conn *c)
+{
+  return c->wire ? auth_wire_mode(c->wire) : AUTH_MODE_NONE;
+}
+
+void msgr_set_require_auth(msgr *m, bool on)
+{
+  m->require_auth = on;
 }
 
 /* Process complete frames in c->in.  Returns false if c was closed. */
@@ -700,6 +830,9 @@ static bool conn_process(msgr_conn *c)
     }
     uint8_t *payload = c->in + off + FRAME_HDR_LEN;
     uint8_t *data = payload + h.payload_len;
+    if ((c->wire || (h.flags & FRAME_F_PROTECTED) || c->m->require_auth) &&
+        !conn_open_frame(c, &h, c->in + off))
+      return false;
     off += need;
     struct msgr_frame f = {
       .type = h.type, .flags = h.flags, .tid = h.tid, .payload = payload,

@@ -15,6 +15,11 @@
  *  - Received requests and one-way messages go to ops->on_frame.
  *  - A frame that fails validation (header crc, bounds, body crc) closes
  *    the connection and is logged with the peer's address.
+ *  - Wire protection (docs/auth.md §6): once the auth exchange has given
+ *    both ends a connection key, each calls msgr_conn_set_protection();
+ *    from then on every frame is signed (cephx) or encrypted (secure), and
+ *    a frame that fails verification closes the connection (logged with
+ *    the peer).  A new TCP connection (reconnect) starts unprotected.
  *
  * Ownership: msgr_conn is reference counted (msgr_conn_get/put).  The
  * msgr holds one reference on every open connection; msgr_connect()
@@ -29,6 +34,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "auth.h"
 #include "frame.h"
 
 struct event_base;
@@ -94,6 +100,28 @@ int msgr_conn_last_error(const msgr_conn *c);
 void msgr_conn_set_priv(msgr_conn *c, void *priv);
 void *msgr_conn_priv(const msgr_conn *c);
 
+/* Switch c to wire protection mode (AUTH_MODE_CEPHX or AUTH_MODE_SECURE)
+ * with the connection key from the auth exchange (auth_client.conn_key,
+ * auth_server.conn_key, auth_authorizer.conn_key, auth_session.conn_key);
+ * is_client says which end we are (the two directions use distinct keys
+ * and nonces).  Takes effect at a defined point in each direction:
+ *  - sending: every frame queued after this call (frames queued before,
+ *    e.g. the auth reply itself, go out unprotected and in order first);
+ *  - receiving: every frame after the one whose callback is running (call
+ *    it from the on_frame / reply callback of the last auth message), or,
+ *    called outside a callback, every frame not yet processed.
+ * The key is copied (per-direction keys are derived; the caller wipes its
+ * copy).  Returns 0; -EALREADY if c is protected already; -EINVAL for
+ * mode NONE or an unknown mode; -ENOTCONN if c is not open; -EIO/-ENOMEM. */
+int msgr_conn_set_protection(msgr_conn *c, enum auth_mode mode,
+                             const uint8_t key[AUTH_KEY_LEN], bool is_client);
+/* The protection of c's current connection (AUTH_MODE_NONE if none). */
+enum auth_mode msgr_conn_protection(const msgr_conn *c);
+/* When on, a connection not yet protected accepts only frames of the auth
+ * range (MSG_AUTH_FIRST..MSG_AUTH_LAST); any other frame closes it.  For
+ * daemons whose auth_mode is cephx or secure. */
+void msgr_set_require_auth(msgr *m, bool on);
+
 /* Queue a frame.  payload and data are copied before return.
  * Returns 0 or -errno (-ENOTCONN if an accepted connection is gone). */
 int msgr_send(msgr_conn *c, uint16_t type, uint8_t flags, uint64_t tid,
@@ -118,6 +146,12 @@ typedef void (*msgr_reply_fn)(void *arg, int err, const struct msgr_frame *reply
 int msgr_call_pb(msgr_conn *c, uint16_t type, const struct ProtobufCMessage *msg,
                  const void *data, uint32_t data_len, int timeout_ms,
                  msgr_reply_fn cb, void *arg);
+
+/* Same with an already packed payload (e.g. the auth_* functions'
+ * output); payload and data are copied before return. */
+int msgr_call(msgr_conn *c, uint16_t type, const void *payload, uint32_t payload_len,
+              const void *data, uint32_t data_len, int timeout_ms,
+              msgr_reply_fn cb, void *arg);
 
 /* Run base's loop until the call completes: the synchronous form for
  * tools.  On success *reply_out gets a malloc'ed copy of the reply frame

@@ -14,7 +14,14 @@ enum msg_type {
   MSG_MON_SUBSCRIBE = 3,  /* Subscribe -> MonReply; then MSG_MAP_UPDATE pushes */
   MSG_MAP_UPDATE = 4,     /* MapUpdate, one-way to subscribers */
   /* 100..199: OSD (issue 4) */
-  /* 200..299: auth (issue 7) */
+  /* 200..299: auth (issue 7; proto/auth.proto, docs/auth.md) */
+  MSG_AUTH_HELLO = 200,       /* AuthHello -> AuthChallenge (client -> mon) */
+  MSG_AUTH_PROOF = 201,       /* AuthProof -> AuthReply (client -> mon) */
+  MSG_AUTH_AUTHORIZER = 202,  /* Authorizer -> AuthorizerReply (client -> OSD) */
+  MSG_AUTH_GET_SECRETS = 203, /* (empty) -> SealedSecrets (OSD -> mon, after auth) */
 };
+
+#define MSG_AUTH_FIRST 200
+#define MSG_AUTH_LAST 299
 
 #endif

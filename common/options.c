@@ -39,6 +39,12 @@ const struct config_option config_options[] = {
   { "osd_store_nearfull_ratio", CFG_INT, "85", "percent of the data area in use at which store_statfs reports nearfull" },
   { "osd_store_ckpt_interval", CFG_MS, "500ms", "checkpoint (write back journaled data, trim the journal) at least this often when there is work" },
   { "osd_store_ckpt_journal_pct", CFG_INT, "25", "checkpoint as soon as the journal is this percent full" },
+  /* auth (docs/auth.md) */
+  { "auth_ticket_ttl", CFG_MS, "1h", "lifetime of a session key and of the OSD ticket a monitor issues; at most auth_service_secret_ttl" },
+  { "auth_service_secret_ttl", CFG_MS, "1h", "the monitors rotate the OSD service secret this often (current + previous are kept)" },
+  { "auth_clock_skew", CFG_MS, "30s", "how far an authorizer's timestamp may be from the OSD's clock; also how long nonces are remembered" },
+  { "auth_challenge_ttl", CFG_MS, "30s", "how long a monitor's auth challenge stays valid" },
+  { "auth_replay_cache_size", CFG_INT, "65536", "authorizer nonces an OSD remembers (bounded; when full, older timestamps are refused)" },
   /* client */
   { "client_timeout", CFG_MS, "10s", "how long blkctl waits for a quorum answer" },
   { NULL, CFG_STR, NULL, NULL },
