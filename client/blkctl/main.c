@@ -31,6 +31,9 @@ static void usage(FILE *f)
           "  pool rm NAME --yes-i-really-mean-it\n"
           "OSDs:\n"
           "  osd tree                       hosts and OSDs with up/in and weights\n"
+          "  osd out N | osd in N | osd down N   mark an OSD out / in / down\n"
+          "  osd reweight N WEIGHT          set an OSD's weight (1.0 = 1 TiB)\n"
+          "  osd map POOL OBJECT            PG, up and acting sets of an object\n"
           "\n"
           "The config is -c PATH, else $BLK_CONF, else ./run/blk.conf.\n"
           "Exit status: 0 on success, else the errno of the failure (see docs/blkctl.md).\n");
