@@ -85,6 +85,7 @@ struct osd {
   int64_t stats_interval;
   size_t pg_log_max;
   int exit_code;
+  struct pg_parked *map_waiting;   /* requests from a newer epoch */
 };
 
 /* ---- service.c ---------------------------------------------------------- */
@@ -109,6 +110,92 @@ void heartbeat_tick(struct osd *osd);
 void heartbeat_on_ping(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
 
 /* ---- pg.c --------------------------------------------------------------- */
+
+/* Name of the per-PG meta object whose omap holds the PG log; client
+ * object names may not start with '@'. */
+#define PG_META_NAME "@pgmeta"
+#define PG_NAME_MAX 900
+#define PG_REQID_MAX 64
+
+struct pg_log_ent {
+  struct pg_ver ver;
+  uint8_t op;                   /* BLK__OSD_OP_TYPE__OP_WRITE/WRITEFULL/REMOVE */
+  char reqid[PG_REQID_MAX];
+  char *name;                   /* malloc'd */
+};
+
+/* A request parked until something changes (map, peering, min_size,
+ * an in-flight write on the same object): the frame is copied. */
+struct pg_parked {
+  struct pg_parked *next;
+  msgr_conn *conn;              /* reference */
+  struct msgr_frame f;          /* payload/data point into buf */
+  int64_t deadline_ms;
+  int err_on_timeout;
+  char why[96];
+  uint8_t buf[];
+};
+
+struct pg_op;                   /* a write in flight on the primary */
+struct peering;                 /* peering.c */
+
+enum pg_state { PG_STRAY, PG_PEERING, PG_ACTIVE, PG_REPLICA };
+
+struct pg {
+  struct pg *hnext;
+  struct osd *osd;
+  uint32_t pool, id;
+  uint32_t size, min_size;
+  int32_t acting[PGMAP_MAX_SIZE];
+  uint64_t acting_up_from[PGMAP_MAX_SIZE];
+  size_t n_acting;
+  bool primary;
+  enum pg_state state;
+  bool clean;                   /* last peering found every member complete */
+  uint64_t interval;            /* epoch the current acting set began */
+  uint64_t fence_epoch;         /* replica: refuse RepOps older than this */
+  /* the log: a ring of log_cap entries, oldest at log_head */
+  struct pg_log_ent *log;
+  size_t log_head, log_n, log_cap;
+  struct pg_ver last;           /* newest entry (0,0 if none ever) */
+  struct pg_ver tail;           /* newest trimmed entry (0,0 if none) */
+  bool meta_exists;
+  struct pg_op *inflight, *inflight_tail;   /* in version order */
+  struct pg_parked *waiting, *waiting_tail;
+  struct peering *peering;
+  uint64_t peer_seq;
+};
+
+/* pg.c, used by peering.c */
+struct pg_log_ent *pg_log_at(struct pg *pg, size_t i);   /* 0 = oldest */
+void pg_log_clear(struct pg *pg);
+int pg_log_push(struct pg *pg, struct pg_ver ver, uint8_t op, const char *reqid,
+                const char *name);
+/* omap key of a log entry / of the trim marker. */
+void pg_log_key(char *buf, size_t n, const struct pg_log_ent *e);
+void pg_tail_key(char *buf, size_t n, struct pg_ver tail);
+/* Add the object changes of op to t. 0 or -errno. */
+int pg_txn_object(store_txn *t, struct pg *pg, int op, const char *name, uint64_t off,
+                  uint64_t len, const void *data);
+/* The PG became active (peering done): run parked ops, ack in-flight
+ * writes the final log holds, fail the others. */
+void pg_activated(struct pg *pg);
+void pg_wake(struct pg *pg);
+void pg_meta_oid(const struct pg *pg, struct store_oid *oid);
+/* Outstanding store callbacks (osd_stop drains them). */
+extern unsigned pg_store_pending;
+
+/* peering.c */
+void peering_start(struct pg *pg);
+void peering_free(struct pg *pg);
+void peering_tick(struct pg *pg, int64_t now);
+const char *peering_state(const struct pg *pg);
+void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+void peering_on_pull(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+void peering_on_push(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+void peering_on_activate(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+/* pg.c: find or create (loading its log from the store) a PG. */
+struct pg *pg_get(struct osd *osd, uint32_t pool, uint32_t pgid, bool create);
 
 /* Create/update PGs for a new map (starts peering where the acting set
  * changed). */

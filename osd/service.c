@@ -342,22 +342,30 @@ int osd_start(struct osd *osd)
 
 void osd_stop(struct osd *osd)
 {
+  /* let every store callback run while the PGs still exist (bounded) */
+  osd->stopping = true;
+  int64_t until = util_now_ms() + 10000;
+  while (pg_store_pending && util_now_ms() < until)
+    event_base_loop(osd->base, EVLOOP_ONCE);
+  if (pg_store_pending)
+    log_warn("osd", "%u store callbacks still pending at stop", pg_store_pending);
   pg_free_all(osd);
   for (size_t i = 0; i < osd->n_peers; i++)
     if (osd->peers[i].conn)
       msgr_conn_put(osd->peers[i].conn);
-  free(osd->peers);
-  osd->peers = NULL;
   for (int i = 0; i < 2; i++)
     if (osd->sig_ev[i])
       event_free(osd->sig_ev[i]);
   if (osd->timer_ev)
     event_free(osd->timer_ev);
+  msgr_free(osd->msgr);
+  osd->msgr = NULL;
   monc_free(osd->monc);
   osd->monc = NULL;
   osd->map = NULL;
-  msgr_free(osd->msgr);
-  osd->msgr = NULL;
+  free(osd->peers);
+  osd->peers = NULL;
+  osd->n_peers = 0;
   pgmap_free(osd->pgmap);
   osd->pgmap = NULL;
 }

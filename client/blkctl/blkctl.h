@@ -53,6 +53,7 @@ int cmd_status(struct blkctl *b, int argc, char **argv);
 int cmd_mon(struct blkctl *b, int argc, char **argv);
 int cmd_osd(struct blkctl *b, int argc, char **argv);
 int cmd_pool(struct blkctl *b, int argc, char **argv);
+int cmd_object(struct blkctl *b, int argc, char **argv);
 int cmd_mon_bench(struct blkctl *b, int argc, char **argv);
 
 /* json.c: writes to stdout with correct commas and escaping. */

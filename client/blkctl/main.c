@@ -34,6 +34,10 @@ static void usage(FILE *f)
           "  osd out N | osd in N | osd down N   mark an OSD out / in / down\n"
           "  osd reweight N WEIGHT          set an OSD's weight (1.0 = 1 TiB)\n"
           "  osd map POOL OBJECT            PG, up and acting sets of an object\n"
+          "objects:\n"
+          "  object put POOL NAME FILE|-    write a whole object\n"
+          "  object get POOL NAME [FILE|-] [--osd N]   read it (--osd: that OSD's copy)\n"
+          "  object rm POOL NAME | object stat POOL NAME | object ls POOL\n"
           "\n"
           "The config is -c PATH, else $BLK_CONF, else ./run/blk.conf.\n"
           "Exit status: 0 on success, else the errno of the failure (see docs/blkctl.md).\n");
@@ -110,6 +114,7 @@ static const struct command commands[] = {
   { "mon", cmd_mon },
   { "osd", cmd_osd },
   { "pool", cmd_pool },
+  { "object", cmd_object },
   { NULL, NULL },
 };
 
