@@ -205,7 +205,7 @@ wait:
   }
   if (!strcmp(sub, "get")) {
     FILE *f = na > 3 && strcmp(args[3], "-") ? fopen(args[3], "wb") : stdout;
-    if (!f || fwrite(r.data, 1, r.len, f) != r.len) {
+    if (!f || (r.len && fwrite(r.data, 1, r.len, f) != r.len)) {
       rc = blkctl_fail(EIO, "cannot write the output");
     }
     if (f && f != stdout)
