@@ -31,7 +31,7 @@ def digest(b):
 
 
 def writer(wid, a, lock, out, stop_at):
-    rnd = random.Random(1000 + wid)
+    rnd = random.Random(os.urandom(8) + bytes([wid]))
     names = ["w%d-o%d" % (wid, k) for k in range(a.objects)]
     seq = 0
     while time.time() < stop_at:
@@ -74,7 +74,8 @@ def cmd_write(a):
 def expected(a):
     recs = [json.loads(l) for l in open(os.path.join(a.dir, "log.jsonl"))]
     per = {}
-    for r in sorted(recs, key=lambda r: (r["w"], r["seq"])):
+    # a name belongs to one writer, whose attempts are sequential: time order
+    for r in sorted(recs, key=lambda r: r["t"]):
         s = per.setdefault(r["name"], {"acked": "absent", "maybe": set()})
         if r["ok"]:
             s["acked"] = r["state"]
