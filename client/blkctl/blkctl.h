@@ -6,6 +6,7 @@
  *   status.c   status, mon stat
  *   osd.c      osd tree / out / in / reweight / map
  *   object.c   object put / get / rm / stat / ls (through the objecter)
+ *   objbench.c object bench: IOPS and latency of object ops
  *   pool.c     pool create / ls / rm
  *   monbench.c mon bench: commit latency of map changes
  *   json.c     a tiny JSON writer for --format json
@@ -54,6 +55,7 @@ int cmd_mon(struct blkctl *b, int argc, char **argv);
 int cmd_osd(struct blkctl *b, int argc, char **argv);
 int cmd_pool(struct blkctl *b, int argc, char **argv);
 int cmd_object(struct blkctl *b, int argc, char **argv);
+int cmd_object_bench(struct blkctl *b, int argc, char **argv);
 int cmd_mon_bench(struct blkctl *b, int argc, char **argv);
 
 /* json.c: writes to stdout with correct commas and escaping. */

@@ -38,6 +38,7 @@ static void usage(FILE *f)
           "  object put POOL NAME FILE|-    write a whole object\n"
           "  object get POOL NAME [FILE|-] [--osd N]   read it (--osd: that OSD's copy)\n"
           "  object rm POOL NAME | object stat POOL NAME | object ls POOL\n"
+          "  object bench POOL [--seconds S] [--size B] [--qd N] [--objects N] [--read]\n"
           "\n"
           "The config is -c PATH, else $BLK_CONF, else ./run/blk.conf.\n"
           "Exit status: 0 on success, else the errno of the failure (see docs/blkctl.md).\n");

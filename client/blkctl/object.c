@@ -119,6 +119,8 @@ int cmd_object(struct blkctl *b, int argc, char **argv)
   static const char *usage =
       "usage: blkctl object put POOL NAME FILE|- | get POOL NAME [FILE|-] [--osd N] | "
       "rm POOL NAME | stat POOL NAME [--osd N] | ls POOL [--osd N]";
+  if (argc >= 2 && !strcmp(argv[1], "bench"))
+    return cmd_object_bench(b, argc, argv);
   int32_t osd = -1;
   char *args[8];
   int na = 0;
