@@ -38,6 +38,7 @@ struct monc {
   struct cluster_map *map;
   size_t sub_cur;
   bool sub_inflight, sub_want_full;
+  uint64_t want_epoch;            /* a peer showed this epoch: get it */
   struct event *sub_ev;
   msgr *msgr;
   struct cm_mon mons[CM_MAX_MONS];
@@ -366,6 +367,13 @@ static void sub_on_reply(void *arg, int err, const struct msgr_frame *f)
               err ? strerror(-err) : "bad reply");
     mc->sub_cur = (mc->sub_cur + 1) % mc->n_mons;
     sub_arm(mc, 100);
+  } else if (mc->want_epoch > rep->epoch) {
+    /* this monitor is behind what a peer has seen: try the next one */
+    log_info("monc", "mon.%s is at epoch %llu, a peer has %llu: subscribing elsewhere",
+             mc->mons[mc->sub_cur].name, (unsigned long long)rep->epoch,
+             (unsigned long long)mc->want_epoch);
+    mc->sub_cur = (mc->sub_cur + 1) % mc->n_mons;
+    sub_arm(mc, 200);
   } else {
     sub_arm(mc, MONC_SUB_RENEW_MS);
   }
@@ -396,6 +404,8 @@ static void sub_publish(monc *mc, struct cluster_map *nm)
   struct cluster_map *old = mc->map;
   mc->map = nm;
   mc->sub_want_full = false;
+  if (nm->epoch >= mc->want_epoch)
+    mc->want_epoch = 0;
   if (mc->sub_cb)
     mc->sub_cb(mc->sub_arg, nm, old);
   clustermap_free(old);
@@ -499,4 +509,13 @@ void monc_renew(monc *mc)
 {
   if (mc->sub_ev && !mc->sub_inflight)
     sub_arm(mc, 0);
+}
+
+void monc_want_epoch(monc *mc, uint64_t epoch)
+{
+  if (mc->map && epoch <= mc->map->epoch)
+    return;
+  if (epoch > mc->want_epoch)
+    mc->want_epoch = epoch;
+  monc_renew(mc);
 }

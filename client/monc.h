@@ -72,5 +72,8 @@ int monc_subscribe(monc *mc, monc_map_fn cb, void *arg);
 const struct cluster_map *monc_map(const monc *mc);
 /* Ask for the map again now (e.g. a peer or client showed a newer epoch). */
 void monc_renew(monc *mc);
+/* A peer or OSD showed map `epoch`: renew, and if the monitor we
+ * subscribe to is behind it (cut off from the quorum), move to another. */
+void monc_want_epoch(monc *mc, uint64_t epoch);
 
 #endif

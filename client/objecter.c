@@ -144,9 +144,12 @@ static void on_reply(void *arg, int err, const struct msgr_frame *f)
                                            strstr(rep->message, "retry")) ||
       (e == -ETIMEDOUT && op->osd < 0)) {
     snprintf(op->last_why, sizeof op->last_why, "%s", rep->message[0] ? rep->message : strerror(-e));
-    if (e == -ESTALE && o->map && rep->epoch > o->map->epoch)
+    if (e == -ESTALE && o->map && rep->epoch > o->map->epoch) {
       op->need_epoch = rep->epoch;
-    monc_renew(o->mc);
+      monc_want_epoch(o->mc, rep->epoch);
+    } else {
+      monc_renew(o->mc);
+    }
     blk__osd_op_reply__free_unpacked(rep, NULL);
     op_later(op, e == -ESTALE && op->need_epoch ? 0 : 100);
     return;

@@ -126,7 +126,7 @@ static void on_pong(void *arg, int err, const struct msgr_frame *f)
     }
   }
   if (pg->epoch > osd->epoch)
-    monc_renew(osd->monc);
+    monc_want_epoch(osd->monc, pg->epoch);
   blk__osd_ping__free_unpacked(pg, NULL);
 }
 
@@ -174,7 +174,7 @@ void heartbeat_on_ping(struct osd *osd, msgr_conn *c, const struct msgr_frame *f
   if (!in)
     return;
   if (in->epoch > osd->epoch)
-    monc_renew(osd->monc);
+    monc_want_epoch(osd->monc, in->epoch);
   blk__osd_ping__free_unpacked(in, NULL);
   Blk__OsdPing out = BLK__OSD_PING__INIT;
   out.from = osd->id;

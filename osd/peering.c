@@ -842,7 +842,7 @@ static struct pg *member_pg(struct osd *osd, uint32_t pool, uint32_t pgid, uint6
 {
   *err = 0;
   if (!osd->map || epoch > osd->epoch)
-    monc_renew(osd->monc);
+    monc_want_epoch(osd->monc, epoch);
   struct pg *pg = pg_get(osd, pool, pgid, true);
   if (!pg) {
     *err = -ENOMEM;

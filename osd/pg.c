@@ -515,7 +515,7 @@ static void repop_cb(void *arg, int err, const struct msgr_frame *f)
     Blk__RepOpReply *r = blk__rep_op_reply__unpack(NULL, f->payload_len, f->payload);
     rerr = r ? r->err : -EPROTO;
     if (r && r->epoch > osd->epoch)
-      monc_renew(osd->monc);
+      monc_want_epoch(osd->monc, r->epoch);
     if (r)
       blk__rep_op_reply__free_unpacked(r, NULL);
   }
@@ -803,7 +803,7 @@ static void handle_op(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
       p->next = osd->map_waiting;
       osd->map_waiting = p;
     }
-    monc_renew(osd->monc);
+    monc_want_epoch(osd->monc, req->epoch);
     goto out;
   }
   const struct cm_pool *pool = clustermap_pool_by_id(m, req->pool);
@@ -937,7 +937,7 @@ static void handle_repop(struct osd *osd, msgr_conn *c, const struct msgr_frame 
       p->next = osd->map_waiting;
       osd->map_waiting = p;
     }
-    monc_renew(osd->monc);
+    monc_want_epoch(osd->monc, ro->epoch);
     goto out;
   }
   struct pg *pg = pg_get(osd, ro->pool, ro->pg, true);
