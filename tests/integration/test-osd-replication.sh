@@ -4,7 +4,9 @@
 # pool size 3 / min_size 2.  Four writers put and remove objects with
 # random sizes and contents (verifier.py records every acknowledged
 # write); mid-workload one OSD is killed with SIGKILL (writes continue
-# with 2 members), later restarted (it recovers by log).  At the end every
+# with 2 members; a second set of writers touches objects only while it is
+# down, so that they reach it only by recovery), later restarted (it
+# recovers by log).  At the end every
 # acknowledged write reads back identical from the primary and from every
 # member of the acting set (debug read of each OSD's own copy).
 source "$(dirname "$0")/../functions.sh"
@@ -27,11 +29,12 @@ sleep 6
 echo "kill -9 osd.1 mid-workload"
 kill_osd 1
 wait_osd 1 status down 10 >/dev/null
-sleep 6
+python3 "$V" write "$TEST_DIR/vdown" rbd --writers 2 --seconds 6 --objects 8 --prefix down- \
+  >"$TEST_DIR/verifier-down.out" 2>&1 || fail "writers while osd.1 is down"
 echo "restart osd.1"
 start_osd 1
 wait "$WPID" || fail "verifier writers failed"
-cat "$TEST_DIR/verifier-write.out"
+cat "$TEST_DIR/verifier-write.out" "$TEST_DIR/verifier-down.out"
 acked=$(grep -o '[0-9]* acknowledged' "$TEST_DIR/verifier-write.out" | cut -d' ' -f1)
 [ "${acked:-0}" -gt 20 ] || fail "too few acknowledged writes ($acked)"
 
@@ -46,6 +49,7 @@ echo "pg states: $s"
 grep -q "recovered [0-9]* objects" "$TEST_DIR"/log/osd.*.log || fail "no recovery happened"
 
 python3 "$V" check "$TEST_DIR/v" rbd --replicas || fail "verifier found lost or divergent writes"
+python3 "$V" check "$TEST_DIR/vdown" rbd --replicas || fail "objects written while osd.1 was down differ"
 for i in 0 1 2; do stop_osd $i; done
 for m in "${MONS[@]}"; do stop_mon "$m"; done
 echo PASS

@@ -32,7 +32,7 @@ def digest(b):
 
 def writer(wid, a, lock, out, stop_at):
     rnd = random.Random(os.urandom(8) + bytes([wid]))
-    names = ["w%d-o%d" % (wid, k) for k in range(a.objects)]
+    names = ["%sw%d-o%d" % (a.prefix, wid, k) for k in range(a.objects)]
     seq = 0
     while time.time() < stop_at:
         name = rnd.choice(names)
@@ -138,6 +138,7 @@ def main():
     ap.add_argument("--writers", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--objects", type=int, default=10)
+    ap.add_argument("--prefix", default="", help="object name prefix (write)")
     ap.add_argument("--replicas", action="store_true")
     ap.add_argument("--min-replicas", type=int, default=3)
     a = ap.parse_args()
