@@ -164,6 +164,11 @@ struct pg {
   struct pg_parked *waiting, *waiting_tail;
   struct peering *peering;
   uint64_t peer_seq;
+  /* members of earlier intervals since the last activation this OSD saw
+   * (from the previous maps' up sets): peering asks those still up, and
+   * waits if none of them and no current member lived through it */
+  int32_t prior[2 * PGMAP_MAX_SIZE];
+  size_t n_prior;
 };
 
 /* pg.c, used by peering.c */
@@ -199,7 +204,8 @@ struct pg *pg_get(struct osd *osd, uint32_t pool, uint32_t pgid, bool create);
 
 /* Create/update PGs for a new map (starts peering where the acting set
  * changed). */
-void pg_on_map(struct osd *osd, const struct cluster_map *prev);
+void pg_on_map(struct osd *osd, const struct cluster_map *prev,
+               const struct pgmap *prev_pgmap);
 void pg_on_frame(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
 /* Timer work: undersized ops timing out, stats to the monitors. */
 void pg_tick(struct osd *osd);

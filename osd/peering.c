@@ -61,7 +61,12 @@ struct peering {
   uint64_t seq;
   enum phase phase;
   int64_t phase_ms;
-  struct member_info info[PGMAP_MAX_SIZE];
+  /* who[0..n_acting) = the acting set, then prior members still up:
+   * queried and eligible as the authoritative source, never targets */
+  int32_t who[2 * PGMAP_MAX_SIZE];
+  size_t n_who;
+  bool blocked;                 /* waiting for a down prior member */
+  struct member_info info[2 * PGMAP_MAX_SIZE];
   int auth;
   struct rec_item *items;
   size_t n_items, next_item;
@@ -102,7 +107,7 @@ void peering_free(struct pg *pg)
   struct peering *p = pg->peering;
   if (!p)
     return;
-  for (size_t i = 0; i < PGMAP_MAX_SIZE; i++)
+  for (size_t i = 0; i < 2 * PGMAP_MAX_SIZE; i++)
     member_info_free(&p->info[i]);
   for (size_t i = 0; i < p->n_items; i++)
     free(p->items[i].name);
@@ -271,6 +276,7 @@ static void go_active(struct peering *p)
   struct pg *pg = p->pg;
   pg->state = PG_ACTIVE;
   pg->clean = pg->n_acting >= pg->size;
+  pg->n_prior = 0;
   log_info("peering", "%u.%x: active at epoch %llu, last %llu'%llu, %zu members%s%s", pg->pool,
            pg->id, (unsigned long long)pg->osd->epoch, (unsigned long long)pg->last.epoch,
            (unsigned long long)pg->last.v, pg->n_acting, p->n_items ? ", recovered " : "",
@@ -574,7 +580,7 @@ static void recover_one(struct peering *p, size_t item)
   o.pg = pg->id;
   o.name = c->name;
   o.epoch = pg->osd->epoch;
-  msgr_conn *pc = osd_peer_conn(pg->osd, pg->acting[p->auth]);
+  msgr_conn *pc = osd_peer_conn(pg->osd, p->who[p->auth]);
   if (!pc || msgr_call_pb(pc, MSG_PG_PULL, (const ProtobufCMessage *)&o, NULL, 0,
                           (int)pg->osd->op_timeout, pull_reply_cb, c) < 0) {
     pctx_free(c);
@@ -635,7 +641,7 @@ static void choose_and_recover(struct peering *p)
     return;
   }
   p->auth = 0;
-  for (int i = 1; i < (int)pg->n_acting; i++)
+  for (int i = 1; i < (int)p->n_who; i++)
     if (pg_ver_cmp(p->info[i].last, p->info[p->auth].last) > 0)
       p->auth = i;
   const struct pg_log_ent *al = p->auth ? p->info[p->auth].log : own;
@@ -737,7 +743,7 @@ static void choose_and_recover(struct peering *p)
    * activation: pg's log only changes by adopt_log, which copies first */
   free(own);
   log_info("peering", "%u.%x: authoritative osd.%d (last %llu'%llu); %zu objects to recover",
-           pg->pool, pg->id, pg->acting[p->auth], (unsigned long long)p->alast.epoch,
+           pg->pool, pg->id, p->who[p->auth], (unsigned long long)p->alast.epoch,
            (unsigned long long)p->alast.v, p->n_items);
   p->phase = PH_RECOVER;
   p->phase_ms = util_now_ms();
@@ -748,7 +754,7 @@ static void choose_and_recover(struct peering *p)
 
 static void maybe_choose(struct peering *p)
 {
-  for (size_t i = 1; i < p->pg->n_acting; i++)
+  for (size_t i = 1; i < p->n_who; i++)
     if (!p->info[i].got)
       return;
   choose_and_recover(p);
@@ -796,12 +802,34 @@ void peering_start(struct pg *pg)
   p->phase_ms = util_now_ms();
   log_debug("peering", "%u.%x: peering at epoch %llu with %zu members", pg->pool, pg->id,
             (unsigned long long)osd->epoch, pg->n_acting);
+  memcpy(p->who, pg->acting, pg->n_acting * sizeof *pg->acting);
+  p->n_who = pg->n_acting;
+  bool overlap = false, any_prior_up = false;
+  for (size_t k = 0; k < pg->n_prior; k++) {
+    int32_t id = pg->prior[k];
+    bool in_acting = false;
+    for (size_t i = 0; i < pg->n_acting; i++)
+      in_acting |= pg->acting[i] == id;
+    overlap |= in_acting;
+    const struct cm_osd *o = clustermap_osd(osd->map, id);
+    if (!in_acting && o && o->up && p->n_who < 2 * PGMAP_MAX_SIZE) {
+      p->who[p->n_who++] = id;
+      any_prior_up = true;
+    }
+  }
+  if (pg->n_prior && !overlap && !any_prior_up) {
+    /* nobody here lived through the previous interval and its members
+     * are down: going active could lose acknowledged writes */
+    p->blocked = true;
+    peering_fail(p, "every member of the previous interval is down; waiting for one");
+    return;
+  }
   Blk__PgQuery q = BLK__PG_QUERY__INIT;
   q.pool = pg->pool;
   q.pg = pg->id;
   q.epoch = osd->epoch;
-  for (size_t i = 1; i < pg->n_acting; i++) {
-    msgr_conn *pc = osd_peer_conn(osd, pg->acting[i]);
+  for (size_t i = 1; i < p->n_who; i++) {
+    msgr_conn *pc = osd_peer_conn(osd, p->who[i]);
     struct pctx *c = pctx_new(pg, (int)i);
     if (!pc || !c || msgr_call_pb(pc, MSG_PG_QUERY, (const ProtobufCMessage *)&q, NULL, 0,
                                   (int)osd->op_timeout, info_reply_cb, c) < 0) {
@@ -818,7 +846,7 @@ void peering_tick(struct pg *pg, int64_t now)
   struct peering *p = pg->peering;
   if (!p)
     return;
-  if (p->phase == PH_FAILED && now - p->phase_ms >= 1000)
+  if (p->phase == PH_FAILED && now - p->phase_ms >= (p->blocked ? 3000 : 1000))
     peering_start(pg);
   else if (p->phase != PH_FAILED && now - p->phase_ms > 4 * pg->osd->op_timeout)
     peering_fail(p, "stuck");
@@ -826,7 +854,7 @@ void peering_tick(struct pg *pg, int64_t now)
 
 const char *peering_state(const struct pg *pg)
 {
-  if (pg->n_acting < pg->min_size)
+  if (pg->n_acting < pg->min_size || (pg->peering && pg->peering->blocked))
     return "down";
   if (pg->state == PG_ACTIVE)
     return pg->n_acting < pg->size ? "active+undersized+degraded" : "active+clean";

@@ -1042,10 +1042,30 @@ static void pg_end_interval(struct pg *pg, const char *why)
   peering_free(pg);
 }
 
-void pg_on_map(struct osd *osd, const struct cluster_map *prev)
+/* Remember the previous interval's members (prev map's up set). */
+static void note_prior(struct pg *pg, const struct cluster_map *prev,
+                       const struct pgmap *prev_pm)
+{
+  if (pg->state != PG_PEERING)
+    pg->n_prior = 0;   /* the last interval went active (as far as we know) */
+  const struct cm_pool *pp = prev ? clustermap_pool_by_id(prev, pg->pool) : NULL;
+  int32_t raw[PGMAP_MAX_SIZE], up[PGMAP_MAX_SIZE];
+  size_t nr, nu = 0;
+  if (!pp || !prev_pm || pg->id >= pp->pg_num ||
+      pgmap_pg_sets(prev_pm, prev, pp, pg->id, raw, &nr, up, &nu) < 0)
+    return;
+  for (size_t i = 0; i < nu; i++) {
+    bool dup = false;
+    for (size_t k = 0; k < pg->n_prior && !dup; k++)
+      dup = pg->prior[k] == up[i];
+    if (!dup && pg->n_prior < 2 * PGMAP_MAX_SIZE)
+      pg->prior[pg->n_prior++] = up[i];
+  }
+}
+
+void pg_on_map(struct osd *osd, const struct cluster_map *prev, const struct pgmap *prev_pm)
 {
   const struct cluster_map *m = osd->map;
-  (void)prev;
   for (size_t p = 0; p < m->n_pools; p++) {
     const struct cm_pool *pool = &m->pools[p];
     for (uint32_t id = 0; id < pool->pg_num; id++) {
@@ -1073,6 +1093,8 @@ void pg_on_map(struct osd *osd, const struct cluster_map *prev)
       char why[96];
       snprintf(why, sizeof why, "PG %u.%x: new interval at epoch %llu", pool->id, id,
                (unsigned long long)m->epoch);
+      if (mine)
+        note_prior(pg, prev, prev_pm);
       pg_end_interval(pg, why);
       memcpy(pg->acting, up, nu * sizeof *up);
       memcpy(pg->acting_up_from, uf, nu * sizeof *uf);

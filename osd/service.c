@@ -197,7 +197,7 @@ static void on_map(void *arg, const struct cluster_map *map, const struct cluste
             (unsigned long long)map->epoch, strerror(errno));
     return;
   }
-  pgmap_free(osd->pgmap);
+  struct pgmap *prev_pm = osd->pgmap;
   osd->pgmap = pm;
   osd->map = map;
   osd->epoch = map->epoch;
@@ -217,7 +217,8 @@ static void on_map(void *arg, const struct cluster_map *map, const struct cluste
   if (!osd->booted && !osd->stopping)
     send_boot(osd);
   heartbeat_on_map(osd);
-  pg_on_map(osd, prev);
+  pg_on_map(osd, prev, prev_pm);
+  pgmap_free(prev_pm);
 }
 
 /* ---- frames and timer ------------------------------------------------------ */

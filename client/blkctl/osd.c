@@ -217,26 +217,31 @@ static int osd_map(struct blkctl *b, const char *pool_name, const char *obj)
 int cmd_osd(struct blkctl *b, int argc, char **argv)
 {
   static const char *usage =
-      "usage: blkctl osd tree | osd out N | osd in N | osd reweight N WEIGHT | "
+      "usage: blkctl osd tree | osd out|in|down N... | osd reweight N WEIGHT | "
       "osd map POOL OBJECT";
   if (argc == 2 && !strcmp(argv[1], "tree"))
     return osd_tree(b);
   if (argc == 4 && !strcmp(argv[1], "map"))
     return osd_map(b, argv[2], argv[3]);
   int32_t id;
-  if (argc == 3 && (!strcmp(argv[1], "out") || !strcmp(argv[1], "in") ||
-                    !strcmp(argv[1], "down"))) {
-    if (parse_id(argv[2], &id) < 0)
-      return blkctl_fail(EINVAL, "bad osd id '%s'", argv[2]);
+  if (argc >= 3 && argc <= 66 && (!strcmp(argv[1], "out") || !strcmp(argv[1], "in") ||
+                                   !strcmp(argv[1], "down"))) {
+    int32_t ids[64];
+    for (int i = 2; i < argc; i++)
+      if (parse_id(argv[i], &ids[i - 2]) < 0)
+        return blkctl_fail(EINVAL, "bad osd id '%s'", argv[i]);
     Blk__MapTxn txn = BLK__MAP_TXN__INIT;
     Blk__OsdMark mk = BLK__OSD_MARK__INIT;
-    mk.ids = &id;
-    mk.n_ids = 1;
+    mk.ids = ids;
+    mk.n_ids = (size_t)(argc - 2);
     mk.what = !strcmp(argv[1], "out") ? BLK__OSD_MARK__WHAT__OUT
               : !strcmp(argv[1], "in") ? BLK__OSD_MARK__WHAT__IN : BLK__OSD_MARK__WHAT__DOWN;
     txn.osd_mark = &mk;
-    char what[64];
-    snprintf(what, sizeof what, "marked osd.%d %s", id, argv[1]);
+    char what[128];
+    int n = snprintf(what, sizeof what, "marked");
+    for (int i = 2; i < argc && n < (int)sizeof what - 16; i++)
+      n += snprintf(what + n, sizeof what - (size_t)n, " osd.%d", ids[i - 2]);
+    snprintf(what + n, sizeof what - (size_t)n, " %s", argv[1]);
     return osd_change(b, &txn, what);
   }
   if (argc == 4 && !strcmp(argv[1], "reweight")) {
