@@ -84,6 +84,7 @@ struct osd {
   int64_t hb_interval, hb_grace, beacon_interval, op_timeout, undersized_timeout;
   int64_t stats_interval;
   size_t pg_log_max;
+  bool async_recovery;
   int exit_code;
   struct pg_parked *map_waiting;   /* requests from a newer epoch */
 };
@@ -163,6 +164,8 @@ struct pg {
   struct pg_op *inflight, *inflight_tail;   /* in version order */
   struct pg_parked *waiting, *waiting_tail;
   struct peering *peering;
+  struct peering *bg;           /* background recovery while active */
+  uint32_t write_mask;          /* acting indices that get RepOps */
   uint64_t peer_seq;
   /* members of earlier intervals since the last activation this OSD saw
    * (from the previous maps' up sets): peering asks those still up, and

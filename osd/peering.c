@@ -77,6 +77,12 @@ struct peering {
   struct pg_log_ent *alog;
   size_t alog_n;
   struct pg_ver alast, atail;
+  bool alog_owned;              /* alog names are copies (background mode) */
+  /* background recovery: the PG is active for the members not in
+   * act_mask while those are recovered; then they take the log snapshot
+   * and a short blocking peering catches them up */
+  bool bg;
+  uint32_t act_mask;
 };
 
 struct pctx {
@@ -102,9 +108,8 @@ static void member_info_free(struct member_info *mi)
   memset(mi, 0, sizeof *mi);
 }
 
-void peering_free(struct pg *pg)
+static void peering_destroy(struct peering *p)
 {
-  struct peering *p = pg->peering;
   if (!p)
     return;
   for (size_t i = 0; i < 2 * PGMAP_MAX_SIZE; i++)
@@ -112,19 +117,28 @@ void peering_free(struct pg *pg)
   for (size_t i = 0; i < p->n_items; i++)
     free(p->items[i].name);
   free(p->items);
+  for (size_t i = 0; p->alog_owned && i < p->alog_n; i++)
+    free(p->alog[i].name);
   free(p->alog);
   free(p);
-  pg->peering = NULL;
 }
 
-static struct pctx *pctx_new(struct pg *pg, int idx)
+void peering_free(struct pg *pg)
+{
+  peering_destroy(pg->peering);
+  pg->peering = NULL;
+  peering_destroy(pg->bg);
+  pg->bg = NULL;
+}
+
+static struct pctx *pctx_new(struct peering *p, int idx)
 {
   struct pctx *c = calloc(1, sizeof *c);
   if (c) {
-    c->osd = pg->osd;
-    c->pool = pg->pool;
-    c->pgid = pg->id;
-    c->seq = pg->peering ? pg->peering->seq : 0;
+    c->osd = p->pg->osd;
+    c->pool = p->pg->pool;
+    c->pgid = p->pg->id;
+    c->seq = p->seq;
     c->idx = idx;
   }
   return c;
@@ -143,9 +157,11 @@ static void pctx_free(struct pctx *c)
 static struct peering *pctx_peering(struct pctx *c)
 {
   struct pg *pg = pg_get(c->osd, c->pool, c->pgid, false);
-  if (!pg || !pg->peering || pg->peering->seq != c->seq || pg->peering->phase == PH_FAILED)
+  if (!pg)
     return NULL;
-  return pg->peering;
+  struct peering *p = pg->peering && pg->peering->seq == c->seq ? pg->peering
+                      : pg->bg && pg->bg->seq == c->seq ? pg->bg : NULL;
+  return p && p->phase != PH_FAILED ? p : NULL;
 }
 
 static void peering_fail(struct peering *p, const char *why)
@@ -277,6 +293,7 @@ static void go_active(struct peering *p)
   pg->state = PG_ACTIVE;
   pg->clean = pg->n_acting >= pg->size;
   pg->n_prior = 0;
+  pg->write_mask = (1u << pg->n_acting) - 1;
   log_info("peering", "%u.%x: active at epoch %llu, last %llu'%llu, %zu members%s%s", pg->pool,
            pg->id, (unsigned long long)pg->osd->epoch, (unsigned long long)pg->last.epoch,
            (unsigned long long)pg->last.v, pg->n_acting, p->n_items ? ", recovered " : "",
@@ -285,10 +302,26 @@ static void go_active(struct peering *p)
   pg_activated(pg);
 }
 
+/* Background recovery done and its members hold the snapshot log: catch
+ * them up with a (short) blocking peering. */
+static void bg_done(struct peering *p)
+{
+  struct pg *pg = p->pg;
+  log_info("peering", "%u.%x: background recovery of %zu objects done; catching up", pg->pool,
+           pg->id, p->n_items);
+  pg->bg = NULL;
+  peering_destroy(p);
+  peering_start(pg);
+}
+
 static void act_done(struct peering *p)
 {
-  if (--p->act_pending == 0)
-    go_active(p);
+  if (--p->act_pending == 0) {
+    if (p->bg)
+      bg_done(p);
+    else
+      go_active(p);
+  }
 }
 
 static void act_reply_cb(void *arg, int err, const struct msgr_frame *f)
@@ -328,9 +361,9 @@ static void start_activate(struct peering *p)
   p->phase = PH_ACTIVATE;
   p->phase_ms = util_now_ms();
   p->act_pending = 1;    /* released at the end of this function */
-  if (p->auth != 0) {
+  if (p->auth != 0 && !p->bg) {
     store_txn *t = store_txn_new();
-    struct pctx *c = pctx_new(pg, 0);
+    struct pctx *c = pctx_new(p, 0);
     if (!t || !c || adopt_log(pg, t, p->alog, p->alog_n, p->alast, p->atail) < 0) {
       store_txn_free(t);
       free(c);
@@ -363,8 +396,10 @@ static void start_activate(struct peering *p)
   a.log = arr;
   a.n_log = p->alog_n;
   for (size_t i = 1; i < pg->n_acting; i++) {
+    if (p->bg && !(p->act_mask & (1u << i)))
+      continue;
     msgr_conn *pc = osd_peer_conn(osd, pg->acting[i]);
-    struct pctx *c = pctx_new(pg, (int)i);
+    struct pctx *c = pctx_new(p, (int)i);
     if (!pc || !c || msgr_call_pb(pc, MSG_PG_ACTIVATE, (const ProtobufCMessage *)&a, NULL, 0,
                                   (int)osd->op_timeout, act_reply_cb, c) < 0) {
       free(c);
@@ -396,6 +431,7 @@ static void item_target_done(struct peering *p, size_t item, int idx, int err)
   }
   it->pending &= ~(1u << idx);
   if (!it->pending) {
+    p->phase_ms = util_now_ms();   /* progress */
     p->active--;
     p->done_items++;
     recover_next(p);
@@ -436,7 +472,7 @@ static void install(struct peering *p, size_t item, bool exists, const uint8_t *
   for (int i = 0; i < (int)pg->n_acting; i++) {
     if (!(targets & (1u << i)))
       continue;
-    struct pctx *c = pctx_new(pg, i);
+    struct pctx *c = pctx_new(p, i);
     if (!c) {
       peering_fail(p, "out of memory");
       return;
@@ -563,7 +599,7 @@ static void local_read_done(void *arg, int result)
 static void recover_one(struct peering *p, size_t item)
 {
   struct pg *pg = p->pg;
-  struct pctx *c = pctx_new(pg, p->auth);
+  struct pctx *c = pctx_new(p, p->auth);
   if (!c || !(c->name = strdup(p->items[item].name))) {
     free(c);
     peering_fail(p, "out of memory");
@@ -598,6 +634,8 @@ static void recover_next(struct peering *p)
     start_activate(p);
   }
 }
+
+static bool go_background(struct peering *p, uint32_t need);
 
 /* ---- 2. choose ---------------------------------------------------------------- */
 
@@ -747,7 +785,49 @@ static void choose_and_recover(struct peering *p)
            (unsigned long long)p->alast.v, p->n_items);
   p->phase = PH_RECOVER;
   p->phase_ms = util_now_ms();
+  uint32_t need = 0;
+  for (size_t k = 0; k < p->n_items; k++)
+    need |= p->items[k].targets;
+  unsigned current = 0;
+  for (size_t i = 0; i < pg->n_acting; i++)
+    current += !(need & (1u << i));
+  if (p->n_items && p->auth == 0 && !(need & 1u) && current >= pg->min_size &&
+      pg->osd->async_recovery && go_background(p, need))
+    return;
   recover_next(p);
+}
+
+/* Become active for the up-to-date members (at least min_size, the
+ * primary among them) and recover the others behind client I/O.  The
+ * authoritative log is snapshotted (deep copy: the live log moves on).
+ * Returns false (stay blocking) when out of memory. */
+static bool go_background(struct peering *p, uint32_t need)
+{
+  struct pg *pg = p->pg;
+  for (size_t i = 0; i < p->alog_n; i++) {
+    char *n = strdup(p->alog[i].name);
+    if (!n) {
+      for (size_t k = 0; k < i; k++)
+        free(p->alog[k].name);
+      return false;
+    }
+    p->alog[i].name = n;
+  }
+  p->alog_owned = true;
+  p->bg = true;
+  p->act_mask = need;
+  pg->peering = NULL;
+  pg->bg = p;
+  pg->write_mask = ((1u << pg->n_acting) - 1) & ~need;
+  pg->state = PG_ACTIVE;
+  pg->clean = false;
+  pg->n_prior = 0;
+  log_info("peering", "%u.%x: active at epoch %llu for %u of %zu members; recovering %zu objects in the background",
+           pg->pool, pg->id, (unsigned long long)pg->osd->epoch,
+           (unsigned)__builtin_popcount(pg->write_mask), pg->n_acting, p->n_items);
+  recover_next(p);      /* only starts asynchronous work */
+  pg_activated(pg);     /* may restart peering, which frees p */
+  return true;
 }
 
 /* ---- 1. query ------------------------------------------------------------------- */
@@ -830,7 +910,7 @@ void peering_start(struct pg *pg)
   q.epoch = osd->epoch;
   for (size_t i = 1; i < p->n_who; i++) {
     msgr_conn *pc = osd_peer_conn(osd, p->who[i]);
-    struct pctx *c = pctx_new(pg, (int)i);
+    struct pctx *c = pctx_new(p, (int)i);
     if (!pc || !c || msgr_call_pb(pc, MSG_PG_QUERY, (const ProtobufCMessage *)&q, NULL, 0,
                                   (int)osd->op_timeout, info_reply_cb, c) < 0) {
       free(c);
@@ -843,6 +923,13 @@ void peering_start(struct pg *pg)
 
 void peering_tick(struct pg *pg, int64_t now)
 {
+  struct peering *b = pg->bg;
+  if (b && (b->phase == PH_FAILED || now - b->phase_ms > 4 * pg->osd->op_timeout)) {
+    log_info("peering", "%u.%x: background recovery %s; peering again", pg->pool, pg->id,
+             b->phase == PH_FAILED ? "failed" : "stuck");
+    peering_start(pg);
+    return;
+  }
   struct peering *p = pg->peering;
   if (!p)
     return;
@@ -856,6 +943,9 @@ const char *peering_state(const struct pg *pg)
 {
   if (pg->n_acting < pg->min_size || (pg->peering && pg->peering->blocked))
     return "down";
+  if (pg->state == PG_ACTIVE && pg->bg)
+    return pg->n_acting < pg->size ? "active+undersized+recovering+degraded"
+                                   : "active+recovering+degraded";
   if (pg->state == PG_ACTIVE)
     return pg->n_acting < pg->size ? "active+undersized+degraded" : "active+clean";
   if (pg->peering && pg->peering->phase == PH_RECOVER)

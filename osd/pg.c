@@ -747,7 +747,9 @@ static void do_write(struct pg *pg, msgr_conn *c, const struct msgr_frame *f,
   op->ver = ver;
   op->seq = pg->peer_seq;
   snprintf(op->reqid, sizeof op->reqid, "%s", req->reqid);
-  op->pending = (int)pg->n_acting;
+  op->pending = 1;
+  for (size_t i = 1; i < pg->n_acting; i++)
+    op->pending += !!(pg->write_mask & (1u << i));
   if (pg->inflight_tail)
     pg->inflight_tail->next = op;
   else
@@ -773,6 +775,8 @@ static void do_write(struct pg *pg, msgr_conn *c, const struct msgr_frame *f,
   ro.prev = &pp;
   ro.reqid = req->reqid;
   for (size_t i = 1; i < pg->n_acting; i++) {
+    if (!(pg->write_mask & (1u << i)))
+      continue;   /* being recovered in the background */
     msgr_conn *pc = osd_peer_conn(osd, pg->acting[i]);
     struct repop_ctx *rc = malloc(sizeof *rc);
     if (!pc || !rc || msgr_call_pb(pc, MSG_OSD_REPOP, (const ProtobufCMessage *)&ro, f->data,
