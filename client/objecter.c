@@ -33,6 +33,7 @@ struct obj_op {
   int64_t deadline;
   uint64_t need_epoch;
   bool in_call;
+  unsigned attempts;
   struct event *retry_ev;
   char last_why[160];
   objecter_cb cb;
@@ -221,6 +222,7 @@ static void op_send(struct obj_op *op)
   req.list_after = op->list_after ? op->list_after : "";
   req.list_max = op->list_max;
   req.local = op->osd >= 0;
+  req.resend = op->attempts++ > 0;
   int tmo = left < 10000 ? (int)left : 10000;
   if (msgr_call_pb(c, MSG_OSD_OP, (const ProtobufCMessage *)&req, op->data, op->data_len, tmo,
                    on_reply, op) < 0) {

@@ -711,7 +711,8 @@ static void do_write(struct pg *pg, msgr_conn *c, const struct msgr_frame *f,
         op->tid = f->tid;
         return;
       }
-    for (size_t i = pg->log_n; i-- > 0;) {
+    /* only a resend can be in the log: first attempts skip the scan */
+    for (size_t i = pg->log_n; req->resend && i-- > 0;) {
       struct pg_log_ent *e = pg_log_at(pg, i);
       if (!strcmp(e->reqid, req->reqid)) {
         reply_op(c, f->tid, 0, NULL, osd->epoch, e->ver);
