@@ -19,8 +19,9 @@
  *    mon_osd_down_out_interval after it went down (map stamp, leader's
  *    wall clock).
  *  - PG stats: primaries send PgStats; the leader keeps the last report of
- *    each OSD in memory (not replicated) and sums the states of the up
- *    reporters for `blkctl status`.
+ *    each OSD in memory (not replicated) and counts every PG once, in the
+ *    state of its newest report (by map epoch) from an up OSD, for
+ *    `blkctl status`.
  * The tick runs every 200 ms; a proposal for an OSD is not repeated within
  * a second while the previous one commits.
  */
@@ -36,16 +37,18 @@
 #include "proto/osd.pb-c.h"
 
 #define OSDMON_MAX_REPORTS 16
-#define OSDMON_MAX_STATES 16
+#define OSDMON_MAX_STATES 32
 
 struct osdmon_report {
   int32_t reporter;
   int64_t ms;
 };
 
-struct osdmon_state_count {
-  char state[48];
-  uint32_t count;
+/* One PG as reported by its primary; state indexes osdmon.state_names. */
+struct osdmon_pgstat {
+  uint32_t pool, pg;
+  uint64_t epoch;
+  uint8_t state;
 };
 
 struct osdmon_osd {
@@ -55,8 +58,8 @@ struct osdmon_osd {
   struct osdmon_report reports[OSDMON_MAX_REPORTS];
   int n_reports;
   int64_t stats_ms;
-  struct osdmon_state_count states[OSDMON_MAX_STATES];
-  int n_states;
+  struct osdmon_pgstat *pgs;
+  size_t n_pgs;
 };
 
 struct osdmon {
@@ -65,6 +68,8 @@ struct osdmon {
   struct osdmon_osd *osds;
   size_t n_osds;
   bool leader;
+  char state_names[OSDMON_MAX_STATES][48];   /* interned PG state names */
+  int n_state_names;
 };
 
 static struct osdmon_osd *osd_slot(struct osdmon *om, int32_t id)
@@ -263,24 +268,27 @@ static void on_pg_stats(struct osdmon *om, msgr_conn *c, const struct msgr_frame
     return;
   }
   struct osdmon_osd *s = osd_slot(om, ps->osd);
-  if (s) {
-    s->n_states = 0;
-    s->stats_ms = util_now_ms();
+  struct osdmon_pgstat *arr = s ? malloc((ps->n_pgs + 1) * sizeof *arr) : NULL;
+  if (arr) {
+    size_t n = 0;
     for (size_t i = 0; i < ps->n_pgs; i++) {
       const char *st = ps->pgs[i]->state;
       int k;
-      for (k = 0; k < s->n_states; k++)
-        if (!strcmp(s->states[k].state, st))
+      for (k = 0; k < om->n_state_names; k++)
+        if (!strcmp(om->state_names[k], st))
           break;
-      if (k == s->n_states) {
-        if (k == OSDMON_MAX_STATES)
+      if (k == om->n_state_names) {
+        if (k == OSDMON_MAX_STATES || strlen(st) >= sizeof om->state_names[0])
           continue;
-        snprintf(s->states[k].state, sizeof s->states[k].state, "%s", st);
-        s->states[k].count = 0;
-        s->n_states++;
+        strcpy(om->state_names[k], st);
+        om->n_state_names++;
       }
-      s->states[k].count++;
+      arr[n++] = (struct osdmon_pgstat){ ps->pgs[i]->pool, ps->pgs[i]->pg, ps->epoch, (uint8_t)k };
     }
+    free(s->pgs);
+    s->pgs = arr;
+    s->n_pgs = n;
+    s->stats_ms = util_now_ms();
   }
   blk__pg_stats__free_unpacked(ps, NULL);
   reply_status(om->mon, c, f, 0, NULL);
@@ -301,50 +309,71 @@ void osdmon_on_frame(struct mon *mon, msgr_conn *c, const struct msgr_frame *f)
   }
 }
 
+static int cmp_pgstat(const void *a, const void *b)
+{
+  const struct osdmon_pgstat *x = a, *y = b;
+  if (x->pool != y->pool)
+    return x->pool < y->pool ? -1 : 1;
+  if (x->pg != y->pg)
+    return x->pg < y->pg ? -1 : 1;
+  return x->epoch > y->epoch ? -1 : x->epoch < y->epoch;   /* newest first */
+}
+
+/* Each PG counted once, in the state of its newest report (primaries
+ * change with the map; an old primary's last report may linger). */
 int osdmon_fill_pg_states(struct mon *mon, Blk__MonReply *rep)
 {
   struct osdmon *om = mon->osdmon;
   const struct cluster_map *m = mon_state_map(mon->state);
   int64_t now = util_now_ms();
   int64_t grace = config_get_int(mon->cfg, "mon_osd_beacon_grace");
-  struct osdmon_state_count sum[OSDMON_MAX_STATES];
+  size_t total = 0;
+  for (size_t i = 0; i < om->n_osds; i++)
+    total += om->osds[i].n_pgs;
+  if (!total)
+    return 0;
+  struct osdmon_pgstat *all = malloc(total * sizeof *all);
+  if (!all)
+    return -ENOMEM;
   size_t n = 0;
   for (size_t i = 0; i < om->n_osds; i++) {
     const struct cm_osd *o = clustermap_osd(m, (int32_t)i);
     struct osdmon_osd *s = &om->osds[i];
     if (!o || !o->up || !s->stats_ms || now - s->stats_ms > grace)
       continue;
-    for (int k = 0; k < s->n_states; k++) {
-      size_t j;
-      for (j = 0; j < n; j++)
-        if (!strcmp(sum[j].state, s->states[k].state))
-          break;
-      if (j == n) {
-        if (n == OSDMON_MAX_STATES)
-          continue;
-        sum[n] = s->states[k];
-        n++;
-      } else {
-        sum[j].count += s->states[k].count;
-      }
+    for (size_t k = 0; k < s->n_pgs; k++) {
+      const struct cm_pool *p = clustermap_pool_by_id(m, s->pgs[k].pool);
+      if (p && s->pgs[k].pg < p->pg_num)
+        all[n++] = s->pgs[k];
     }
   }
-  if (!n)
+  qsort(all, n, sizeof *all, cmp_pgstat);
+  uint32_t counts[OSDMON_MAX_STATES] = { 0 };
+  for (size_t k = 0; k < n; k++)
+    if (k == 0 || all[k].pool != all[k - 1].pool || all[k].pg != all[k - 1].pg)
+      counts[all[k].state]++;
+  free(all);
+  size_t ns = 0;
+  for (int k = 0; k < om->n_state_names; k++)
+    ns += counts[k] > 0;
+  if (!ns)
     return 0;
-  Blk__PgStateCount **arr = calloc(n, sizeof *arr + sizeof **arr + sizeof sum[0].state);
+  Blk__PgStateCount **arr = calloc(ns, sizeof *arr + sizeof **arr);
   if (!arr)
     return -ENOMEM;
-  Blk__PgStateCount *cs = (Blk__PgStateCount *)(arr + n);
-  char *names = (char *)(cs + n);
-  for (size_t j = 0; j < n; j++) {
+  Blk__PgStateCount *cs = (Blk__PgStateCount *)(arr + ns);
+  size_t j = 0;
+  for (int k = 0; k < om->n_state_names; k++) {
+    if (!counts[k])
+      continue;
     blk__pg_state_count__init(&cs[j]);
-    memcpy(names + j * sizeof sum[0].state, sum[j].state, sizeof sum[0].state);
-    cs[j].state = names + j * sizeof sum[0].state;
-    cs[j].count = sum[j].count;
+    cs[j].state = om->state_names[k];
+    cs[j].count = counts[k];
     arr[j] = &cs[j];
+    j++;
   }
   rep->pg_states = arr;
-  rep->n_pg_states = n;
+  rep->n_pg_states = ns;
   return 0;
 }
 
@@ -371,6 +400,8 @@ void osdmon_stop(struct mon *mon)
   if (!om)
     return;
   event_free(om->tick);
+  for (size_t i = 0; i < om->n_osds; i++)
+    free(om->osds[i].pgs);
   free(om->osds);
   free(om);
   mon->osdmon = NULL;

@@ -86,6 +86,7 @@ struct osd {
   size_t pg_log_max;
   bool async_recovery;
   int exit_code;
+  bool stats_dirty;             /* a PG changed state: report soon */
   struct pg_parked *map_waiting;   /* requests from a newer epoch */
 };
 

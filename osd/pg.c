@@ -536,6 +536,7 @@ static void repop_cb(void *arg, int err, const struct msgr_frame *f)
  * and every member now agree up to pg->last. */
 void pg_activated(struct pg *pg)
 {
+  pg->osd->stats_dirty = true;
   struct pg_op *op = pg->inflight;
   pg->inflight = pg->inflight_tail = NULL;
   while (op) {
@@ -1106,6 +1107,7 @@ void pg_on_map(struct osd *osd, const struct cluster_map *prev, const struct pgm
       pg->n_acting = mine ? nu : 0;
       pg->interval = m->epoch;
       pg->primary = mine && up[0] == osd->id;
+      osd->stats_dirty = true;
       if (!mine) {
         pg->state = PG_STRAY;
       } else if (pg->primary) {
@@ -1166,7 +1168,10 @@ void pg_tick(struct osd *osd)
       if (pg->primary)
         peering_tick(pg, now);
     }
-  if (osd->booted && !osd->stopping && now - osd->last_stats_ms >= osd->stats_interval) {
+  if (osd->booted && !osd->stopping &&
+      (now - osd->last_stats_ms >= osd->stats_interval ||
+       (osd->stats_dirty && now - osd->last_stats_ms >= 200))) {
+    osd->stats_dirty = false;
     osd->last_stats_ms = now;
     pg_send_stats(osd);
   }
