@@ -6,7 +6,8 @@
 # write); mid-workload one OSD is killed with SIGKILL (writes continue
 # with 2 members; a second set of writers touches objects only while it is
 # down, so that they reach it only by recovery), later restarted (it
-# recovers by log).  At the end every
+# recovers by log); then the leader monitor is killed with SIGKILL and
+# restarted while the writes go on.  At the end every
 # acknowledged write reads back identical from the primary and from every
 # member of the acting set (debug read of each OSD's own copy).
 source "$(dirname "$0")/../functions.sh"
@@ -33,6 +34,12 @@ python3 "$V" write "$TEST_DIR/vdown" rbd --writers 2 --seconds 6 --objects 8 --p
   >"$TEST_DIR/verifier-down.out" 2>&1 || fail "writers while osd.1 is down"
 echo "restart osd.1"
 start_osd 1
+sleep 2
+L=$(leader)
+echo "kill -9 the leader monitor mon.$L mid-workload"
+kill_mon "$L"
+sleep 3
+start_mon "$L"
 wait "$WPID" || fail "verifier writers failed"
 cat "$TEST_DIR/verifier-write.out" "$TEST_DIR/verifier-down.out"
 acked=$(grep -o '[0-9]* acknowledged' "$TEST_DIR/verifier-write.out" | cut -d' ' -f1)
