@@ -13,7 +13,7 @@
 source "$(dirname "$0")/../functions.sh"
 requires python3
 make_cluster 3
-OSD_OP_TIMEOUT_UNDERSIZED=3s osd_conf
+OSD_ASYNC_RECOVERY=true OSD_OP_TIMEOUT_UNDERSIZED=3s osd_conf
 for m in "${MONS[@]}"; do start_mon "$m"; done
 wait_quorum 30
 "$BLKCTL" pool create rbd 16 --size 3 --min-size 2 --failure-domain osd >/dev/null || fail "pool create"

@@ -11,7 +11,7 @@
 source "$(dirname "$0")/../functions.sh"
 requires python3
 make_cluster 3
-osd_conf
+OSD_ASYNC_RECOVERY=true osd_conf
 for m in "${MONS[@]}"; do start_mon "$m"; done
 wait_quorum 30
 "$BLKCTL" pool create rbd 8 --size 3 --min-size 2 --failure-domain osd >/dev/null || fail "pool create"
