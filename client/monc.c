@@ -9,12 +9,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/msgr.h"
 #include "common/msgtypes.h"
 #include "common/util.h"
 
+struct monc_req {
+  struct monc_req *prev, *next;
+  monc *mc;
+  uint16_t type;
+  const ProtobufCMessageDescriptor *desc;
+  uint8_t *buf;
+  size_t len;
+  int64_t deadline;
+  size_t cur;                     /* monitor tried now */
+  struct event *retry_ev;
+  bool in_call;                   /* a msgr call is outstanding */
+  monc_reply_fn cb;
+  void *arg;
+};
+
 struct monc {
   struct event_base *base;
+  struct monc_req *reqs;          /* asynchronous calls in progress */
+  /* subscription */
+  monc_map_fn sub_cb;
+  void *sub_arg;
+  struct cluster_map *map;
+  size_t sub_cur;
+  bool sub_inflight, sub_want_full;
+  uint64_t want_epoch;            /* a peer showed this epoch: get it */
+  struct event *sub_ev;
   msgr *msgr;
   struct cm_mon mons[CM_MAX_MONS];
   size_t n_mons;
@@ -24,6 +49,9 @@ struct monc {
   uint64_t req_seq;
   char nonce[20];
 };
+
+static void monc_on_frame(void *ctx, msgr_conn *c, const struct msgr_frame *f);
+static void monc_on_close(void *ctx, msgr_conn *c, int err);
 
 monc *monc_new(struct event_base *base, const config *cfg, char *err, size_t errlen)
 {
@@ -41,7 +69,8 @@ monc *monc_new(struct event_base *base, const config *cfg, char *err, size_t err
     (uint32_t)config_get_int(cfg, "msgr_max_payload"),
     (uint32_t)config_get_int(cfg, "msgr_max_data"),
   };
-  mc->msgr = msgr_new(base, &lim, NULL, NULL);
+  static const struct msgr_ops ops = { .on_frame = monc_on_frame, .on_close = monc_on_close };
+  mc->msgr = msgr_new(base, &lim, &ops, mc);
   if (!mc->msgr) {
     snprintf(err, errlen, "out of memory");
     free(mc);
@@ -64,14 +93,23 @@ monc *monc_new(struct event_base *base, const config *cfg, char *err, size_t err
   return mc;
 }
 
+static void req_finish(struct monc_req *rq, int err, const Blk__MonReply *rep);
+
 void monc_free(monc *mc)
 {
   if (!mc)
     return;
+  /* calls in flight fail with -ECANCELED from msgr_free (their requests
+   * finish there); the others are finished here */
   for (size_t i = 0; i < mc->n_mons; i++)
     if (mc->conns[i])
       msgr_conn_put(mc->conns[i]);
   msgr_free(mc->msgr);
+  while (mc->reqs)
+    req_finish(mc->reqs, -ECANCELED, NULL);
+  if (mc->sub_ev)
+    event_free(mc->sub_ev);
+  clustermap_free(mc->map);
   free(mc);
 }
 
@@ -150,4 +188,334 @@ int monc_command(monc *mc, Blk__MonCommand *cmd, int timeout_ms, Blk__MonReply *
     n += (size_t)snprintf(err + n, errlen - n, " mon.%s (%s): %s;", mc->mons[i].name,
                           mc->mons[i].addr, mc->why[i][0] ? mc->why[i] : "not tried");
   return -ETIMEDOUT;
+}
+
+/* ---- asynchronous calls ------------------------------------------------- */
+
+static void req_attempt(struct monc_req *rq);
+
+static void req_finish(struct monc_req *rq, int err, const Blk__MonReply *rep)
+{
+  monc *mc = rq->mc;
+  if (rq->prev)
+    rq->prev->next = rq->next;
+  else
+    mc->reqs = rq->next;
+  if (rq->next)
+    rq->next->prev = rq->prev;
+  if (rq->retry_ev)
+    event_free(rq->retry_ev);
+  rq->cb(rq->arg, err, rep);
+  free(rq->buf);
+  free(rq);
+}
+
+static void req_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  req_attempt(arg);
+}
+
+static void req_later(struct monc_req *rq, int ms)
+{
+  struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+  event_add(rq->retry_ev, &tv);
+}
+
+static void req_on_reply(void *arg, int err, const struct msgr_frame *f)
+{
+  struct monc_req *rq = arg;
+  monc *mc = rq->mc;
+  rq->in_call = false;
+  if (err == -ECANCELED) {
+    req_finish(rq, -ECANCELED, NULL);
+    return;
+  }
+  if (err < 0) {
+    rq->cur = (rq->cur + 1) % mc->n_mons;
+    req_later(rq, rq->cur == 0 || mc->n_mons == 1 ? 100 : 0);
+    return;
+  }
+  Blk__MonReply *rep = blk__mon_reply__unpack(NULL, f->payload_len, f->payload);
+  if (!rep) {
+    rq->cur = (rq->cur + 1) % mc->n_mons;
+    req_later(rq, 50);
+    return;
+  }
+  if (rep->err == -ENOTCONN || rep->err == -EAGAIN) {
+    size_t l = rep->leader_addr[0] ? find_mon(mc, rep->leader_addr) : SIZE_MAX;
+    if (l != SIZE_MAX && l != rq->cur) {
+      rq->cur = l;
+      req_later(rq, 0);
+    } else {
+      if (l == SIZE_MAX)
+        rq->cur = (rq->cur + 1) % mc->n_mons;
+      req_later(rq, 50);
+    }
+    blk__mon_reply__free_unpacked(rep, NULL);
+    return;
+  }
+  mc->cur = rq->cur;    /* remember the leader for the next call */
+  req_finish(rq, 0, rep);
+  blk__mon_reply__free_unpacked(rep, NULL);
+}
+
+static void req_attempt(struct monc_req *rq)
+{
+  monc *mc = rq->mc;
+  int64_t left = rq->deadline - util_now_ms();
+  if (left <= 0) {
+    req_finish(rq, -ETIMEDOUT, NULL);
+    return;
+  }
+  ProtobufCMessage *msg = protobuf_c_message_unpack(rq->desc, NULL, rq->len, rq->buf);
+  if (!msg) {
+    req_finish(rq, -EINVAL, NULL);
+    return;
+  }
+  int attempt = left < 2000 ? (int)left : 2000;
+  int r = msgr_call_pb(mc->conns[rq->cur], rq->type, msg, NULL, 0, attempt, req_on_reply, rq);
+  protobuf_c_message_free_unpacked(msg, NULL);
+  if (r < 0) {
+    rq->cur = (rq->cur + 1) % mc->n_mons;
+    req_later(rq, 100);
+    return;
+  }
+  rq->in_call = true;
+}
+
+int monc_call_async(monc *mc, uint16_t type, const ProtobufCMessage *msg, int timeout_ms,
+                    monc_reply_fn cb, void *arg)
+{
+  struct monc_req *rq = calloc(1, sizeof *rq);
+  if (!rq)
+    return -ENOMEM;
+  rq->len = protobuf_c_message_get_packed_size(msg);
+  rq->buf = malloc(rq->len ? rq->len : 1);
+  rq->retry_ev = evtimer_new(mc->base, req_retry_cb, rq);
+  if (!rq->buf || !rq->retry_ev) {
+    if (rq->retry_ev)
+      event_free(rq->retry_ev);
+    free(rq->buf);
+    free(rq);
+    return -ENOMEM;
+  }
+  protobuf_c_message_pack(msg, rq->buf);
+  rq->mc = mc;
+  rq->type = type;
+  rq->desc = msg->descriptor;
+  rq->deadline = util_now_ms() + timeout_ms;
+  rq->cur = mc->cur;
+  rq->cb = cb;
+  rq->arg = arg;
+  rq->next = mc->reqs;
+  if (mc->reqs)
+    mc->reqs->prev = rq;
+  mc->reqs = rq;
+  req_later(rq, 0);    /* never call back from inside this call */
+  return 0;
+}
+
+int monc_command_async(monc *mc, Blk__MonCommand *cmd, int timeout_ms, monc_reply_fn cb,
+                       void *arg)
+{
+  char req_id[64];
+  char *saved = NULL;
+  bool set = false;
+  if (cmd->txn && (!cmd->txn->req_id || !cmd->txn->req_id[0])) {
+    snprintf(req_id, sizeof req_id, "%s-%llu", mc->nonce, (unsigned long long)++mc->req_seq);
+    saved = cmd->txn->req_id;
+    cmd->txn->req_id = req_id;
+    set = true;
+  }
+  int r = monc_call_async(mc, MSG_MON_COMMAND, (const ProtobufCMessage *)cmd, timeout_ms, cb,
+                          arg);
+  if (set)
+    cmd->txn->req_id = saved;
+  return r;
+}
+
+/* ---- map subscription ---------------------------------------------------- */
+
+#define MONC_SUB_RENEW_MS 3000
+
+static void sub_send(monc *mc);
+
+static void sub_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  sub_send(arg);
+}
+
+static void sub_arm(monc *mc, int ms)
+{
+  struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+  event_add(mc->sub_ev, &tv);
+}
+
+static void sub_on_reply(void *arg, int err, const struct msgr_frame *f)
+{
+  monc *mc = arg;
+  mc->sub_inflight = false;
+  if (err == -ECANCELED)
+    return;
+  Blk__MonReply *rep = err ? NULL : blk__mon_reply__unpack(NULL, f->payload_len, f->payload);
+  if (!rep || rep->err) {
+    log_debug("monc", "subscription to mon.%s failed: %s", mc->mons[mc->sub_cur].name,
+              err ? strerror(-err) : "bad reply");
+    mc->sub_cur = (mc->sub_cur + 1) % mc->n_mons;
+    sub_arm(mc, 100);
+  } else if (mc->want_epoch > rep->epoch) {
+    /* this monitor is behind what a peer has seen: try the next one */
+    log_info("monc", "mon.%s is at epoch %llu, a peer has %llu: subscribing elsewhere",
+             mc->mons[mc->sub_cur].name, (unsigned long long)rep->epoch,
+             (unsigned long long)mc->want_epoch);
+    mc->sub_cur = (mc->sub_cur + 1) % mc->n_mons;
+    sub_arm(mc, 200);
+  } else {
+    sub_arm(mc, MONC_SUB_RENEW_MS);
+  }
+  if (rep)
+    blk__mon_reply__free_unpacked(rep, NULL);
+}
+
+static void sub_send(monc *mc)
+{
+  if (mc->sub_inflight) {
+    sub_arm(mc, MONC_SUB_RENEW_MS);
+    return;
+  }
+  Blk__Subscribe s = BLK__SUBSCRIBE__INIT;
+  s.have_epoch = mc->map && !mc->sub_want_full ? mc->map->epoch : 0;
+  int r = msgr_call_pb(mc->conns[mc->sub_cur], MSG_MON_SUBSCRIBE, (const ProtobufCMessage *)&s,
+                       NULL, 0, 2000, sub_on_reply, mc);
+  if (r < 0) {
+    mc->sub_cur = (mc->sub_cur + 1) % mc->n_mons;
+    sub_arm(mc, 100);
+    return;
+  }
+  mc->sub_inflight = true;
+}
+
+static void sub_publish(monc *mc, struct cluster_map *nm)
+{
+  struct cluster_map *old = mc->map;
+  mc->map = nm;
+  mc->sub_want_full = false;
+  if (nm->epoch >= mc->want_epoch)
+    mc->want_epoch = 0;
+  if (mc->sub_cb)
+    mc->sub_cb(mc->sub_arg, nm, old);
+  clustermap_free(old);
+}
+
+static void sub_on_update(monc *mc, const struct msgr_frame *f)
+{
+  Blk__MapUpdate *u = blk__map_update__unpack(NULL, f->payload_len, f->payload);
+  if (!u) {
+    log_warn("monc", "undecodable map update; asking for a full map");
+    goto want_full;
+  }
+  if (u->full) {
+    struct cluster_map *nm;
+    if (clustermap_from_pb(u->full, &nm) < 0) {
+      log_warn("monc", "invalid full map");
+      blk__map_update__free_unpacked(u, NULL);
+      goto want_full;
+    }
+    if (!mc->map || nm->epoch > mc->map->epoch)
+      sub_publish(mc, nm);
+    else
+      clustermap_free(nm);
+    blk__map_update__free_unpacked(u, NULL);
+    return;
+  }
+  if (!u->n_txns || (mc->map && u->to <= mc->map->epoch)) {
+    blk__map_update__free_unpacked(u, NULL);
+    return;   /* nothing new */
+  }
+  if (!mc->map || u->from != mc->map->epoch) {
+    log_info("monc", "map gap (have %llu, update from %llu); asking for a full map",
+             mc->map ? (unsigned long long)mc->map->epoch : 0ULL, (unsigned long long)u->from);
+    blk__map_update__free_unpacked(u, NULL);
+    goto want_full;
+  }
+  struct cluster_map *nm = clustermap_dup(mc->map);
+  if (!nm) {
+    blk__map_update__free_unpacked(u, NULL);
+    goto want_full;
+  }
+  char err[160];
+  for (size_t i = 0; i < u->n_txns; i++) {
+    int r = clustermap_apply(nm, u->txns[i], err, sizeof err);
+    if (r != 1) {
+      log_warn("monc", "map txn %zu of update %llu..%llu does not apply (%d: %s); asking for a full map",
+               i, (unsigned long long)u->from, (unsigned long long)u->to, r, err);
+      clustermap_free(nm);
+      blk__map_update__free_unpacked(u, NULL);
+      goto want_full;
+    }
+  }
+  blk__map_update__free_unpacked(u, NULL);
+  sub_publish(mc, nm);
+  return;
+want_full:
+  mc->sub_want_full = true;
+  sub_arm(mc, 0);
+}
+
+static void monc_on_frame(void *ctx, msgr_conn *c, const struct msgr_frame *f)
+{
+  monc *mc = ctx;
+  (void)c;
+  if (f->type == MSG_MAP_UPDATE && mc->sub_ev)
+    sub_on_update(mc, f);
+}
+
+static void monc_on_close(void *ctx, msgr_conn *c, int err)
+{
+  monc *mc = ctx;
+  (void)err;
+  if (!mc->sub_ev || c != mc->conns[mc->sub_cur])
+    return;
+  /* the monitor we subscribed to went away: resubscribe elsewhere */
+  mc->sub_cur = (mc->sub_cur + 1) % mc->n_mons;
+  if (!mc->sub_inflight)
+    sub_arm(mc, 50);
+}
+
+int monc_subscribe(monc *mc, monc_map_fn cb, void *arg)
+{
+  if (mc->sub_ev)
+    return -EBUSY;
+  mc->sub_ev = evtimer_new(mc->base, sub_timer_cb, mc);
+  if (!mc->sub_ev)
+    return -ENOMEM;
+  mc->sub_cb = cb;
+  mc->sub_arg = arg;
+  mc->sub_cur = mc->cur;
+  sub_arm(mc, 0);
+  return 0;
+}
+
+const struct cluster_map *monc_map(const monc *mc)
+{
+  return mc->map;
+}
+
+void monc_renew(monc *mc)
+{
+  if (mc->sub_ev && !mc->sub_inflight)
+    sub_arm(mc, 0);
+}
+
+void monc_want_epoch(monc *mc, uint64_t epoch)
+{
+  if (mc->map && epoch <= mc->map->epoch)
+    return;
+  if (epoch > mc->want_epoch)
+    mc->want_epoch = epoch;
+  monc_renew(mc);
 }

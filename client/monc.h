@@ -7,7 +7,15 @@
  * req_id, moves on to the next monitor when one is unreachable — until
  * the command's deadline.  When the deadline passes it reports which
  * monitors were unreachable and why.
+ * Daemons use the asynchronous forms on their own loop: monc_call_async
+ * (any request answered by a MonReply from the leader, same redirect and
+ * retry rules) and monc_subscribe, which keeps a cluster map current from
+ * the monitors' pushes (MapUpdate txns applied with clustermap_apply; a
+ * gap or an undecodable update asks for a full map; a dropped connection
+ * resubscribes to the next monitor; the subscription is renewed every
+ * few seconds so that a silent monitor is noticed).
  * Threading: one event loop thread; the synchronous call runs the loop.
+ * Do not mix the synchronous call with pending asynchronous ones.
  */
 #ifndef BLK_CLIENT_MONC_H
 #define BLK_CLIENT_MONC_H
@@ -33,5 +41,39 @@ void monc_free(monc *mc);
  * message in err (-ETIMEDOUT: no quorum answered in time). */
 int monc_command(monc *mc, Blk__MonCommand *cmd, int timeout_ms,
                  Blk__MonReply **reply, char *err, size_t errlen);
+
+/* Answer of an asynchronous call: err 0 with reply (borrowed for the
+ * callback; may carry reply->err != 0 from the cluster), or -ETIMEDOUT
+ * (no quorum answered before the deadline; reply NULL), or -ECANCELED
+ * (monc_free ran first).  Called exactly once, never from inside the
+ * call that started it. */
+typedef void (*monc_reply_fn)(void *arg, int err, const Blk__MonReply *reply);
+
+/* Send msg (a request of frame type `type` answered by MonReply) to the
+ * leader, following redirects, until timeout_ms.  msg is packed before
+ * return (borrowed only for the call).  Returns 0 (cb will run) or
+ * -ENOMEM (cb will not run). */
+int monc_call_async(monc *mc, uint16_t type, const ProtobufCMessage *msg,
+                    int timeout_ms, monc_reply_fn cb, void *arg);
+/* monc_call_async for a MonCommand; a txn without req_id gets a fresh one
+ * (cmd is left as it was). */
+int monc_command_async(monc *mc, Blk__MonCommand *cmd, int timeout_ms,
+                       monc_reply_fn cb, void *arg);
+
+/* Called on every new epoch with the new map (borrowed, valid until the
+ * next epoch or monc_free) and the previous one (borrowed for the call
+ * only; NULL for the first map). */
+typedef void (*monc_map_fn)(void *arg, const struct cluster_map *map,
+                            const struct cluster_map *prev);
+/* Subscribe to map updates from the monitors.  One subscription per monc.
+ * Returns 0 or -EBUSY/-ENOMEM. */
+int monc_subscribe(monc *mc, monc_map_fn cb, void *arg);
+/* The current map (NULL before the first), borrowed as above. */
+const struct cluster_map *monc_map(const monc *mc);
+/* Ask for the map again now (e.g. a peer or client showed a newer epoch). */
+void monc_renew(monc *mc);
+/* A peer or OSD showed map `epoch`: renew, and if the monitor we
+ * subscribe to is behind it (cut off from the quorum), move to another. */
+void monc_want_epoch(monc *mc, uint64_t epoch);
 
 #endif

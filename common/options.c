@@ -45,7 +45,24 @@ const struct config_option config_options[] = {
   { "auth_clock_skew", CFG_MS, "30s", "how far an authorizer's timestamp may be from the OSD's clock; also how long nonces are remembered" },
   { "auth_challenge_ttl", CFG_MS, "30s", "how long a monitor's auth challenge stays valid" },
   { "auth_replay_cache_size", CFG_INT, "65536", "authorizer nonces an OSD remembers (bounded; when full, older timestamps are refused)" },
+  /* ---- OSD daemon and replication (issue 4; docs/osd.md) ---- */
+  { "mon_osd_beacon_grace", CFG_MS, "10s", "the leader marks an up OSD down after this long without a beacon; also how long failure reports count" },
+  { "mon_osd_down_out_interval", CFG_MS, "10m", "the leader marks a down OSD out after this long (0 = never)" },
+  { "mon_osd_min_down_reporters", CFG_INT, "2", "failure reports from this many distinct failure domains mark an OSD down" },
+  { "osd_host", CFG_STR, "", "host name this OSD reports (its failure domain); default gethostname()" },
+  { "host", CFG_STR, "", "alias of osd_host" },
+  { "osd_addr", CFG_STR, "127.0.0.1:0", "address the OSD listens on (port 0 = any free port); published in the map" },
+  { "osd_beacon_interval", CFG_MS, "2s", "how often an OSD sends a beacon to the leader monitor" },
+  { "osd_heartbeat_interval", CFG_MS, "1s", "how often an OSD pings its PG peers" },
+  { "osd_heartbeat_grace", CFG_MS, "6s", "a peer silent for this long is reported failed to the monitors" },
+  { "osd_op_timeout_undersized", CFG_MS, "30s", "a write to a PG below min_size waits this long, then fails with EAGAIN" },
+  { "osd_op_timeout", CFG_MS, "10s", "replica ops and recovery reads/pushes time out after this long" },
+  { "osd_pg_log_max", CFG_INT, "3000", "PG log entries kept per PG (recovery by log within this window, backfill beyond)" },
+  { "osd_async_recovery", CFG_BOOL, "false", "when at least min_size members (the primary among them) are up to date, go active for them (writes acknowledged by those) and recover the others behind client I/O; false: I/O waits until every up member is recovered" },
+  { "osd_stats_interval", CFG_MS, "2s", "how often a primary reports its PG states to the leader monitor" },
+  /* ---- end of OSD block ---- */
   /* client */
+  { "client_op_timeout", CFG_MS, "60s", "how long the object client retries an op before failing it" },
   { "client_timeout", CFG_MS, "10s", "how long blkctl waits for a quorum answer" },
   { NULL, CFG_STR, NULL, NULL },
 };

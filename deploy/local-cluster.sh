@@ -4,7 +4,11 @@
 #
 #   deploy/local-cluster.sh [start]   install deps, build, init (once), start
 #                                     3 monitors, create pool KVMpool (128
-#                                     PGs), wait until healthy, print status
+#                                     PGs, failure domain osd: one host),
+#                                     format (once) and start $BLK_OSDS (3)
+#                                     OSDs on sparse files $RUN/osd.N.dev
+#                                     ($BLK_OSD_SIZE, 4G), wait until
+#                                     healthy, print status
 #   deploy/local-cluster.sh stop      stop exactly the daemons it started
 #   deploy/local-cluster.sh status    blkctl status
 #
@@ -17,6 +21,8 @@ RUN=${BLK_RUN_DIR:-./run}
 BUILD=${BLK_BUILD:-$TOP/build}
 MON_PORT_BASE=${BLK_MON_PORT:-6789}
 MONS=(a b c)
+NOSDS=${BLK_OSDS:-3}
+OSD_SIZE=${BLK_OSD_SIZE:-4G}
 
 say() { printf '%s\n' "$*"; }
 
@@ -59,33 +65,56 @@ start() {
   "$BUILD/client/blkctl" --timeout 60 status >/dev/null ||
     { say "the monitors did not form a quorum; see $RUN/log/"; exit 1; }
   if ! "$BUILD/client/blkctl" pool ls | grep -q " KVMpool "; then
-    "$BUILD/client/blkctl" pool create KVMpool 128
+    "$BUILD/client/blkctl" pool create KVMpool 128 --failure-domain osd
   fi
+  for ((i = 0; i < NOSDS; i++)); do
+    if ours "$RUN/osd.$i.pid" >/dev/null; then
+      say "osd.$i already running"
+      continue
+    fi
+    if [ ! -f "$RUN/osd.$i.dev" ]; then
+      "$BUILD/osd/blk-osd" --mkfs --osd-id "$i" --device "$RUN/osd.$i.dev" --size "$OSD_SIZE" \
+        >>"$RUN/log/osd.$i.log" 2>&1 || { say "mkfs of osd.$i failed; see $RUN/log/osd.$i.log"; exit 1; }
+    fi
+    nohup "$BUILD/osd/blk-osd" --id "$i" -c "$BLK_CONF" --device "$RUN/osd.$i.dev" \
+      >>"$RUN/log/osd.$i.log" 2>&1 </dev/null &
+    echo $! >"$RUN/osd.$i.pid"
+  done
+  for _ in $(seq 300); do
+    [ "$("$BUILD/client/blkctl" --format json osd tree | grep -o '"status":"up"' | wc -l)" -ge "$NOSDS" ] && break
+    sleep 0.1
+  done
   "$BUILD/client/blkctl" status
   cat <<MSG
 
 The cluster runs in the background (logs: $RUN/log/).
   export BLK_CONF=$BLK_CONF
   $BUILD/client/blkctl status          # or: mon stat, pool ls, osd tree
+  $BUILD/client/blkctl object put KVMpool hello /etc/hostname   # object I/O
   $0 stop                              # stop it
 MSG
 }
 
 stop() {
   [ -d "$RUN" ] || { say "nothing to stop in $RUN"; return 0; }
-  local pids=()
-  for pidf in "$RUN"/*.pid; do
-    [ -e "$pidf" ] || continue
-    if pid=$(ours "$pidf"); then
-      kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
-    fi
-    rm -f "$pidf"
+  local n=0
+  # OSDs first: they mark themselves down through the monitors
+  for pattern in "osd.*.pid" "*.pid"; do
+    local pids=()
+    for pidf in "$RUN"/$pattern; do
+      [ -e "$pidf" ] || continue
+      if pid=$(ours "$pidf"); then
+        kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+      fi
+      rm -f "$pidf"
+    done
+    for pid in "${pids[@]}"; do
+      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    done
+    n=$((n + ${#pids[@]}))
   done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  say "stopped ${#pids[@]} daemon(s) of $RUN"
+  say "stopped $n daemon(s) of $RUN"
 }
 
 case "${1:-start}" in

@@ -147,6 +147,22 @@ static void handle_txn(struct mon *mon, msgr_conn *c, uint64_t tid, Blk__MapTxn 
   mon->writes = w;
 }
 
+int commands_propose(struct mon *mon, Blk__MapTxn *txn)
+{
+  if (!raft_is_leader(mon->raft))
+    return -ENOTCONN;
+  txn->stamp_ms = realtime_ms();
+  size_t len = blk__map_txn__get_packed_size(txn);
+  uint8_t *buf = malloc(len ? len : 1);
+  if (!buf)
+    return -ENOMEM;
+  blk__map_txn__pack(txn, buf);
+  uint64_t index, term;
+  int r = raft_propose(mon->raft, buf, len, &index, &term);
+  free(buf);
+  return r < 0 ? r : 0;
+}
+
 static void send_read_reply(struct mon *mon, msgr_conn *c, uint64_t tid, int kind)
 {
   Blk__MonReply rep = BLK__MON_REPLY__INIT;
@@ -162,10 +178,12 @@ static void send_read_reply(struct mon *mon, msgr_conn *c, uint64_t tid, int kin
     reply_err(c, tid, -ENOMEM, "out of memory", NULL);
     return;
   }
-  (void)kind;
+  if (kind == BLK__MON_COMMAND__READ__STATUS)
+    osdmon_fill_pg_states(mon, &rep);
   struct msgr_frame req = { .tid = tid };
   msgr_reply_pb(c, &req, MSG_MON_COMMAND, (const ProtobufCMessage *)&rep, NULL, 0);
   clustermap_pb_free(rep.map);
+  free(rep.pg_states);
 }
 
 static void handle_read(struct mon *mon, msgr_conn *c, uint64_t tid, int kind)

@@ -42,6 +42,11 @@ static void on_frame(void *ctx, msgr_conn *c, const struct msgr_frame *f)
   case MSG_MON_SUBSCRIBE:
     commands_on_frame(mon, c, f);
     break;
+  case MSG_OSD_BEACON:
+  case MSG_OSD_FAILURE:
+  case MSG_PG_STATS:
+    osdmon_on_frame(mon, c, f);
+    break;
   default:
     log_warn("mon", "unknown message type %u from %s", f->type, msgr_conn_peer(c));
     break;
@@ -213,6 +218,12 @@ int main(int argc, char **argv)
     log_err("mon", "cannot start the quorum: %s", strerror(-r));
     goto out_all;
   }
+  r = osdmon_start(&mon);
+  if (r < 0) {
+    log_err("mon", "cannot start OSD monitoring: %s", strerror(-r));
+    quorum_stop(&mon);
+    goto out_all;
+  }
   mon.sig_ev[0] = evsignal_new(mon.base, SIGTERM, on_signal, &mon);
   mon.sig_ev[1] = evsignal_new(mon.base, SIGINT, on_signal, &mon);
   event_add(mon.sig_ev[0], NULL);
@@ -227,6 +238,7 @@ int main(int argc, char **argv)
   unlink(pidfile);
   event_free(mon.sig_ev[0]);
   event_free(mon.sig_ev[1]);
+  osdmon_stop(&mon);
   commands_stop(&mon);
   quorum_stop(&mon);
 out_all:

@@ -5,6 +5,8 @@
  *   state.c     the replicated state machine: cluster map, request
  *               deduplication window, map history for subscribers
  *   quorum.c    Raft driven by the messenger and a tick timer
+ *   osdmon.c    OSD liveness: beacons, failure reports, auto-out, PG
+ *               state counts (leader only)
  *   commands.c  client commands (writes through Raft, reads by ReadIndex)
  *               and map subscriptions
  *   main.c      options, config, wiring, the event loop
@@ -90,6 +92,7 @@ void mon_state_update_free(Blk__MapUpdate *u);
 struct mon_pending_write;
 struct mon_pending_read;
 struct mon_sub;
+struct osdmon;
 
 struct mon {
   config *cfg;
@@ -112,6 +115,7 @@ struct mon {
   uint64_t published_epoch;
   uint64_t snapshot_every;
   uint64_t last_snapshot_index;
+  struct osdmon *osdmon;
   bool stopping;
 };
 
@@ -131,6 +135,18 @@ void commands_on_frame(struct mon *mon, msgr_conn *c, const struct msgr_frame *f
 void commands_on_close(struct mon *mon, msgr_conn *c);
 void commands_publish(struct mon *mon);
 void commands_stop(struct mon *mon);
+/* Propose txn as the leader on the monitor's own behalf (no requester is
+ * answered).  txn is borrowed; stamped here.  0 or -errno (-ENOTCONN when
+ * not the leader). */
+int commands_propose(struct mon *mon, Blk__MapTxn *txn);
+
+/* osdmon.c */
+int osdmon_start(struct mon *mon);
+void osdmon_stop(struct mon *mon);
+/* MSG_OSD_BEACON, MSG_OSD_FAILURE, MSG_PG_STATS (answered with MonReply). */
+void osdmon_on_frame(struct mon *mon, msgr_conn *c, const struct msgr_frame *f);
+/* Set rep->pg_states (free with free(rep->pg_states)).  0 or -ENOMEM. */
+int osdmon_fill_pg_states(struct mon *mon, Blk__MonReply *rep);
 void mon_fill_status(const struct mon *mon, Blk__MonStatus *st, uint32_t *quorum,
                      size_t *n_quorum);
 

@@ -6,6 +6,7 @@
  * layer (PGs, messenger) will add the daemon mode here.
  */
 #include <errno.h>
+#include <signal.h>
 #include <event2/event.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -14,13 +15,16 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "osd/internal.h"
+#include "osd/osd.h"
 #include "osd/store.h"
 
 static void usage(FILE *f)
 {
   fprintf(f,
-    "usage: blk-osd --mkfs --device PATH --osd-id N [--data DIR] [--force]\n"
+    "usage: blk-osd --id N [-c CONF] --device PATH [--data DIR]   (run the daemon)\n"
+    "       blk-osd --mkfs --device PATH --osd-id N [--data DIR] [--force]\n"
     "               [--size SIZE] [--journal-size SIZE]\n"
     "       blk-osd --fsck [--deep] --device PATH [--data DIR]\n"
     "       blk-osd --bench --device PATH [--data DIR] [--bench-time SECS]\n"
@@ -41,6 +45,7 @@ int main(int argc, char **argv)
     { "bench", no_argument, 0, O_BENCH }, { "deep", no_argument, 0, O_DEEP },
     { "force", no_argument, 0, O_FORCE }, { "device", required_argument, 0, 'd' },
     { "data", required_argument, 0, 'D' }, { "osd-id", required_argument, 0, 'i' },
+    { "id", required_argument, 0, 'i' },
     { "size", required_argument, 0, O_SIZE },
     { "journal-size", required_argument, 0, O_JSIZE },
     { "bench-time", required_argument, 0, O_BTIME },
@@ -48,7 +53,7 @@ int main(int argc, char **argv)
     { "bench-seq-qd", required_argument, 0, O_BQD },
     { "bench-only", required_argument, 0, O_BONLY },
     { "bench-settle", required_argument, 0, O_BSETTLE },
-    { "conf", required_argument, 0, O_CONF }, { "set", required_argument, 0, O_SET },
+    { "conf", required_argument, 0, 'c' }, { "set", required_argument, 0, O_SET },
     { "log-level", required_argument, 0, O_LOG },
     { "help-config", no_argument, 0, O_HELPCFG }, { "help", no_argument, 0, 'h' },
     { 0, 0, 0, 0 } };
@@ -60,7 +65,7 @@ int main(int argc, char **argv)
   struct store_mkfs_opts mo = { 0 };
   struct bench_opts bo = { .settle = 2 };
   const char *dev = NULL, *data = NULL;
-  while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "hc:", lo, NULL)) != -1) {
     switch (c) {
     case O_MKFS: case O_FSCK: case O_BENCH:
       if (mode && mode != c) {
@@ -99,7 +104,7 @@ int main(int argc, char **argv)
     case O_BQD: bo.seq_qd = (unsigned)atoi(optarg); break;
     case O_BONLY: bo.only = optarg; break;
     case O_BSETTLE: bo.settle = atof(optarg); break;
-    case O_CONF: conf = optarg; break;
+    case 'c': conf = optarg; break;
     case O_SET:
       if (nsets == 64) {
         fprintf(stderr, "blk-osd: too many --set\n");
@@ -113,10 +118,14 @@ int main(int argc, char **argv)
     default: usage(stderr); return 2;
     }
   }
-  if (optind < argc || !mode) {
+  if (optind < argc || (!mode && !id)) {
     usage(stderr);
     return 2;
   }
+  if (!conf && !mode)
+    conf = getenv("BLK_CONF");
+  if (!conf && !mode)
+    conf = "./run/blk.conf";
   config *cfg = config_new("osd", id);
   if (!cfg) {
     perror("blk-osd: config");
@@ -184,7 +193,22 @@ int main(int argc, char **argv)
             strerror(-r));
     goto out_base;
   }
-  if (mode == O_FSCK) {
+  if (!mode) {
+    signal(SIGPIPE, SIG_IGN);
+    struct osd osd = { .cfg = cfg, .base = base, .st = st, .id = (int32_t)mo.osd_id };
+    char pidfile[4200];
+    const char *run_dir = config_get_str(cfg, "run_dir");
+    util_mkdir_p(run_dir, 0755);
+    snprintf(pidfile, sizeof pidfile, "%s/osd.%d.pid", run_dir, osd.id);
+    r = osd_start(&osd);
+    if (r == 0) {
+      util_write_pidfile(pidfile);
+      event_base_dispatch(base);
+      unlink(pidfile);
+      rc = osd.stopping ? 0 : 1;
+    }
+    osd_stop(&osd);
+  } else if (mode == O_FSCK) {
     r = store_fsck(st, deep);
     if (r < 0)
       fprintf(stderr, "blk-osd: fsck could not run: %s\n", strerror(-r));

@@ -3,7 +3,10 @@
  * Design notes: blkctl, the operator's tool, sectioned by file:
  *   main.c     global options and the command table
  *   cluster.c  cluster init
- *   status.c   status, mon stat, osd tree
+ *   status.c   status, mon stat
+ *   osd.c      osd tree / out / in / reweight / map
+ *   object.c   object put / get / rm / stat / ls (through the objecter)
+ *   objbench.c object bench: IOPS and latency of object ops
  *   pool.c     pool create / ls / rm
  *   monbench.c mon bench: commit latency of map changes
  *   monwatch.c mon watch: subscribe and print map updates
@@ -38,6 +41,10 @@ int blkctl_connect(struct blkctl *b);
 /* Send a command; on failure print the error and return an exit code;
  * on success *reply is set (caller frees) and 0 is returned. */
 int blkctl_mon_command(struct blkctl *b, Blk__MonCommand *cmd, Blk__MonReply **reply);
+/* Linearizable STATUS read: *rep (free with blk__mon_reply__free_unpacked)
+ * and *map (clustermap_free).  0 or an exit code (error printed). */
+struct cluster_map;
+int blkctl_read_status(struct blkctl *b, Blk__MonReply **rep, struct cluster_map **map);
 /* Print "blkctl: <msg>" to stderr and return code (an errno value). */
 int blkctl_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Exit code for a negative errno. */
@@ -48,6 +55,8 @@ int cmd_status(struct blkctl *b, int argc, char **argv);
 int cmd_mon(struct blkctl *b, int argc, char **argv);
 int cmd_osd(struct blkctl *b, int argc, char **argv);
 int cmd_pool(struct blkctl *b, int argc, char **argv);
+int cmd_object(struct blkctl *b, int argc, char **argv);
+int cmd_object_bench(struct blkctl *b, int argc, char **argv);
 int cmd_mon_bench(struct blkctl *b, int argc, char **argv);
 int cmd_mon_watch(struct blkctl *b, int argc, char **argv);
 

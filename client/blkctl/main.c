@@ -32,6 +32,14 @@ static void usage(FILE *f)
           "  pool rm NAME --yes-i-really-mean-it\n"
           "OSDs:\n"
           "  osd tree                       hosts and OSDs with up/in and weights\n"
+          "  osd out N | osd in N | osd down N   mark an OSD out / in / down\n"
+          "  osd reweight N WEIGHT          set an OSD's weight (1.0 = 1 TiB)\n"
+          "  osd map POOL OBJECT            PG, up and acting sets of an object\n"
+          "objects:\n"
+          "  object put POOL NAME FILE|-    write a whole object\n"
+          "  object get POOL NAME [FILE|-] [--osd N]   read it (--osd: that OSD's copy)\n"
+          "  object rm POOL NAME | object stat POOL NAME | object ls POOL\n"
+          "  object bench POOL [--seconds S] [--size B] [--qd N] [--objects N] [--read]\n"
           "\n"
           "The config is -c PATH, else $BLK_CONF, else ./run/blk.conf.\n"
           "Exit status: 0 on success, else the errno of the failure (see docs/blkctl.md).\n");
@@ -108,6 +116,7 @@ static const struct command commands[] = {
   { "mon", cmd_mon },
   { "osd", cmd_osd },
   { "pool", cmd_pool },
+  { "object", cmd_object },
   { NULL, NULL },
 };
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Design notes: read-only views of the cluster: `status`, `mon stat`,
- * `osd tree`.  Each is one linearizable read from the leader (MonCommand
+ * Design notes: read-only views of the cluster: `status`, `mon stat`
+ * (`osd ...` is in osd.c).  Each is one linearizable read from the leader (MonCommand
  * read STATUS), rendered as text or JSON.  Health is derived here from
  * the map and the leader's quorum view:
  *   HEALTH_OK    every monitor in quorum, every OSD up and in, PGs placed
@@ -16,7 +16,7 @@
 #include "client/blkctl/blkctl.h"
 #include "common/clustermap.h"
 
-static int read_status(struct blkctl *b, Blk__MonReply **rep, struct cluster_map **map)
+int blkctl_read_status(struct blkctl *b, Blk__MonReply **rep, struct cluster_map **map)
 {
   Blk__MonCommand cmd = BLK__MON_COMMAND__INIT;
   cmd.read = BLK__MON_COMMAND__READ__STATUS;
@@ -93,7 +93,7 @@ int cmd_status(struct blkctl *b, int argc, char **argv)
     return blkctl_fail(EINVAL, "usage: blkctl status [--format json]");
   Blk__MonReply *rep;
   struct cluster_map *m;
-  int r = read_status(b, &rep, &m);
+  int r = blkctl_read_status(b, &rep, &m);
   if (r)
     return r;
   const Blk__MonStatus *st = rep->status;
@@ -133,10 +133,18 @@ int cmd_status(struct blkctl *b, int argc, char **argv)
     json_uint("num_pools", m->n_pools);
     json_uint("num_pgs", pgs);
     json_begin_arr("pgs_by_state");
-    if (pgs) {
+    unsigned known = 0;
+    for (size_t i = 0; i < rep->n_pg_states; i++) {
+      json_begin_obj();
+      json_str("state_name", rep->pg_states[i]->state);
+      json_uint("count", rep->pg_states[i]->count);
+      json_end_obj();
+      known += rep->pg_states[i]->count;
+    }
+    if (pgs > known) {
       json_begin_obj();
       json_str("state_name", total ? "unknown" : "inactive");
-      json_uint("count", pgs);
+      json_uint("count", pgs - known);
       json_end_obj();
     }
     json_end_arr();
@@ -155,9 +163,15 @@ int cmd_status(struct blkctl *b, int argc, char **argv)
     printf("    osd: %u osds: %u up, %u in; epoch e%llu\n", total, up, in,
            (unsigned long long)m->epoch);
     printf("\n  data:\n    pools:   %zu pools, %u pgs\n", m->n_pools, pgs);
-    if (pgs)
-      printf("    pgs:     %u %s\n", pgs,
-             total ? "unknown (PG states come with the OSDs)" : "inactive (no OSDs to place them on)");
+    unsigned known = 0;
+    for (size_t i = 0; i < rep->n_pg_states; i++) {
+      printf("    %s %u %s\n", i ? "        " : "pgs:    ", rep->pg_states[i]->count,
+             rep->pg_states[i]->state);
+      known += rep->pg_states[i]->count;
+    }
+    if (pgs > known)
+      printf("    %s %u %s\n", known ? "        " : "pgs:    ", pgs - known,
+             total ? "unknown (not reported by a primary)" : "inactive (no OSDs to place them on)");
   }
   clustermap_free(m);
   blk__mon_reply__free_unpacked(rep, NULL);
@@ -174,7 +188,7 @@ int cmd_mon(struct blkctl *b, int argc, char **argv)
     return blkctl_fail(EINVAL, "usage: blkctl mon stat|bench|watch [--format json]");
   Blk__MonReply *rep;
   struct cluster_map *m;
-  int r = read_status(b, &rep, &m);
+  int r = blkctl_read_status(b, &rep, &m);
   if (r)
     return r;
   const Blk__MonStatus *st = rep->status;
@@ -212,102 +226,6 @@ int cmd_mon(struct blkctl *b, int argc, char **argv)
       printf("%s%s", i ? "," : "", mon_name(m, st->quorum[i]));
     printf("\n");
   }
-  clustermap_free(m);
-  blk__mon_reply__free_unpacked(rep, NULL);
-  return 0;
-}
-
-static int cmp_host(const void *a, const void *b)
-{
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-int cmd_osd(struct blkctl *b, int argc, char **argv)
-{
-  if (argc != 2 || strcmp(argv[1], "tree") != 0)
-    return blkctl_fail(EINVAL, "usage: blkctl osd tree [--format json]");
-  Blk__MonReply *rep;
-  struct cluster_map *m;
-  int r = read_status(b, &rep, &m);
-  if (r)
-    return r;
-  /* distinct hosts, sorted */
-  const char **hosts = calloc(m->n_osds + 1, sizeof *hosts);
-  size_t nh = 0;
-  double total_w = 0;
-  for (size_t i = 0; hosts && i < m->n_osds; i++) {
-    if (!m->osds[i].exists)
-      continue;
-    total_w += m->osds[i].weight / 65536.0;
-    bool seen = false;
-    for (size_t k = 0; k < nh; k++)
-      seen |= !strcmp(hosts[k], m->osds[i].host);
-    if (!seen)
-      hosts[nh++] = m->osds[i].host;
-  }
-  if (hosts)
-    qsort(hosts, nh, sizeof *hosts, cmp_host);
-  if (b->json) {
-    json_begin_obj();
-    json_begin_arr("nodes");
-    json_begin_obj();
-    json_int("id", -1);
-    json_str("name", "default");
-    json_str("type", "root");
-    json_double("weight", total_w);
-    json_end_obj();
-    for (size_t k = 0; hosts && k < nh; k++) {
-      double hw = 0;
-      for (size_t i = 0; i < m->n_osds; i++)
-        if (m->osds[i].exists && !strcmp(m->osds[i].host, hosts[k]))
-          hw += m->osds[i].weight / 65536.0;
-      json_begin_obj();
-      json_int("id", -2 - (long long)k);
-      json_str("name", hosts[k]);
-      json_str("type", "host");
-      json_double("weight", hw);
-      json_end_obj();
-      for (size_t i = 0; i < m->n_osds; i++) {
-        const struct cm_osd *o = &m->osds[i];
-        if (!o->exists || strcmp(o->host, hosts[k]))
-          continue;
-        json_begin_obj();
-        json_int("id", o->id);
-        json_str("type", "osd");
-        json_str("host", o->host);
-        json_double("weight", o->weight / 65536.0);
-        json_str("status", o->up ? "up" : "down");
-        json_bool("in", o->in);
-        json_str("addr", o->addr);
-        json_end_obj();
-      }
-    }
-    json_end_arr();
-    json_uint("epoch", m->epoch);
-    json_end_obj();
-    json_done();
-  } else {
-    printf("%-6s %-9s %-22s %-7s %s\n", "ID", "WEIGHT", "TYPE NAME", "STATUS", "IN");
-    printf("%-6d %-9.5f %-22s\n", -1, total_w, "root default");
-    for (size_t k = 0; hosts && k < nh; k++) {
-      double hw = 0;
-      for (size_t i = 0; i < m->n_osds; i++)
-        if (m->osds[i].exists && !strcmp(m->osds[i].host, hosts[k]))
-          hw += m->osds[i].weight / 65536.0;
-      char label[96];
-      snprintf(label, sizeof label, "    host %s", hosts[k]);
-      printf("%-6d %-9.5f %-22s\n", -2 - (int)k, hw, label);
-      for (size_t i = 0; i < m->n_osds; i++) {
-        const struct cm_osd *o = &m->osds[i];
-        if (!o->exists || strcmp(o->host, hosts[k]))
-          continue;
-        snprintf(label, sizeof label, "        osd.%d", o->id);
-        printf("%-6d %-9.5f %-22s %-7s %s\n", o->id, o->weight / 65536.0, label,
-               o->up ? "up" : "down", o->in ? "in" : "out");
-      }
-    }
-  }
-  free(hosts);
   clustermap_free(m);
   blk__mon_reply__free_unpacked(rep, NULL);
   return 0;

@@ -1,0 +1,357 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Design notes: see objecter.h. */
+#include "client/objecter.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "common/log.h"
+#include "common/msgr.h"
+#include "common/msgtypes.h"
+#include "common/pgmap.h"
+#include "common/util.h"
+
+struct obj_op {
+  struct obj_op *prev, *next;
+  objecter *o;
+  char pool[CM_MAX_NAME];
+  char *name;
+  Blk__OsdOpType op;
+  uint64_t offset, length;
+  uint8_t *data;
+  uint32_t data_len, crc;
+  uint32_t pg;
+  char *list_after;
+  uint32_t list_max;
+  int32_t osd;
+  char reqid[48];
+  int64_t deadline;
+  uint64_t need_epoch;
+  bool in_call;
+  unsigned attempts;
+  struct event *retry_ev;
+  char last_why[160];
+  objecter_cb cb;
+  void *arg;
+};
+
+struct osd_conn {
+  msgr_conn *c;
+  char addr[CM_MAX_ADDR];
+};
+
+struct objecter {
+  struct event_base *base;
+  monc *mc;
+  msgr *msgr;
+  struct pgmap *pgmap;
+  const struct cluster_map *map;
+  struct obj_op *ops;
+  struct osd_conn *conns;
+  size_t n_conns;
+  char nonce[20];
+  uint64_t seq;
+  int64_t op_timeout;
+};
+
+static void op_send(struct obj_op *op);
+
+static void op_finish(struct obj_op *op, int err, const Blk__OsdOpReply *rep,
+                      const uint8_t *data, uint32_t len)
+{
+  objecter *o = op->o;
+  if (op->prev)
+    op->prev->next = op->next;
+  else
+    o->ops = op->next;
+  if (op->next)
+    op->next->prev = op->prev;
+  event_free(op->retry_ev);
+  op->cb(op->arg, err, rep, data, len);
+  free(op->name);
+  free(op->data);
+  free(op->list_after);
+  free(op);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  op_send(arg);
+}
+
+static void op_later(struct obj_op *op, int ms)
+{
+  struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+  event_add(op->retry_ev, &tv);
+}
+
+static msgr_conn *osd_conn(objecter *o, int32_t id)
+{
+  const struct cm_osd *od = clustermap_osd(o->map, id);
+  if (!od || !od->addr[0])
+    return NULL;
+  if ((size_t)id >= o->n_conns) {
+    size_t n = (size_t)id + 8;
+    struct osd_conn *c = realloc(o->conns, n * sizeof *c);
+    if (!c)
+      return NULL;
+    memset(c + o->n_conns, 0, (n - o->n_conns) * sizeof *c);
+    o->conns = c;
+    o->n_conns = n;
+  }
+  struct osd_conn *oc = &o->conns[id];
+  if (oc->c && strcmp(oc->addr, od->addr)) {
+    msgr_conn_close(oc->c);
+    msgr_conn_put(oc->c);
+    oc->c = NULL;
+  }
+  if (!oc->c) {
+    oc->c = msgr_connect(o->msgr, od->addr);
+    snprintf(oc->addr, sizeof oc->addr, "%s", od->addr);
+  }
+  return oc->c;
+}
+
+static void on_reply(void *arg, int err, const struct msgr_frame *f)
+{
+  struct obj_op *op = arg;
+  objecter *o = op->o;
+  op->in_call = false;
+  if (err == -ECANCELED) {
+    op_finish(op, -ECANCELED, NULL, NULL, 0);
+    return;
+  }
+  if (err < 0) {
+    snprintf(op->last_why, sizeof op->last_why, "osd: %s", strerror(-err));
+    monc_renew(o->mc);
+    op_later(op, 100);
+    return;
+  }
+  Blk__OsdOpReply *rep = blk__osd_op_reply__unpack(NULL, f->payload_len, f->payload);
+  if (!rep) {
+    snprintf(op->last_why, sizeof op->last_why, "undecodable reply");
+    op_later(op, 100);
+    return;
+  }
+  int e = rep->err;
+  if (e == -ESTALE || e == -ESHUTDOWN || (e == -EAGAIN && op->osd < 0 &&
+                                           strstr(rep->message, "retry")) ||
+      (e == -ETIMEDOUT && op->osd < 0)) {
+    snprintf(op->last_why, sizeof op->last_why, "%s", rep->message[0] ? rep->message : strerror(-e));
+    if (e == -ESTALE && o->map && rep->epoch > o->map->epoch) {
+      op->need_epoch = rep->epoch;
+      monc_want_epoch(o->mc, rep->epoch);
+    } else {
+      monc_renew(o->mc);
+    }
+    blk__osd_op_reply__free_unpacked(rep, NULL);
+    op_later(op, e == -ESTALE && op->need_epoch ? 0 : 100);
+    return;
+  }
+  if (e == 0 && f->data_len && crc32c(0, f->data, f->data_len) != rep->data_crc) {
+    e = -EIO;
+    rep->message = "read data failed its crc32c";
+  }
+  op_finish(op, e, rep, f->data, f->data_len);
+  blk__osd_op_reply__free_unpacked(rep, NULL);
+}
+
+static void op_send(struct obj_op *op)
+{
+  objecter *o = op->o;
+  int64_t left = op->deadline - util_now_ms();
+  if (left <= 0) {
+    Blk__OsdOpReply rep = BLK__OSD_OP_REPLY__INIT;
+    char msg[240];
+    snprintf(msg, sizeof msg, "no answer within %lld ms%s%s", (long long)o->op_timeout,
+             op->last_why[0] ? ": last " : "", op->last_why);
+    rep.err = -ETIMEDOUT;
+    rep.message = msg;
+    op_finish(op, -ETIMEDOUT, &rep, NULL, 0);
+    return;
+  }
+  if (!o->map || o->map->epoch < op->need_epoch) {
+    monc_renew(o->mc);
+    op_later(op, 200);   /* also woken by the next map */
+    return;
+  }
+  const struct cm_pool *pool = clustermap_pool_by_name(o->map, op->pool);
+  if (!pool) {
+    Blk__OsdOpReply rep = BLK__OSD_OP_REPLY__INIT;
+    rep.err = -ENOENT;
+    rep.message = "no such pool";
+    op_finish(op, -ENOENT, &rep, NULL, 0);
+    return;
+  }
+  uint32_t pg = op->pg;
+  if (op->op != BLK__OSD_OP_TYPE__OP_LIST)
+    pgmap_object_pg(pool, op->name, &pg);
+  int32_t raw[PGMAP_MAX_SIZE], up[PGMAP_MAX_SIZE];
+  size_t nr = 0, nu = 0;
+  if (pg >= pool->pg_num || pgmap_pg_sets(o->pgmap, o->map, pool, pg, raw, &nr, up, &nu) < 0) {
+    Blk__OsdOpReply rep = BLK__OSD_OP_REPLY__INIT;
+    rep.err = -EINVAL;
+    rep.message = "no such PG";
+    op_finish(op, -EINVAL, &rep, NULL, 0);
+    return;
+  }
+  int32_t target = op->osd >= 0 ? op->osd : nu ? up[0] : -1;
+  msgr_conn *c = target >= 0 ? osd_conn(o, target) : NULL;
+  if (!c) {
+    snprintf(op->last_why, sizeof op->last_why, "PG %u.%x has no up OSD", pool->id, pg);
+    op_later(op, 250);
+    return;
+  }
+  Blk__OsdOp req = BLK__OSD_OP__INIT;
+  req.pool = pool->id;
+  req.pg = pg;
+  req.name = op->name ? op->name : "";
+  req.op = op->op;
+  req.offset = op->offset;
+  req.length = op->data ? op->data_len : op->length;
+  req.data_crc = op->crc;
+  req.epoch = o->map->epoch;
+  req.reqid = op->reqid;
+  req.list_after = op->list_after ? op->list_after : "";
+  req.list_max = op->list_max;
+  req.local = op->osd >= 0;
+  req.resend = op->attempts++ > 0;
+  int tmo = left < 10000 ? (int)left : 10000;
+  if (msgr_call_pb(c, MSG_OSD_OP, (const ProtobufCMessage *)&req, op->data, op->data_len, tmo,
+                   on_reply, op) < 0) {
+    op_later(op, 100);
+    return;
+  }
+  op->in_call = true;
+}
+
+static void on_map(void *arg, const struct cluster_map *map, const struct cluster_map *prev)
+{
+  objecter *o = arg;
+  (void)prev;
+  struct pgmap *pm = pgmap_build(map);
+  if (!pm)
+    return;
+  pgmap_free(o->pgmap);
+  o->pgmap = pm;
+  o->map = map;
+  for (struct obj_op *op = o->ops; op; op = op->next)
+    if (!op->in_call && evtimer_pending(op->retry_ev, NULL) && map->epoch >= op->need_epoch &&
+        op->need_epoch) {
+      event_del(op->retry_ev);
+      op_later(op, 0);
+    }
+}
+
+objecter *objecter_new(struct event_base *base, monc *mc, const config *cfg)
+{
+  objecter *o = calloc(1, sizeof *o);
+  if (!o)
+    return NULL;
+  o->base = base;
+  o->mc = mc;
+  o->op_timeout = config_get_int(cfg, "client_op_timeout");
+  struct frame_limits lim = {
+    (uint32_t)config_get_int(cfg, "msgr_max_payload"),
+    (uint32_t)config_get_int(cfg, "msgr_max_data"),
+  };
+  o->msgr = msgr_new(base, &lim, NULL, NULL);
+  if (!o->msgr || monc_subscribe(mc, on_map, o) < 0) {
+    msgr_free(o->msgr);
+    free(o);
+    errno = ENOMEM;
+    return NULL;
+  }
+  msgr_set_timeouts(o->msgr, (int)config_get_int(cfg, "msgr_connect_timeout"), 500);
+  unsigned char r[8];
+  RAND_bytes(r, sizeof r);
+  snprintf(o->nonce, sizeof o->nonce, "%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2],
+           r[3], r[4], r[5], r[6], r[7]);
+  return o;
+}
+
+void objecter_free(objecter *o)
+{
+  if (!o)
+    return;
+  for (size_t i = 0; i < o->n_conns; i++)
+    if (o->conns[i].c)
+      msgr_conn_put(o->conns[i].c);
+  msgr_free(o->msgr);   /* calls in flight finish with -ECANCELED */
+  while (o->ops)
+    op_finish(o->ops, -ECANCELED, NULL, NULL, 0);
+  free(o->conns);
+  pgmap_free(o->pgmap);
+  free(o);
+}
+
+int objecter_op(objecter *o, const struct objecter_req *req, objecter_cb cb, void *arg)
+{
+  if (!req->pool || strlen(req->pool) >= CM_MAX_NAME ||
+      (req->op != BLK__OSD_OP_TYPE__OP_LIST && (!req->name || !req->name[0])))
+    return -EINVAL;
+  struct obj_op *op = calloc(1, sizeof *op);
+  if (!op)
+    return -ENOMEM;
+  op->o = o;
+  strcpy(op->pool, req->pool);
+  op->name = req->name ? strdup(req->name) : NULL;
+  op->list_after = req->list_after ? strdup(req->list_after) : NULL;
+  op->retry_ev = evtimer_new(o->base, retry_cb, op);
+  if (req->data_len) {
+    op->data = malloc(req->data_len);
+    if (op->data)
+      memcpy(op->data, req->data, req->data_len);
+  }
+  if ((req->name && !op->name) || (req->list_after && !op->list_after) || !op->retry_ev ||
+      (req->data_len && !op->data)) {
+    if (op->retry_ev)
+      event_free(op->retry_ev);
+    free(op->name);
+    free(op->list_after);
+    free(op->data);
+    free(op);
+    return -ENOMEM;
+  }
+  op->op = req->op;
+  op->offset = req->offset;
+  op->length = req->length;
+  op->data_len = req->data_len;
+  op->crc = crc32c(0, op->data, op->data_len);
+  op->pg = req->pg;
+  op->list_max = req->list_max;
+  op->osd = req->osd;
+  snprintf(op->reqid, sizeof op->reqid, "%s.%llu", o->nonce, (unsigned long long)++o->seq);
+  op->deadline = util_now_ms() + o->op_timeout;
+  op->cb = cb;
+  op->arg = arg;
+  op->next = o->ops;
+  if (o->ops)
+    o->ops->prev = op;
+  o->ops = op;
+  op_later(op, 0);
+  return 0;
+}
+
+const struct cluster_map *objecter_map(objecter *o)
+{
+  return o->map;
+}
+
+int objecter_wait_map(objecter *o, int timeout_ms)
+{
+  int64_t deadline = util_now_ms() + timeout_ms;
+  while (!o->map && util_now_ms() < deadline) {
+    struct timeval tv = { 0, 50 * 1000 };
+    event_base_loopexit(o->base, &tv);
+    event_base_dispatch(o->base);
+  }
+  return o->map ? 0 : -ETIMEDOUT;
+}

@@ -1,0 +1,408 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: OSD liveness on the monitors (DESIGN.md §6, docs/osd.md).
+ * Only the leader acts; every decision becomes a Raft-committed MapTxn
+ * (OsdMark), so all monitors and subscribers see the same map.
+ *  - Beacons: every OSD sends MSG_OSD_BEACON to the leader each
+ *    osd_beacon_interval.  An up OSD silent for mon_osd_beacon_grace is
+ *    marked down.  A new leader (or an OSD that just booted: its up_from
+ *    changed) starts every clock afresh, so a leadership change never marks
+ *    anyone down early.
+ *  - Failure reports: OSDs report peers that miss heartbeats
+ *    (MSG_OSD_FAILURE).  A target is marked down once reporters from at
+ *    least mon_osd_min_down_reporters distinct failure domains report it
+ *    within mon_osd_beacon_grace: distinct hosts, or distinct OSDs when all
+ *    OSDs share one host.  Reports from down reporters, or based on a map
+ *    older than the target's last boot, are ignored; alive = true
+ *    withdraws a report.
+ *  - Auto-out: a down OSD that is still in is marked out
+ *    mon_osd_down_out_interval after it went down (map stamp, leader's
+ *    wall clock).
+ *  - PG stats: primaries send PgStats; the leader keeps the last report of
+ *    each OSD in memory (not replicated) and counts every PG once, in the
+ *    state of its newest report (by map epoch) from an up OSD, for
+ *    `blkctl status`.
+ * The tick runs every 200 ms; a proposal for an OSD is not repeated within
+ * a second while the previous one commits.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/msgtypes.h"
+#include "common/util.h"
+#include "mon/mon.h"
+#include "proto/osd.pb-c.h"
+
+#define OSDMON_MAX_REPORTS 16
+#define OSDMON_MAX_STATES 32
+
+struct osdmon_report {
+  int32_t reporter;
+  int64_t ms;
+};
+
+/* One PG as reported by its primary; state indexes osdmon.state_names. */
+struct osdmon_pgstat {
+  uint32_t pool, pg;
+  uint64_t epoch;
+  uint8_t state;
+};
+
+struct osdmon_osd {
+  int64_t beacon_ms;            /* monotonic; 0 = clock not started */
+  uint64_t up_from;
+  int64_t proposed_ms;
+  struct osdmon_report reports[OSDMON_MAX_REPORTS];
+  int n_reports;
+  int64_t stats_ms;
+  struct osdmon_pgstat *pgs;
+  size_t n_pgs;
+};
+
+struct osdmon {
+  struct mon *mon;
+  struct event *tick;
+  struct osdmon_osd *osds;
+  size_t n_osds;
+  bool leader;
+  char state_names[OSDMON_MAX_STATES][48];   /* interned PG state names */
+  int n_state_names;
+};
+
+static struct osdmon_osd *osd_slot(struct osdmon *om, int32_t id)
+{
+  if (id < 0 || id >= CM_MAX_OSDS)
+    return NULL;
+  if ((size_t)id >= om->n_osds) {
+    size_t n = (size_t)id + 16;
+    struct osdmon_osd *o = realloc(om->osds, n * sizeof *o);
+    if (!o)
+      return NULL;
+    memset(o + om->n_osds, 0, (n - om->n_osds) * sizeof *o);
+    om->osds = o;
+    om->n_osds = n;
+  }
+  return &om->osds[id];
+}
+
+static void reply_status(struct mon *mon, msgr_conn *c, const struct msgr_frame *f, int err,
+                         const char *msg)
+{
+  Blk__MonReply rep = BLK__MON_REPLY__INIT;
+  rep.err = err;
+  rep.message = (char *)(msg ? msg : "");
+  rep.leader_addr = (char *)(err == -ENOTCONN ? quorum_leader_addr(mon) : "");
+  rep.epoch = mon_state_map(mon->state)->epoch;
+  msgr_reply_pb(c, f, f->type, (const ProtobufCMessage *)&rep, NULL, 0);
+}
+
+static void propose_mark(struct osdmon *om, int32_t id, Blk__OsdMark__What what,
+                         const char *why)
+{
+  struct osdmon_osd *s = osd_slot(om, id);
+  int64_t now = util_now_ms();
+  if (!s || (s->proposed_ms && now - s->proposed_ms < 1000))
+    return;
+  s->proposed_ms = now;
+  Blk__MapTxn txn = BLK__MAP_TXN__INIT;
+  Blk__OsdMark mark = BLK__OSD_MARK__INIT;
+  int32_t ids[1] = { id };
+  mark.ids = ids;
+  mark.n_ids = 1;
+  mark.what = what;
+  txn.osd_mark = &mark;
+  txn.req_id = "";
+  log_info("osdmon", "marking osd.%d %s: %s", id,
+           what == BLK__OSD_MARK__WHAT__DOWN ? "down" : "out", why);
+  int r = commands_propose(om->mon, &txn);
+  if (r < 0)
+    log_warn("osdmon", "cannot propose marking osd.%d: %s", id, strerror(-r));
+}
+
+/* Distinct failure domains among the live reports on target. */
+static int count_domains(struct osdmon *om, const struct cluster_map *m,
+                         struct osdmon_osd *t, int64_t now, int64_t grace)
+{
+  bool one_host = true;
+  const char *h0 = NULL;
+  for (size_t i = 0; i < m->n_osds; i++) {
+    if (!m->osds[i].exists)
+      continue;
+    if (!h0)
+      h0 = m->osds[i].host;
+    else if (strcmp(h0, m->osds[i].host))
+      one_host = false;
+  }
+  const char *seen[OSDMON_MAX_REPORTS];
+  int n = 0;
+  for (int i = 0; i < t->n_reports; i++) {
+    const struct cm_osd *r = clustermap_osd(m, t->reports[i].reporter);
+    if (!r || !r->up || now - t->reports[i].ms > grace)
+      continue;
+    const char *dom = r->host;
+    bool dup = false;
+    for (int k = 0; k < n && !dup; k++)
+      dup = one_host ? false : !strcmp(seen[k], dom);
+    if (!dup)
+      seen[n++] = dom;
+  }
+  (void)om;
+  return n;
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+  struct osdmon *om = arg;
+  struct mon *mon = om->mon;
+  (void)fd;
+  (void)what;
+  bool leader = raft_is_leader(mon->raft);
+  int64_t now = util_now_ms();
+  if (!leader) {
+    om->leader = false;
+    return;
+  }
+  const struct cluster_map *m = mon_state_map(mon->state);
+  if (!om->leader) {
+    /* new leadership: every clock starts now */
+    om->leader = true;
+    for (size_t i = 0; i < om->n_osds; i++) {
+      om->osds[i].beacon_ms = 0;
+      om->osds[i].n_reports = 0;
+      om->osds[i].proposed_ms = 0;
+    }
+  }
+  int64_t grace = config_get_int(mon->cfg, "mon_osd_beacon_grace");
+  int64_t out_after = config_get_int(mon->cfg, "mon_osd_down_out_interval");
+  int64_t min_rep = config_get_int(mon->cfg, "mon_osd_min_down_reporters");
+  int64_t wall = util_wall_ms();
+  for (size_t i = 0; i < m->n_osds; i++) {
+    const struct cm_osd *o = &m->osds[i];
+    if (!o->exists)
+      continue;
+    struct osdmon_osd *s = osd_slot(om, o->id);
+    if (!s)
+      return;
+    if (s->up_from != o->up_from) {
+      s->up_from = o->up_from;
+      s->beacon_ms = now;
+      s->n_reports = 0;
+    }
+    if (o->up) {
+      if (!s->beacon_ms)
+        s->beacon_ms = now;
+      char why[96];
+      if (now - s->beacon_ms > grace) {
+        snprintf(why, sizeof why, "no beacon for %lld ms", (long long)(now - s->beacon_ms));
+        propose_mark(om, o->id, BLK__OSD_MARK__WHAT__DOWN, why);
+      } else if (s->n_reports) {
+        int n = count_domains(om, m, s, now, grace);
+        if (n >= min_rep) {
+          snprintf(why, sizeof why, "reported failed by %d reporters in distinct domains", n);
+          propose_mark(om, o->id, BLK__OSD_MARK__WHAT__DOWN, why);
+        }
+      }
+    } else if (o->in && out_after > 0 && o->down_stamp_ms &&
+               wall - o->down_stamp_ms > out_after) {
+      propose_mark(om, o->id, BLK__OSD_MARK__WHAT__OUT, "down for longer than mon_osd_down_out_interval");
+    }
+  }
+}
+
+static void on_beacon(struct osdmon *om, msgr_conn *c, const struct msgr_frame *f)
+{
+  Blk__OsdBeacon *b = blk__osd_beacon__unpack(NULL, f->payload_len, f->payload);
+  if (!b) {
+    reply_status(om->mon, c, f, -EINVAL, "malformed beacon");
+    return;
+  }
+  struct osdmon_osd *s = osd_slot(om, b->id);
+  if (s)
+    s->beacon_ms = util_now_ms();
+  blk__osd_beacon__free_unpacked(b, NULL);
+  reply_status(om->mon, c, f, 0, NULL);
+}
+
+static void on_failure(struct osdmon *om, msgr_conn *c, const struct msgr_frame *f)
+{
+  Blk__OsdFailure *rp = blk__osd_failure__unpack(NULL, f->payload_len, f->payload);
+  if (!rp) {
+    reply_status(om->mon, c, f, -EINVAL, "malformed failure report");
+    return;
+  }
+  const struct cluster_map *m = mon_state_map(om->mon->state);
+  const struct cm_osd *t = clustermap_osd(m, rp->target);
+  struct osdmon_osd *s = osd_slot(om, rp->target);
+  if (t && s && rp->reporter != rp->target) {
+    int i;
+    for (i = 0; i < s->n_reports; i++)
+      if (s->reports[i].reporter == rp->reporter)
+        break;
+    if (rp->alive || rp->epoch < t->up_from) {
+      if (i < s->n_reports)
+        s->reports[i] = s->reports[--s->n_reports];
+    } else {
+      if (i == s->n_reports && s->n_reports < OSDMON_MAX_REPORTS) {
+        s->n_reports++;
+        log_info("osdmon", "osd.%d reports osd.%d failed for %u ms", rp->reporter, rp->target,
+                 rp->failed_for_ms);
+      }
+      if (i < s->n_reports) {
+        s->reports[i].reporter = rp->reporter;
+        s->reports[i].ms = util_now_ms();
+      }
+    }
+  }
+  blk__osd_failure__free_unpacked(rp, NULL);
+  reply_status(om->mon, c, f, 0, NULL);
+}
+
+static void on_pg_stats(struct osdmon *om, msgr_conn *c, const struct msgr_frame *f)
+{
+  Blk__PgStats *ps = blk__pg_stats__unpack(NULL, f->payload_len, f->payload);
+  if (!ps) {
+    reply_status(om->mon, c, f, -EINVAL, "malformed pg stats");
+    return;
+  }
+  struct osdmon_osd *s = osd_slot(om, ps->osd);
+  struct osdmon_pgstat *arr = s ? malloc((ps->n_pgs + 1) * sizeof *arr) : NULL;
+  if (arr) {
+    size_t n = 0;
+    for (size_t i = 0; i < ps->n_pgs; i++) {
+      const char *st = ps->pgs[i]->state;
+      int k;
+      for (k = 0; k < om->n_state_names; k++)
+        if (!strcmp(om->state_names[k], st))
+          break;
+      if (k == om->n_state_names) {
+        if (k == OSDMON_MAX_STATES || strlen(st) >= sizeof om->state_names[0])
+          continue;
+        strcpy(om->state_names[k], st);
+        om->n_state_names++;
+      }
+      arr[n++] = (struct osdmon_pgstat){ ps->pgs[i]->pool, ps->pgs[i]->pg, ps->epoch, (uint8_t)k };
+    }
+    free(s->pgs);
+    s->pgs = arr;
+    s->n_pgs = n;
+    s->stats_ms = util_now_ms();
+  }
+  blk__pg_stats__free_unpacked(ps, NULL);
+  reply_status(om->mon, c, f, 0, NULL);
+}
+
+void osdmon_on_frame(struct mon *mon, msgr_conn *c, const struct msgr_frame *f)
+{
+  struct osdmon *om = mon->osdmon;
+  if (!raft_is_leader(mon->raft)) {
+    reply_status(mon, c, f, -ENOTCONN, "not the leader");
+    return;
+  }
+  switch (f->type) {
+  case MSG_OSD_BEACON: on_beacon(om, c, f); break;
+  case MSG_OSD_FAILURE: on_failure(om, c, f); break;
+  case MSG_PG_STATS: on_pg_stats(om, c, f); break;
+  default: break;
+  }
+}
+
+static int cmp_pgstat(const void *a, const void *b)
+{
+  const struct osdmon_pgstat *x = a, *y = b;
+  if (x->pool != y->pool)
+    return x->pool < y->pool ? -1 : 1;
+  if (x->pg != y->pg)
+    return x->pg < y->pg ? -1 : 1;
+  return x->epoch > y->epoch ? -1 : x->epoch < y->epoch;   /* newest first */
+}
+
+/* Each PG counted once, in the state of its newest report (primaries
+ * change with the map; an old primary's last report may linger). */
+int osdmon_fill_pg_states(struct mon *mon, Blk__MonReply *rep)
+{
+  struct osdmon *om = mon->osdmon;
+  const struct cluster_map *m = mon_state_map(mon->state);
+  int64_t now = util_now_ms();
+  int64_t grace = config_get_int(mon->cfg, "mon_osd_beacon_grace");
+  size_t total = 0;
+  for (size_t i = 0; i < om->n_osds; i++)
+    total += om->osds[i].n_pgs;
+  if (!total)
+    return 0;
+  struct osdmon_pgstat *all = malloc(total * sizeof *all);
+  if (!all)
+    return -ENOMEM;
+  size_t n = 0;
+  for (size_t i = 0; i < om->n_osds; i++) {
+    const struct cm_osd *o = clustermap_osd(m, (int32_t)i);
+    struct osdmon_osd *s = &om->osds[i];
+    if (!o || !o->up || !s->stats_ms || now - s->stats_ms > grace)
+      continue;
+    for (size_t k = 0; k < s->n_pgs; k++) {
+      const struct cm_pool *p = clustermap_pool_by_id(m, s->pgs[k].pool);
+      if (p && s->pgs[k].pg < p->pg_num)
+        all[n++] = s->pgs[k];
+    }
+  }
+  qsort(all, n, sizeof *all, cmp_pgstat);
+  uint32_t counts[OSDMON_MAX_STATES] = { 0 };
+  for (size_t k = 0; k < n; k++)
+    if (k == 0 || all[k].pool != all[k - 1].pool || all[k].pg != all[k - 1].pg)
+      counts[all[k].state]++;
+  free(all);
+  size_t ns = 0;
+  for (int k = 0; k < om->n_state_names; k++)
+    ns += counts[k] > 0;
+  if (!ns)
+    return 0;
+  Blk__PgStateCount **arr = calloc(ns, sizeof *arr + sizeof **arr);
+  if (!arr)
+    return -ENOMEM;
+  Blk__PgStateCount *cs = (Blk__PgStateCount *)(arr + ns);
+  size_t j = 0;
+  for (int k = 0; k < om->n_state_names; k++) {
+    if (!counts[k])
+      continue;
+    blk__pg_state_count__init(&cs[j]);
+    cs[j].state = om->state_names[k];
+    cs[j].count = counts[k];
+    arr[j] = &cs[j];
+    j++;
+  }
+  rep->pg_states = arr;
+  rep->n_pg_states = ns;
+  return 0;
+}
+
+int osdmon_start(struct mon *mon)
+{
+  struct osdmon *om = calloc(1, sizeof *om);
+  if (!om)
+    return -ENOMEM;
+  om->mon = mon;
+  om->tick = event_new(mon->base, -1, EV_PERSIST, tick_cb, om);
+  if (!om->tick) {
+    free(om);
+    return -ENOMEM;
+  }
+  struct timeval tv = { 0, 200 * 1000 };
+  event_add(om->tick, &tv);
+  mon->osdmon = om;
+  return 0;
+}
+
+void osdmon_stop(struct mon *mon)
+{
+  struct osdmon *om = mon->osdmon;
+  if (!om)
+    return;
+  event_free(om->tick);
+  for (size_t i = 0; i < om->n_osds; i++)
+    free(om->osds[i].pgs);
+  free(om->osds);
+  free(om);
+  mon->osdmon = NULL;
+}

@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: OSD-to-OSD heartbeats (DESIGN.md §6).  An OSD pings every
+ * up OSD it shares a PG with (all pools), plus its next up neighbours by
+ * id until it has at least two peers, so that small or empty clusters are
+ * watched too.  A ping is an OsdPing call answered by an OsdPing; a peer
+ * that has not answered for osd_heartbeat_grace (counted from when pinging
+ * started, which restarts when its up_from changes) is reported to the
+ * leader (OsdFailure), again every interval while it stays silent; when it
+ * answers again the report is withdrawn (alive = true).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/msgtypes.h"
+#include "common/util.h"
+#include "osd/osd.h"
+
+struct ping_ctx {
+  struct osd *osd;
+  int32_t id;
+  uint64_t up_from;
+};
+
+void heartbeat_on_map(struct osd *osd)
+{
+  const struct cluster_map *m = osd->map;
+  bool *want = calloc(m->n_osds + 1, sizeof *want);
+  if (!want)
+    return;
+  size_t nwant = 0;
+  for (size_t p = 0; p < m->n_pools; p++) {
+    const struct cm_pool *pool = &m->pools[p];
+    for (uint32_t pg = 0; pg < pool->pg_num; pg++) {
+      int32_t raw[PGMAP_MAX_SIZE], up[PGMAP_MAX_SIZE];
+      size_t nr, nu;
+      if (pgmap_pg_sets(osd->pgmap, m, pool, pg, raw, &nr, up, &nu) < 0)
+        continue;
+      bool mine = false;
+      for (size_t i = 0; i < nu; i++)
+        mine |= up[i] == osd->id;
+      if (!mine)
+        continue;
+      for (size_t i = 0; i < nu; i++)
+        if (up[i] != osd->id && !want[up[i]]) {
+          want[up[i]] = true;
+          nwant++;
+        }
+    }
+  }
+  /* neighbours by id */
+  for (size_t k = 1; k < m->n_osds && nwant < 2; k++) {
+    size_t id = ((size_t)osd->id + k) % m->n_osds;
+    if ((int32_t)id != osd->id && m->osds[id].exists && m->osds[id].up && !want[id]) {
+      want[id] = true;
+      nwant++;
+    }
+  }
+  int64_t now = util_now_ms();
+  for (size_t id = 0; id < m->n_osds || id < osd->n_peers; id++) {
+    const struct cm_osd *o = clustermap_osd(m, (int32_t)id);
+    bool w = id < m->n_osds && want[id] && o && o->up;
+    if (!w) {
+      if (id < osd->n_peers)
+        osd->peers[id].hb = false;
+      continue;
+    }
+    struct osd_peer *p = osd_peer(osd, (int32_t)id);
+    if (!p)
+      break;
+    if (!p->hb || p->up_from != o->up_from) {
+      p->hb = true;
+      p->up_from = o->up_from;
+      p->hb_since_ms = now;
+      p->last_rx_ms = 0;
+      p->reported = false;
+    }
+  }
+  free(want);
+}
+
+static void on_report_reply(void *arg, int err, const Blk__MonReply *rep)
+{
+  (void)arg;
+  (void)rep;
+  if (err < 0 && err != -ECANCELED)
+    log_debug("hb", "failure report not delivered: %s", strerror(-err));
+}
+
+static void report(struct osd *osd, int32_t target, bool alive, int64_t silent_ms)
+{
+  Blk__OsdFailure f = BLK__OSD_FAILURE__INIT;
+  f.reporter = osd->id;
+  f.target = target;
+  f.epoch = osd->epoch;
+  f.failed_for_ms = (uint32_t)silent_ms;
+  f.alive = alive;
+  monc_call_async(osd->monc, MSG_OSD_FAILURE, (const ProtobufCMessage *)&f,
+                  (int)osd->hb_interval * 2, on_report_reply, osd);
+}
+
+static void on_pong(void *arg, int err, const struct msgr_frame *f)
+{
+  struct ping_ctx *pc = arg;
+  struct osd *osd = pc->osd;
+  int32_t id = pc->id;
+  uint64_t up_from = pc->up_from;
+  free(pc);
+  if (err == -ECANCELED || id < 0 || (size_t)id >= osd->n_peers)
+    return;
+  struct osd_peer *p = &osd->peers[id];
+  p->ping_inflight = false;
+  if (err < 0 || !p->hb || p->up_from != up_from)
+    return;
+  Blk__OsdPing *pg = blk__osd_ping__unpack(NULL, f->payload_len, f->payload);
+  if (!pg)
+    return;
+  if (pg->from == id) {
+    p->last_rx_ms = util_now_ms();
+    if (p->reported) {
+      log_info("hb", "osd.%d answers again", id);
+      p->reported = false;
+      report(osd, id, true, 0);
+    }
+  }
+  if (pg->epoch > osd->epoch)
+    monc_want_epoch(osd->monc, pg->epoch);
+  blk__osd_ping__free_unpacked(pg, NULL);
+}
+
+void heartbeat_tick(struct osd *osd)
+{
+  if (!osd->booted || osd->stopping)
+    return;
+  int64_t now = util_now_ms();
+  for (size_t id = 0; id < osd->n_peers; id++) {
+    struct osd_peer *p = &osd->peers[id];
+    if (!p->hb)
+      continue;
+    int64_t base = p->last_rx_ms ? p->last_rx_ms : p->hb_since_ms;
+    if (now - base > osd->hb_grace) {
+      if (!p->reported)
+        log_warn("hb", "osd.%zu silent for %lld ms: reporting it", id, (long long)(now - base));
+      p->reported = true;
+      report(osd, (int32_t)id, false, now - base);
+    }
+    if (p->ping_inflight)
+      continue;
+    msgr_conn *c = osd_peer_conn(osd, (int32_t)id);
+    struct ping_ctx *pc = malloc(sizeof *pc);
+    if (!c || !pc) {
+      free(pc);
+      continue;
+    }
+    pc->osd = osd;
+    pc->id = (int32_t)id;
+    pc->up_from = p->up_from;
+    Blk__OsdPing ping = BLK__OSD_PING__INIT;
+    ping.from = osd->id;
+    ping.epoch = osd->epoch;
+    if (msgr_call_pb(c, MSG_OSD_PING, (const ProtobufCMessage *)&ping, NULL, 0,
+                     (int)osd->hb_interval * 2, on_pong, pc) == 0)
+      p->ping_inflight = true;
+    else
+      free(pc);
+  }
+}
+
+void heartbeat_on_ping(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
+{
+  Blk__OsdPing *in = blk__osd_ping__unpack(NULL, f->payload_len, f->payload);
+  if (!in)
+    return;
+  if (in->epoch > osd->epoch)
+    monc_want_epoch(osd->monc, in->epoch);
+  blk__osd_ping__free_unpacked(in, NULL);
+  Blk__OsdPing out = BLK__OSD_PING__INIT;
+  out.from = osd->id;
+  out.epoch = osd->epoch;
+  const struct cm_osd *me = osd->map ? clustermap_osd(osd->map, osd->id) : NULL;
+  out.up_from = me ? me->up_from : 0;
+  msgr_reply_pb(c, f, MSG_OSD_PING, (const ProtobufCMessage *)&out, NULL, 0);
+}

@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: the private header of the blk-osd daemon (the replication
+ * layer above the local store), sectioned by file:
+ *   service.c    life cycle: identity, boot, map subscription, beacons,
+ *                clean stop; dispatch of incoming frames
+ *   heartbeat.c  pings to PG peers, failure reports
+ *   pg.c         PGs: state per map epoch, client ops on the primary,
+ *                replication to the acting set, replica side, PG log
+ *   peering.c    peering and recovery (by log) of a PG's acting set
+ * Everything runs on one libevent loop thread: nothing is locked.  PGs
+ * and peers are owned by struct osd and freed at stop.  docs/osd.md has
+ * the protocol.
+ */
+#ifndef BLK_OSD_OSD_H
+#define BLK_OSD_OSD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client/monc.h"
+#include "common/clustermap.h"
+#include "common/config.h"
+#include "common/msgr.h"
+#include "common/pgmap.h"
+#include "osd/store.h"
+#include "proto/osd.pb-c.h"
+
+struct event;
+struct event_base;
+struct pg;
+
+/* A PG version: ordered by (epoch, v). */
+struct pg_ver {
+  uint64_t epoch, v;
+};
+
+static inline int pg_ver_cmp(struct pg_ver a, struct pg_ver b)
+{
+  if (a.epoch != b.epoch)
+    return a.epoch < b.epoch ? -1 : 1;
+  return a.v < b.v ? -1 : a.v > b.v ? 1 : 0;
+}
+
+/* Another OSD as seen from this one (indexed by OSD id). */
+struct osd_peer {
+  msgr_conn *conn;              /* outgoing connection (reference) */
+  char addr[CM_MAX_ADDR];       /* the address conn was made for */
+  bool hb;                      /* pinged (shares a PG, or a neighbour) */
+  uint64_t up_from;             /* map's up_from when hb started */
+  int64_t hb_since_ms;          /* when pinging started (grace base) */
+  int64_t last_rx_ms;           /* last ping answer */
+  bool reported;                /* failure reported to the monitors */
+  bool ping_inflight;
+};
+
+struct osd {
+  config *cfg;
+  struct event_base *base;
+  store *st;
+  msgr *msgr;
+  monc *monc;
+  int32_t id;
+  char uuid[40];
+  char host[CM_MAX_NAME];
+  char addr[CM_MAX_ADDR];
+  uint64_t device_size;
+  uint32_t weight;
+  /* current map (owned by monc) and its placement */
+  const struct cluster_map *map;
+  struct pgmap *pgmap;
+  uint64_t epoch;
+  bool boot_inflight, booted, stopping, stop_sent;
+  int64_t boot_sent_ms;
+  struct event *timer_ev, *sig_ev[2];
+  int64_t last_beacon_ms, last_hb_ms, last_stats_ms;
+  struct osd_peer *peers;
+  size_t n_peers;
+  /* PGs by (pool, pg) */
+  struct pg **pg_hash;
+  size_t pg_hash_size, n_pgs;
+  /* options read once */
+  int64_t hb_interval, hb_grace, beacon_interval, op_timeout, undersized_timeout;
+  int64_t stats_interval;
+  size_t pg_log_max;
+  bool async_recovery;
+  int exit_code;
+  bool stats_dirty;             /* a PG changed state: report soon */
+  struct pg_parked *map_waiting;   /* requests from a newer epoch */
+};
+
+/* ---- service.c ---------------------------------------------------------- */
+
+/* Open the daemon around an open store: listen, subscribe, boot.  The
+ * store is borrowed (the caller closes it after osd_stop).  0 or -errno. */
+int osd_start(struct osd *osd);
+/* Free everything osd_start built (after the loop returned). */
+void osd_stop(struct osd *osd);
+/* The peer slot of OSD id (grown on demand); NULL on ENOMEM/bad id. */
+struct osd_peer *osd_peer(struct osd *osd, int32_t id);
+/* An outgoing connection to OSD id at its current map address (borrowed;
+ * valid until the next map); NULL if the OSD is unknown. */
+msgr_conn *osd_peer_conn(struct osd *osd, int32_t id);
+
+/* ---- heartbeat.c -------------------------------------------------------- */
+
+/* Recompute who to ping after a map change. */
+void heartbeat_on_map(struct osd *osd);
+/* Timer work: send pings, report silent peers. */
+void heartbeat_tick(struct osd *osd);
+void heartbeat_on_ping(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+
+/* ---- pg.c --------------------------------------------------------------- */
+
+/* Name of the per-PG meta object whose omap holds the PG log; client
+ * object names may not start with '@'. */
+#define PG_META_NAME "@pgmeta"
+#define PG_NAME_MAX 900
+#define PG_REQID_MAX 64
+
+struct pg_log_ent {
+  struct pg_ver ver;
+  uint8_t op;                   /* BLK__OSD_OP_TYPE__OP_WRITE/WRITEFULL/REMOVE */
+  char reqid[PG_REQID_MAX];
+  char *name;                   /* malloc'd */
+};
+
+/* A request parked until something changes (map, peering, min_size,
+ * an in-flight write on the same object): the frame is copied. */
+struct pg_parked {
+  struct pg_parked *next;
+  msgr_conn *conn;              /* reference */
+  struct msgr_frame f;          /* payload/data point into buf */
+  int64_t deadline_ms;
+  int err_on_timeout;
+  char why[96];
+  uint8_t buf[];
+};
+
+struct pg_op;                   /* a write in flight on the primary */
+struct peering;                 /* peering.c */
+
+enum pg_state { PG_STRAY, PG_PEERING, PG_ACTIVE, PG_REPLICA };
+
+struct pg {
+  struct pg *hnext;
+  struct osd *osd;
+  uint32_t pool, id;
+  uint32_t size, min_size;
+  int32_t acting[PGMAP_MAX_SIZE];
+  uint64_t acting_up_from[PGMAP_MAX_SIZE];
+  size_t n_acting;
+  bool primary;
+  enum pg_state state;
+  bool clean;                   /* last peering found every member complete */
+  uint64_t interval;            /* epoch the current acting set began */
+  uint64_t fence_epoch;         /* replica: refuse RepOps older than this */
+  /* the log: a ring of log_cap entries, oldest at log_head */
+  struct pg_log_ent *log;
+  size_t log_head, log_n, log_cap;
+  struct pg_ver last;           /* newest entry (0,0 if none ever) */
+  struct pg_ver tail;           /* newest trimmed entry (0,0 if none) */
+  bool meta_exists;
+  struct pg_op *inflight, *inflight_tail;   /* in version order */
+  struct pg_parked *waiting, *waiting_tail;
+  struct peering *peering;
+  struct peering *bg;           /* background recovery while active */
+  uint32_t write_mask;          /* acting indices that get RepOps */
+  uint64_t peer_seq;
+  /* members of earlier intervals since the last activation this OSD saw
+   * (from the previous maps' up sets): peering asks those still up, and
+   * waits if none of them and no current member lived through it */
+  int32_t prior[2 * PGMAP_MAX_SIZE];
+  size_t n_prior;
+};
+
+/* pg.c, used by peering.c */
+struct pg_log_ent *pg_log_at(struct pg *pg, size_t i);   /* 0 = oldest */
+void pg_log_clear(struct pg *pg);
+int pg_log_push(struct pg *pg, struct pg_ver ver, uint8_t op, const char *reqid,
+                const char *name);
+/* omap key of a log entry / of the trim marker. */
+void pg_log_key(char *buf, size_t n, const struct pg_log_ent *e);
+void pg_tail_key(char *buf, size_t n, struct pg_ver tail);
+/* Add the object changes of op to t. 0 or -errno. */
+int pg_txn_object(store_txn *t, struct pg *pg, int op, const char *name, uint64_t off,
+                  uint64_t len, const void *data);
+/* The PG became active (peering done): run parked ops, ack in-flight
+ * writes the final log holds, fail the others. */
+void pg_activated(struct pg *pg);
+void pg_wake(struct pg *pg);
+void pg_meta_oid(const struct pg *pg, struct store_oid *oid);
+/* Outstanding store callbacks (osd_stop drains them). */
+extern unsigned pg_store_pending;
+
+/* peering.c */
+void peering_start(struct pg *pg);
+void peering_free(struct pg *pg);
+void peering_tick(struct pg *pg, int64_t now);
+const char *peering_state(const struct pg *pg);
+void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+void peering_on_pull(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+void peering_on_push(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+void peering_on_activate(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+/* pg.c: find or create (loading its log from the store) a PG. */
+struct pg *pg_get(struct osd *osd, uint32_t pool, uint32_t pgid, bool create);
+
+/* Create/update PGs for a new map (starts peering where the acting set
+ * changed). */
+void pg_on_map(struct osd *osd, const struct cluster_map *prev,
+               const struct pgmap *prev_pgmap);
+void pg_on_frame(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+/* Timer work: undersized ops timing out, stats to the monitors. */
+void pg_tick(struct osd *osd);
+void pg_free_all(struct osd *osd);
+/* Fill PgStats for the PGs this OSD is primary of. */
+void pg_send_stats(struct osd *osd);
+
+#endif

@@ -1,0 +1,1127 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: peering and recovery of one PG, run by its primary at the
+ * start of every interval (and again whenever a replica refuses or misses
+ * a RepOp).  Client ops wait while the PG is not active.
+ *
+ *  1. query   PgQuery to every other acting member; each answers PgInfo
+ *             (last version, trim point, whole log) and fences: from now
+ *             on it refuses RepOps from older epochs.
+ *  2. choose  the authoritative member: the newest last version (ties: the
+ *             primary).  Every acknowledged write is on every member of the
+ *             interval that acknowledged it, so any member that lived
+ *             through it holds it (past intervals are not tracked yet:
+ *             docs/osd.md).
+ *  3. recover for each other member, the objects to copy from the
+ *             authoritative one: by log when the member's last version is
+ *             within the authoritative log (names of newer entries, plus
+ *             its own divergent entries), else by backfill (every object the
+ *             authoritative primary lists).  Each object is read whole from
+ *             the authoritative member (locally or MSG_PG_PULL) and
+ *             installed on the targets (locally or MSG_PG_PUSH) as a
+ *             whole-object replace or a remove; at most 8 at a time.
+ *  4. activate PgActivate (authoritative log, last, trim point) to every
+ *             replica, which replaces its log with it; the primary does the
+ *             same if it was not authoritative.  When all are durable the PG
+ *             is active: parked ops run, in-flight writes the log holds are
+ *             acknowledged.
+ * A failure (timeout, refused push) restarts peering one second later.
+ * Callbacks find their PG by (pool, pg) and ignore answers for an older
+ * peering (seq).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "common/log.h"
+#include "common/msgtypes.h"
+#include "common/util.h"
+#include "osd/osd.h"
+
+#define RECOVERY_PARALLEL 8
+
+enum phase { PH_QUERY, PH_RECOVER, PH_ACTIVATE, PH_FAILED };
+
+struct member_info {
+  bool got;
+  struct pg_ver last, tail;
+  struct pg_log_ent *log;       /* owned copy (NULL for the primary's own) */
+  size_t n;
+};
+
+struct rec_item {
+  char *name;
+  uint32_t targets;             /* bit i = acting[i] */
+  uint32_t pending;             /* targets not yet installed */
+};
+
+struct peering {
+  struct pg *pg;
+  uint64_t seq;
+  enum phase phase;
+  int64_t phase_ms;
+  /* who[0..n_acting) = the acting set, then prior members still up:
+   * queried and eligible as the authoritative source, never targets */
+  int32_t who[2 * PGMAP_MAX_SIZE];
+  size_t n_who;
+  bool blocked;                 /* waiting for a down prior member */
+  struct member_info info[2 * PGMAP_MAX_SIZE];
+  int auth;
+  struct rec_item *items;
+  size_t n_items, next_item;
+  int active;                   /* items in progress */
+  size_t done_items;
+  int act_pending;
+  /* the authoritative log, flattened (names borrowed from info/pg) */
+  struct pg_log_ent *alog;
+  size_t alog_n;
+  struct pg_ver alast, atail;
+  bool alog_owned;              /* alog names are copies (background mode) */
+  /* background recovery: the PG is active for the members not in
+   * act_mask while those are recovered; then they take the log snapshot
+   * and a short blocking peering catches them up */
+  bool bg;
+  uint32_t act_mask;
+};
+
+struct pctx {
+  struct osd *osd;
+  uint32_t pool, pgid;
+  uint64_t seq;
+  int idx;                      /* member index */
+  size_t item;
+  uint8_t *buf;                 /* object bytes (recovery) */
+  uint64_t size;
+  bool exists;
+  struct store_stat st;
+  msgr_conn *conn;              /* replica side: requester */
+  uint64_t tid;
+  char *name;
+};
+
+static void member_info_free(struct member_info *mi)
+{
+  for (size_t i = 0; mi->log && i < mi->n; i++)
+    free(mi->log[i].name);
+  free(mi->log);
+  memset(mi, 0, sizeof *mi);
+}
+
+static void peering_destroy(struct peering *p)
+{
+  if (!p)
+    return;
+  for (size_t i = 0; i < 2 * PGMAP_MAX_SIZE; i++)
+    member_info_free(&p->info[i]);
+  for (size_t i = 0; i < p->n_items; i++)
+    free(p->items[i].name);
+  free(p->items);
+  for (size_t i = 0; p->alog_owned && i < p->alog_n; i++)
+    free(p->alog[i].name);
+  free(p->alog);
+  free(p);
+}
+
+void peering_free(struct pg *pg)
+{
+  peering_destroy(pg->peering);
+  pg->peering = NULL;
+  peering_destroy(pg->bg);
+  pg->bg = NULL;
+}
+
+static struct pctx *pctx_new(struct peering *p, int idx)
+{
+  struct pctx *c = calloc(1, sizeof *c);
+  if (c) {
+    c->osd = p->pg->osd;
+    c->pool = p->pg->pool;
+    c->pgid = p->pg->id;
+    c->seq = p->seq;
+    c->idx = idx;
+  }
+  return c;
+}
+
+static void pctx_free(struct pctx *c)
+{
+  if (c->conn)
+    msgr_conn_put(c->conn);
+  free(c->buf);
+  free(c->name);
+  free(c);
+}
+
+/* The peering a callback belongs to, or NULL if it is over. */
+static struct peering *pctx_peering(struct pctx *c)
+{
+  struct pg *pg = pg_get(c->osd, c->pool, c->pgid, false);
+  if (!pg)
+    return NULL;
+  struct peering *p = pg->peering && pg->peering->seq == c->seq ? pg->peering
+                      : pg->bg && pg->bg->seq == c->seq ? pg->bg : NULL;
+  return p && p->phase != PH_FAILED ? p : NULL;
+}
+
+static void peering_fail(struct peering *p, const char *why)
+{
+  log_info("peering", "%u.%x: peering failed (%s); retrying", p->pg->pool, p->pg->id, why);
+  p->phase = PH_FAILED;
+  p->phase_ms = util_now_ms();
+}
+
+static Blk__PgLogEntry **log_to_pb(const struct pg_log_ent *ents, size_t n,
+                                   Blk__PgLogEntry **store_out, Blk__PgVersion **vers_out)
+{
+  Blk__PgLogEntry **arr = calloc(n + 1, sizeof *arr);
+  Blk__PgLogEntry *es = calloc(n + 1, sizeof *es);
+  Blk__PgVersion *vs = calloc(n + 1, sizeof *vs);
+  if (!arr || !es || !vs) {
+    free(arr);
+    free(es);
+    free(vs);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    blk__pg_log_entry__init(&es[i]);
+    blk__pg_version__init(&vs[i]);
+    vs[i].epoch = ents[i].ver.epoch;
+    vs[i].v = ents[i].ver.v;
+    es[i].version = &vs[i];
+    es[i].name = ents[i].name;
+    es[i].op = ents[i].op;
+    es[i].reqid = (char *)ents[i].reqid;
+    arr[i] = &es[i];
+  }
+  *store_out = es;
+  *vers_out = vs;
+  return arr;
+}
+
+static int log_from_pb(Blk__PgLogEntry **pb, size_t n, struct pg_log_ent **out)
+{
+  struct pg_log_ent *l = calloc(n + 1, sizeof *l);
+  if (!l)
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    if (!pb[i]->version || strlen(pb[i]->name) > PG_NAME_MAX)
+      goto bad;
+    l[i].ver.epoch = pb[i]->version->epoch;
+    l[i].ver.v = pb[i]->version->v;
+    l[i].op = (uint8_t)pb[i]->op;
+    snprintf(l[i].reqid, sizeof l[i].reqid, "%s", pb[i]->reqid);
+    l[i].name = strdup(pb[i]->name);
+    if (!l[i].name)
+      goto bad;
+  }
+  *out = l;
+  return 0;
+bad:
+  for (size_t i = 0; i < n; i++)
+    free(l[i].name);
+  free(l);
+  return -EINVAL;
+}
+
+/* The primary's own log as a flat array (names borrowed). */
+static struct pg_log_ent *own_log_flat(struct pg *pg)
+{
+  struct pg_log_ent *l = calloc(pg->log_n + 1, sizeof *l);
+  if (l)
+    for (size_t i = 0; i < pg->log_n; i++)
+      l[i] = *pg_log_at(pg, i);
+  return l;
+}
+
+/* ---- 4. activate ------------------------------------------------------------ */
+
+/* Replace pg's log by ents (copied) in t and in memory. */
+static int adopt_log(struct pg *pg, store_txn *t, const struct pg_log_ent *ents, size_t n,
+                     struct pg_ver last, struct pg_ver tail)
+{
+  struct store_oid meta;
+  char key[STORE_NAME_MAX + 1];
+  pg_meta_oid(pg, &meta);
+  store_txn_touch(t, &meta);
+  pg->meta_exists = true;
+  for (size_t i = 0; i < pg->log_n; i++) {
+    pg_log_key(key, sizeof key, pg_log_at(pg, i));
+    store_txn_omap_rm(t, &meta, key);
+  }
+  if (pg->tail.epoch || pg->tail.v) {
+    pg_tail_key(key, sizeof key, pg->tail);
+    store_txn_omap_rm(t, &meta, key);
+  }
+  /* copy first: ents may point into pg's own log */
+  struct pg_log_ent *copy = calloc(n + 1, sizeof *copy);
+  if (!copy)
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    copy[i] = ents[i];
+    copy[i].name = strdup(ents[i].name);
+    if (!copy[i].name) {
+      for (size_t k = 0; k < i; k++)
+        free(copy[k].name);
+      free(copy);
+      return -ENOMEM;
+    }
+  }
+  pg_log_clear(pg);
+  pg->last.epoch = pg->last.v = 0;
+  int r = 0;
+  for (size_t i = 0; i < n; i++) {
+    pg_log_key(key, sizeof key, &copy[i]);
+    store_txn_omap_set(t, &meta, key, "", 0);
+    if (r == 0)
+      r = pg_log_push(pg, copy[i].ver, copy[i].op, copy[i].reqid, copy[i].name);
+    free(copy[i].name);
+  }
+  free(copy);
+  pg->tail = tail;
+  if (tail.epoch || tail.v) {
+    pg_tail_key(key, sizeof key, tail);
+    store_txn_omap_set(t, &meta, key, "", 0);
+  }
+  pg->last = last;
+  return r;
+}
+
+static void go_active(struct peering *p)
+{
+  struct pg *pg = p->pg;
+  pg->state = PG_ACTIVE;
+  pg->clean = pg->n_acting >= pg->size;
+  pg->n_prior = 0;
+  pg->write_mask = (1u << pg->n_acting) - 1;
+  log_info("peering", "%u.%x: active at epoch %llu, last %llu'%llu, %zu members%s%s", pg->pool,
+           pg->id, (unsigned long long)pg->osd->epoch, (unsigned long long)pg->last.epoch,
+           (unsigned long long)pg->last.v, pg->n_acting, p->n_items ? ", recovered " : "",
+           p->n_items ? "objects" : "");
+  peering_free(pg);
+  pg_activated(pg);
+}
+
+/* Background recovery done and its members hold the snapshot log: catch
+ * them up with a (short) blocking peering. */
+static void bg_done(struct peering *p)
+{
+  struct pg *pg = p->pg;
+  log_info("peering", "%u.%x: background recovery of %zu objects done; catching up", pg->pool,
+           pg->id, p->n_items);
+  pg->bg = NULL;
+  peering_destroy(p);
+  peering_start(pg);
+}
+
+static void act_done(struct peering *p)
+{
+  if (--p->act_pending == 0) {
+    if (p->bg)
+      bg_done(p);
+    else
+      go_active(p);
+  }
+}
+
+static void act_reply_cb(void *arg, int err, const struct msgr_frame *f)
+{
+  struct pctx *c = arg;
+  struct peering *p = err == -ECANCELED ? NULL : pctx_peering(c);
+  if (p && p->phase == PH_ACTIVATE) {
+    Blk__RepOpReply *r = err ? NULL : blk__rep_op_reply__unpack(NULL, f->payload_len, f->payload);
+    if (!r || r->err)
+      peering_fail(p, "a member refused activation");
+    else
+      act_done(p);
+    if (r)
+      blk__rep_op_reply__free_unpacked(r, NULL);
+  }
+  pctx_free(c);
+}
+
+static void act_local_cb(void *arg, int result)
+{
+  struct pctx *c = arg;
+  pg_store_pending--;
+  struct peering *p = pctx_peering(c);
+  if (p && p->phase == PH_ACTIVATE) {
+    if (result < 0)
+      peering_fail(p, "local log replace failed");
+    else
+      act_done(p);
+  }
+  pctx_free(c);
+}
+
+static void start_activate(struct peering *p)
+{
+  struct pg *pg = p->pg;
+  struct osd *osd = pg->osd;
+  p->phase = PH_ACTIVATE;
+  p->phase_ms = util_now_ms();
+  p->act_pending = 1;    /* released at the end of this function */
+  if (p->auth != 0 && !p->bg) {
+    store_txn *t = store_txn_new();
+    struct pctx *c = pctx_new(p, 0);
+    if (!t || !c || adopt_log(pg, t, p->alog, p->alog_n, p->alast, p->atail) < 0) {
+      store_txn_free(t);
+      free(c);
+      peering_fail(p, "out of memory");
+      return;
+    }
+    /* alog pointed into info[auth]; pg's log is now a copy */
+    p->act_pending++;
+    pg_store_pending++;
+    store_queue(osd->st, t, act_local_cb, c);
+  }
+  Blk__PgLogEntry *es = NULL;
+  Blk__PgVersion *vs = NULL;
+  Blk__PgLogEntry **arr = log_to_pb(p->alog, p->alog_n, &es, &vs);
+  if (!arr) {
+    peering_fail(p, "out of memory");
+    return;
+  }
+  Blk__PgActivate a = BLK__PG_ACTIVATE__INIT;
+  Blk__PgVersion last = BLK__PG_VERSION__INIT, tail = BLK__PG_VERSION__INIT;
+  a.pool = pg->pool;
+  a.pg = pg->id;
+  a.epoch = osd->epoch;
+  last.epoch = p->alast.epoch;
+  last.v = p->alast.v;
+  tail.epoch = p->atail.epoch;
+  tail.v = p->atail.v;
+  a.last = &last;
+  a.tail = &tail;
+  a.log = arr;
+  a.n_log = p->alog_n;
+  for (size_t i = 1; i < pg->n_acting; i++) {
+    if (p->bg && !(p->act_mask & (1u << i)))
+      continue;
+    msgr_conn *pc = osd_peer_conn(osd, pg->acting[i]);
+    struct pctx *c = pctx_new(p, (int)i);
+    if (!pc || !c || msgr_call_pb(pc, MSG_PG_ACTIVATE, (const ProtobufCMessage *)&a, NULL, 0,
+                                  (int)osd->op_timeout, act_reply_cb, c) < 0) {
+      free(c);
+      peering_fail(p, "cannot send activation");
+      break;
+    }
+    p->act_pending++;
+  }
+  free(arr);
+  free(es);
+  free(vs);
+  if (p->phase == PH_ACTIVATE)
+    act_done(p);
+}
+
+/* ---- 3. recover -------------------------------------------------------------- */
+
+static void recover_next(struct peering *p);
+
+static void item_target_done(struct peering *p, size_t item, int idx, int err)
+{
+  struct rec_item *it = &p->items[item];
+  if (err) {
+    char why[160];
+    snprintf(why, sizeof why, "installing '%s' on osd.%d: %s", it->name, p->pg->acting[idx],
+             strerror(-err));
+    peering_fail(p, why);
+    return;
+  }
+  it->pending &= ~(1u << idx);
+  if (!it->pending) {
+    p->phase_ms = util_now_ms();   /* progress */
+    p->active--;
+    p->done_items++;
+    recover_next(p);
+  }
+}
+
+static void push_reply_cb(void *arg, int err, const struct msgr_frame *f)
+{
+  struct pctx *c = arg;
+  struct peering *p = err == -ECANCELED ? NULL : pctx_peering(c);
+  if (p && p->phase == PH_RECOVER) {
+    Blk__PgObject *o = err ? NULL : blk__pg_object__unpack(NULL, f->payload_len, f->payload);
+    item_target_done(p, c->item, c->idx, err ? err : !o ? -EPROTO : o->err);
+    if (o)
+      blk__pg_object__free_unpacked(o, NULL);
+  }
+  pctx_free(c);
+}
+
+static void push_local_cb(void *arg, int result)
+{
+  struct pctx *c = arg;
+  pg_store_pending--;
+  struct peering *p = pctx_peering(c);
+  if (p && p->phase == PH_RECOVER)
+    item_target_done(p, c->item, c->idx, result);
+  pctx_free(c);
+}
+
+/* Install object bytes (or its absence) on every target of item. */
+static void install(struct peering *p, size_t item, bool exists, const uint8_t *data,
+                    uint64_t size)
+{
+  struct pg *pg = p->pg;
+  struct osd *osd = pg->osd;
+  struct rec_item *it = &p->items[item];
+  uint32_t targets = it->pending;
+  for (int i = 0; i < (int)pg->n_acting; i++) {
+    if (!(targets & (1u << i)))
+      continue;
+    struct pctx *c = pctx_new(p, i);
+    if (!c) {
+      peering_fail(p, "out of memory");
+      return;
+    }
+    c->item = item;
+    if (i == 0) {
+      store_txn *t = store_txn_new();
+      int r = t ? pg_txn_object(t, pg, exists ? BLK__OSD_OP_TYPE__OP_WRITEFULL
+                                              : BLK__OSD_OP_TYPE__OP_REMOVE,
+                                it->name, 0, size, data) : -ENOMEM;
+      if (r < 0) {
+        store_txn_free(t);
+        free(c);
+        peering_fail(p, "cannot build a recovery transaction");
+        return;
+      }
+      pg_store_pending++;
+      store_queue(osd->st, t, push_local_cb, c);
+      continue;
+    }
+    Blk__PgObject o = BLK__PG_OBJECT__INIT;
+    o.pool = pg->pool;
+    o.pg = pg->id;
+    o.name = it->name;
+    o.epoch = osd->epoch;
+    o.exists = exists;
+    o.size = size;
+    o.data_crc = crc32c(0, data, size);
+    msgr_conn *pc = osd_peer_conn(osd, pg->acting[i]);
+    if (!pc || msgr_call_pb(pc, MSG_PG_PUSH, (const ProtobufCMessage *)&o, data,
+                            (uint32_t)size, (int)osd->op_timeout, push_reply_cb, c) < 0) {
+      free(c);
+      peering_fail(p, "cannot push");
+      return;
+    }
+  }
+}
+
+static void pull_reply_cb(void *arg, int err, const struct msgr_frame *f)
+{
+  struct pctx *c = arg;
+  struct peering *p = err == -ECANCELED ? NULL : pctx_peering(c);
+  if (p && p->phase == PH_RECOVER) {
+    Blk__PgObject *o = err ? NULL : blk__pg_object__unpack(NULL, f->payload_len, f->payload);
+    if (!o || o->err || (o->exists && (o->size != f->data_len ||
+                                        crc32c(0, f->data, f->data_len) != o->data_crc)))
+      peering_fail(p, "pull from the authoritative member failed");
+    else
+      install(p, c->item, o->exists, f->data, f->data_len);
+    if (o)
+      blk__pg_object__free_unpacked(o, NULL);
+  }
+  pctx_free(c);
+}
+
+/* Local whole-object read: stat, then read.  Shared by recovery on the
+ * primary and MSG_PG_PULL on a replica; finish(c, err) runs at the end. */
+static void local_read_done(void *arg, int result);
+
+static void local_stat_done(void *arg, int result)
+{
+  struct pctx *c = arg;
+  if (result == -ENOENT) {
+    c->exists = false;
+    local_read_done(c, 0);
+    return;
+  }
+  if (result < 0) {
+    local_read_done(c, result);
+    return;
+  }
+  c->exists = true;
+  c->size = c->st.size;
+  c->buf = malloc(c->size ? c->size : 1);
+  if (!c->buf) {
+    local_read_done(c, -ENOMEM);
+    return;
+  }
+  if (!c->size) {
+    local_read_done(c, 0);
+    return;
+  }
+  struct store_oid oid = { c->pool, c->pgid, c->name, STORE_SNAP_HEAD };
+  store_read(c->osd->st, &oid, 0, c->size, c->buf, local_read_done, c);
+}
+
+static void local_read_start(struct pctx *c)
+{
+  struct store_oid oid = { c->pool, c->pgid, c->name, STORE_SNAP_HEAD };
+  pg_store_pending++;
+  store_stat(c->osd->st, &oid, &c->st, local_stat_done, c);
+}
+
+static void local_read_done(void *arg, int result)
+{
+  struct pctx *c = arg;
+  pg_store_pending--;
+  if (c->conn) {
+    /* MSG_PG_PULL on a replica: answer the primary */
+    Blk__PgObject o = BLK__PG_OBJECT__INIT;
+    o.pool = c->pool;
+    o.pg = c->pgid;
+    o.name = c->name;
+    o.epoch = c->osd->epoch;
+    o.err = result < 0 ? result : 0;
+    o.exists = c->exists;
+    o.size = result < 0 || !c->exists ? 0 : c->size;
+    o.data_crc = crc32c(0, c->buf, o.size);
+    struct msgr_frame req = { .tid = c->tid };
+    msgr_reply_pb(c->conn, &req, MSG_PG_PULL, (const ProtobufCMessage *)&o, c->buf,
+                  (uint32_t)o.size);
+  } else {
+    struct peering *p = pctx_peering(c);
+    if (p && p->phase == PH_RECOVER) {
+      if (result < 0)
+        peering_fail(p, "local read for recovery failed");
+      else
+        install(p, c->item, c->exists, c->buf, c->exists ? c->size : 0);
+    }
+  }
+  pctx_free(c);
+}
+
+static void recover_one(struct peering *p, size_t item)
+{
+  struct pg *pg = p->pg;
+  struct pctx *c = pctx_new(p, p->auth);
+  if (!c || !(c->name = strdup(p->items[item].name))) {
+    free(c);
+    peering_fail(p, "out of memory");
+    return;
+  }
+  c->item = item;
+  p->active++;
+  if (p->auth == 0) {
+    local_read_start(c);
+    return;
+  }
+  Blk__PgObject o = BLK__PG_OBJECT__INIT;
+  o.pool = pg->pool;
+  o.pg = pg->id;
+  o.name = c->name;
+  o.epoch = pg->osd->epoch;
+  msgr_conn *pc = osd_peer_conn(pg->osd, p->who[p->auth]);
+  if (!pc || msgr_call_pb(pc, MSG_PG_PULL, (const ProtobufCMessage *)&o, NULL, 0,
+                          (int)pg->osd->op_timeout, pull_reply_cb, c) < 0) {
+    pctx_free(c);
+    peering_fail(p, "cannot pull");
+  }
+}
+
+static void recover_next(struct peering *p)
+{
+  while (p->phase == PH_RECOVER && p->active < RECOVERY_PARALLEL && p->next_item < p->n_items)
+    recover_one(p, p->next_item++);
+  if (p->phase == PH_RECOVER && p->active == 0 && p->next_item == p->n_items) {
+    if (p->n_items)
+      log_info("peering", "%u.%x: recovered %zu objects", p->pg->pool, p->pg->id, p->n_items);
+    start_activate(p);
+  }
+}
+
+static bool go_background(struct peering *p, uint32_t need);
+
+/* ---- 2. choose ---------------------------------------------------------------- */
+
+struct name_target {
+  const char *name;
+  int idx;
+};
+
+static int cmp_nt(const void *a, const void *b)
+{
+  return strcmp(((const struct name_target *)a)->name, ((const struct name_target *)b)->name);
+}
+
+static bool log_has(const struct pg_log_ent *l, size_t n, struct pg_ver v)
+{
+  size_t lo = 0, hi = n;   /* logs are in version order */
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    int c = pg_ver_cmp(l[mid].ver, v);
+    if (!c)
+      return true;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return false;
+}
+
+static void choose_and_recover(struct peering *p)
+{
+  struct pg *pg = p->pg;
+  p->info[0].got = true;
+  p->info[0].last = pg->last;
+  p->info[0].tail = pg->tail;
+  p->info[0].log = NULL;
+  p->alog = NULL;
+  struct pg_log_ent *own = own_log_flat(pg);
+  if (!own) {
+    peering_fail(p, "out of memory");
+    return;
+  }
+  p->auth = 0;
+  for (int i = 1; i < (int)p->n_who; i++)
+    if (pg_ver_cmp(p->info[i].last, p->info[p->auth].last) > 0)
+      p->auth = i;
+  const struct pg_log_ent *al = p->auth ? p->info[p->auth].log : own;
+  size_t an = p->auth ? p->info[p->auth].n : pg->log_n;
+  p->alast = p->info[p->auth].last;
+  p->atail = p->info[p->auth].tail;
+  /* the activation log: a flat copy of the authoritative one (names
+   * borrowed from info[auth] or from pg's log, alive until activation) */
+  p->alog = calloc(an + 1, sizeof *p->alog);
+  if (!p->alog) {
+    free(own);
+    peering_fail(p, "out of memory");
+    return;
+  }
+  memcpy(p->alog, al, an * sizeof *al);
+  p->alog_n = an;
+  size_t cap = 64, n = 0;
+  struct name_target *nt = malloc(cap * sizeof *nt);
+  struct store_list_ent *listed = NULL;
+  int n_listed = 0;
+  bool ok = nt != NULL;
+#define ADD(nm, i)                                                        \
+  do {                                                                    \
+    if (ok && n == cap) {                                                 \
+      struct name_target *x = realloc(nt, cap * 2 * sizeof *nt);          \
+      if (!x) ok = false; else { nt = x; cap *= 2; }                      \
+    }                                                                     \
+    if (ok) nt[n++] = (struct name_target){ (nm), (i) };                  \
+  } while (0)
+  for (int i = 0; ok && i < (int)pg->n_acting; i++) {
+    if (i == p->auth)
+      continue;
+    struct member_info *mi = &p->info[i];
+    const struct pg_log_ent *ml = i ? mi->log : own;
+    size_t mn = i ? mi->n : pg->log_n;
+    if (pg_ver_cmp(mi->last, p->atail) >= 0) {
+      for (size_t k = 0; k < an; k++)
+        if (pg_ver_cmp(al[k].ver, mi->last) > 0)
+          ADD(al[k].name, i);
+    } else {
+      log_info("peering", "%u.%x: osd.%d is behind the log (last %llu'%llu < tail %llu'%llu): backfill",
+               pg->pool, pg->id, pg->acting[i], (unsigned long long)mi->last.epoch,
+               (unsigned long long)mi->last.v, (unsigned long long)p->atail.epoch,
+               (unsigned long long)p->atail.v);
+      if (p->auth == 0 && !listed) {
+        n_listed = store_list(pg->osd->st, pg->pool, pg->id, NULL, STORE_SNAP_HEAD, 1u << 30,
+                              &listed);
+        if (n_listed < 0) {
+          n_listed = 0;
+          ok = false;
+        }
+      } else if (p->auth != 0) {
+        log_warn("peering", "%u.%x: backfill from a replica is not supported; recovering the log's objects only",
+                 pg->pool, pg->id);
+      }
+      for (int k = 0; k < n_listed; k++)
+        if (listed[k].name[0] != '@' && listed[k].snap == STORE_SNAP_HEAD)
+          ADD(listed[k].name, i);
+      for (size_t k = 0; k < an; k++)
+        ADD(al[k].name, i);
+    }
+    /* divergent entries of the member */
+    for (size_t k = 0; k < mn; k++)
+      if (pg_ver_cmp(ml[k].ver, p->atail) > 0 && !log_has(al, an, ml[k].ver))
+        ADD(ml[k].name, i);
+  }
+#undef ADD
+  if (ok && n)
+    qsort(nt, n, sizeof *nt, cmp_nt);
+  if (ok && n) {
+    p->items = calloc(n, sizeof *p->items);
+    ok = p->items != NULL;
+  }
+  for (size_t k = 0; ok && k < n; k++) {
+    if (p->n_items && !strcmp(p->items[p->n_items - 1].name, nt[k].name)) {
+      p->items[p->n_items - 1].targets |= 1u << nt[k].idx;
+    } else {
+      struct rec_item *it = &p->items[p->n_items];
+      it->name = strdup(nt[k].name);
+      if (!it->name) {
+        ok = false;
+        break;
+      }
+      it->targets = 1u << nt[k].idx;
+      p->n_items++;
+    }
+  }
+  for (size_t k = 0; k < p->n_items; k++)
+    p->items[k].pending = p->items[k].targets;
+  free(nt);
+  if (listed)
+    store_list_free(listed, n_listed);
+  if (!ok) {
+    free(own);
+    peering_fail(p, "out of memory");
+    return;
+  }
+  /* names in alog borrowed from pg's own log must survive until
+   * activation: pg's log only changes by adopt_log, which copies first */
+  free(own);
+  log_info("peering", "%u.%x: authoritative osd.%d (last %llu'%llu); %zu objects to recover",
+           pg->pool, pg->id, p->who[p->auth], (unsigned long long)p->alast.epoch,
+           (unsigned long long)p->alast.v, p->n_items);
+  p->phase = PH_RECOVER;
+  p->phase_ms = util_now_ms();
+  uint32_t need = 0;
+  for (size_t k = 0; k < p->n_items; k++)
+    need |= p->items[k].targets;
+  unsigned current = 0;
+  for (size_t i = 0; i < pg->n_acting; i++)
+    current += !(need & (1u << i));
+  if (p->n_items && p->auth == 0 && !(need & 1u) && current >= pg->min_size &&
+      pg->osd->async_recovery && go_background(p, need))
+    return;
+  recover_next(p);
+}
+
+/* Become active for the up-to-date members (at least min_size, the
+ * primary among them) and recover the others behind client I/O.  The
+ * authoritative log is snapshotted (deep copy: the live log moves on).
+ * Returns false (stay blocking) when out of memory. */
+static bool go_background(struct peering *p, uint32_t need)
+{
+  struct pg *pg = p->pg;
+  for (size_t i = 0; i < p->alog_n; i++) {
+    char *n = strdup(p->alog[i].name);
+    if (!n) {
+      for (size_t k = 0; k < i; k++)
+        free(p->alog[k].name);
+      return false;
+    }
+    p->alog[i].name = n;
+  }
+  p->alog_owned = true;
+  p->bg = true;
+  p->act_mask = need;
+  pg->peering = NULL;
+  pg->bg = p;
+  pg->write_mask = ((1u << pg->n_acting) - 1) & ~need;
+  pg->state = PG_ACTIVE;
+  pg->clean = false;
+  pg->n_prior = 0;
+  log_info("peering", "%u.%x: active at epoch %llu for %u of %zu members; recovering %zu objects in the background",
+           pg->pool, pg->id, (unsigned long long)pg->osd->epoch,
+           (unsigned)__builtin_popcount(pg->write_mask), pg->n_acting, p->n_items);
+  recover_next(p);      /* only starts asynchronous work */
+  pg_activated(pg);     /* may restart peering, which frees p */
+  return true;
+}
+
+/* ---- 1. query ------------------------------------------------------------------- */
+
+static void maybe_choose(struct peering *p)
+{
+  for (size_t i = 1; i < p->n_who; i++)
+    if (!p->info[i].got)
+      return;
+  choose_and_recover(p);
+}
+
+static void info_reply_cb(void *arg, int err, const struct msgr_frame *f)
+{
+  struct pctx *c = arg;
+  struct peering *p = err == -ECANCELED ? NULL : pctx_peering(c);
+  if (p && p->phase == PH_QUERY) {
+    Blk__PgInfo *in = err ? NULL : blk__pg_info__unpack(NULL, f->payload_len, f->payload);
+    struct member_info *mi = &p->info[c->idx];
+    if (!in || in->err || !in->last || !in->tail ||
+        log_from_pb(in->log, in->n_log, &mi->log) < 0) {
+      peering_fail(p, err ? "a member did not answer the query" : "a member refused the query");
+    } else {
+      mi->n = in->n_log;
+      mi->last.epoch = in->last->epoch;
+      mi->last.v = in->last->v;
+      mi->tail.epoch = in->tail->epoch;
+      mi->tail.v = in->tail->v;
+      mi->got = true;
+      maybe_choose(p);
+    }
+    if (in)
+      blk__pg_info__free_unpacked(in, NULL);
+  }
+  pctx_free(c);
+}
+
+void peering_start(struct pg *pg)
+{
+  struct osd *osd = pg->osd;
+  peering_free(pg);
+  struct peering *p = calloc(1, sizeof *p);
+  if (!p) {
+    log_err("peering", "%u.%x: out of memory", pg->pool, pg->id);
+    return;
+  }
+  pg->peering = p;
+  pg->state = PG_PEERING;
+  p->pg = pg;
+  p->seq = ++pg->peer_seq;
+  p->phase = PH_QUERY;
+  p->phase_ms = util_now_ms();
+  log_debug("peering", "%u.%x: peering at epoch %llu with %zu members", pg->pool, pg->id,
+            (unsigned long long)osd->epoch, pg->n_acting);
+  memcpy(p->who, pg->acting, pg->n_acting * sizeof *pg->acting);
+  p->n_who = pg->n_acting;
+  bool overlap = false, any_prior_up = false;
+  for (size_t k = 0; k < pg->n_prior; k++) {
+    int32_t id = pg->prior[k];
+    bool in_acting = false;
+    for (size_t i = 0; i < pg->n_acting; i++)
+      in_acting |= pg->acting[i] == id;
+    overlap |= in_acting;
+    const struct cm_osd *o = clustermap_osd(osd->map, id);
+    if (!in_acting && o && o->up && p->n_who < 2 * PGMAP_MAX_SIZE) {
+      p->who[p->n_who++] = id;
+      any_prior_up = true;
+    }
+  }
+  if (pg->n_prior && !overlap && !any_prior_up) {
+    /* nobody here lived through the previous interval and its members
+     * are down: going active could lose acknowledged writes */
+    p->blocked = true;
+    peering_fail(p, "every member of the previous interval is down; waiting for one");
+    return;
+  }
+  Blk__PgQuery q = BLK__PG_QUERY__INIT;
+  q.pool = pg->pool;
+  q.pg = pg->id;
+  q.epoch = osd->epoch;
+  for (size_t i = 1; i < p->n_who; i++) {
+    msgr_conn *pc = osd_peer_conn(osd, p->who[i]);
+    struct pctx *c = pctx_new(p, (int)i);
+    if (!pc || !c || msgr_call_pb(pc, MSG_PG_QUERY, (const ProtobufCMessage *)&q, NULL, 0,
+                                  (int)osd->op_timeout, info_reply_cb, c) < 0) {
+      free(c);
+      peering_fail(p, "cannot send the query");
+      return;
+    }
+  }
+  maybe_choose(p);
+}
+
+void peering_tick(struct pg *pg, int64_t now)
+{
+  struct peering *b = pg->bg;
+  if (b && (b->phase == PH_FAILED || now - b->phase_ms > 4 * pg->osd->op_timeout)) {
+    log_info("peering", "%u.%x: background recovery %s; peering again", pg->pool, pg->id,
+             b->phase == PH_FAILED ? "failed" : "stuck");
+    peering_start(pg);
+    return;
+  }
+  struct peering *p = pg->peering;
+  if (!p)
+    return;
+  if (p->phase == PH_FAILED && now - p->phase_ms >= (p->blocked ? 3000 : 1000))
+    peering_start(pg);
+  else if (p->phase != PH_FAILED && now - p->phase_ms > 4 * pg->osd->op_timeout)
+    peering_fail(p, "stuck");
+}
+
+const char *peering_state(const struct pg *pg)
+{
+  if (pg->n_acting < pg->min_size || (pg->peering && pg->peering->blocked))
+    return "down";
+  if (pg->state == PG_ACTIVE && pg->bg)
+    return pg->n_acting < pg->size ? "active+undersized+recovering+degraded"
+                                   : "active+recovering+degraded";
+  if (pg->state == PG_ACTIVE)
+    return pg->n_acting < pg->size ? "active+undersized+degraded" : "active+clean";
+  if (pg->peering && pg->peering->phase == PH_RECOVER)
+    return "recovering+degraded";
+  return "peering";
+}
+
+/* ---- member side ------------------------------------------------------------------ */
+
+static struct pg *member_pg(struct osd *osd, uint32_t pool, uint32_t pgid, uint64_t epoch,
+                            int *err)
+{
+  *err = 0;
+  if (!osd->map || epoch > osd->epoch)
+    monc_want_epoch(osd->monc, epoch);
+  struct pg *pg = pg_get(osd, pool, pgid, true);
+  if (!pg) {
+    *err = -ENOMEM;
+    return NULL;
+  }
+  if (epoch < pg->fence_epoch) {
+    *err = -ESTALE;
+    return NULL;
+  }
+  return pg;
+}
+
+void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
+{
+  Blk__PgQuery *q = blk__pg_query__unpack(NULL, f->payload_len, f->payload);
+  Blk__PgInfo info = BLK__PG_INFO__INIT;
+  Blk__PgVersion last = BLK__PG_VERSION__INIT, tail = BLK__PG_VERSION__INIT;
+  Blk__PgLogEntry *es = NULL, **arr = NULL;
+  Blk__PgVersion *vs = NULL;
+  struct pg_log_ent *flat = NULL;
+  info.epoch = osd->epoch;
+  int err = -EINVAL;
+  struct pg *pg = q ? member_pg(osd, q->pool, q->pg, q->epoch, &err) : NULL;
+  if (pg) {
+    pg->fence_epoch = q->epoch;
+    flat = own_log_flat(pg);
+    arr = flat ? log_to_pb(flat, pg->log_n, &es, &vs) : NULL;
+    if (!arr) {
+      info.err = -ENOMEM;
+    } else {
+      info.log = arr;
+      info.n_log = pg->log_n;
+    }
+    last.epoch = pg->last.epoch;
+    last.v = pg->last.v;
+    tail.epoch = pg->tail.epoch;
+    tail.v = pg->tail.v;
+    info.last = &last;
+    info.tail = &tail;
+  } else {
+    info.err = err;
+  }
+  msgr_reply_pb(c, f, MSG_PG_QUERY, (const ProtobufCMessage *)&info, NULL, 0);
+  free(arr);
+  free(es);
+  free(vs);
+  free(flat);
+  if (q)
+    blk__pg_query__free_unpacked(q, NULL);
+}
+
+void peering_on_pull(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
+{
+  Blk__PgObject *o = blk__pg_object__unpack(NULL, f->payload_len, f->payload);
+  struct pctx *x = o ? calloc(1, sizeof *x) : NULL;
+  if (!x || !(x->name = strdup(o->name))) {
+    Blk__PgObject r = BLK__PG_OBJECT__INIT;
+    r.err = o ? -ENOMEM : -EINVAL;
+    msgr_reply_pb(c, f, MSG_PG_PULL, (const ProtobufCMessage *)&r, NULL, 0);
+    free(x);
+  } else {
+    x->osd = osd;
+    x->pool = o->pool;
+    x->pgid = o->pg;
+    x->conn = msgr_conn_get(c);
+    x->tid = f->tid;
+    local_read_start(x);
+  }
+  if (o)
+    blk__pg_object__free_unpacked(o, NULL);
+}
+
+static void member_reply_cb(void *arg, int result)
+{
+  struct pctx *x = arg;
+  pg_store_pending--;
+  Blk__PgObject r = BLK__PG_OBJECT__INIT;
+  Blk__RepOpReply rr = BLK__REP_OP_REPLY__INIT;
+  struct msgr_frame req = { .tid = x->tid };
+  if (x->idx == MSG_PG_PUSH) {
+    r.err = result;
+    r.epoch = x->osd->epoch;
+    msgr_reply_pb(x->conn, &req, MSG_PG_PUSH, (const ProtobufCMessage *)&r, NULL, 0);
+  } else {
+    rr.err = result;
+    rr.epoch = x->osd->epoch;
+    msgr_reply_pb(x->conn, &req, MSG_PG_ACTIVATE, (const ProtobufCMessage *)&rr, NULL, 0);
+  }
+  pctx_free(x);
+}
+
+void peering_on_push(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
+{
+  Blk__PgObject *o = blk__pg_object__unpack(NULL, f->payload_len, f->payload);
+  int err = -EINVAL;
+  struct pg *pg = NULL;
+  if (o && strlen(o->name) <= PG_NAME_MAX && o->name[0] != '@' &&
+      (!o->exists || (o->size == f->data_len && crc32c(0, f->data, f->data_len) == o->data_crc)))
+    pg = member_pg(osd, o->pool, o->pg, o->epoch, &err);
+  else if (o)
+    err = -EBADMSG;
+  store_txn *t = pg ? store_txn_new() : NULL;
+  struct pctx *x = t ? calloc(1, sizeof *x) : NULL;
+  if (x)
+    err = pg_txn_object(t, pg, o->exists ? BLK__OSD_OP_TYPE__OP_WRITEFULL : BLK__OSD_OP_TYPE__OP_REMOVE,
+                        o->name, 0, f->data_len, f->data);
+  if (!x || err < 0) {
+    Blk__PgObject r = BLK__PG_OBJECT__INIT;
+    r.err = err < 0 ? err : -ENOMEM;
+    msgr_reply_pb(c, f, MSG_PG_PUSH, (const ProtobufCMessage *)&r, NULL, 0);
+    store_txn_free(t);
+    free(x);
+  } else {
+    x->osd = osd;
+    x->conn = msgr_conn_get(c);
+    x->tid = f->tid;
+    x->idx = MSG_PG_PUSH;
+    pg_store_pending++;
+    store_queue(osd->st, t, member_reply_cb, x);
+  }
+  if (o)
+    blk__pg_object__free_unpacked(o, NULL);
+}
+
+void peering_on_activate(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
+{
+  Blk__PgActivate *a = blk__pg_activate__unpack(NULL, f->payload_len, f->payload);
+  int err = -EINVAL;
+  struct pg *pg = a && a->last && a->tail ? member_pg(osd, a->pool, a->pg, a->epoch, &err) : NULL;
+  struct pg_log_ent *l = NULL;
+  store_txn *t = NULL;
+  struct pctx *x = NULL;
+  if (pg && (err = log_from_pb(a->log, a->n_log, &l)) == 0) {
+    t = store_txn_new();
+    x = calloc(1, sizeof *x);
+    struct pg_ver last = { a->last->epoch, a->last->v }, tail = { a->tail->epoch, a->tail->v };
+    err = t && x ? adopt_log(pg, t, l, a->n_log, last, tail) : -ENOMEM;
+    if (err == 0) {
+      pg->fence_epoch = a->epoch;
+      if (!pg->primary)
+        pg->state = PG_REPLICA;
+    }
+    for (size_t i = 0; i < a->n_log; i++)
+      free(l[i].name);
+    free(l);
+  }
+  if (err < 0 || !x) {
+    Blk__RepOpReply r = BLK__REP_OP_REPLY__INIT;
+    r.err = err < 0 ? err : -ENOMEM;
+    r.epoch = osd->epoch;
+    msgr_reply_pb(c, f, MSG_PG_ACTIVATE, (const ProtobufCMessage *)&r, NULL, 0);
+    store_txn_free(t);
+    free(x);
+  } else {
+    x->osd = osd;
+    x->conn = msgr_conn_get(c);
+    x->tid = f->tid;
+    x->idx = MSG_PG_ACTIVATE;
+    pg_store_pending++;
+    store_queue(osd->st, t, member_reply_cb, x);
+  }
+  if (a)
+    blk__pg_activate__free_unpacked(a, NULL);
+}

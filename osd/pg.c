@@ -1,0 +1,1238 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: PGs on one OSD (DESIGN.md §4, docs/osd.md).
+ *
+ *  - On every map (pg_on_map) each PG whose up set holds this OSD is found
+ *    or created (its log loaded from the store).  When its acting set, its
+ *    primary, or a member's up_from changed, a new interval begins: the
+ *    primary peers (peering.c), a replica waits for the primary's
+ *    PgActivate, and every client op held for the old interval is
+ *    answered -ESTALE (the client refetches the map and resends).
+ *  - Client ops (primary only): the op's epoch is checked (a newer client
+ *    parks the op until this OSD has that map; an op for a PG this OSD is
+ *    not primary of gets -ESTALE and the OSD's epoch), then the PG must be
+ *    active with at least min_size members (else the op is parked and
+ *    fails after osd_op_timeout_undersized: I3).  A write gets the next PG
+ *    version (epoch, v), its log entry, its store transaction (object
+ *    change + log key in the same transaction) queued locally and, in
+ *    parallel, a RepOp to every replica carrying the version and the
+ *    previous version.  The client is answered when every acting member
+ *    has it durable (I1).  Writes are pipelined in version order: the
+ *    store completes transactions in order and each replica applies RepOps
+ *    in order (one connection per peer), so ops on one object are ordered.
+ *    A read or stat of an object with a write in flight waits for it, so a
+ *    read never sees data that is not yet on every member (I2).
+ *  - Resends are deduplicated by reqid against the log and the writes in
+ *    flight.
+ *  - Replicas apply a RepOp only if its prev version is their last (else
+ *    -EAGAIN: the primary re-peers, which repairs the gap by recovery) and
+ *    its epoch is not older than the last peering they took part in
+ *    (fencing an old primary); data is checked against its crc32c before
+ *    anything is queued (I5).
+ *  - The PG log lives in the omap of the PG's meta object, one key per
+ *    entry ("L" + epoch + v as 16 hex digits each + op + reqid + "/" +
+ *    name: the key alone describes the entry, so loading needs no value
+ *    reads), trimmed to osd_pg_log_max entries; the newest trimmed version
+ *    is the key "T" + 32 hex digits.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "common/log.h"
+#include "common/msgtypes.h"
+#include "common/util.h"
+#include "osd/osd.h"
+
+unsigned pg_store_pending;
+
+struct pg_op {
+  struct pg_op *next;
+  struct pg *pg;
+  msgr_conn *conn;              /* client (reference); NULL if gone */
+  uint64_t tid;
+  struct pg_ver ver;
+  char reqid[PG_REQID_MAX];
+  char *name;
+  int pending;                  /* local + replicas not yet durable */
+  bool local_done;
+  bool failed;                  /* a replica failed: waits for peering */
+  uint64_t seq;                 /* pg->peer_seq when sent */
+};
+
+/* ---- small helpers -------------------------------------------------------- */
+
+void pg_meta_oid(const struct pg *pg, struct store_oid *oid)
+{
+  oid->pool = pg->pool;
+  oid->pg = pg->id;
+  oid->name = PG_META_NAME;
+  oid->snap = STORE_SNAP_HEAD;
+}
+
+static const char op_chars[] = "rwfsdl";
+
+void pg_log_key(char *buf, size_t n, const struct pg_log_ent *e)
+{
+  snprintf(buf, n, "L%016llx%016llx%c%s/%s", (unsigned long long)e->ver.epoch,
+           (unsigned long long)e->ver.v, op_chars[e->op < 6 ? e->op : 0], e->reqid, e->name);
+}
+
+void pg_tail_key(char *buf, size_t n, struct pg_ver tail)
+{
+  snprintf(buf, n, "T%016llx%016llx", (unsigned long long)tail.epoch,
+           (unsigned long long)tail.v);
+}
+
+struct pg_log_ent *pg_log_at(struct pg *pg, size_t i)
+{
+  return &pg->log[(pg->log_head + i) % pg->log_cap];
+}
+
+void pg_log_clear(struct pg *pg)
+{
+  for (size_t i = 0; i < pg->log_n; i++)
+    free(pg_log_at(pg, i)->name);
+  pg->log_n = 0;
+  pg->log_head = 0;
+}
+
+/* Append to the in-memory log (no trimming here).  0 or -ENOMEM. */
+int pg_log_push(struct pg *pg, struct pg_ver ver, uint8_t op, const char *reqid,
+                const char *name)
+{
+  if (pg->log_n == pg->log_cap) {
+    size_t ncap = pg->log_cap ? pg->log_cap * 2 : 64;
+    struct pg_log_ent *nl = malloc(ncap * sizeof *nl);
+    if (!nl)
+      return -ENOMEM;
+    for (size_t i = 0; i < pg->log_n; i++)
+      nl[i] = *pg_log_at(pg, i);
+    free(pg->log);
+    pg->log = nl;
+    pg->log_cap = ncap;
+    pg->log_head = 0;
+  }
+  struct pg_log_ent *e = &pg->log[(pg->log_head + pg->log_n) % pg->log_cap];
+  e->name = strdup(name);
+  if (!e->name)
+    return -ENOMEM;
+  e->ver = ver;
+  e->op = op;
+  snprintf(e->reqid, sizeof e->reqid, "%s", reqid ? reqid : "");
+  pg->log_n++;
+  if (pg_ver_cmp(ver, pg->last) > 0)
+    pg->last = ver;
+  return 0;
+}
+
+/* Append a new entry and its omap key to t; trim the oldest beyond
+ * osd_pg_log_max in the same transaction. */
+static int pg_log_append(struct pg *pg, store_txn *t, struct pg_ver ver, uint8_t op,
+                         const char *reqid, const char *name)
+{
+  struct store_oid meta;
+  char key[STORE_NAME_MAX + 1];
+  pg_meta_oid(pg, &meta);
+  if (!pg->meta_exists) {
+    store_txn_touch(t, &meta);
+    pg->meta_exists = true;
+  }
+  int r = pg_log_push(pg, ver, op, reqid, name);
+  if (r < 0)
+    return r;
+  pg_log_key(key, sizeof key, pg_log_at(pg, pg->log_n - 1));
+  store_txn_omap_set(t, &meta, key, "", 0);
+  if (pg->log_n > pg->osd->pg_log_max) {
+    struct pg_log_ent *old = pg_log_at(pg, 0);
+    pg_log_key(key, sizeof key, old);
+    store_txn_omap_rm(t, &meta, key);
+    if (pg->tail.epoch || pg->tail.v) {
+      pg_tail_key(key, sizeof key, pg->tail);
+      store_txn_omap_rm(t, &meta, key);
+    }
+    pg->tail = old->ver;
+    pg_tail_key(key, sizeof key, pg->tail);
+    store_txn_omap_set(t, &meta, key, "", 0);
+    free(old->name);
+    pg->log_head = (pg->log_head + 1) % pg->log_cap;
+    pg->log_n--;
+  }
+  return 0;
+}
+
+int pg_txn_object(store_txn *t, struct pg *pg, int op, const char *name, uint64_t off,
+                  uint64_t len, const void *data)
+{
+  struct store_oid oid = { pg->pool, pg->id, name, STORE_SNAP_HEAD };
+  int r = 0;
+  switch (op) {
+  case BLK__OSD_OP_TYPE__OP_WRITE:
+    r = len ? store_txn_write(t, &oid, off, len, data) : store_txn_touch(t, &oid);
+    break;
+  case BLK__OSD_OP_TYPE__OP_WRITEFULL:
+    if ((r = store_txn_touch(t, &oid)) == 0 && (r = store_txn_truncate(t, &oid, 0)) == 0 && len)
+      r = store_txn_write(t, &oid, 0, len, data);
+    break;
+  case BLK__OSD_OP_TYPE__OP_REMOVE:
+    /* touch first: removing a missing object is then harmless */
+    if ((r = store_txn_touch(t, &oid)) == 0)
+      r = store_txn_remove(t, &oid);
+    break;
+  default:
+    r = -EINVAL;
+  }
+  return r;
+}
+
+/* ---- PG table ------------------------------------------------------------- */
+
+static size_t pg_hash(uint32_t pool, uint32_t id, size_t n)
+{
+  return (((size_t)pool * 0x9E3779B1u) ^ id) % n;
+}
+
+static int pg_load(struct pg *pg)
+{
+  struct store_oid meta;
+  pg_meta_oid(pg, &meta);
+  const char *after = NULL;
+  char *after_buf = NULL;
+  int r;
+  for (;;) {
+    struct store_list_ent *ents;
+    r = store_omap_list(pg->osd->st, &meta, after, 1000, &ents);
+    if (r == -ENOENT) {
+      r = 0;
+      break;
+    }
+    if (r < 0)
+      break;
+    pg->meta_exists = true;
+    if (r == 0) {
+      store_list_free(ents, 0);
+      break;
+    }
+    for (int i = 0; i < r; i++) {
+      const char *k = ents[i].name;
+      unsigned long long e, v;
+      char opc;
+      int used = 0;
+      if (k[0] == 'T' && sscanf(k + 1, "%16llx%16llx", &e, &v) == 2) {
+        pg->tail.epoch = e;
+        pg->tail.v = v;
+      } else if (k[0] == 'L' && strlen(k) > 34 && sscanf(k + 1, "%16llx%16llx%c%n", &e, &v, &opc, &used) == 3) {
+        const char *rest = k + 1 + used;
+        const char *slash = strchr(rest, '/');
+        const char *oc = strchr(op_chars, opc);
+        if (!slash || !oc)
+          continue;
+        char reqid[PG_REQID_MAX];
+        size_t rl = (size_t)(slash - rest);
+        if (rl >= sizeof reqid)
+          rl = sizeof reqid - 1;
+        memcpy(reqid, rest, rl);
+        reqid[rl] = 0;
+        struct pg_ver ver = { e, v };
+        if (pg_log_push(pg, ver, (uint8_t)(oc - op_chars), reqid, slash + 1) < 0) {
+          store_list_free(ents, r);
+          free(after_buf);
+          return -ENOMEM;
+        }
+      }
+    }
+    free(after_buf);
+    after_buf = strdup(ents[r - 1].name);
+    after = after_buf;
+    store_list_free(ents, r);
+    if (!after_buf)
+      return -ENOMEM;
+  }
+  free(after_buf);
+  if (pg->log_n == 0 && (pg->tail.epoch || pg->tail.v))
+    pg->last = pg->tail;
+  return r;
+}
+
+struct pg *pg_get(struct osd *osd, uint32_t pool, uint32_t pgid, bool create)
+{
+  if (osd->pg_hash_size) {
+    for (struct pg *pg = osd->pg_hash[pg_hash(pool, pgid, osd->pg_hash_size)]; pg; pg = pg->hnext)
+      if (pg->pool == pool && pg->id == pgid)
+        return pg;
+  }
+  if (!create)
+    return NULL;
+  if (osd->n_pgs + 1 > osd->pg_hash_size) {
+    size_t n = osd->pg_hash_size ? osd->pg_hash_size * 2 : 256;
+    struct pg **h = calloc(n, sizeof *h);
+    if (!h)
+      return NULL;
+    for (size_t i = 0; i < osd->pg_hash_size; i++) {
+      struct pg *p = osd->pg_hash[i];
+      while (p) {
+        struct pg *nx = p->hnext;
+        size_t k = pg_hash(p->pool, p->id, n);
+        p->hnext = h[k];
+        h[k] = p;
+        p = nx;
+      }
+    }
+    free(osd->pg_hash);
+    osd->pg_hash = h;
+    osd->pg_hash_size = n;
+  }
+  struct pg *pg = calloc(1, sizeof *pg);
+  if (!pg)
+    return NULL;
+  pg->osd = osd;
+  pg->pool = pool;
+  pg->id = pgid;
+  pg->state = PG_STRAY;
+  int r = pg_load(pg);
+  if (r < 0) {
+    log_err("pg", "%u.%x: cannot load the PG log: %s", pool, pgid, strerror(-r));
+    pg_log_clear(pg);
+    free(pg->log);
+    free(pg);
+    return NULL;
+  }
+  size_t k = pg_hash(pool, pgid, osd->pg_hash_size);
+  pg->hnext = osd->pg_hash[k];
+  osd->pg_hash[k] = pg;
+  osd->n_pgs++;
+  if (pg->log_n)
+    log_debug("pg", "%u.%x: loaded %zu log entries, last %llu'%llu", pool, pgid, pg->log_n,
+              (unsigned long long)pg->last.epoch, (unsigned long long)pg->last.v);
+  return pg;
+}
+
+/* ---- parking ------------------------------------------------------------- */
+
+static struct pg_parked *park_new(msgr_conn *c, const struct msgr_frame *f, int64_t timeout_ms,
+                                  int err, const char *why)
+{
+  struct pg_parked *p = malloc(sizeof *p + f->payload_len + f->data_len);
+  if (!p)
+    return NULL;
+  p->next = NULL;
+  p->conn = msgr_conn_get(c);
+  p->f = *f;
+  memcpy(p->buf, f->payload, f->payload_len);
+  memcpy(p->buf + f->payload_len, f->data, f->data_len);
+  p->f.payload = p->buf;
+  p->f.data = p->buf + f->payload_len;
+  p->deadline_ms = util_now_ms() + timeout_ms;
+  p->err_on_timeout = err;
+  snprintf(p->why, sizeof p->why, "%s", why);
+  return p;
+}
+
+static void park_free(struct pg_parked *p)
+{
+  msgr_conn_put(p->conn);
+  free(p);
+}
+
+static void reply_op(msgr_conn *c, uint64_t tid, int err, const char *msg, uint64_t epoch,
+                     struct pg_ver ver)
+{
+  Blk__OsdOpReply rep = BLK__OSD_OP_REPLY__INIT;
+  Blk__PgVersion pv = BLK__PG_VERSION__INIT;
+  rep.err = err;
+  rep.message = (char *)(msg ? msg : "");
+  rep.epoch = epoch;
+  pv.epoch = ver.epoch;
+  pv.v = ver.v;
+  rep.version = &pv;
+  struct msgr_frame req = { .tid = tid };
+  msgr_reply_pb(c, &req, MSG_OSD_OP, (const ProtobufCMessage *)&rep, NULL, 0);
+}
+
+static void reply_frame_err(struct osd *osd, msgr_conn *c, const struct msgr_frame *f, int err,
+                            const char *msg)
+{
+  struct pg_ver z = { 0, 0 };
+  if (f->type == MSG_OSD_OP) {
+    reply_op(c, f->tid, err, msg, osd->epoch, z);
+  } else {
+    Blk__RepOpReply r = BLK__REP_OP_REPLY__INIT;
+    r.err = err;
+    r.epoch = osd->epoch;
+    msgr_reply_pb(c, f, f->type, (const ProtobufCMessage *)&r, NULL, 0);
+  }
+}
+
+static void pg_park(struct pg *pg, struct pg_parked *p)
+{
+  if (pg->waiting_tail)
+    pg->waiting_tail->next = p;
+  else
+    pg->waiting = p;
+  pg->waiting_tail = p;
+}
+
+static void dispatch(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+
+/* Re-run every parked op of pg (they park again if still blocked). */
+void pg_wake(struct pg *pg)
+{
+  struct pg_parked *list = pg->waiting;
+  pg->waiting = pg->waiting_tail = NULL;
+  while (list) {
+    struct pg_parked *p = list;
+    list = p->next;
+    dispatch(pg->osd, p->conn, &p->f);
+    park_free(p);
+  }
+}
+
+static void fail_parked(struct osd *osd, struct pg_parked **head, struct pg_parked **tail,
+                        int err, const char *msg)
+{
+  while (*head) {
+    struct pg_parked *p = *head;
+    *head = p->next;
+    reply_frame_err(osd, p->conn, &p->f, err, msg);
+    park_free(p);
+  }
+  if (tail)
+    *tail = NULL;
+}
+
+/* ---- writes in flight ------------------------------------------------------ */
+
+static void op_free(struct pg_op *op)
+{
+  if (op->conn)
+    msgr_conn_put(op->conn);
+  free(op->name);
+  free(op);
+}
+
+static void op_unlink(struct pg *pg, struct pg_op *op)
+{
+  struct pg_op **pp = &pg->inflight, *prev = NULL;
+  while (*pp && *pp != op) {
+    prev = *pp;
+    pp = &(*pp)->next;
+  }
+  if (!*pp)
+    return;
+  *pp = op->next;
+  if (pg->inflight_tail == op)
+    pg->inflight_tail = prev;
+}
+
+/* Forget op (already unlinked): freed now, or by its store callback. */
+static void op_detach(struct pg_op *op)
+{
+  if (op->local_done) {
+    op_free(op);
+    return;
+  }
+  op->next = NULL;
+  op->pg = NULL;
+  if (op->conn)
+    msgr_conn_put(op->conn);
+  op->conn = NULL;
+}
+
+/* Answer the client and forget op if everything is durable. */
+static void op_maybe_done(struct pg_op *op)
+{
+  struct pg *pg = op->pg;
+  if (op->pending > 0 || op->failed || !op->local_done)
+    return;
+  if (op->conn)
+    reply_op(op->conn, op->tid, 0, NULL, pg->osd->epoch, op->ver);
+  op_unlink(pg, op);
+  op_free(op);
+  if (pg->waiting)
+    pg_wake(pg);
+}
+
+static void op_local_cb(void *arg, int result)
+{
+  struct pg_op *op = arg;
+  pg_store_pending--;
+  if (!op->pg) {
+    op_free(op);     /* the PG went away (stop) */
+    return;
+  }
+  op->local_done = true;
+  if (result < 0) {
+    log_err("pg", "%u.%x: local write of '%s' v%llu failed: %s", op->pg->pool, op->pg->id,
+            op->name, (unsigned long long)op->ver.v, strerror(-result));
+    /* the store refused it: the replicas may have it; fail the client, the
+     * next peering makes the members agree again */
+    if (op->conn)
+      reply_op(op->conn, op->tid, result, "local store error", op->pg->osd->epoch, op->ver);
+    struct pg *pg = op->pg;
+    op_unlink(pg, op);
+    op_free(op);
+    if (pg->primary)
+      peering_start(pg);
+    return;
+  }
+  op->pending--;
+  op_maybe_done(op);
+}
+
+struct repop_ctx {
+  struct osd *osd;
+  uint32_t pool, pgid;
+  struct pg_ver ver;
+  uint64_t seq;
+  int32_t peer;
+};
+
+static struct pg_op *find_op(struct pg *pg, struct pg_ver ver)
+{
+  for (struct pg_op *op = pg->inflight; op; op = op->next)
+    if (!pg_ver_cmp(op->ver, ver))
+      return op;
+  return NULL;
+}
+
+static void repop_cb(void *arg, int err, const struct msgr_frame *f)
+{
+  struct repop_ctx *rc = arg;
+  struct osd *osd = rc->osd;
+  struct repop_ctx ctx = *rc;
+  free(rc);
+  if (err == -ECANCELED)
+    return;
+  struct pg *pg = pg_get(osd, ctx.pool, ctx.pgid, false);
+  if (!pg)
+    return;
+  struct pg_op *op = find_op(pg, ctx.ver);
+  if (!op || op->seq != ctx.seq)
+    return;   /* answered already (after peering) */
+  int rerr = err;
+  if (!err) {
+    Blk__RepOpReply *r = blk__rep_op_reply__unpack(NULL, f->payload_len, f->payload);
+    rerr = r ? r->err : -EPROTO;
+    if (r && r->epoch > osd->epoch)
+      monc_want_epoch(osd->monc, r->epoch);
+    if (r)
+      blk__rep_op_reply__free_unpacked(r, NULL);
+  }
+  if (rerr) {
+    log_info("pg", "%u.%x: osd.%d did not take v%llu'%llu (%s): peering again", pg->pool,
+             pg->id, ctx.peer, (unsigned long long)ctx.ver.epoch,
+             (unsigned long long)ctx.ver.v, strerror(-rerr));
+    op->failed = true;
+    if (pg->primary && pg->state == PG_ACTIVE)
+      peering_start(pg);
+    return;
+  }
+  op->pending--;
+  op_maybe_done(op);
+}
+
+/* Acknowledge or fail the in-flight writes after peering: the final log
+ * and every member now agree up to pg->last. */
+void pg_activated(struct pg *pg)
+{
+  pg->osd->stats_dirty = true;
+  struct pg_op *op = pg->inflight;
+  pg->inflight = pg->inflight_tail = NULL;
+  while (op) {
+    struct pg_op *nx = op->next;
+    op->next = NULL;
+    bool held = false;
+    for (size_t i = pg->log_n; i-- > 0;) {
+      struct pg_log_ent *e = pg_log_at(pg, i);
+      if (pg_ver_cmp(e->ver, op->ver) < 0)
+        break;
+      if (!pg_ver_cmp(e->ver, op->ver)) {
+        held = true;
+        break;
+      }
+    }
+    if (held && !op->local_done) {
+      /* every member has it once the local transaction completes (in order) */
+      op->pending = 1;
+      op->failed = false;
+      op->seq = pg->peer_seq;
+      if (pg->inflight_tail)
+        pg->inflight_tail->next = op;
+      else
+        pg->inflight = op;
+      pg->inflight_tail = op;
+    } else {
+      if (op->conn)
+        reply_op(op->conn, op->tid, held ? 0 : -EAGAIN, held ? NULL : "write lost in peering; retry",
+                 pg->osd->epoch, op->ver);
+      op_detach(op);
+    }
+    op = nx;
+  }
+  pg_wake(pg);
+}
+
+/* ---- client ops ------------------------------------------------------------- */
+
+struct read_ctx {
+  struct pg *pg;
+  struct osd *osd;
+  msgr_conn *conn;
+  uint64_t tid;
+  int op;
+  char *name;
+  uint64_t off, len;
+  struct store_stat st;
+  uint8_t *buf;
+  bool local;
+};
+
+static void read_ctx_free(struct read_ctx *rc)
+{
+  msgr_conn_put(rc->conn);
+  free(rc->name);
+  free(rc->buf);
+  free(rc);
+}
+
+static void read_done_cb(void *arg, int result)
+{
+  struct read_ctx *rc = arg;
+  pg_store_pending--;
+  Blk__OsdOpReply rep = BLK__OSD_OP_REPLY__INIT;
+  rep.epoch = rc->osd->epoch;
+  rep.message = "";
+  size_t n = 0;
+  if (result < 0) {
+    rep.err = result;
+    rep.message = result == -ENOENT ? "no such object" : (char *)strerror(-result);
+  } else {
+    n = rc->len;
+    rep.size = rc->st.size;
+    rep.data_crc = crc32c(0, rc->buf, n);
+  }
+  struct msgr_frame req = { .tid = rc->tid };
+  msgr_reply_pb(rc->conn, &req, MSG_OSD_OP, (const ProtobufCMessage *)&rep, rc->buf, (uint32_t)n);
+  read_ctx_free(rc);
+}
+
+static void stat_done_cb(void *arg, int result)
+{
+  struct read_ctx *rc = arg;
+  if (result == 0 && rc->op == BLK__OSD_OP_TYPE__OP_READ) {
+    uint64_t size = rc->st.size;
+    uint64_t max = (uint64_t)config_get_int(rc->osd->cfg, "msgr_max_data");
+    if (rc->off >= size)
+      rc->len = 0;
+    else if (rc->len == 0 || rc->off + rc->len > size)
+      rc->len = size - rc->off;
+    if (rc->len > max) {
+      result = -EFBIG;
+    } else {
+      rc->buf = malloc(rc->len ? rc->len : 1);
+      if (!rc->buf) {
+        result = -ENOMEM;
+      } else if (rc->len) {
+        struct store_oid oid = { rc->pg->pool, rc->pg->id, rc->name, STORE_SNAP_HEAD };
+        store_read(rc->osd->st, &oid, rc->off, rc->len, rc->buf, read_done_cb, rc);
+        return;   /* pg_store_pending stays counted */
+      }
+    }
+  }
+  read_done_cb(rc, result);
+}
+
+static void do_read(struct pg *pg, msgr_conn *c, uint64_t tid, const Blk__OsdOp *req)
+{
+  struct read_ctx *rc = calloc(1, sizeof *rc);
+  if (!rc || !(rc->name = strdup(req->name))) {
+    free(rc);
+    reply_op(c, tid, -ENOMEM, "out of memory", pg->osd->epoch, pg->last);
+    return;
+  }
+  rc->pg = pg;
+  rc->osd = pg->osd;
+  rc->conn = msgr_conn_get(c);
+  rc->tid = tid;
+  rc->op = req->op;
+  rc->off = req->offset;
+  rc->len = req->length;
+  struct store_oid oid = { pg->pool, pg->id, rc->name, STORE_SNAP_HEAD };
+  pg_store_pending++;
+  store_stat(pg->osd->st, &oid, &rc->st, stat_done_cb, rc);
+}
+
+static void do_list(struct pg *pg, msgr_conn *c, uint64_t tid, const Blk__OsdOp *req)
+{
+  unsigned max = req->list_max ? req->list_max : 1000;
+  if (max > 10000)
+    max = 10000;
+  struct store_list_ent *ents = NULL;
+  int n = store_list(pg->osd->st, pg->pool, pg->id,
+                     req->list_after[0] ? req->list_after : NULL, STORE_SNAP_HEAD, max + 1, &ents);
+  Blk__OsdOpReply rep = BLK__OSD_OP_REPLY__INIT;
+  rep.epoch = pg->osd->epoch;
+  rep.message = "";
+  if (n < 0) {
+    rep.err = n;
+  } else {
+    rep.names = calloc((size_t)n + 1, sizeof *rep.names);
+    for (int i = 0; rep.names && i < n && rep.n_names < max; i++)
+      if (ents[i].name[0] != '@' && ents[i].snap == STORE_SNAP_HEAD)
+        rep.names[rep.n_names++] = ents[i].name;
+    rep.more = (unsigned)n > max;
+  }
+  struct msgr_frame f = { .tid = tid };
+  msgr_reply_pb(c, &f, MSG_OSD_OP, (const ProtobufCMessage *)&rep, NULL, 0);
+  free(rep.names);
+  if (n >= 0)
+    store_list_free(ents, n);
+}
+
+static bool write_in_flight(struct pg *pg, const char *name)
+{
+  for (struct pg_op *op = pg->inflight; op; op = op->next)
+    if (!strcmp(op->name, name))
+      return true;
+  return false;
+}
+
+static void do_write(struct pg *pg, msgr_conn *c, const struct msgr_frame *f,
+                     const Blk__OsdOp *req)
+{
+  struct osd *osd = pg->osd;
+  /* a resend of a write already in the log or in flight */
+  if (req->reqid[0]) {
+    for (struct pg_op *op = pg->inflight; op; op = op->next)
+      if (!strcmp(op->reqid, req->reqid)) {
+        if (op->conn)
+          msgr_conn_put(op->conn);
+        op->conn = msgr_conn_get(c);
+        op->tid = f->tid;
+        return;
+      }
+    /* only a resend can be in the log: first attempts skip the scan */
+    for (size_t i = pg->log_n; req->resend && i-- > 0;) {
+      struct pg_log_ent *e = pg_log_at(pg, i);
+      if (!strcmp(e->reqid, req->reqid)) {
+        reply_op(c, f->tid, 0, NULL, osd->epoch, e->ver);
+        return;
+      }
+    }
+  }
+  struct pg_op *op = calloc(1, sizeof *op);
+  store_txn *t = store_txn_new();
+  if (!op || !t || !(op->name = strdup(req->name))) {
+    free(op);
+    store_txn_free(t);
+    reply_op(c, f->tid, -ENOMEM, "out of memory", osd->epoch, pg->last);
+    return;
+  }
+  struct pg_ver prev = pg->last;
+  struct pg_ver ver = { osd->epoch, pg->last.v + 1 };
+  if (ver.epoch < pg->last.epoch)
+    ver.epoch = pg->last.epoch;
+  int r = pg_txn_object(t, pg, req->op, req->name, req->offset, f->data_len, f->data);
+  if (r == 0)
+    r = pg_log_append(pg, t, ver, (uint8_t)req->op, req->reqid, req->name);
+  if (r < 0) {
+    store_txn_free(t);
+    free(op->name);
+    free(op);
+    reply_op(c, f->tid, r, "cannot build the transaction", osd->epoch, pg->last);
+    return;
+  }
+  op->pg = pg;
+  op->conn = msgr_conn_get(c);
+  op->tid = f->tid;
+  op->ver = ver;
+  op->seq = pg->peer_seq;
+  snprintf(op->reqid, sizeof op->reqid, "%s", req->reqid);
+  op->pending = 1;
+  for (size_t i = 1; i < pg->n_acting; i++)
+    op->pending += !!(pg->write_mask & (1u << i));
+  if (pg->inflight_tail)
+    pg->inflight_tail->next = op;
+  else
+    pg->inflight = op;
+  pg->inflight_tail = op;
+  pg_store_pending++;
+  store_queue(osd->st, t, op_local_cb, op);
+  Blk__RepOp ro = BLK__REP_OP__INIT;
+  Blk__PgVersion pv = BLK__PG_VERSION__INIT, pp = BLK__PG_VERSION__INIT;
+  ro.pool = pg->pool;
+  ro.pg = pg->id;
+  ro.name = req->name;
+  ro.op = req->op;
+  ro.offset = req->offset;
+  ro.length = f->data_len;
+  ro.data_crc = req->data_crc;
+  ro.epoch = osd->epoch;
+  pv.epoch = ver.epoch;
+  pv.v = ver.v;
+  pp.epoch = prev.epoch;
+  pp.v = prev.v;
+  ro.version = &pv;
+  ro.prev = &pp;
+  ro.reqid = req->reqid;
+  for (size_t i = 1; i < pg->n_acting; i++) {
+    if (!(pg->write_mask & (1u << i)))
+      continue;   /* being recovered in the background */
+    msgr_conn *pc = osd_peer_conn(osd, pg->acting[i]);
+    struct repop_ctx *rc = malloc(sizeof *rc);
+    if (!pc || !rc || msgr_call_pb(pc, MSG_OSD_REPOP, (const ProtobufCMessage *)&ro, f->data,
+                                   f->data_len, (int)osd->op_timeout, repop_cb, rc) < 0) {
+      free(rc);
+      op->failed = true;
+      continue;
+    }
+    *rc = (struct repop_ctx){ osd, pg->pool, pg->id, ver, op->seq, pg->acting[i] };
+  }
+  if (op->failed)
+    peering_start(pg);
+}
+
+static void handle_op(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
+{
+  Blk__OsdOp *req = blk__osd_op__unpack(NULL, f->payload_len, f->payload);
+  if (!req) {
+    reply_frame_err(osd, c, f, -EINVAL, "malformed op");
+    return;
+  }
+  char msg[160];
+  const struct cluster_map *m = osd->map;
+  if (!m || req->epoch > osd->epoch) {
+    /* the client knows a newer map: wait for it */
+    struct pg_parked *p = park_new(c, f, osd->op_timeout, -ETIMEDOUT, "waiting for a newer map");
+    if (p) {
+      p->next = osd->map_waiting;
+      osd->map_waiting = p;
+    }
+    monc_want_epoch(osd->monc, req->epoch);
+    goto out;
+  }
+  const struct cm_pool *pool = clustermap_pool_by_id(m, req->pool);
+  if (!pool) {
+    reply_op(c, f->tid, req->epoch < osd->epoch ? -ESTALE : -ENOENT, "no such pool", osd->epoch,
+             (struct pg_ver){ 0, 0 });
+    goto out;
+  }
+  uint32_t want_pg = req->pg;
+  if (req->op != BLK__OSD_OP_TYPE__OP_LIST) {
+    size_t nl = strlen(req->name);
+    if (nl == 0 || nl > PG_NAME_MAX || req->name[0] == '@' || strlen(req->reqid) >= PG_REQID_MAX) {
+      reply_op(c, f->tid, -EINVAL, "bad object name (1..900 bytes, not starting with '@') or reqid",
+               osd->epoch, (struct pg_ver){ 0, 0 });
+      goto out;
+    }
+    if (pgmap_object_pg(pool, req->name, &want_pg) < 0 || want_pg != req->pg) {
+      reply_op(c, f->tid, -ESTALE, "object is not in that PG at this epoch", osd->epoch,
+               (struct pg_ver){ 0, 0 });
+      goto out;
+    }
+  }
+  if (req->pg >= pool->pg_num) {
+    reply_op(c, f->tid, -ESTALE, "no such PG", osd->epoch, (struct pg_ver){ 0, 0 });
+    goto out;
+  }
+  struct pg *pg = pg_get(osd, req->pool, req->pg, req->local);
+  if (req->local) {
+    /* debug read of this OSD's own copy */
+    if (!pg) {
+      reply_op(c, f->tid, -ENOMEM, "out of memory", osd->epoch, (struct pg_ver){ 0, 0 });
+    } else if (req->op == BLK__OSD_OP_TYPE__OP_LIST) {
+      do_list(pg, c, f->tid, req);
+    } else if (req->op == BLK__OSD_OP_TYPE__OP_READ || req->op == BLK__OSD_OP_TYPE__OP_STAT) {
+      do_read(pg, c, f->tid, req);
+    } else {
+      reply_op(c, f->tid, -EINVAL, "local ops are reads only", osd->epoch, pg->last);
+    }
+    goto out;
+  }
+  if (!pg || !pg->primary) {
+    snprintf(msg, sizeof msg, "osd.%d is not the primary of PG %u.%x at epoch %llu", osd->id,
+             req->pool, req->pg, (unsigned long long)osd->epoch);
+    reply_op(c, f->tid, -ESTALE, msg, osd->epoch, (struct pg_ver){ 0, 0 });
+    goto out;
+  }
+  if (pg->state != PG_ACTIVE || pg->n_acting < pg->min_size) {
+    bool under = pg->n_acting < pg->min_size;
+    if (under)
+      snprintf(msg, sizeof msg, "PG %u.%x has %zu of min_size %u members; writes blocked",
+               pg->pool, pg->id, pg->n_acting, pg->min_size);
+    else
+      snprintf(msg, sizeof msg, "PG %u.%x is peering", pg->pool, pg->id);
+    struct pg_parked *p = park_new(c, f, under ? osd->undersized_timeout : osd->op_timeout * 3,
+                                   under ? -EAGAIN : -ETIMEDOUT, msg);
+    if (p)
+      pg_park(pg, p);
+    goto out;
+  }
+  switch (req->op) {
+  case BLK__OSD_OP_TYPE__OP_READ:
+  case BLK__OSD_OP_TYPE__OP_STAT:
+    if (write_in_flight(pg, req->name)) {
+      struct pg_parked *p = park_new(c, f, osd->op_timeout * 3, -ETIMEDOUT, "write in flight");
+      if (p)
+        pg_park(pg, p);
+    } else {
+      do_read(pg, c, f->tid, req);
+    }
+    break;
+  case BLK__OSD_OP_TYPE__OP_LIST:
+    do_list(pg, c, f->tid, req);
+    break;
+  case BLK__OSD_OP_TYPE__OP_WRITE:
+  case BLK__OSD_OP_TYPE__OP_WRITEFULL:
+  case BLK__OSD_OP_TYPE__OP_REMOVE:
+    if (req->op != BLK__OSD_OP_TYPE__OP_REMOVE &&
+        (f->data_len != req->length || crc32c(0, f->data, f->data_len) != req->data_crc)) {
+      reply_op(c, f->tid, -EBADMSG, "data crc32c or length mismatch", osd->epoch, pg->last);
+      break;
+    }
+    if (req->op == BLK__OSD_OP_TYPE__OP_REMOVE && f->data_len) {
+      reply_op(c, f->tid, -EINVAL, "remove carries no data", osd->epoch, pg->last);
+      break;
+    }
+    do_write(pg, c, f, req);
+    break;
+  default:
+    reply_op(c, f->tid, -EOPNOTSUPP, "unknown op", osd->epoch, pg->last);
+  }
+out:
+  blk__osd_op__free_unpacked(req, NULL);
+}
+
+/* ---- replica side ------------------------------------------------------------ */
+
+struct rep_ctx {
+  msgr_conn *conn;
+  uint64_t tid;
+  struct osd *osd;
+};
+
+static void rep_reply(msgr_conn *c, uint64_t tid, int err, uint64_t epoch)
+{
+  Blk__RepOpReply r = BLK__REP_OP_REPLY__INIT;
+  r.err = err;
+  r.epoch = epoch;
+  struct msgr_frame req = { .tid = tid };
+  msgr_reply_pb(c, &req, MSG_OSD_REPOP, (const ProtobufCMessage *)&r, NULL, 0);
+}
+
+static void rep_cb(void *arg, int result)
+{
+  struct rep_ctx *rc = arg;
+  pg_store_pending--;
+  rep_reply(rc->conn, rc->tid, result, rc->osd->epoch);
+  msgr_conn_put(rc->conn);
+  free(rc);
+}
+
+static void handle_repop(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
+{
+  Blk__RepOp *ro = blk__rep_op__unpack(NULL, f->payload_len, f->payload);
+  if (!ro || !ro->version || !ro->prev) {
+    rep_reply(c, f->tid, -EINVAL, osd->epoch);
+    goto out;
+  }
+  if (!osd->map || ro->epoch > osd->epoch) {
+    struct pg_parked *p = park_new(c, f, osd->op_timeout, -ETIMEDOUT, "waiting for a newer map");
+    if (p) {
+      p->next = osd->map_waiting;
+      osd->map_waiting = p;
+    }
+    monc_want_epoch(osd->monc, ro->epoch);
+    goto out;
+  }
+  struct pg *pg = pg_get(osd, ro->pool, ro->pg, true);
+  if (!pg) {
+    rep_reply(c, f->tid, -ENOMEM, osd->epoch);
+    goto out;
+  }
+  struct pg_ver ver = { ro->version->epoch, ro->version->v };
+  struct pg_ver prev = { ro->prev->epoch, ro->prev->v };
+  if (ro->epoch < pg->fence_epoch || pg->primary) {
+    rep_reply(c, f->tid, -ESTALE, osd->epoch);
+    goto out;
+  }
+  if (f->data_len != ro->length || crc32c(0, f->data, f->data_len) != ro->data_crc) {
+    log_warn("pg", "%u.%x: RepOp v%llu from %s fails its crc32c", pg->pool, pg->id,
+             (unsigned long long)ver.v, msgr_conn_peer(c));
+    rep_reply(c, f->tid, -EBADMSG, osd->epoch);
+    goto out;
+  }
+  int r;
+  store_txn *t = NULL;
+  struct rep_ctx *rc = malloc(sizeof *rc);
+  if (!rc) {
+    rep_reply(c, f->tid, -ENOMEM, osd->epoch);
+    goto out;
+  }
+  if (pg_ver_cmp(ver, pg->last) <= 0) {
+    /* a resend of something applied: answer once durable (a touch of the
+     * meta object orders the answer behind the original transaction) */
+    t = store_txn_new();
+    struct store_oid meta;
+    pg_meta_oid(pg, &meta);
+    r = t ? store_txn_touch(t, &meta) : -ENOMEM;
+    pg->meta_exists = true;
+  } else if (pg_ver_cmp(prev, pg->last) != 0) {
+    log_info("pg", "%u.%x: RepOp v%llu'%llu follows %llu'%llu but I have %llu'%llu: refusing",
+             pg->pool, pg->id, (unsigned long long)ver.epoch, (unsigned long long)ver.v,
+             (unsigned long long)prev.epoch, (unsigned long long)prev.v,
+             (unsigned long long)pg->last.epoch, (unsigned long long)pg->last.v);
+    free(rc);
+    rep_reply(c, f->tid, -EAGAIN, osd->epoch);
+    goto out;
+  } else {
+    t = store_txn_new();
+    r = t ? pg_txn_object(t, pg, ro->op, ro->name, ro->offset, f->data_len, f->data) : -ENOMEM;
+    if (r == 0)
+      r = pg_log_append(pg, t, ver, (uint8_t)ro->op, ro->reqid, ro->name);
+  }
+  if (r < 0) {
+    store_txn_free(t);
+    free(rc);
+    rep_reply(c, f->tid, r, osd->epoch);
+    goto out;
+  }
+  rc->conn = msgr_conn_get(c);
+  rc->tid = f->tid;
+  rc->osd = osd;
+  pg_store_pending++;
+  store_queue(osd->st, t, rep_cb, rc);
+out:
+  if (ro)
+    blk__rep_op__free_unpacked(ro, NULL);
+}
+
+/* ---- dispatch, maps, timer ---------------------------------------------------- */
+
+static void dispatch(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
+{
+  if (osd->stopping) {
+    reply_frame_err(osd, c, f, -ESHUTDOWN, "osd is stopping");
+    return;
+  }
+  switch (f->type) {
+  case MSG_OSD_OP: handle_op(osd, c, f); break;
+  case MSG_OSD_REPOP: handle_repop(osd, c, f); break;
+  case MSG_PG_QUERY: peering_on_query(osd, c, f); break;
+  case MSG_PG_PULL: peering_on_pull(osd, c, f); break;
+  case MSG_PG_PUSH: peering_on_push(osd, c, f); break;
+  case MSG_PG_ACTIVATE: peering_on_activate(osd, c, f); break;
+  default: break;
+  }
+}
+
+void pg_on_frame(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
+{
+  dispatch(osd, c, f);
+}
+
+static void pg_end_interval(struct pg *pg, const char *why)
+{
+  /* client ops held or in flight for the old interval: the client
+   * refetches the map and resends (deduplicated by reqid) */
+  fail_parked(pg->osd, &pg->waiting, &pg->waiting_tail, -ESTALE, why);
+  while (pg->inflight) {
+    struct pg_op *op = pg->inflight;
+    pg->inflight = op->next;
+    if (op->conn)
+      reply_op(op->conn, op->tid, -ESTALE, why, pg->osd->epoch, op->ver);
+    op_detach(op);
+  }
+  pg->inflight_tail = NULL;
+  peering_free(pg);
+}
+
+/* Remember the previous interval's members (prev map's up set). */
+static void note_prior(struct pg *pg, const struct cluster_map *prev,
+                       const struct pgmap *prev_pm)
+{
+  if (pg->state != PG_PEERING)
+    pg->n_prior = 0;   /* the last interval went active (as far as we know) */
+  const struct cm_pool *pp = prev ? clustermap_pool_by_id(prev, pg->pool) : NULL;
+  int32_t raw[PGMAP_MAX_SIZE], up[PGMAP_MAX_SIZE];
+  size_t nr, nu = 0;
+  if (!pp || !prev_pm || pg->id >= pp->pg_num ||
+      pgmap_pg_sets(prev_pm, prev, pp, pg->id, raw, &nr, up, &nu) < 0)
+    return;
+  for (size_t i = 0; i < nu; i++) {
+    bool dup = false;
+    for (size_t k = 0; k < pg->n_prior && !dup; k++)
+      dup = pg->prior[k] == up[i];
+    if (!dup && pg->n_prior < 2 * PGMAP_MAX_SIZE)
+      pg->prior[pg->n_prior++] = up[i];
+  }
+}
+
+void pg_on_map(struct osd *osd, const struct cluster_map *prev, const struct pgmap *prev_pm)
+{
+  const struct cluster_map *m = osd->map;
+  for (size_t p = 0; p < m->n_pools; p++) {
+    const struct cm_pool *pool = &m->pools[p];
+    for (uint32_t id = 0; id < pool->pg_num; id++) {
+      int32_t raw[PGMAP_MAX_SIZE], up[PGMAP_MAX_SIZE];
+      size_t nr, nu;
+      if (pgmap_pg_sets(osd->pgmap, m, pool, id, raw, &nr, up, &nu) < 0)
+        continue;
+      bool mine = false;
+      for (size_t i = 0; i < nu; i++)
+        mine |= up[i] == osd->id;
+      struct pg *pg = pg_get(osd, pool->id, id, mine);
+      if (!pg)
+        continue;
+      pg->size = pool->size;
+      pg->min_size = pool->min_size;
+      uint64_t uf[PGMAP_MAX_SIZE];
+      for (size_t i = 0; i < nu; i++)
+        uf[i] = clustermap_osd(m, up[i])->up_from;
+      bool changed = !mine ? pg->state != PG_STRAY
+                           : pg->n_acting != nu || memcmp(pg->acting, up, nu * sizeof *up) ||
+                                 memcmp(pg->acting_up_from, uf, nu * sizeof *uf) ||
+                                 pg->state == PG_STRAY;
+      if (!changed)
+        continue;
+      char why[96];
+      snprintf(why, sizeof why, "PG %u.%x: new interval at epoch %llu", pool->id, id,
+               (unsigned long long)m->epoch);
+      if (mine)
+        note_prior(pg, prev, prev_pm);
+      pg_end_interval(pg, why);
+      memcpy(pg->acting, up, nu * sizeof *up);
+      memcpy(pg->acting_up_from, uf, nu * sizeof *uf);
+      pg->n_acting = mine ? nu : 0;
+      pg->interval = m->epoch;
+      pg->primary = mine && up[0] == osd->id;
+      osd->stats_dirty = true;
+      if (!mine) {
+        pg->state = PG_STRAY;
+      } else if (pg->primary) {
+        peering_start(pg);
+      } else {
+        pg->state = PG_REPLICA;
+      }
+    }
+  }
+  /* PGs of pools that are gone */
+  for (size_t i = 0; i < osd->pg_hash_size; i++)
+    for (struct pg *pg = osd->pg_hash[i]; pg; pg = pg->hnext)
+      if (pg->state != PG_STRAY && !clustermap_pool_by_id(m, pg->pool)) {
+        pg_end_interval(pg, "pool removed");
+        pg->state = PG_STRAY;
+        pg->primary = false;
+        pg->n_acting = 0;
+      }
+  /* requests that waited for this map */
+  struct pg_parked *list = osd->map_waiting;
+  osd->map_waiting = NULL;
+  while (list) {
+    struct pg_parked *p = list;
+    list = p->next;
+    dispatch(osd, p->conn, &p->f);
+    park_free(p);
+  }
+}
+
+static void expire_list(struct osd *osd, struct pg_parked **head, struct pg_parked **tail,
+                        int64_t now)
+{
+  struct pg_parked **pp = head, *last = NULL;
+  while (*pp) {
+    struct pg_parked *p = *pp;
+    if (now >= p->deadline_ms) {
+      *pp = p->next;
+      log_info("pg", "op from %s failed after waiting: %s", msgr_conn_peer(p->conn), p->why);
+      reply_frame_err(osd, p->conn, &p->f, p->err_on_timeout, p->why);
+      park_free(p);
+    } else {
+      last = p;
+      pp = &p->next;
+    }
+  }
+  if (tail)
+    *tail = last;
+}
+
+void pg_tick(struct osd *osd)
+{
+  int64_t now = util_now_ms();
+  expire_list(osd, &osd->map_waiting, NULL, now);
+  for (size_t i = 0; i < osd->pg_hash_size; i++)
+    for (struct pg *pg = osd->pg_hash[i]; pg; pg = pg->hnext) {
+      if (pg->waiting)
+        expire_list(osd, &pg->waiting, &pg->waiting_tail, now);
+      if (pg->primary)
+        peering_tick(pg, now);
+    }
+  if (osd->booted && !osd->stopping &&
+      (now - osd->last_stats_ms >= osd->stats_interval ||
+       (osd->stats_dirty && now - osd->last_stats_ms >= 200))) {
+    osd->stats_dirty = false;
+    osd->last_stats_ms = now;
+    pg_send_stats(osd);
+  }
+}
+
+static void on_stats_reply(void *arg, int err, const Blk__MonReply *rep)
+{
+  (void)arg;
+  (void)err;
+  (void)rep;
+}
+
+void pg_send_stats(struct osd *osd)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < osd->pg_hash_size; i++)
+    for (struct pg *pg = osd->pg_hash[i]; pg; pg = pg->hnext)
+      n += pg->primary;
+  Blk__PgStats ps = BLK__PG_STATS__INIT;
+  ps.osd = osd->id;
+  ps.epoch = osd->epoch;
+  Blk__PgStats__Pg *arr = calloc(n + 1, sizeof *arr);
+  Blk__PgStats__Pg **ptrs = calloc(n + 1, sizeof *ptrs);
+  if (!arr || !ptrs)
+    goto out;
+  size_t k = 0;
+  for (size_t i = 0; i < osd->pg_hash_size; i++)
+    for (struct pg *pg = osd->pg_hash[i]; pg; pg = pg->hnext) {
+      if (!pg->primary)
+        continue;
+      blk__pg_stats__pg__init(&arr[k]);
+      arr[k].pool = pg->pool;
+      arr[k].pg = pg->id;
+      arr[k].state = (char *)peering_state(pg);
+      ptrs[k] = &arr[k];
+      k++;
+    }
+  ps.pgs = ptrs;
+  ps.n_pgs = k;
+  monc_call_async(osd->monc, MSG_PG_STATS, (const ProtobufCMessage *)&ps,
+                  (int)osd->stats_interval, on_stats_reply, osd);
+out:
+  free(arr);
+  free(ptrs);
+}
+
+void pg_free_all(struct osd *osd)
+{
+  fail_parked(osd, &osd->map_waiting, NULL, -ESHUTDOWN, "osd is stopping");
+  for (size_t i = 0; i < osd->pg_hash_size; i++) {
+    struct pg *pg = osd->pg_hash[i];
+    while (pg) {
+      struct pg *nx = pg->hnext;
+      pg_end_interval(pg, "osd is stopping");
+      pg_log_clear(pg);
+      free(pg->log);
+      free(pg);
+      pg = nx;
+    }
+  }
+  free(osd->pg_hash);
+  osd->pg_hash = NULL;
+  osd->pg_hash_size = osd->n_pgs = 0;
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Peering and recovery, and min_size (I3).  3 monitors, 4 OSDs (one host,
+# failure domain osd), pool size 3 / min_size 2.
+#  1. write objects; kill -9 osd.3; write and remove more (PGs degraded);
+#     restart it -> it recovers by log; every acting member identical.
+#  2. kill -9 osd.3 again and mark it out -> its PGs remap to the other
+#     OSDs, which get the data (recovery from an empty member) -> every
+#     object on 3 OSDs of its new acting set, identical.
+#  3. kill -9 two more OSDs of a PG -> a write to it blocks, then fails
+#     with EAGAIN and a clear message after osd_op_timeout_undersized;
+#     no write is accepted below min_size.
+source "$(dirname "$0")/../functions.sh"
+requires python3
+make_cluster 3
+OSD_ASYNC_RECOVERY=true OSD_OP_TIMEOUT_UNDERSIZED=3s osd_conf
+for m in "${MONS[@]}"; do start_mon "$m"; done
+wait_quorum 30
+"$BLKCTL" pool create rbd 16 --size 3 --min-size 2 --failure-domain osd >/dev/null || fail "pool create"
+for i in 0 1 2 3; do mkfs_osd $i 256M; done
+for i in 0 1 2 3; do start_osd $i; done
+wait_osds_up 4 30
+V="$(dirname "$0")/verifier.py"
+
+wait_clean() {
+  local s want=$1
+  for _ in $(seq 300); do
+    s=$("$BLKCTL" --format json status | python3 -c 'import json,sys; d=json.load(sys.stdin)["pgmap"]["pgs_by_state"]; print(",".join(sorted("%s=%d"%(x["state_name"],x["count"]) for x in d)))')
+    [ "$s" = "$want" ] && return 0
+    sleep 0.1
+  done
+  fail "PG states '$s', want '$want'"
+}
+
+python3 "$V" write "$TEST_DIR/v" rbd --writers 2 --seconds 4 --objects 10 | head -1
+kill_osd 3
+wait_osd 3 status down 10 >/dev/null
+"$BLKCTL" status | grep -q "undersized" || fail "status shows no undersized PG with osd.3 down"
+python3 "$V" write "$TEST_DIR/v" rbd --writers 2 --seconds 4 --objects 10 | head -1
+start_osd 3
+wait_osd 3 status up 15 >/dev/null
+wait_clean "active+clean=16"
+grep -q "osd.3 peering I: .*recovered\|peering I: .*objects to recover" "$TEST_DIR"/log/osd.*.log || fail "no recovery logged"
+python3 "$V" check "$TEST_DIR/v" rbd --replicas || fail "replicas differ after restart"
+
+# out: the remaining OSDs take its PGs over
+kill_osd 3
+wait_osd 3 status down 10 >/dev/null
+python3 "$V" write "$TEST_DIR/v" rbd --writers 2 --seconds 3 --objects 10 | head -1
+"$BLKCTL" osd out 3 >/dev/null || fail "osd out"
+wait_clean "active+clean=16"
+python3 "$V" check "$TEST_DIR/v" rbd --replicas || fail "data not on 3 OSDs after osd.3 went out"
+
+# below min_size: writes block, then fail clearly; nothing is accepted
+set -- $("$BLKCTL" --format json osd map rbd lonely | python3 -c 'import json,sys; print(*json.load(sys.stdin)["acting"])')
+echo "acting set of 'lonely': $*"
+kill_osd "$2"; kill_osd "$3"
+wait_osd "$2" status down 10 >/dev/null
+wait_osd "$3" status down 10 >/dev/null
+head -c 5000 /dev/urandom >"$TEST_DIR/lonely"
+t0=$(ms_now)
+set +e
+out=$("$BLKCTL" object put rbd lonely "$TEST_DIR/lonely" 2>&1); rc=$?
+set -e
+t1=$(ms_now)
+echo "$out (exit $rc after $((t1 - t0)) ms)"
+[ $rc -eq 11 ] || fail "write below min_size: exit $rc, want 11 (EAGAIN)"
+echo "$out" | grep -q "of min_size 2 members; writes blocked" || fail "unclear min_size error"
+[ $((t1 - t0)) -ge 2500 ] || fail "the write did not wait for the PG"
+set +e; "$BLKCTL" --timeout 3 object stat rbd lonely >/dev/null 2>&1; rc=$?; set -e
+[ $rc -ne 0 ] || fail "object readable below min_size"
+start_osd "$2"
+wait_osd "$2" status up 15 >/dev/null
+set +e; "$BLKCTL" object stat rbd lonely 2>&1; rc=$?; set -e
+[ $rc -eq 2 ] || fail "the refused write exists (stat exit $rc)"
+for i in 0 1 2; do stop_osd $i; done
+for m in "${MONS[@]}"; do stop_mon "$m"; done
+echo PASS
