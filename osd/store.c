@@ -1767,6 +1767,7 @@ void st_complete_head(struct store *st)
 
 static void ck_finish(struct store *st);
 static void ck_issue(struct store *st);
+static void sync_job(struct store *st, int kind);
 
 static int cmp_pend(const void *a, const void *b)
 {
@@ -1844,6 +1845,17 @@ void st_ckpt_start(struct store *st)
   st->ck_start_ns = mono_ns();
   st->ck_again = false;
   st->ck_err = 0;
+  st->ck_S = S;
+  /* step 0: make the metadata of records <= S durable before any of their
+   * blocks is rewritten in place, so that replay never needs (and never
+   * re-verifies) a record whose blocks the data area has moved past */
+  sync_job(st, SYNC_FLUSH_WAL);
+}
+
+/* Step 1, once RocksDB holds every record <= ck_S durably: write back. */
+static void ck_writeback(struct store *st)
+{
+  uint64_t S = st->ck_S;
   uint64_t bound = S;
   st->ck_n = 0;
   hmap_foreach(&st->pend, i, e) {
@@ -1921,7 +1933,13 @@ static void ck_finish(struct store *st)
   }
   st->ck_last = last;
   st_ckpt_encode(st->sync_val, last.seq, last.end, (uint32_t)last.crc);
+  sync_job(st, SYNC_PUT_CKPT);
+}
+
+static void sync_job(struct store *st, int kind)
+{
   pthread_mutex_lock(&st->sync_lock);
+  st->sync_kind = kind;
   st->sync_job = true;
   pthread_cond_signal(&st->sync_cond);
   pthread_mutex_unlock(&st->sync_lock);
@@ -1938,8 +1956,17 @@ void *st_sync_thread(void *arg)
       pthread_cond_wait(&st->sync_cond, &st->sync_lock);
     if (st->sync_job) {
       pthread_mutex_unlock(&st->sync_lock);
-      int r = st_db_put_sync(st, SYS_CKPT, sizeof SYS_CKPT - 1, st->sync_val,
-                             CKPT_LEN);
+      char *err = NULL;
+      rocksdb_flush_wal(st->db, 1, &err);
+      int r = 0;
+      if (err) {
+        log_err(SUB, "rocksdb WAL flush: %s", err);
+        free(err);
+        r = -EIO;
+      }
+      if (r == 0 && st->sync_kind == SYNC_PUT_CKPT)
+        r = st_db_put_sync(st, SYS_CKPT, sizeof SYS_CKPT - 1, st->sync_val,
+                           CKPT_LEN);
       pthread_mutex_lock(&st->sync_lock);
       st->sync_job = false;
       st->sync_result = r;
@@ -1961,8 +1988,12 @@ void st_on_sync(int fd, short what, void *arg)
   if (read(fd, &v, sizeof v) < 0)
     return;
   pthread_mutex_lock(&st->sync_lock);
-  int r = st->sync_result;
+  int r = st->sync_result, kind = st->sync_kind;
   pthread_mutex_unlock(&st->sync_lock);
+  if (kind == SYNC_FLUSH_WAL && r == 0) {
+    ck_writeback(st);
+    return;
+  }
   ck_done(st, r);
 }
 

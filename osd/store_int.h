@@ -245,6 +245,8 @@ struct store {
   pthread_mutex_t sync_lock;
   pthread_cond_t sync_cond;
   bool sync_job, sync_stop;
+  int sync_kind;          /* SYNC_FLUSH_WAL or SYNC_PUT_CKPT */
+  uint64_t ck_S;          /* records <= ck_S are being checkpointed */
   int sync_result;
   uint8_t sync_val[20];
   int sync_efd;
@@ -309,5 +311,7 @@ char *st_oid_str(const struct store_oid *oid);
 #define SYS_CKPT "Sckpt"
 #define SYS_UUID "Suuid"
 #define CKPT_LEN 20
+#define SYNC_FLUSH_WAL 1
+#define SYNC_PUT_CKPT 2
 
 #endif
