@@ -24,14 +24,18 @@
  * RocksDB in one unsynced batch together with "applied" = the group's last
  * seq, the overlay entries are dropped and the callbacks run.
  *
- * A checkpoint (timer, journal 1/4 full, space shortage, close) writes the
- * dirty pending blocks of applied records to the data area, fdatasyncs the
- * device, then writes "ckpt" (seq, journal position, chain crc) to RocksDB
- * with sync -- which also makes every earlier unsynced batch durable -- and
- * only then moves the journal tail and releases the blocks freed by
- * checkpointed records.  Freed blocks are never reused before that, so a
- * replayed record never writes into a block that now belongs to someone
- * else.  Checkpoint writes skip blocks that a device read is reading.
+ * A checkpoint (timer, journal 1/4 full, space shortage, close) first
+ * makes RocksDB durable up to S = the last acknowledged seq (WAL flush +
+ * sync: RocksDB runs with manual WAL flush, the journal being the redo
+ * log), then writes the dirty pending blocks of records <= S to the data
+ * area, fdatasyncs the device, then writes "ckpt" (seq, journal position,
+ * chain crc) to RocksDB with sync, and only then moves the journal tail and
+ * releases the blocks freed by checkpointed records.  Freed blocks are
+ * never reused before that, so a replayed record never writes into a block
+ * that now belongs to someone else; and no block is rewritten in place
+ * before the metadata of every record up to it is durable, so replay never
+ * re-verifies a direct block that a later record has overwritten.
+ * Checkpoint writes skip blocks that a device read is reading.
  *
  * The synced RocksDB write of a checkpoint (a WAL fdatasync, milliseconds
  * on ext4) runs on a helper thread (st_sync_thread) that reports back
