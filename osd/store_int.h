@@ -127,7 +127,9 @@ struct rreq {
   struct rrun *runs;
   uint32_t nruns;
   struct rblock *blocks;
-  char *what;         /* object description for error messages */
+  char *what;         /* object name, for error messages */
+  uint32_t pool, pg;
+  uint64_t snap;
   bool in_flight_list;
   struct rreq *fl_next;
 };

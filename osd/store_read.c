@@ -128,8 +128,9 @@ static void run_done(struct store *st, struct ioreq *io, int res)
       struct rblock *b = &r->blocks[u->bidx + i];
       const uint8_t *src = r->bounce->mem + u->boff + (size_t)i * STORE_BLOCK;
       if (crc32c(0, src, STORE_BLOCK) != b->crc) {
-        log_err(SUB, "checksum mismatch: object %s offset %llu (block %llu)",
-                r->what ? r->what : "?", (unsigned long long)b->obj_off,
+        log_err(SUB, "checksum mismatch: object %u.%x/%s@%llx offset %llu "
+                "(block %llu)", r->pool, r->pg, r->what ? r->what : "?",
+                (unsigned long long)r->snap, (unsigned long long)b->obj_off,
                 (unsigned long long)(u->lba + i));
         if (r->result >= 0)
           r->result = -EBADMSG;
@@ -251,7 +252,10 @@ void store_read(store *st, const struct store_oid *oid, uint64_t off,
   }
   if (r->nruns) {
     r->bounce = rb_get(st, (size_t)nb * STORE_BLOCK);
-    r->what = st_oid_str(oid);
+    r->what = strdup(oid->name);    /* for error messages */
+    r->pool = oid->pool;
+    r->pg = oid->pg;
+    r->snap = oid->snap;
     if (!r->bounce)
       abort();
     /* dst pointers: blocks write into buf at their own offsets */
