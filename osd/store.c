@@ -1462,6 +1462,7 @@ static void retry_blocked(struct store *st, bool released)
 /* ---- journal writer ---- */
 
 static void jw_done(struct store *st);
+static void ovl_retire(struct store *st, struct jtx *j);
 
 static void jw_hang(struct store *st, struct ioreq *io, int res)
 {
@@ -1673,6 +1674,17 @@ static void jw_done(struct store *st)
     st->jd_n++;
     j->state = JTX_DURABLE;
   }
+  /* callbacks first (the journal flush made the group durable; replay
+   * re-applies it if RocksDB never gets it), while the writer still looks
+   * busy so that the transactions they queue are grouped into the next
+   * write; start that write; then apply the metadata to RocksDB, off the
+   * acknowledgement's critical path */
+  st->retire_later = true;
+  st_complete_head(st);
+  st->retire_later = false;
+  st->jw_busy = false;
+  journal_kick(st);
+  uint64_t t1 = mono_ns();
   if (last) {
     uint8_t v[8];
     put_le64(v, last);
@@ -1684,16 +1696,21 @@ static void jw_done(struct store *st)
       log_err(SUB, "rocksdb write: %s", err);
       free(err);
       store_fail(st, "metadata write error");
+    } else {
+      st->meta_seq = last;
     }
   }
   rocksdb_writebatch_destroy(b);
-  uint64_t t1 = mono_ns();
-  st->apply_ns += t1 - st->jw_done_ns;
-  /* callbacks run while the writer still looks busy, so that the
-   * transactions they queue are grouped into the next write */
-  st_complete_head(st);
-  st->jw_busy = false;
-  journal_kick(st);
+  st->apply_ns += mono_ns() - t1;
+  while (st->retire_head) {
+    struct jtx *j = st->retire_head;
+    st->retire_head = j->next;
+    ovl_retire(st, j);
+    rb_put(st, j->rb);
+    free(j->dw);
+    free(j);
+  }
+  st->retire_tail = NULL;
   uint64_t used = st->jhead - st->jtail;
   if (used * 100 >= st->sb.journal_size * st->ckpt_pct)
     st_ckpt_start(st);
@@ -1742,12 +1759,24 @@ void st_complete_head(struct store *st)
     if (!st->q_head)
       st->q_tail = NULL;
     if (j->state == JTX_DURABLE) {
-      ovl_retire(st, j);
       st->acked_seq = j->seq;
       acked = true;
     }
     if (j->cb)
       j->cb(j->arg, j->state == JTX_DURABLE ? 0 : j->result);
+    if (j->state == JTX_DURABLE && st->retire_later) {
+      /* jw_done writes the group's metadata to RocksDB after the
+       * callbacks: the overlay must keep it until then */
+      j->next = NULL;
+      if (st->retire_tail)
+        st->retire_tail->next = j;
+      else
+        st->retire_head = j;
+      st->retire_tail = j;
+      continue;
+    }
+    if (j->state == JTX_DURABLE)
+      ovl_retire(st, j);
     rb_put(st, j->rb);
     free(j->dw);
     free(j);
@@ -1841,7 +1870,7 @@ void st_ckpt_start(struct store *st)
   }
   if (st->failed)
     return;
-  uint64_t S = st->acked_seq;
+  uint64_t S = st->meta_seq;     /* acknowledged and in RocksDB */
   if (S == st->ckpt_seq && st->nrel == 0)
     return;
   st->ck_busy = true;
@@ -2043,7 +2072,7 @@ static void ck_done(struct store *st, int sync_err)
 void st_on_timer(int fd, short what, void *arg)
 {
   struct store *st = arg;
-  if (st->acked_seq > st->ckpt_seq || st->nrel)
+  if (st->meta_seq > st->ckpt_seq || st->nrel)
     st_ckpt_start(st);
 }
 

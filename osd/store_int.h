@@ -212,7 +212,10 @@ struct store {
 
   /* sequence numbers */
   uint64_t next_seq;      /* next to assign */
-  uint64_t acked_seq;     /* metadata applied, callbacks run */
+  uint64_t acked_seq;     /* durable, callbacks run */
+  uint64_t meta_seq;      /* metadata written to RocksDB (<= acked_seq) */
+  bool retire_later;
+  struct jtx *retire_head, *retire_tail;
   uint32_t last_crc;      /* crc of record next_seq-1 */
 
   /* journal (logical byte positions; physical = pos % journal_size) */

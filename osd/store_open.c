@@ -618,7 +618,7 @@ int store_open(const char *dev_path, const char *data_dir,
              "last seq %llu", (unsigned long long)rs.replayed,
              (unsigned long long)rs.meta_applied, (unsigned long long)last);
   st->next_seq = last + 1;
-  st->acked_seq = st->ckpt_seq = last;
+  st->acked_seq = st->meta_seq = st->ckpt_seq = last;
   st->last_crc = rs.prev;
   st->jhead = st->jtail = rs.pos;
   if (getrandom(&st->nonce, sizeof st->nonce, 0) != sizeof st->nonce)
