@@ -20,9 +20,12 @@
  * their location and crc.  Records are written in seq order by a single
  * writer: whatever is prepared while a write+flush is in flight is grouped
  * into the next one (group commit, one writev + fdatasync linked in
- * io_uring).  When the flush completes, the group's metadata is applied to
- * RocksDB in one unsynced batch together with "applied" = the group's last
- * seq, the overlay entries are dropped and the callbacks run.
+ * io_uring).  When the flush completes the group is durable: the
+ * callbacks run (in submission order, while the writer still counts as
+ * busy, so that what they queue forms the next group), the next write is
+ * started, and then the group's metadata goes to RocksDB in one batch with
+ * "applied" = its last seq (memtable; the WAL is flushed by checkpoints)
+ * and the overlay entries are retired.
  *
  * A checkpoint (timer, journal 1/4 full, space shortage, close) first
  * makes RocksDB durable up to S = the last acknowledged seq (WAL flush +
