@@ -378,6 +378,11 @@ struct io_uring_sqe *st_sqe(struct store *st)
 
 void st_submit(struct store *st)
 {
+  if (st->submit_hold) {
+    /* inside a completion handler: one io_uring_enter at its end */
+    st->submit_pending = true;
+    return;
+  }
   int r = io_uring_submit(&st->ring);
   if (r < 0)
     log_err(SUB, "io_uring_submit: %s", strerror(-r));
@@ -401,7 +406,22 @@ void st_on_ring(int fd, short what, void *arg)
   uint64_t v;
   if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN)
     log_warn(SUB, "eventfd read: %s", strerror(errno));
+  st_hold_submit(st);
   reap(st);
+  st_release_submit(st);
+}
+
+void st_hold_submit(struct store *st)
+{
+  st->submit_hold++;
+}
+
+void st_release_submit(struct store *st)
+{
+  if (--st->submit_hold == 0 && st->submit_pending) {
+    st->submit_pending = false;
+    st_submit(st);
+  }
 }
 
 /* ---- overlay ---- */

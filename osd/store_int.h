@@ -204,6 +204,8 @@ struct store {
   rocksdb_readoptions_t *ro;
 
   struct io_uring ring;
+  unsigned submit_hold;   /* >0: st_submit only notes the need */
+  bool submit_pending;
   int efd;
   struct event *ev_ring, *ev_defer, *ev_timer;
 
@@ -280,6 +282,8 @@ struct recbuf *rb_get(struct store *st, size_t size);
 void rb_put(struct store *st, struct recbuf *rb);
 struct io_uring_sqe *st_sqe(struct store *st);
 void st_submit(struct store *st);
+void st_hold_submit(struct store *st);
+void st_release_submit(struct store *st);
 struct ovl *ovl_find(struct store *st, const uint8_t *key, size_t klen);
 struct pend *pend_find(struct store *st, uint64_t lba);
 /* Current value of key: overlay, then RocksDB.  1 with *val malloc'd

@@ -82,6 +82,7 @@ static void rreq_park(struct store *st, struct rreq *r)
 void st_on_defer(int fd, short what, void *arg)
 {
   struct store *st = arg;
+  st_hold_submit(st);
   /* failed transactions waiting at the head of the queue */
   st_complete_head(st);
   struct rreq *r = st->ready_head;
@@ -93,6 +94,7 @@ void st_on_defer(int fd, short what, void *arg)
     rreq_free(st, r);
     r = nx;
   }
+  st_release_submit(st);
 }
 
 bool st_read_overlaps(struct store *st, uint64_t lba)
