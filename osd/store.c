@@ -20,18 +20,25 @@
  * their location and crc.  Records are written in seq order by a single
  * writer: whatever is prepared while a write+flush is in flight is grouped
  * into the next one (group commit, one writev + fdatasync linked in
- * io_uring).  When the flush completes, the group's metadata is applied to
- * RocksDB in one unsynced batch together with "applied" = the group's last
- * seq, the overlay entries are dropped and the callbacks run.
+ * io_uring).  When the flush completes the group is durable: the
+ * callbacks run (in submission order, while the writer still counts as
+ * busy, so that what they queue forms the next group), the next write is
+ * started, and then the group's metadata goes to RocksDB in one batch with
+ * "applied" = its last seq (memtable; the WAL is flushed by checkpoints)
+ * and the overlay entries are retired.
  *
- * A checkpoint (timer, journal 1/4 full, space shortage, close) writes the
- * dirty pending blocks of applied records to the data area, fdatasyncs the
- * device, then writes "ckpt" (seq, journal position, chain crc) to RocksDB
- * with sync -- which also makes every earlier unsynced batch durable -- and
- * only then moves the journal tail and releases the blocks freed by
- * checkpointed records.  Freed blocks are never reused before that, so a
- * replayed record never writes into a block that now belongs to someone
- * else.  Checkpoint writes skip blocks that a device read is reading.
+ * A checkpoint (timer, journal 1/4 full, space shortage, close) first
+ * makes RocksDB durable up to S = the last acknowledged seq (WAL flush +
+ * sync: RocksDB runs with manual WAL flush, the journal being the redo
+ * log), then writes the dirty pending blocks of records <= S to the data
+ * area, fdatasyncs the device, then writes "ckpt" (seq, journal position,
+ * chain crc) to RocksDB with sync, and only then moves the journal tail and
+ * releases the blocks freed by checkpointed records.  Freed blocks are
+ * never reused before that, so a replayed record never writes into a block
+ * that now belongs to someone else; and no block is rewritten in place
+ * before the metadata of every record up to it is durable, so replay never
+ * re-verifies a direct block that a later record has overwritten.
+ * Checkpoint writes skip blocks that a device read is reading.
  *
  * The synced RocksDB write of a checkpoint (a WAL fdatasync, milliseconds
  * on ext4) runs on a helper thread (st_sync_thread) that reports back
@@ -371,6 +378,11 @@ struct io_uring_sqe *st_sqe(struct store *st)
 
 void st_submit(struct store *st)
 {
+  if (st->submit_hold) {
+    /* inside a completion handler: one io_uring_enter at its end */
+    st->submit_pending = true;
+    return;
+  }
   int r = io_uring_submit(&st->ring);
   if (r < 0)
     log_err(SUB, "io_uring_submit: %s", strerror(-r));
@@ -394,7 +406,22 @@ void st_on_ring(int fd, short what, void *arg)
   uint64_t v;
   if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN)
     log_warn(SUB, "eventfd read: %s", strerror(errno));
+  st_hold_submit(st);
   reap(st);
+  st_release_submit(st);
+}
+
+void st_hold_submit(struct store *st)
+{
+  st->submit_hold++;
+}
+
+void st_release_submit(struct store *st)
+{
+  if (--st->submit_hold == 0 && st->submit_pending) {
+    st->submit_pending = false;
+    st_submit(st);
+  }
 }
 
 /* ---- overlay ---- */
@@ -1458,6 +1485,7 @@ static void retry_blocked(struct store *st, bool released)
 /* ---- journal writer ---- */
 
 static void jw_done(struct store *st);
+static void ovl_retire(struct store *st, struct jtx *j);
 
 static void jw_hang(struct store *st, struct ioreq *io, int res)
 {
@@ -1669,6 +1697,17 @@ static void jw_done(struct store *st)
     st->jd_n++;
     j->state = JTX_DURABLE;
   }
+  /* callbacks first (the journal flush made the group durable; replay
+   * re-applies it if RocksDB never gets it), while the writer still looks
+   * busy so that the transactions they queue are grouped into the next
+   * write; start that write; then apply the metadata to RocksDB, off the
+   * acknowledgement's critical path */
+  st->retire_later = true;
+  st_complete_head(st);
+  st->retire_later = false;
+  st->jw_busy = false;
+  journal_kick(st);
+  uint64_t t1 = mono_ns();
   if (last) {
     uint8_t v[8];
     put_le64(v, last);
@@ -1680,16 +1719,21 @@ static void jw_done(struct store *st)
       log_err(SUB, "rocksdb write: %s", err);
       free(err);
       store_fail(st, "metadata write error");
+    } else {
+      st->meta_seq = last;
     }
   }
   rocksdb_writebatch_destroy(b);
-  uint64_t t1 = mono_ns();
-  st->apply_ns += t1 - st->jw_done_ns;
-  /* callbacks run while the writer still looks busy, so that the
-   * transactions they queue are grouped into the next write */
-  st_complete_head(st);
-  st->jw_busy = false;
-  journal_kick(st);
+  st->apply_ns += mono_ns() - t1;
+  while (st->retire_head) {
+    struct jtx *j = st->retire_head;
+    st->retire_head = j->next;
+    ovl_retire(st, j);
+    rb_put(st, j->rb);
+    free(j->dw);
+    free(j);
+  }
+  st->retire_tail = NULL;
   uint64_t used = st->jhead - st->jtail;
   if (used * 100 >= st->sb.journal_size * st->ckpt_pct)
     st_ckpt_start(st);
@@ -1738,12 +1782,24 @@ void st_complete_head(struct store *st)
     if (!st->q_head)
       st->q_tail = NULL;
     if (j->state == JTX_DURABLE) {
-      ovl_retire(st, j);
       st->acked_seq = j->seq;
       acked = true;
     }
     if (j->cb)
       j->cb(j->arg, j->state == JTX_DURABLE ? 0 : j->result);
+    if (j->state == JTX_DURABLE && st->retire_later) {
+      /* jw_done writes the group's metadata to RocksDB after the
+       * callbacks: the overlay must keep it until then */
+      j->next = NULL;
+      if (st->retire_tail)
+        st->retire_tail->next = j;
+      else
+        st->retire_head = j;
+      st->retire_tail = j;
+      continue;
+    }
+    if (j->state == JTX_DURABLE)
+      ovl_retire(st, j);
     rb_put(st, j->rb);
     free(j->dw);
     free(j);
@@ -1767,6 +1823,7 @@ void st_complete_head(struct store *st)
 
 static void ck_finish(struct store *st);
 static void ck_issue(struct store *st);
+static void sync_job(struct store *st, int kind);
 
 static int cmp_pend(const void *a, const void *b)
 {
@@ -1836,7 +1893,7 @@ void st_ckpt_start(struct store *st)
   }
   if (st->failed)
     return;
-  uint64_t S = st->acked_seq;
+  uint64_t S = st->meta_seq;     /* acknowledged and in RocksDB */
   if (S == st->ckpt_seq && st->nrel == 0)
     return;
   st->ck_busy = true;
@@ -1844,6 +1901,17 @@ void st_ckpt_start(struct store *st)
   st->ck_start_ns = mono_ns();
   st->ck_again = false;
   st->ck_err = 0;
+  st->ck_S = S;
+  /* step 0: make the metadata of records <= S durable before any of their
+   * blocks is rewritten in place, so that replay never needs (and never
+   * re-verifies) a record whose blocks the data area has moved past */
+  sync_job(st, SYNC_FLUSH_WAL);
+}
+
+/* Step 1, once RocksDB holds every record <= ck_S durably: write back. */
+static void ck_writeback(struct store *st)
+{
+  uint64_t S = st->ck_S;
   uint64_t bound = S;
   st->ck_n = 0;
   hmap_foreach(&st->pend, i, e) {
@@ -1921,7 +1989,13 @@ static void ck_finish(struct store *st)
   }
   st->ck_last = last;
   st_ckpt_encode(st->sync_val, last.seq, last.end, (uint32_t)last.crc);
+  sync_job(st, SYNC_PUT_CKPT);
+}
+
+static void sync_job(struct store *st, int kind)
+{
   pthread_mutex_lock(&st->sync_lock);
+  st->sync_kind = kind;
   st->sync_job = true;
   pthread_cond_signal(&st->sync_cond);
   pthread_mutex_unlock(&st->sync_lock);
@@ -1938,8 +2012,17 @@ void *st_sync_thread(void *arg)
       pthread_cond_wait(&st->sync_cond, &st->sync_lock);
     if (st->sync_job) {
       pthread_mutex_unlock(&st->sync_lock);
-      int r = st_db_put_sync(st, SYS_CKPT, sizeof SYS_CKPT - 1, st->sync_val,
-                             CKPT_LEN);
+      char *err = NULL;
+      rocksdb_flush_wal(st->db, 1, &err);
+      int r = 0;
+      if (err) {
+        log_err(SUB, "rocksdb WAL flush: %s", err);
+        free(err);
+        r = -EIO;
+      }
+      if (r == 0 && st->sync_kind == SYNC_PUT_CKPT)
+        r = st_db_put_sync(st, SYS_CKPT, sizeof SYS_CKPT - 1, st->sync_val,
+                           CKPT_LEN);
       pthread_mutex_lock(&st->sync_lock);
       st->sync_job = false;
       st->sync_result = r;
@@ -1961,8 +2044,12 @@ void st_on_sync(int fd, short what, void *arg)
   if (read(fd, &v, sizeof v) < 0)
     return;
   pthread_mutex_lock(&st->sync_lock);
-  int r = st->sync_result;
+  int r = st->sync_result, kind = st->sync_kind;
   pthread_mutex_unlock(&st->sync_lock);
+  if (kind == SYNC_FLUSH_WAL && r == 0) {
+    ck_writeback(st);
+    return;
+  }
   ck_done(st, r);
 }
 
@@ -2008,7 +2095,7 @@ static void ck_done(struct store *st, int sync_err)
 void st_on_timer(int fd, short what, void *arg)
 {
   struct store *st = arg;
-  if (st->acked_seq > st->ckpt_seq || st->nrel)
+  if (st->meta_seq > st->ckpt_seq || st->nrel)
     st_ckpt_start(st);
 }
 

@@ -127,7 +127,9 @@ struct rreq {
   struct rrun *runs;
   uint32_t nruns;
   struct rblock *blocks;
-  char *what;         /* object description for error messages */
+  char *what;         /* object name, for error messages */
+  uint32_t pool, pg;
+  uint64_t snap;
   bool in_flight_list;
   struct rreq *fl_next;
 };
@@ -202,6 +204,8 @@ struct store {
   rocksdb_readoptions_t *ro;
 
   struct io_uring ring;
+  unsigned submit_hold;   /* >0: st_submit only notes the need */
+  bool submit_pending;
   int efd;
   struct event *ev_ring, *ev_defer, *ev_timer;
 
@@ -210,7 +214,10 @@ struct store {
 
   /* sequence numbers */
   uint64_t next_seq;      /* next to assign */
-  uint64_t acked_seq;     /* metadata applied, callbacks run */
+  uint64_t acked_seq;     /* durable, callbacks run */
+  uint64_t meta_seq;      /* metadata written to RocksDB (<= acked_seq) */
+  bool retire_later;
+  struct jtx *retire_head, *retire_tail;
   uint32_t last_crc;      /* crc of record next_seq-1 */
 
   /* journal (logical byte positions; physical = pos % journal_size) */
@@ -245,6 +252,8 @@ struct store {
   pthread_mutex_t sync_lock;
   pthread_cond_t sync_cond;
   bool sync_job, sync_stop;
+  int sync_kind;          /* SYNC_FLUSH_WAL or SYNC_PUT_CKPT */
+  uint64_t ck_S;          /* records <= ck_S are being checkpointed */
   int sync_result;
   uint8_t sync_val[20];
   int sync_efd;
@@ -273,6 +282,8 @@ struct recbuf *rb_get(struct store *st, size_t size);
 void rb_put(struct store *st, struct recbuf *rb);
 struct io_uring_sqe *st_sqe(struct store *st);
 void st_submit(struct store *st);
+void st_hold_submit(struct store *st);
+void st_release_submit(struct store *st);
 struct ovl *ovl_find(struct store *st, const uint8_t *key, size_t klen);
 struct pend *pend_find(struct store *st, uint64_t lba);
 /* Current value of key: overlay, then RocksDB.  1 with *val malloc'd
@@ -309,5 +320,7 @@ char *st_oid_str(const struct store_oid *oid);
 #define SYS_CKPT "Sckpt"
 #define SYS_UUID "Suuid"
 #define CKPT_LEN 20
+#define SYNC_FLUSH_WAL 1
+#define SYNC_PUT_CKPT 2
 
 #endif

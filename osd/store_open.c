@@ -349,7 +349,11 @@ static int replay_read(struct store *st, uint8_t *buf, uint64_t pos,
   return r;
 }
 
-static int replay(struct store *st, struct replay_state *rs)
+/* One pass over the journal from rs.  Pass 1 (data == false) verifies and
+ * applies metadata and finds the end; pass 2 (data == true) rewrites the
+ * journaled blocks of the first `limit` records found by pass 1. */
+static int replay(struct store *st, struct replay_state *rs, bool data,
+                  uint64_t limit)
 {
   uint64_t J = st->sb.journal_size;
   uint64_t nblocks = st->sb.data_size / STORE_BLOCK;
@@ -358,7 +362,7 @@ static int replay(struct store *st, struct replay_state *rs)
   if (posix_memalign((void **)&buf, STORE_BLOCK, J / 4 + STORE_BLOCK) ||
       posix_memalign((void **)&blk, STORE_BLOCK, STORE_BLOCK))
     abort();
-  for (;;) {
+  while (!data || rs->replayed < limit) {
     struct jrec_hdr h;
     uint64_t at = rs->pos;
     int rr = replay_read(st, buf, at, rs, &h);
@@ -377,7 +381,7 @@ static int replay(struct store *st, struct replay_state *rs)
       uint32_t crc;
       jrec_direct(buf, &h, i, &lba, &crc);
       bad = lba >= nblocks;
-      if (!bad && h.seq > rs->applied) {
+      if (!bad && !data && h.seq > rs->applied) {
         /* direct data must have reached the device, or the record never
          * completed */
         if (pread_all(st->fd, blk, STORE_BLOCK,
@@ -395,7 +399,7 @@ static int replay(struct store *st, struct replay_state *rs)
                (unsigned long long)h.seq);
       break;
     }
-    if (h.seq > rs->applied) {
+    if (!data && h.seq > rs->applied) {
       rocksdb_writebatch_t *b = rocksdb_writebatch_create();
       st_batch_record(b, buf, &h);
       uint8_t v[8];
@@ -413,7 +417,7 @@ static int replay(struct store *st, struct replay_state *rs)
       }
       rs->meta_applied++;
     }
-    for (uint32_t i = 0; i < h.n_data; i++) {
+    for (uint32_t i = 0; data && i < h.n_data; i++) {
       uint64_t lba = jrec_data_lba(buf, &h, i);
       r = pwrite_all(st->fd, buf + jrec_data_off(&h, i), STORE_BLOCK,
                      st->sb.data_offset + lba * STORE_BLOCK);
@@ -531,6 +535,10 @@ int store_open(const char *dev_path, const char *data_dir,
 
   /* metadata */
   st->dbopt = db_options(false);
+  /* The WAL is written by RocksDB only when a checkpoint asks for it: the
+   * journal already holds every unapplied change, and replay re-applies
+   * whatever RocksDB lost (a lost tail is a prefix: "Sapplied" tells). */
+  rocksdb_options_set_manual_wal_flush(st->dbopt, 1);
   char *e = NULL;
   st->db = rocksdb_open(st->dbopt, data_dir, &e);
   if (!st->db) {
@@ -565,9 +573,31 @@ int store_open(const char *dev_path, const char *data_dir,
   log_debug(SUB, "replay from seq %llu at journal position %llu (applied %llu)",
             (unsigned long long)rs.seq, (unsigned long long)rs.pos,
             (unsigned long long)rs.applied);
-  r = replay(st, &rs);
+  struct replay_state rs0 = rs;
+  r = replay(st, &rs, false, 0);
   if (r < 0)
     goto out_free;
+  /* the metadata of every replayed record is durable before any of their
+   * blocks is rewritten (see the checkpoint's step 0 in store.c) */
+  if (rs.replayed) {
+    char *fe = NULL;
+    rocksdb_flush_wal(st->db, 1, &fe);
+    if (fe) {
+      log_err(SUB, "replay: rocksdb WAL flush: %s", fe);
+      free(fe);
+      r = -EIO;
+      goto out_free;
+    }
+    struct replay_state rs2 = rs0;
+    r = replay(st, &rs2, true, rs.replayed);
+    if (r < 0)
+      goto out_free;
+    if (rs2.replayed != rs.replayed || rs2.pos != rs.pos) {
+      log_err(SUB, "replay: the journal changed between passes");
+      r = -EIO;
+      goto out_free;
+    }
+  }
   uint64_t last = rs.seq - 1;
   if (rs.applied > last) {
     log_warn(SUB, "journal ends at record %llu but metadata has %llu applied: "
@@ -588,7 +618,7 @@ int store_open(const char *dev_path, const char *data_dir,
              "last seq %llu", (unsigned long long)rs.replayed,
              (unsigned long long)rs.meta_applied, (unsigned long long)last);
   st->next_seq = last + 1;
-  st->acked_seq = st->ckpt_seq = last;
+  st->acked_seq = st->meta_seq = st->ckpt_seq = last;
   st->last_crc = rs.prev;
   st->jhead = st->jtail = rs.pos;
   if (getrandom(&st->nonce, sizeof st->nonce, 0) != sizeof st->nonce)

@@ -82,6 +82,7 @@ static void rreq_park(struct store *st, struct rreq *r)
 void st_on_defer(int fd, short what, void *arg)
 {
   struct store *st = arg;
+  st_hold_submit(st);
   /* failed transactions waiting at the head of the queue */
   st_complete_head(st);
   struct rreq *r = st->ready_head;
@@ -93,6 +94,7 @@ void st_on_defer(int fd, short what, void *arg)
     rreq_free(st, r);
     r = nx;
   }
+  st_release_submit(st);
 }
 
 bool st_read_overlaps(struct store *st, uint64_t lba)
@@ -128,8 +130,9 @@ static void run_done(struct store *st, struct ioreq *io, int res)
       struct rblock *b = &r->blocks[u->bidx + i];
       const uint8_t *src = r->bounce->mem + u->boff + (size_t)i * STORE_BLOCK;
       if (crc32c(0, src, STORE_BLOCK) != b->crc) {
-        log_err(SUB, "checksum mismatch: object %s offset %llu (block %llu)",
-                r->what ? r->what : "?", (unsigned long long)b->obj_off,
+        log_err(SUB, "checksum mismatch: object %u.%x/%s@%llx offset %llu "
+                "(block %llu)", r->pool, r->pg, r->what ? r->what : "?",
+                (unsigned long long)r->snap, (unsigned long long)b->obj_off,
                 (unsigned long long)(u->lba + i));
         if (r->result >= 0)
           r->result = -EBADMSG;
@@ -251,7 +254,10 @@ void store_read(store *st, const struct store_oid *oid, uint64_t off,
   }
   if (r->nruns) {
     r->bounce = rb_get(st, (size_t)nb * STORE_BLOCK);
-    r->what = st_oid_str(oid);
+    r->what = strdup(oid->name);    /* for error messages */
+    r->pool = oid->pool;
+    r->pg = oid->pg;
+    r->snap = oid->snap;
     if (!r->bounce)
       abort();
     /* dst pointers: blocks write into buf at their own offsets */

@@ -531,8 +531,8 @@ int main(int argc, char **argv)
          failures ? "FAILED" : "passed", (unsigned long long)total_acks,
          (unsigned long long)total_inflight_present, (unsigned long long)tears,
          (unsigned long long)seed);
-  if (!keep && !failures)
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  if (!keep)
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);   /* rerun with --seed */
   else
     printf("store-crash: store kept in %s\n", dir);
   return failures ? 1 : 0;
