@@ -36,7 +36,7 @@ static void usage(FILE *f)
 }
 
 enum { O_MKFS = 256, O_FSCK, O_BENCH, O_DEEP, O_FORCE, O_SIZE, O_JSIZE,
-       O_BTIME, O_BSIZE, O_BQD, O_BONLY, O_BSETTLE, O_CONF, O_SET, O_LOG, O_HELPCFG };
+       O_BTIME, O_BSIZE, O_BQD, O_BONLY, O_BSETTLE, O_SET, O_LOG, O_HELPCFG };
 
 int main(int argc, char **argv)
 {
