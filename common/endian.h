@@ -31,6 +31,15 @@ static inline uint64_t get_le64(const uint8_t *p)
   return (uint64_t)get_le32(p) | ((uint64_t)get_le32(p + 4) << 32);
 }
 /* Big-endian keys sort in numeric order in RocksDB. */
+static inline void put_be32(uint8_t *p, uint32_t v)
+{
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+static inline uint32_t get_be32(const uint8_t *p)
+{
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
 static inline void put_be64(uint8_t *p, uint64_t v)
 {
   for (int i = 0; i < 8; i++)

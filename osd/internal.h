@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include "common/endian.h"
 
 #define STORE_BLOCK 4096u
 #define STORE_BLOCK_SHIFT 12
@@ -20,53 +21,7 @@
 #define STORE_CHUNK_BLOCKS 32u
 #define STORE_CHUNK_SIZE (STORE_CHUNK_BLOCKS * STORE_BLOCK)
 
-/* ---- little/big-endian helpers ---- */
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-  p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8);
-  p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
-}
-static inline void put_le64(uint8_t *p, uint64_t v)
-{
-  put_le32(p, (uint32_t)v);
-  put_le32(p + 4, (uint32_t)(v >> 32));
-}
-static inline void put_le16(uint8_t *p, uint16_t v)
-{
-  p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8);
-}
-static inline uint16_t get_le16(const uint8_t *p)
-{
-  return (uint16_t)(p[0] | (p[1] << 8));
-}
-static inline uint32_t get_le32(const uint8_t *p)
-{
-  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-         ((uint32_t)p[3] << 24);
-}
-static inline uint64_t get_le64(const uint8_t *p)
-{
-  return (uint64_t)get_le32(p) | ((uint64_t)get_le32(p + 4) << 32);
-}
-static inline void put_be32(uint8_t *p, uint32_t v)
-{
-  p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16);
-  p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
-}
-static inline void put_be64(uint8_t *p, uint64_t v)
-{
-  put_be32(p, (uint32_t)(v >> 32));
-  put_be32(p + 4, (uint32_t)v);
-}
-static inline uint32_t get_be32(const uint8_t *p)
-{
-  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-         ((uint32_t)p[2] << 8) | (uint32_t)p[3];
-}
-static inline uint64_t get_be64(const uint8_t *p)
-{
-  return ((uint64_t)get_be32(p) << 32) | get_be32(p + 4);
-}
+/* byte order: common/endian.h */
 
 /* ==== format.c: superblock ====
  *
