@@ -48,6 +48,10 @@ struct member_info {
   struct pg_ver last, tail;
   struct pg_log_ent *log;       /* owned copy (NULL for the primary's own) */
   size_t n;
+  /* backfill: the member's object names, in order (owned) */
+  bool want_list, list_done;
+  char **listed;
+  size_t n_listed, cap_listed;
 };
 
 struct rec_item {
@@ -105,6 +109,9 @@ static void member_info_free(struct member_info *mi)
   for (size_t i = 0; mi->log && i < mi->n; i++)
     free(mi->log[i].name);
   free(mi->log);
+  for (size_t i = 0; i < mi->n_listed; i++)
+    free(mi->listed[i]);
+  free(mi->listed);
   memset(mi, 0, sizeof *mi);
 }
 
@@ -738,6 +745,23 @@ static void choose_and_recover(struct peering *p)
       for (int k = 0; k < n_listed; k++)
         if (listed[k].name[0] != '@' && listed[k].snap == STORE_SNAP_HEAD)
           ADD(listed[k].name, i);
+      /* objects the member has and the primary does not: removed while
+       * the member was away (recovery installs their absence) */
+      for (size_t k = 0; k < mi->n_listed; k++) {
+        bool have = false;
+        int lo = 0, hi = n_listed;
+        while (lo < hi && !have) {
+          int mid = (lo + hi) / 2, c = strcmp(listed[mid].name, mi->listed[k]);
+          if (!c)
+            have = true;
+          else if (c < 0)
+            lo = mid + 1;
+          else
+            hi = mid;
+        }
+        if (!have)
+          ADD(mi->listed[k], i);
+      }
       for (size_t k = 0; k < an; k++)
         ADD(al[k].name, i);
     }
@@ -832,11 +856,101 @@ static bool go_background(struct peering *p, uint32_t need)
 
 /* ---- 1. query ------------------------------------------------------------------- */
 
+/* Backfill needs the lagging members' object lists (so that objects
+ * removed meanwhile are removed there too): fetched with local OP_LIST
+ * reads, page by page, before choosing. */
+static void list_send(struct peering *p, int i, const char *after);
+static void maybe_choose(struct peering *p);
+
+static void list_reply_cb(void *arg, int err, const struct msgr_frame *f)
+{
+  struct pctx *c = arg;
+  struct peering *p = err == -ECANCELED ? NULL : pctx_peering(c);
+  if (p && p->phase == PH_QUERY) {
+    struct member_info *mi = &p->info[c->idx];
+    Blk__OsdOpReply *r = err ? NULL : blk__osd_op_reply__unpack(NULL, f->payload_len, f->payload);
+    bool ok = r && !r->err;
+    for (size_t k = 0; ok && k < r->n_names; k++) {
+      if (mi->n_listed == mi->cap_listed) {
+        size_t nc = mi->cap_listed ? mi->cap_listed * 2 : 256;
+        char **nl = realloc(mi->listed, nc * sizeof *nl);
+        if (!nl) {
+          ok = false;
+          break;
+        }
+        mi->listed = nl;
+        mi->cap_listed = nc;
+      }
+      if (!(mi->listed[mi->n_listed] = strdup(r->names[k])))
+        ok = false;
+      else
+        mi->n_listed++;
+    }
+    if (!ok)
+      peering_fail(p, "cannot list a member for backfill");
+    else if (r->more && r->n_names)
+      list_send(p, c->idx, r->names[r->n_names - 1]);
+    else {
+      mi->list_done = true;
+      maybe_choose(p);
+    }
+    if (r)
+      blk__osd_op_reply__free_unpacked(r, NULL);
+  }
+  pctx_free(c);
+}
+
+static void list_send(struct peering *p, int i, const char *after)
+{
+  struct pg *pg = p->pg;
+  Blk__OsdOp op = BLK__OSD_OP__INIT;
+  op.pool = pg->pool;
+  op.pg = pg->id;
+  op.name = "";
+  op.reqid = "";
+  op.op = BLK__OSD_OP_TYPE__OP_LIST;
+  op.epoch = pg->osd->epoch;
+  op.list_after = (char *)(after ? after : "");
+  op.list_max = 10000;
+  op.local = true;
+  msgr_conn *pc = osd_peer_conn(pg->osd, p->who[i]);
+  struct pctx *c = pctx_new(p, i);
+  if (!pc || !c || msgr_call_pb(pc, MSG_OSD_OP, (const ProtobufCMessage *)&op, NULL, 0,
+                                (int)pg->osd->op_timeout, list_reply_cb, c) < 0) {
+    free(c);
+    peering_fail(p, "cannot list a member");
+  }
+}
+
 static void maybe_choose(struct peering *p)
 {
   for (size_t i = 1; i < p->n_who; i++)
     if (!p->info[i].got)
       return;
+  /* the same choice as choose_and_recover: does a member need backfill
+   * from the primary? */
+  int auth = 0;
+  struct pg *pg = p->pg;
+  for (int i = 1; i < (int)p->n_who; i++)
+    if (pg_ver_cmp(p->info[i].last, auth ? p->info[auth].last : pg->last) > 0)
+      auth = i;
+  if (auth == 0) {
+    bool pending = false;
+    for (size_t i = 1; i < pg->n_acting; i++) {
+      struct member_info *mi = &p->info[i];
+      if (pg_ver_cmp(mi->last, pg->tail) >= 0 || mi->list_done)
+        continue;
+      pending = true;
+      if (!mi->want_list) {
+        mi->want_list = true;
+        list_send(p, (int)i, NULL);
+        if (p->phase == PH_FAILED)
+          return;
+      }
+    }
+    if (pending)
+      return;
+  }
   choose_and_recover(p);
 }
 

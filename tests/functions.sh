@@ -131,6 +131,7 @@ osd_op_timeout_undersized = ${OSD_OP_TIMEOUT_UNDERSIZED:-30s}
 osd_host = ${OSD_HOST:-testhost}
 osd_store_journal_size = 16M
 osd_async_recovery = ${OSD_ASYNC_RECOVERY:-false}
+osd_pg_log_max = ${OSD_PG_LOG_MAX:-3000}
 CONF
 }
 

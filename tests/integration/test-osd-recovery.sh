@@ -13,7 +13,7 @@
 source "$(dirname "$0")/../functions.sh"
 requires python3
 make_cluster 3
-OSD_ASYNC_RECOVERY=true OSD_OP_TIMEOUT_UNDERSIZED=3s osd_conf
+OSD_PG_LOG_MAX=16 OSD_ASYNC_RECOVERY=true OSD_OP_TIMEOUT_UNDERSIZED=3s osd_conf
 for m in "${MONS[@]}"; do start_mon "$m"; done
 wait_quorum 30
 "$BLKCTL" pool create rbd 16 --size 3 --min-size 2 --failure-domain osd >/dev/null || fail "pool create"
@@ -42,6 +42,31 @@ wait_osd 3 status up 15 >/dev/null
 wait_clean "active+clean=16"
 grep -q "osd.3 peering I: .*recovered\|peering I: .*objects to recover" "$TEST_DIR"/log/osd.*.log || fail "no recovery logged"
 python3 "$V" check "$TEST_DIR/v" rbd --replicas || fail "replicas differ after restart"
+
+# backfill must also remove: an object removed while a member was away,
+# its log trimmed past (osd_pg_log_max 16), must not survive there
+pgid() { "$BLKCTL" --format json osd map rbd "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["pgid"], *d["acting"])'; }
+read -r PGX A0 A1 A2 < <(pgid ghost)
+"$BLKCTL" object put rbd ghost /etc/hostname >/dev/null || fail "put ghost"
+same=()
+for i in $(seq 1 400); do
+  read -r p _ < <(pgid "fill$i")
+  [ "$p" = "$PGX" ] && same+=("fill$i")
+  [ ${#same[@]} -ge 20 ] && break
+done
+[ ${#same[@]} -ge 20 ] || fail "not enough names in PG $PGX"
+kill_osd "$A2"
+wait_osd "$A2" status down 10 >/dev/null
+"$BLKCTL" object rm rbd ghost >/dev/null || fail "rm ghost"
+for n in "${same[@]}"; do "$BLKCTL" object put rbd "$n" /etc/hostname >/dev/null || fail "put $n"; done
+start_osd "$A2"
+wait_osd "$A2" status up 15 >/dev/null
+wait_clean "active+clean=16"
+for o in $A0 $A1 $A2; do
+  set +e; "$BLKCTL" object get rbd ghost - --osd "$o" >/dev/null 2>&1; rc=$?; set -e
+  [ $rc -eq 2 ] || fail "removed object 'ghost' still readable on osd.$o (exit $rc)"
+done
+grep -q "osd.$A2 is behind the log" "$TEST_DIR"/log/osd.*.log || fail "PG $PGX was not backfilled"
 
 # out: the remaining OSDs take its PGs over
 kill_osd 3
