@@ -84,6 +84,11 @@ start() {
     [ "$("$BUILD/client/blkctl" --format json osd tree | grep -o '"status":"up"' | wc -l)" -ge "$NOSDS" ] && break
     sleep 0.1
   done
+  # healthy = every monitor in quorum, every OSD up/in, every PG active+clean
+  for _ in $(seq 120); do
+    "$BUILD/client/blkctl" --format json status | grep -q '"status":"HEALTH_OK"' && break
+    sleep 0.5
+  done
   "$BUILD/client/blkctl" status
   cat <<MSG
 

@@ -4,8 +4,10 @@
  * (`osd ...` is in osd.c).  Each is one linearizable read from the leader (MonCommand
  * read STATUS), rendered as text or JSON.  Health is derived here from
  * the map and the leader's quorum view:
- *   HEALTH_OK    every monitor in quorum, every OSD up and in, PGs placed
- *   HEALTH_WARN  a monitor out of quorum, OSDs down/out, no OSDs yet
+ *   HEALTH_OK    every monitor in quorum, every OSD up and in, every PG
+ *                reported active+clean by its primary
+ *   HEALTH_WARN  a monitor out of quorum, OSDs down/out, no OSDs yet, PGs
+ *                not active+clean (or not reported yet)
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -62,9 +64,10 @@ static void health_add(struct health *h, const char *fmt, ...)
   va_end(ap);
 }
 
-static void compute_health(const struct cluster_map *m, const Blk__MonStatus *st,
+static void compute_health(const struct cluster_map *m, const Blk__MonReply *rep,
                            struct health *h)
 {
+  const Blk__MonStatus *st = rep->status;
   unsigned total, up, in;
   if (st->n_quorum < m->n_mons) {
     char down[256] = "";
@@ -85,6 +88,18 @@ static void compute_health(const struct cluster_map *m, const Blk__MonStatus *st
     health_add(h, "%u osds down", total - up);
   if (in < total)
     health_add(h, "%u osds out", total - in);
+  /* PGs: every one must be reported active+clean by its primary */
+  if (total && pgs) {
+    unsigned clean = 0, known = 0;
+    for (size_t i = 0; i < rep->n_pg_states; i++) {
+      known += rep->pg_states[i]->count;
+      if (!strcmp(rep->pg_states[i]->state, "active+clean"))
+        clean += rep->pg_states[i]->count;
+    }
+    if (clean < pgs)
+      health_add(h, "%u of %u pgs not active+clean (%u not reported yet)", pgs - clean, pgs,
+                 pgs > known ? pgs - known : 0);
+  }
 }
 
 int cmd_status(struct blkctl *b, int argc, char **argv)
@@ -98,7 +113,7 @@ int cmd_status(struct blkctl *b, int argc, char **argv)
     return r;
   const Blk__MonStatus *st = rep->status;
   struct health h = { .n = 0 };
-  compute_health(m, st, &h);
+  compute_health(m, rep, &h);
   unsigned total, up, in, pgs = 0;
   clustermap_osd_counts(m, &total, &up, &in);
   for (size_t i = 0; i < m->n_pools; i++)
