@@ -1166,6 +1166,20 @@ static void member_reply_cb(void *arg, int result)
   pctx_free(x);
 }
 
+/* Member side: queue t and answer the requester's frame f (type `type`)
+ * from member_reply_cb once the store has made it durable.  Takes t and
+ * ownership of x (its reply fields are filled here). */
+static void queue_then_reply(struct osd *osd, msgr_conn *c, const struct msgr_frame *f,
+                             int type, store_txn *t, struct pctx *x)
+{
+  x->osd = osd;
+  x->conn = msgr_conn_get(c);
+  x->tid = f->tid;
+  x->idx = type;
+  pg_store_pending++;
+  store_queue(osd->st, t, member_reply_cb, x);
+}
+
 void peering_on_push(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
 {
   Blk__PgObject *o = blk__pg_object__unpack(NULL, f->payload_len, f->payload);
@@ -1188,12 +1202,7 @@ void peering_on_push(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
     store_txn_free(t);
     free(x);
   } else {
-    x->osd = osd;
-    x->conn = msgr_conn_get(c);
-    x->tid = f->tid;
-    x->idx = MSG_PG_PUSH;
-    pg_store_pending++;
-    store_queue(osd->st, t, member_reply_cb, x);
+    queue_then_reply(osd, c, f, MSG_PG_PUSH, t, x);
   }
   if (o)
     blk__pg_object__free_unpacked(o, NULL);
@@ -1229,12 +1238,7 @@ void peering_on_activate(struct osd *osd, msgr_conn *c, const struct msgr_frame 
     store_txn_free(t);
     free(x);
   } else {
-    x->osd = osd;
-    x->conn = msgr_conn_get(c);
-    x->tid = f->tid;
-    x->idx = MSG_PG_ACTIVATE;
-    pg_store_pending++;
-    store_queue(osd->st, t, member_reply_cb, x);
+    queue_then_reply(osd, c, f, MSG_PG_ACTIVATE, t, x);
   }
   if (a)
     blk__pg_activate__free_unpacked(a, NULL);
