@@ -109,11 +109,13 @@ static int db_put(rocksdb_t *db, rocksdb_writeoptions_t *wo, const char *k,
   return 0;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+/* Read or write all of len bytes at off, retrying short transfers and
+ * EINTR; a zero-length transfer is -EIO. */
+static int prw_all(int fd, void *buf, size_t len, uint64_t off, bool write)
 {
-  const uint8_t *p = buf;
+  uint8_t *p = buf;
   while (len) {
-    ssize_t r = pwrite(fd, p, len, (off_t)off);
+    ssize_t r = write ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
     if (r < 0) {
       if (errno == EINTR)
         continue;
@@ -128,23 +130,14 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
   return 0;
 }
 
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+  return prw_all(fd, (void *)buf, len, off, true);
+}
+
 static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
-  uint8_t *p = buf;
-  while (len) {
-    ssize_t r = pread(fd, p, len, (off_t)off);
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (r == 0)
-      return -EIO;
-    p += r;
-    off += (uint64_t)r;
-    len -= (size_t)r;
-  }
-  return 0;
+  return prw_all(fd, buf, len, off, false);
 }
 
 int store_mkfs(const char *dev_path, const char *data_dir,

@@ -174,23 +174,37 @@ static uint64_t obj_wait_seq(struct store *st, const struct store_oid *oid)
   return st_objw_seq(st, key, kl);
 }
 
-void store_read(store *st, const struct store_oid *oid, uint64_t off,
-                uint64_t len, void *buf, store_cb cb, void *arg)
+/* The common start of an object lookup: a request for (cb, arg), checked
+ * arguments (args_ok and the oid), ordered after writes in flight on the
+ * object, and the object's onode loaded into *o.  Returns the request, or
+ * NULL when it already failed (-EINVAL, -ENOENT, or a load error) and was
+ * parked to call back from the loop. */
+static struct rreq *rreq_start(store *st, const struct store_oid *oid, bool args_ok,
+                               store_cb cb, void *arg, struct onode *o)
 {
   struct rreq *r = rreq_new(cb, arg);
-  if (st_oid_check(oid) < 0 || off + len < off) {
+  if (!args_ok || st_oid_check(oid) < 0) {
     r->result = -EINVAL;
     rreq_park(st, r);
-    return;
+    return NULL;
   }
   r->wait_seq = obj_wait_seq(st, oid);
-  struct onode o;
-  int rc = st_load_onode(st, oid, &o);
+  int rc = st_load_onode(st, oid, o);
   if (rc <= 0) {
     r->result = rc == 0 ? -ENOENT : rc;
     rreq_park(st, r);
-    return;
+    return NULL;
   }
+  return r;
+}
+
+void store_read(store *st, const struct store_oid *oid, uint64_t off,
+                uint64_t len, void *buf, store_cb cb, void *arg)
+{
+  struct onode o;
+  struct rreq *r = rreq_start(st, oid, off + len >= off, cb, arg, &o);
+  if (!r)
+    return;
   uint64_t size = o.size;
   onode_clear(&o);
   uint8_t *dst = buf;
@@ -214,7 +228,7 @@ void store_read(store *st, const struct store_oid *oid, uint64_t off,
   for (uint64_t bi = first; bi <= last; bi++) {
     uint64_t ci = bi / STORE_CHUNK_BLOCKS;
     if (ci != cur_chunk) {
-      rc = st_load_chunk(st, oid, (uint32_t)ci, &cm);
+      int rc = st_load_chunk(st, oid, (uint32_t)ci, &cm);
       if (rc < 0) {
         r->result = rc;
         rreq_park(st, r);
@@ -289,20 +303,10 @@ void store_read(store *st, const struct store_oid *oid, uint64_t off,
 void store_stat(store *st, const struct store_oid *oid, struct store_stat *out,
                 store_cb cb, void *arg)
 {
-  struct rreq *r = rreq_new(cb, arg);
-  if (st_oid_check(oid) < 0) {
-    r->result = -EINVAL;
-    rreq_park(st, r);
-    return;
-  }
-  r->wait_seq = obj_wait_seq(st, oid);
   struct onode o;
-  int rc = st_load_onode(st, oid, &o);
-  if (rc <= 0) {
-    r->result = rc == 0 ? -ENOENT : rc;
-    rreq_park(st, r);
+  struct rreq *r = rreq_start(st, oid, true, cb, arg, &o);
+  if (!r)
     return;
-  }
   memset(out, 0, sizeof *out);
   out->size = o.size;
   out->n_attrs = o.n_attrs;
@@ -325,22 +329,12 @@ static void lookup_kv(store *st, const struct store_oid *oid, const char *name,
                       void **val, size_t *len, store_cb cb, void *arg,
                       bool omap)
 {
-  struct rreq *r = rreq_new(cb, arg);
   *val = NULL;
   *len = 0;
-  if (st_oid_check(oid) < 0 || !name || strlen(name) > STORE_NAME_MAX) {
-    r->result = -EINVAL;
-    rreq_park(st, r);
-    return;
-  }
-  r->wait_seq = obj_wait_seq(st, oid);
   struct onode o;
-  int rc = st_load_onode(st, oid, &o);
-  if (rc <= 0) {
-    r->result = rc == 0 ? -ENOENT : rc;
-    rreq_park(st, r);
+  struct rreq *r = rreq_start(st, oid, name && strlen(name) <= STORE_NAME_MAX, cb, arg, &o);
+  if (!r)
     return;
-  }
   r->result = -ENODATA;
   if (!omap) {
     struct onode_attr *a = onode_find_attr(&o, name);
@@ -361,7 +355,7 @@ static void lookup_kv(store *st, const struct store_oid *oid, const char *name,
     uint8_t *v;
     size_t vl;
     bool b;
-    rc = meta_get(st, k, 9 + kl, &v, &vl, &b);
+    int rc = meta_get(st, k, 9 + kl, &v, &vl, &b);
     if (rc < 0) {
       r->result = rc;
     } else if (rc == 1) {
