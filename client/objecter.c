@@ -27,6 +27,9 @@ struct obj_op {
   uint32_t data_len, crc;
   uint32_t pg;
   char *list_after;
+  char *key;
+  bool has_assert_version;
+  Blk__PgVersion assert_version;
   uint32_t list_max;
   int32_t osd;
   char reqid[48];
@@ -76,6 +79,7 @@ static void op_finish(struct obj_op *op, int err, const Blk__OsdOpReply *rep,
   free(op->name);
   free(op->data);
   free(op->list_after);
+  free(op->key);
   free(op);
 }
 
@@ -223,6 +227,10 @@ static void op_send(struct obj_op *op)
   req.list_max = op->list_max;
   req.local = op->osd >= 0;
   req.resend = op->attempts++ > 0;
+  req.key = op->key ? op->key : "";
+  req.has_assert_version = op->has_assert_version;
+  if (op->has_assert_version)
+    req.assert_version = &op->assert_version;
   int tmo = left < 10000 ? (int)left : 10000;
   if (msgr_call_pb(c, MSG_OSD_OP, (const ProtobufCMessage *)&req, op->data, op->data_len, tmo,
                    on_reply, op) < 0) {
@@ -304,18 +312,21 @@ int objecter_op(objecter *o, const struct objecter_req *req, objecter_cb cb, voi
   strcpy(op->pool, req->pool);
   op->name = req->name ? strdup(req->name) : NULL;
   op->list_after = req->list_after ? strdup(req->list_after) : NULL;
+  op->key = req->key ? strdup(req->key) : NULL;
   op->retry_ev = evtimer_new(o->base, retry_cb, op);
   if (req->data_len) {
     op->data = malloc(req->data_len);
     if (op->data)
       memcpy(op->data, req->data, req->data_len);
   }
-  if ((req->name && !op->name) || (req->list_after && !op->list_after) || !op->retry_ev ||
+  if ((req->name && !op->name) || (req->list_after && !op->list_after) ||
+      (req->key && !op->key) || !op->retry_ev ||
       (req->data_len && !op->data)) {
     if (op->retry_ev)
       event_free(op->retry_ev);
     free(op->name);
     free(op->list_after);
+    free(op->key);
     free(op->data);
     free(op);
     return -ENOMEM;
@@ -328,6 +339,10 @@ int objecter_op(objecter *o, const struct objecter_req *req, objecter_cb cb, voi
   op->pg = req->pg;
   op->list_max = req->list_max;
   op->osd = req->osd;
+  op->has_assert_version = req->has_assert_version;
+  blk__pg_version__init(&op->assert_version);
+  op->assert_version.epoch = req->assert_epoch;
+  op->assert_version.v = req->assert_v;
   snprintf(op->reqid, sizeof op->reqid, "%s.%llu", o->nonce, (unsigned long long)++o->seq);
   op->deadline = util_now_ms() + o->op_timeout;
   op->cb = cb;

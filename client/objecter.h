@@ -47,6 +47,9 @@ struct objecter_req {
   const char *list_after;
   uint32_t list_max;
   int32_t osd;                  /* >= 0: debug read of that OSD's own copy */
+  const char *key;              /* xattr/omap key or lock name (or NULL) */
+  bool has_assert_version;      /* guard: apply only at this object version */
+  uint64_t assert_epoch, assert_v;
 };
 
 /* Start an op.  0 (cb will run) or -ENOMEM/-EINVAL (cb will not). */
