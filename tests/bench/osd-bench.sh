@@ -16,9 +16,38 @@ for i in 0 1 2; do start_osd $i; done
 wait_osds_up 3 30
 sleep 2
 SECS=${BENCH_SECS:-10}
-"$BLKCTL" object bench bench --seconds "$SECS" --size 4K --qd 16 --objects 1024
-"$BLKCTL" object bench bench --seconds "$SECS" --size 4K --qd 16 --objects 1024 --read
-"$BLKCTL" object bench bench --seconds "$SECS" --size 4K --qd 1 --objects 1024
-"$BLKCTL" object bench bench --seconds "$SECS" --size 64K --qd 4 --objects 256
+# CPU ticks (utime+stime) summed over the three OSDs, and their RSS.
+osd_ticks() {
+  local t=0 p
+  for i in 0 1 2; do
+    p=$(osd_pid $i)
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo $t
+}
+osd_rss() {
+  local i
+  for i in 0 1 2; do printf 'osd.%s %s MiB  ' $i $(( $(awk '/VmRSS/{print $2}' "/proc/$(osd_pid $i)/status") / 1024 )); done
+  echo
+}
+HZ=$(getconf CLK_TCK)
+# bench ARGS...: run one workload, then print the OSDs' CPU per op.
+bench() {
+  local t0 t1 out ops
+  t0=$(osd_ticks)
+  out=$("$BLKCTL" object bench bench --seconds "$SECS" "$@")
+  t1=$(osd_ticks)
+  echo "$out"
+  ops=$(echo "$out" | sed -n 's/.* \([0-9][0-9]*\) ops.*/\1/p' | head -1)
+  if [ -n "$ops" ] && [ "$ops" -gt 0 ]; then
+    echo "  OSD CPU: $(( (t1 - t0) * 1000000 / HZ / ops )) us per op ($(( (t1 - t0) * 1000 / HZ )) ms over $ops ops, 3 OSDs summed)"
+  fi
+  echo "  RSS: $(osd_rss)"
+}
+echo "idle RSS: $(osd_rss)"
+bench --size 4K --qd 16 --objects 1024
+bench --size 4K --qd 16 --objects 1024 --read
+bench --size 4K --qd 1 --objects 1024
+bench --size 64K --qd 4 --objects 256
 for i in 0 1 2; do stop_osd $i; done
 for m in "${MONS[@]}"; do stop_mon "$m"; done
