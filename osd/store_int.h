@@ -273,6 +273,7 @@ struct store {
 
   /* config */
   uint64_t deferred_max;
+  bool jdsync;            /* journal + direct writes with RWF_DSYNC */
   uint32_t nearfull_pct, ckpt_pct;
   int64_t ckpt_interval_ms;
 };

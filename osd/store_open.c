@@ -523,6 +523,7 @@ int store_open(const char *dev_path, const char *data_dir,
                      : 25;
   st->ckpt_interval_ms = cfg ? config_get_int(cfg, "osd_store_ckpt_interval")
                              : 500;
+  st->jdsync = cfg ? config_get_bool(cfg, "osd_store_journal_dsync") : true;
   if (st->ckpt_pct < 1 || st->ckpt_pct > 90)
     st->ckpt_pct = 25;
 
