@@ -93,6 +93,11 @@ static rocksdb_options_t *db_options(bool create)
   rocksdb_options_set_compression(o, rocksdb_no_compression);
   rocksdb_options_set_keep_log_file_num(o, 2);
   rocksdb_options_set_max_open_files(o, 256);
+  /* the hot keys (chunk maps, onodes) are rewritten with values of the
+   * same size: update them in the memtable instead of adding a version
+   * each time, which keeps the skiplist small (measured, docs/store.md) */
+  rocksdb_options_set_allow_concurrent_memtable_write(o, 0);
+  rocksdb_options_set_inplace_update_support(o, 1);
   return o;
 }
 
