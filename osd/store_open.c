@@ -623,8 +623,13 @@ int store_open(const char *dev_path, const char *data_dir,
   if (getrandom(&st->nonce, sizeof st->nonce, 0) != sizeof st->nonce)
     st->nonce = (uint64_t)time(NULL) ^ (uint64_t)getpid();
 
+  struct timespec ta, tb;
+  clock_gettime(CLOCK_MONOTONIC, &ta);
   if ((r = build_alloc(st)) < 0)
     goto out_free;
+  clock_gettime(CLOCK_MONOTONIC, &tb);
+  double alloc_ms = (double)(tb.tv_sec - ta.tv_sec) * 1e3 +
+                    (double)(tb.tv_nsec - ta.tv_nsec) / 1e6;
 
   /* io_uring + libevent */
   r = io_uring_queue_init(512, &st->ring, 0);
@@ -663,9 +668,10 @@ int store_open(const char *dev_path, const char *data_dir,
                         (st->ckpt_interval_ms % 1000) * 1000 };
   event_add(st->ev_timer, &tv);
   free(buf);
-  log_info(SUB, "opened %s (osd.%u): %llu/%llu blocks used", dev_path,
+  log_info(SUB, "opened %s (osd.%u): %llu/%llu blocks used (allocator "
+           "rebuilt from the chunk maps in %.1f ms)", dev_path,
            st->sb.osd_id, (unsigned long long)alloc_used(st->alloc),
-           (unsigned long long)alloc_nblocks(st->alloc));
+           (unsigned long long)alloc_nblocks(st->alloc), alloc_ms);
   *out = st;
   return 0;
 out_free:
