@@ -39,6 +39,7 @@ const struct config_option config_options[] = {
   { "osd_store_nearfull_ratio", CFG_INT, "85", "percent of the data area in use at which store_statfs reports nearfull" },
   { "osd_store_ckpt_interval", CFG_MS, "500ms", "checkpoint (write back journaled data, trim the journal) at least this often when there is work" },
   { "osd_store_ckpt_journal_pct", CFG_INT, "25", "checkpoint as soon as the journal is this percent full" },
+  { "osd_store_journal_dsync", CFG_BOOL, "true", "journal and direct writes are RWF_DSYNC writes (one I/O each); false: write + fdatasync" },
   /* auth (docs/auth.md) */
   { "auth_ticket_ttl", CFG_MS, "1h", "lifetime of a session key and of the OSD ticket a monitor issues; at most auth_service_secret_ttl" },
   { "auth_service_secret_ttl", CFG_MS, "1h", "the monitors rotate the OSD service secret this often (current + previous are kept)" },

@@ -623,8 +623,11 @@ static void px_put(struct pctx *c, const uint8_t *key, size_t klen,
   if (val && vlen)
     memcpy(n->val, val, vlen);
   struct ovl *old = ovl_find(st, key, klen);
-  if (old)
+  if (old) {
     hmap_remove(&st->ovl, &old->hn);
+    if (old->seq == 0)
+      st->ovl_clean--;
+  }
   hmap_insert(&st->ovl, &n->hn, hash_bytes(key, klen));
   GROW(c->p->ou, c->p->nou, c->p->cou);
   c->p->ou[c->p->nou++] = (struct ovl_undo){ n, old };
@@ -1172,8 +1175,11 @@ static void px_rollback(struct pctx *c)
   for (size_t i = p->nou; i-- > 0;) {
     hmap_remove(&st->ovl, &p->ou[i].newe->hn);
     free(p->ou[i].newe);
-    if (p->ou[i].olde)
+    if (p->ou[i].olde) {
       hmap_insert(&st->ovl, &p->ou[i].olde->hn, p->ou[i].olde->hn.hash);
+      if (p->ou[i].olde->seq == 0)
+        st->ovl_clean++;
+    }
   }
   /* blocks in p->frees had their last reference dropped: they are still
    * marked used and have no share entry, so there is nothing to undo */
@@ -1414,6 +1420,8 @@ static void issue_direct(struct store *st, struct jtx *j)
     io_uring_prep_write(sqe, st->fd, j->rb->mem + d->boff,
                         d->n * STORE_BLOCK,
                         st->sb.data_offset + d->lba * STORE_BLOCK);
+    if (st->jdsync)
+      sqe->rw_flags = RWF_DSYNC;   /* durable on completion: no flush */
     io_uring_sqe_set_data(sqe, &d->io);
   }
   if (j->n_dw)
@@ -1502,6 +1510,13 @@ static void jw_write_done(struct store *st, struct ioreq *io, int res)
   struct jwrite *w = (struct jwrite *)((char *)io - offsetof(struct jwrite, wio));
   w->wres = res;
   w->wdone = true;
+  if (st->jdsync) {
+    /* RWF_DSYNC: the group is durable once its journal write and the
+     * (also RWF_DSYNC) direct writes of its transactions have completed */
+    if (w->dpend == 0)
+      jw_done(st);
+    return;
+  }
   if (--w->left == 0)
     jw_done(st);
   else
@@ -1514,6 +1529,11 @@ static void jw_write_done(struct store *st, struct ioreq *io, int res)
 static void jw_maybe_fsync(struct store *st)
 {
   struct jwrite *w = &st->jw;
+  if (st->jdsync) {
+    if (st->jw_busy && w->wdone && !w->dpend)
+      jw_done(st);
+    return;
+  }
   if (!st->jw_busy || w->linked || !w->wdone || w->dpend || w->fsync_sent)
     return;
   w->fsync_sent = true;
@@ -1611,13 +1631,21 @@ static void journal_kick(struct store *st)
             (unsigned long long)jphys(st, start), (unsigned long long)start,
             (unsigned long long)st->jtail);
   w->dpend = dpend;
-  w->linked = dpend == 0;
+  w->linked = dpend == 0 && !st->jdsync;
   w->wdone = w->fsync_sent = false;
-  /* RWF_DSYNC on the write was measured slower than write + linked
-   * fdatasync on ext4 (docs/store.md) */
   struct io_uring_sqe *sqe = st_sqe(st);
   io_uring_prep_writev(sqe, st->fd, w->iov, count,
                        st->sb.journal_offset + jphys(st, start));
+  if (st->jdsync) {
+    /* one I/O: the write is durable when it completes (FUA or a flush
+     * done by the kernel), measured faster than write + linked fdatasync
+     * (docs/store.md) */
+    sqe->rw_flags = RWF_DSYNC;
+    w->left = 1;
+    io_uring_sqe_set_data(sqe, &w->wio);
+    st_submit(st);
+    return;
+  }
   if (w->linked)
     sqe->flags |= IOSQE_IO_LINK;
   io_uring_sqe_set_data(sqe, &w->wio);
@@ -1752,7 +1780,23 @@ static void jd_pop(struct store *st)
   }
 }
 
-/* Drop overlay entries of an applied record whose newest writer it is. */
+/* Forget every clean overlay entry (the cache is full). */
+static void ovl_trim(struct store *st)
+{
+  hmap_foreach(&st->ovl, i, e) {
+    struct ovl *o = (struct ovl *)e;
+    if (o->seq == 0) {
+      hmap_remove(&st->ovl, e);
+      free(o);
+    }
+  }
+  st->ovl_clean = 0;
+}
+
+/* The record's metadata is in RocksDB: overlay entries whose newest writer
+ * it is become clean cached copies.  (Keys under a range delete -- the
+ * omap of a removed object -- may stay cached with their old value: the
+ * omap id is never used again, so nothing looks them up.) */
 static void ovl_retire(struct store *st, struct jtx *j)
 {
   struct jrec_hdr h;
@@ -1765,10 +1809,12 @@ static void ovl_retire(struct store *st, struct jtx *j)
       continue;
     struct ovl *o = ovl_find(st, op.key, op.klen);
     if (o && o->seq == j->seq) {
-      hmap_remove(&st->ovl, &o->hn);
-      free(o);
+      o->seq = 0;
+      st->ovl_clean++;
     }
   }
+  if (st->ovl_clean > OVL_CLEAN_MAX)
+    ovl_trim(st);
 }
 
 /* Run callbacks of the transactions at the head of the queue that are done. */
@@ -1806,7 +1852,7 @@ void st_complete_head(struct store *st)
   }
   if (acked) {
     /* forget per-object ordering entries that are now satisfied */
-    if (st->objw.n > 4096 || !st->q_head) {
+    if (st->objw.n > 4096) {   /* stale entries are harmless */
       hmap_foreach(&st->objw, i, e) {
         struct objw *w = (struct objw *)e;
         if (w->last_seq <= st->acked_seq) {

@@ -35,8 +35,11 @@ struct ioreq {
   void (*done)(struct store *st, struct ioreq *io, int res);
 };
 
-/* A metadata key changed by a prepared but not yet applied transaction.
- * seq is the last transaction that set it; tomb = deleted. */
+/* A metadata key changed by a prepared but not yet applied transaction
+ * (seq = the last transaction that set it), or, once applied to RocksDB, a
+ * clean cached copy of it (seq = 0, at most OVL_CLEAN_MAX of them) so that
+ * the next transaction on the same object finds it without a RocksDB Get.
+ * tomb = deleted (a clean tomb caches "absent"). */
 struct ovl {
   struct hnode hn;
   uint64_t seq;
@@ -211,6 +214,7 @@ struct store {
 
   struct alloc *alloc;
   struct hmap ovl, pend, objw;
+  size_t ovl_clean;       /* overlay entries with seq 0 (clean cache) */
 
   /* sequence numbers */
   uint64_t next_seq;      /* next to assign */
@@ -273,6 +277,7 @@ struct store {
 
   /* config */
   uint64_t deferred_max;
+  bool jdsync;            /* journal + direct writes with RWF_DSYNC */
   uint32_t nearfull_pct, ckpt_pct;
   int64_t ckpt_interval_ms;
 };
@@ -316,6 +321,7 @@ void st_ckpt_encode(uint8_t *buf, uint64_t seq, uint64_t pos, uint32_t crc);
 int st_oid_check(const struct store_oid *oid);
 char *st_oid_str(const struct store_oid *oid);
 
+#define OVL_CLEAN_MAX 16384
 #define SYS_APPLIED "Sapplied"
 #define SYS_CKPT "Sckpt"
 #define SYS_UUID "Suuid"
