@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
+#include "proto/map.pb-c.h"
 
 static __thread char tls_err[LB_MSG];
 static __thread bool tls_on_loop;
@@ -342,10 +343,8 @@ LB_API int blk_cluster_connect(blk_cluster *c)
                config_get_str(c->cfg, "mon_host"), tmo);
     goto out_obj;
   }
-  unsigned char rb[8];
-  RAND_bytes(rb, sizeof rb);
-  for (int i = 0; i < 8; i++)
-    snprintf(c->nonce + 2 * i, 3, "%02x", rb[i]);
+  /* the identity lock records name and blocklisting fences */
+  snprintf(c->nonce, sizeof c->nonce, "%s", objecter_nonce(c->obj));
   c->connected = true;
   if ((r = pthread_create(&c->thread, NULL, loop_main, c)) != 0) {
     c->connected = false;
@@ -482,4 +481,89 @@ LB_API int blk_ioctx_create(blk_cluster *c, const char *pool, blk_ioctx **out)
 LB_API void blk_ioctx_destroy(blk_ioctx *io)
 {
   free(io);
+}
+
+/* ---- fencing: blocklist a client through the monitors ---- */
+
+struct bl_task {
+  struct lb_task t;
+  blk_cluster *c;
+  const char *nonce;
+  uint32_t expire_s;
+  uint64_t epoch;               /* out: the epoch that holds the entry */
+  struct lb_sync s;
+};
+
+static void bl_reply(void *arg, int err, const Blk__MonReply *reply)
+{
+  struct bl_task *bt = arg;
+  char msg[LB_MSG];
+  if (err == 0 && reply && reply->err < 0)
+    err = reply->err;
+  if (err < 0) {
+    snprintf(msg, sizeof msg, "blocklisting client %s failed: %s", bt->nonce,
+             reply && reply->message && reply->message[0] ? reply->message : strerror(-err));
+    lb_sync_done(&bt->s, err, msg);
+    return;
+  }
+  bt->epoch = reply ? reply->epoch : 0;
+  lb_sync_done(&bt->s, 0, NULL);
+}
+
+static void bl_start(struct lb_task *t)
+{
+  struct bl_task *bt = (struct bl_task *)t;
+  Blk__MonCommand cmd = BLK__MON_COMMAND__INIT;
+  Blk__MapTxn txn = BLK__MAP_TXN__INIT;
+  Blk__BlocklistChange bc = BLK__BLOCKLIST_CHANGE__INIT;
+  bc.nonce = (char *)bt->nonce;
+  bc.expire_s = bt->expire_s;
+  txn.blocklist = &bc;
+  cmd.txn = &txn;
+  int r = monc_command_async(bt->c->mc, &cmd, (int)config_get_int(bt->c->cfg, "client_timeout"),
+                             bl_reply, bt);
+  if (r < 0)
+    lb_sync_done(&bt->s, r, "cannot send the blocklist command");
+}
+
+static void epoch_task(struct lb_task *t)
+{
+  struct bl_task *bt = (struct bl_task *)t;
+  const struct cluster_map *m = objecter_map(bt->c->obj);
+  uint64_t e = m ? m->epoch : 0;
+  if (e < bt->epoch)
+    monc_want_epoch(bt->c->mc, bt->epoch);
+  lb_sync_done(&bt->s, (int64_t)e, NULL);
+}
+
+int lb_blocklist(blk_cluster *c, const char *nonce, uint32_t expire_s)
+{
+  if (lb_on_loop())
+    return lb_err(-EDEADLK, "synchronous call from a libblk callback");
+  struct bl_task bt = { .t.fn = bl_start, .c = c, .nonce = nonce, .expire_s = expire_s };
+  lb_sync_init(&bt.s);
+  int r = lb_submit(c, &bt.t);
+  if (r == 0)
+    r = (int)lb_sync_wait(&bt.s);
+  lb_sync_destroy(&bt.s);
+  if (r < 0)
+    return r;
+  /* our next ops must carry an epoch that has the entry: OSDs then refuse
+   * the fenced client's ops from before ours are applied */
+  int64_t deadline = util_now_ms() + config_get_int(c->cfg, "client_timeout");
+  for (;;) {
+    bt.t.fn = epoch_task;
+    lb_sync_init(&bt.s);
+    r = lb_submit(c, &bt.t);
+    int64_t e = r == 0 ? lb_sync_wait(&bt.s) : r;
+    lb_sync_destroy(&bt.s);
+    if (e < 0)
+      return (int)e;
+    if ((uint64_t)e >= bt.epoch)
+      return 0;
+    if (util_now_ms() > deadline)
+      return lb_err(-ETIMEDOUT, "the map with client %s blocklisted (epoch %llu) did not arrive",
+                    nonce, (unsigned long long)bt.epoch);
+    usleep(20 * 1000);
+  }
 }

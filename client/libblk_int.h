@@ -75,7 +75,7 @@ struct blk_cluster {
   bool connected;
   /* capability flags learned from the OSDs (-EOPNOTSUPP), library thread */
   bool no_zero, no_truncate, no_mapext;
-  char nonce[20];                /* this client instance (lock owner id) */
+  char nonce[20];                /* the objecter's nonce: lock holder id, blocklist key */
 };
 
 struct blk_ioctx {
@@ -132,7 +132,8 @@ struct blk_image {
   int write_err;                 /* first write error since the last flush */
   struct lb_sync *drain;         /* close: signalled when inflight == 0 */
   void *zeroes;                  /* 1 << order zero bytes, lazily */
-  /* image_lock.c state */
+  uint64_t started;              /* requests started (lock idleness) */
+  /* image_lock.c state (NULL: read-only open) */
   struct img_lock *lock;
 };
 
@@ -160,5 +161,12 @@ void image_lock_release(blk_image *img);
 /* Caller thread: is image id locked by a live writer?  0 (no), -EBUSY
  * (yes), or -errno. */
 int image_lock_check_free(blk_ioctx *io, const char *id);
+/* Any thread: may img be modified now?  0, or -EBUSY (the lock was handed
+ * over or lost; message set). */
+int image_lock_check_write(blk_image *img);
+/* Library thread: the image's monitor-backed helpers. */
+/* Caller thread: blocklist nonce through the monitors and wait until this
+ * client's map shows it.  0 or -errno. */
+int lb_blocklist(blk_cluster *c, const char *nonce, uint32_t expire_s);
 
 #endif
