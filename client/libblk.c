@@ -281,15 +281,24 @@ LB_API int blk_cluster_conf_set(blk_cluster *c, const char *opt, const char *val
     snprintf(old, sizeof old, "%s", c->entity);
     snprintf(c->entity, sizeof c->entity, "%s", ent);
     int r = cfg_rebuild(c);
-    if (r < 0)
+    if (r < 0) {
       snprintf(c->entity, sizeof c->entity, "%s", old);
-    return r;
+      return r;
+    }
+    /* the monitor client reads the entity from the option "name" (when
+     * this build's option table has it) */
+    opt = "name";
+    val = c->entity;
+    if (config_set(c->cfg, opt, val) < 0)
+      return 0;
+    goto remember;
   }
   int r = config_set(c->cfg, opt, val);
   if (r == -ENOENT)
     return lb_err(r, "unknown option '%s' (see docs/configuration.md)", opt);
   if (r < 0)
     return lb_err(r, "bad value '%s' for option '%s'", val, opt);
+remember:;
   struct lb_override *o = realloc(c->ovr, (c->n_ovr + 1) * sizeof *o);
   if (!o)
     return lb_err(-ENOMEM, "out of memory");
