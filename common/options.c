@@ -66,5 +66,8 @@ const struct config_option config_options[] = {
   /* client */
   { "client_op_timeout", CFG_MS, "60s", "how long the object client retries an op before failing it" },
   { "client_timeout", CFG_MS, "10s", "how long blkctl waits for a quorum answer" },
+  /* images (libblk, issue 5; docs/images.md) */
+  { "image_lock_lease", CFG_MS, "10s", "lease of an image's exclusive lock; the holder renews it every quarter lease, a holder silent this long is fenced and its lock broken" },
+  { "image_lock_timeout", CFG_MS, "30s", "how long a read-write open waits for another client to release the image's lock before failing with EBUSY" },
   { NULL, CFG_STR, NULL, NULL },
 };
