@@ -117,6 +117,7 @@ static const struct command commands[] = {
   { "osd", cmd_osd },
   { "pool", cmd_pool },
   { "object", cmd_object },
+  { "nbd", cmd_nbd },
   { NULL, NULL },
 };
 
