@@ -26,7 +26,8 @@ import json,sys
 names=sorted(e["export-name"] for e in json.load(sys.stdin)["exports"])
 assert names==["rbd/a","rbd/b","rbd/c"], names' || fail "nbdinfo --list"
 if command -v nbd-client >/dev/null; then
-  nbd-client -l 127.0.0.1 $P 2>&1 | grep -q "rbd/b" || fail "nbd-client -l: $(nbd-client -l 127.0.0.1 $P 2>&1)"
+  out=$(nbd-client -l 127.0.0.1 $P 2>&1) || fail "nbd-client -l: $out"
+  grep -q "^rbd/b$" <<<"$out" || fail "nbd-client -l: $out"
   echo "ok: nbd-client -l lists the exports"
 fi
 
@@ -79,7 +80,8 @@ with open(sys.argv[1],"wb") as f:
     for off in (0, 5<<20, (13<<20)+4095, (64<<20)-10000):
         f.seek(off); f.write(os.urandom(8000))
 PY
-qemu-img info "nbd+unix:///rbd/b?socket=$SOCK" | grep -q "virtual size: 64 MiB" || fail "qemu-img info"
+out=$(qemu-img info "nbd+unix:///rbd/b?socket=$SOCK") || fail "qemu-img info"
+grep -q "virtual size: 64 MiB" <<<"$out" || fail "qemu-img info: $out"
 qemu-img convert -n -f raw -O raw "$TEST_DIR/src.img" "nbd+unix:///rbd/b?socket=$SOCK" || fail "qemu-img convert in"
 qemu-img compare -f raw -F raw "$TEST_DIR/src.img" "$U/rbd/b" || fail "qemu-img compare"
 qemu-img convert -f raw -O raw "$U/rbd/b" "$TEST_DIR/back.img" || fail "qemu-img convert out"
@@ -130,9 +132,10 @@ echo "ok: nbdsh TRIM/ZERO/BLOCK_STATUS/FLUSH/CACHE, multi-conn visibility"
 # ---- read-only server
 P2=$(nbd_port)
 start_nbd ro --listen 127.0.0.1:$P2 --read-only rbd/c
-nbdinfo --json "nbd://127.0.0.1:$P2/rbd/c" | grep -q '"is_read_only": true' || fail "read-only flag"
+out=$(nbdinfo --json "nbd://127.0.0.1:$P2/rbd/c") || fail "nbdinfo read-only export"
+grep -q '"is_read_only": true' <<<"$out" || fail "read-only flag: $out"
 out=$(qemu-io -f raw -c "write 0 4k" "nbd://127.0.0.1:$P2/rbd/c" 2>&1 || true)
-echo "$out" | grep -qi "denied\|read-only\|not permitted" || fail "qemu-io wrote to a read-only export: $out"
+grep -qi "denied\|read-only\|not permitted" <<<"$out" || fail "qemu-io wrote to a read-only export: $out"
 # the server itself refuses (EPERM), not only the client
 nbdsh -u "nbd://127.0.0.1:$P2/rbd/c" -c "
 h.set_strict_mode(0)
@@ -144,6 +147,7 @@ for f in (lambda: h.pwrite(b'x' * 512, 0), lambda: h.trim(4096, 0), lambda: h.ze
 assert h.pread(512, 0) is not None
 " || fail "read-only export accepted a write"
 nbdinfo "nbd://127.0.0.1:$P2/rbd/a" >/dev/null 2>&1 && fail "an unlisted export was served"
-nbdinfo "nbd://127.0.0.1:$P2/" | grep -q "rbd/c" || fail "default export"
+out=$(nbdinfo "nbd://127.0.0.1:$P2/") || fail "default export"
+grep -q "rbd/c" <<<"$out" || fail "default export: $out"
 echo "ok: read-only server, named exports only, default export"
 echo PASS
