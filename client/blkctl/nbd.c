@@ -8,7 +8,8 @@
  * map starts one blk-nbd per image (daemonized, unix socket only) with its
  * state in <config dir>/nbd/: NAME.sock, NAME.pid, NAME.log and, when the
  * kernel has nbd and nbd-client is installed, NAME.dev with the /dev/nbdN
- * it attached (NAME is POOL/IMAGE with '/' written as '%2F').  Without the
+ * it attached (NAME is POOL/IMAGE with '/' written as '~', a character
+ * URIs never escape, so the socket path can go into a QEMU URI as is).  Without the
  * nbd module map says so and still prints the socket and the QEMU URI, so
  * QEMU can use the export directly.  blk-nbd is found as $BLK_NBD, next
  * to blkctl (build tree: ../nbd/blk-nbd), or in $PATH.
@@ -86,11 +87,7 @@ static void encode_name(const char *name, char *out, size_t n)
 {
   size_t o = 0;
   for (const char *p = name; *p && o + 4 < n; p++) {
-    if (*p == '/') {
-      memcpy(out + o, "%2F", 3);
-      o += 3;
-    } else
-      out[o++] = *p;
+    out[o++] = *p == '/' ? '~' : *p;
   }
   out[o] = '\0';
 }
@@ -99,11 +96,7 @@ static void decode_name(const char *enc, char *out, size_t n)
 {
   size_t o = 0;
   for (const char *p = enc; *p && o + 1 < n; p++) {
-    if (!strncmp(p, "%2F", 3)) {
-      out[o++] = '/';
-      p += 2;
-    } else
-      out[o++] = *p;
+    out[o++] = *p == '~' ? '/' : *p;
   }
   out[o] = '\0';
 }
