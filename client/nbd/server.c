@@ -559,6 +559,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     free(c);
     return;
   }
+  /* whole 1 MiB requests per read/write call instead of 16 KiB slices */
+  bufferevent_set_max_single_read(c->bev, 1 << 20);
+  bufferevent_set_max_single_write(c->bev, 1 << 20);
   c->next = srv->conns;
   if (srv->conns)
     srv->conns->prev = c;
