@@ -261,7 +261,15 @@ static void reply_block_status(struct nbd_conn *c, struct nbd_req *q)
     reply_status(c, &q->r, -ENOMEM);
     return;
   }
-  size_t nd = nbd_extents_to_descriptors(q->ext, q->next, q->r.offset, q->r.len, d, max);
+  /* answer only what libblk described (it may cover less than asked) */
+  uint32_t len = q->r.len;
+  if (q->next > 0) {
+    const struct nbd_extent *last = &q->ext[q->next - 1];
+    uint64_t end = last->offset + last->length;
+    if (end > q->r.offset && end - q->r.offset < len)
+      len = (uint32_t)(end - q->r.offset);
+  }
+  size_t nd = nbd_extents_to_descriptors(q->ext, q->next, q->r.offset, len, d, max);
   uint32_t plen = (uint32_t)(4 + 8 * nd);
   uint8_t *p = malloc(NBD_CHUNK_HDR_LEN + plen);
   if (!p) {

@@ -113,6 +113,8 @@ struct nbd_conn {
   char *meta_export;         /* ... for this export name */
   uint64_t skip;             /* input bytes still to discard */
   bool closing;              /* close once output is flushed */
+  struct event *flush_timer; /* polls TLS's lower buffer while closing */
+  unsigned flush_polls;
   bool disc;                 /* NBD_CMD_DISC seen: read nothing more */
   /* transmission */
   struct nbd_export *exp;
@@ -173,8 +175,14 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
                    char *err, size_t errlen);
 /* Drop a reference; the image is closed at the last. */
 void nbd_export_put(struct nbd_export *e);
-/* Transmission flags for an export. */
+/* Size and read-only-ness of an export for NBD_OPT_INFO without taking
+ * a reference: an open export answers, else the image is opened read-only
+ * (no lock) and closed again.  0 or -errno as nbd_export_get. */
+int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *ro,
+                     char *err, size_t errlen);
+/* Transmission flags for an export / for a read-only or writable one. */
 uint16_t nbd_export_tflags(const struct nbd_export *e);
+uint16_t nbd_tflags(bool read_only);
 /* Names this server lists (NBD_OPT_LIST): *names (free with
  * blk_image_list_free-like nbd_names_free) and *n.  0 or -errno. */
 int nbd_export_list(struct nbd_server *srv, char ***names, size_t *n);
