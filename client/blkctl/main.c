@@ -120,6 +120,7 @@ static const struct command commands[] = {
   { "pool", cmd_pool },
   { "object", cmd_object },
   { "image", cmd_image },
+  { "nbd", cmd_nbd },
   { NULL, NULL },
 };
 
