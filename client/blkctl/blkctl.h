@@ -11,6 +11,8 @@
  *   monbench.c mon bench: commit latency of map changes
  *   monwatch.c mon watch: subscribe and print map updates
  *   json.c     a tiny JSON writer for --format json
+ *   image.c    image create / ls / info / resize / rm / rename / du /
+ *              import / export / bench (through libblk)
  * Exit codes follow the ceph tool: 0 success, otherwise the errno of the
  * failure (2 ENOENT, 17 EEXIST, 22 EINVAL incl. usage errors, 110
  * ETIMEDOUT when no monitor quorum answered); see docs/blkctl.md.
@@ -56,9 +58,11 @@ int cmd_mon(struct blkctl *b, int argc, char **argv);
 int cmd_osd(struct blkctl *b, int argc, char **argv);
 int cmd_pool(struct blkctl *b, int argc, char **argv);
 int cmd_object(struct blkctl *b, int argc, char **argv);
+int cmd_image(struct blkctl *b, int argc, char **argv);
 int cmd_object_bench(struct blkctl *b, int argc, char **argv);
 int cmd_mon_bench(struct blkctl *b, int argc, char **argv);
 int cmd_mon_watch(struct blkctl *b, int argc, char **argv);
+int cmd_nbd(struct blkctl *b, int argc, char **argv);   /* nbd.c */
 
 /* json.c: writes to stdout with correct commas and escaping. */
 void json_begin_obj(void);

@@ -40,6 +40,8 @@ static void usage(FILE *f)
           "  object get POOL NAME [FILE|-] [--osd N]   read it (--osd: that OSD's copy)\n"
           "  object rm POOL NAME | object stat POOL NAME | object ls POOL\n"
           "  object bench POOL [--seconds S] [--size B] [--qd N] [--objects N] [--read]\n"
+          "images:\n"
+          "  image create|ls|info|resize|rm|rename|du|import|export|bench ...  (blkctl image)\n"
           "\n"
           "The config is -c PATH, else $BLK_CONF, else ./run/blk.conf.\n"
           "Exit status: 0 on success, else the errno of the failure (see docs/blkctl.md).\n");
@@ -117,6 +119,8 @@ static const struct command commands[] = {
   { "osd", cmd_osd },
   { "pool", cmd_pool },
   { "object", cmd_object },
+  { "image", cmd_image },
+  { "nbd", cmd_nbd },
   { NULL, NULL },
 };
 

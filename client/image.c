@@ -1,0 +1,548 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: image metadata (docs/images.md has the byte-level
+ * formats).  A pool's images are listed in one directory object,
+ * `blk_directory`, whose content is an ImageDirectory protobuf (name ->
+ * id, sorted by name).  Every update is a read-modify-write: read the
+ * object and its version, change the record, WRITEFULL it asserting that
+ * version (OsdOp.has_assert_version; "must not exist" when it was
+ * missing); -ECANCELED means another client changed it in between, so the
+ * update is redone from a fresh read (bounded retries).  An image is the
+ * header object `blk_header.<id>` (an ImageHeader protobuf: size, order,
+ * features, snapshot and parent placeholders) and data objects
+ * `blk_data.<id>.<objno as 16 hex digits>` created only when written.
+ * Metadata calls are synchronous and run on the caller's thread as a
+ * sequence of synchronous object ops; only the data path (image_io.c)
+ * runs as state machines on the library thread.
+ * Crash ordering: create writes the header before the directory entry
+ * (a crash leaves an unreferenced header, never a dangling entry); remove
+ * deletes data, then the header, then the entry; shrink deletes data
+ * beyond the new end before the header records the smaller size, so a
+ * later grow never exposes old bytes.
+ */
+#include "client/libblk_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "proto/image.pb-c.h"
+
+#define DIR_OBJECT "blk_directory"
+#define META_MAX (4u << 20)        /* largest directory/header object read */
+#define DIR_RETRIES 20
+
+void image_header_name(const char *id, char *out, size_t n)
+{
+  snprintf(out, n, "blk_header.%s", id);
+}
+
+void image_data_name(const char *id, uint64_t objno, char *out, size_t n)
+{
+  snprintf(out, n, "blk_data.%s.%016" PRIx64, id, objno);
+}
+
+/* Read a whole object into *buf (caller frees) with its version.  0 with
+ * *len, -ENOENT (missing: *buf NULL, ver 0.0), or -errno. */
+static int obj_read_all(blk_ioctx *io, const char *name, uint8_t **buf, size_t *len,
+                        uint64_t ver[2])
+{
+  *buf = NULL;
+  *len = 0;
+  ver[0] = ver[1] = 0;
+  uint8_t *b = malloc(META_MAX);
+  if (!b)
+    return lb_err(-ENOMEM, "out of memory");
+  uint64_t size = 0;
+  struct objecter_req req = { .name = name, .op = BLK__OSD_OP_TYPE__OP_READ };
+  int64_t n = lb_obj_sync(io, &req, b, META_MAX, &size, ver);
+  if (n < 0) {
+    free(b);
+    return (int)n;
+  }
+  if ((uint64_t)n >= META_MAX) {
+    free(b);
+    return lb_err(-EFBIG, "%s is larger than %u bytes", name, META_MAX);
+  }
+  *buf = b;
+  *len = (size_t)n;
+  return 0;
+}
+
+static bool name_ok(const char *name)
+{
+  size_t n = name ? strlen(name) : 0;
+  if (n == 0 || n > 200)
+    return false;
+  for (const char *p = name; *p; p++)
+    if (*p == '/' || (unsigned char)*p < 0x20)
+      return false;
+  return true;
+}
+
+/* ---- directory ---- */
+
+struct dir {
+  Blk__ImageDirectory *pb;       /* NULL when the object does not exist */
+  uint64_t ver[2];
+};
+
+static int dir_read(blk_ioctx *io, struct dir *d)
+{
+  uint8_t *b;
+  size_t len;
+  d->pb = NULL;
+  int r = obj_read_all(io, DIR_OBJECT, &b, &len, d->ver);
+  if (r == -ENOENT) {
+    lb_clear_err();
+    d->ver[0] = d->ver[1] = 0;
+    return 0;
+  }
+  if (r < 0)
+    return r;
+  d->pb = blk__image_directory__unpack(NULL, len, b);
+  free(b);
+  if (!d->pb)
+    return lb_err(-EIO, "pool '%s': %s is not a valid image directory", io->pool, DIR_OBJECT);
+  return 0;
+}
+
+static void dir_free(struct dir *d)
+{
+  if (d->pb)
+    blk__image_directory__free_unpacked(d->pb, NULL);
+  d->pb = NULL;
+}
+
+static const char *dir_find(const struct dir *d, const char *name)
+{
+  if (!d->pb)
+    return NULL;
+  for (size_t i = 0; i < d->pb->n_images; i++)
+    if (!strcmp(d->pb->images[i]->name, name))
+      return d->pb->images[i]->id;
+  return NULL;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+  const Blk__ImageDirectory__Entry *x = *(Blk__ImageDirectory__Entry *const *)a;
+  const Blk__ImageDirectory__Entry *y = *(Blk__ImageDirectory__Entry *const *)b;
+  return strcmp(x->name, y->name);
+}
+
+/* Write the directory made of the entries of d minus `drop` (NULL) plus
+ * (add_name, add_id) (NULL), asserting d's version.  0, -ECANCELED (it
+ * changed: redo), -errno. */
+static int dir_write(blk_ioctx *io, const struct dir *d, const char *drop, const char *add_name,
+                     const char *add_id)
+{
+  size_t n = d->pb ? d->pb->n_images : 0;
+  Blk__ImageDirectory out = BLK__IMAGE_DIRECTORY__INIT;
+  Blk__ImageDirectory__Entry add = BLK__IMAGE_DIRECTORY__ENTRY__INIT;
+  out.images = calloc(n + 1, sizeof *out.images);
+  if (!out.images)
+    return lb_err(-ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++)
+    if (!drop || strcmp(d->pb->images[i]->name, drop))
+      out.images[out.n_images++] = d->pb->images[i];
+  if (add_name) {
+    add.name = (char *)add_name;
+    add.id = (char *)add_id;
+    out.images[out.n_images++] = &add;
+  }
+  qsort(out.images, out.n_images, sizeof *out.images, entry_cmp);
+  size_t len = blk__image_directory__get_packed_size(&out);
+  uint8_t *buf = malloc(len ? len : 1);
+  if (!buf) {
+    free(out.images);
+    return lb_err(-ENOMEM, "out of memory");
+  }
+  blk__image_directory__pack(&out, buf);
+  free(out.images);
+  struct objecter_req req = { .name = DIR_OBJECT, .op = BLK__OSD_OP_TYPE__OP_WRITEFULL,
+                              .data = buf, .data_len = (uint32_t)len, .length = len,
+                              .has_assert_version = true, .assert_epoch = d->ver[0],
+                              .assert_v = d->ver[1] };
+  int r = (int)lb_obj_sync(io, &req, NULL, 0, NULL, NULL);
+  free(buf);
+  return r;
+}
+
+/* Look up name's id into id[32].  0, -ENOENT (message set), -errno. */
+static int dir_lookup(blk_ioctx *io, const char *name, char id[32])
+{
+  struct dir d;
+  int r = dir_read(io, &d);
+  if (r < 0)
+    return r;
+  const char *found = dir_find(&d, name);
+  if (found)
+    snprintf(id, 32, "%s", found);
+  dir_free(&d);
+  if (!found)
+    return lb_err(-ENOENT, "no image '%s' in pool '%s'", name, io->pool);
+  return 0;
+}
+
+/* ---- header ---- */
+
+static int header_read(blk_ioctx *io, const char *id, Blk__ImageHeader **out)
+{
+  char hname[64];
+  uint8_t *b;
+  size_t len;
+  uint64_t ver[2];
+  image_header_name(id, hname, sizeof hname);
+  int r = obj_read_all(io, hname, &b, &len, ver);
+  if (r == -ENOENT)
+    return lb_err(-ENOENT, "image header %s is missing", hname);
+  if (r < 0)
+    return r;
+  *out = blk__image_header__unpack(NULL, len, b);
+  free(b);
+  if (!*out || (*out)->order < 12 || (*out)->order > 26 || strcmp((*out)->id, id)) {
+    if (*out)
+      blk__image_header__free_unpacked(*out, NULL);
+    return lb_err(-EIO, "image header %s is corrupt", hname);
+  }
+  return 0;
+}
+
+static int header_write(blk_ioctx *io, const Blk__ImageHeader *h)
+{
+  char hname[64];
+  image_header_name(h->id, hname, sizeof hname);
+  size_t len = blk__image_header__get_packed_size(h);
+  uint8_t *buf = malloc(len ? len : 1);
+  if (!buf)
+    return lb_err(-ENOMEM, "out of memory");
+  blk__image_header__pack(h, buf);
+  struct objecter_req req = { .name = hname, .op = BLK__OSD_OP_TYPE__OP_WRITEFULL, .data = buf,
+                              .data_len = (uint32_t)len, .length = len };
+  int r = (int)lb_obj_sync(io, &req, NULL, 0, NULL, NULL);
+  free(buf);
+  return r;
+}
+
+/* ---- public API ---- */
+
+LB_API int blk_image_create(blk_ioctx *io, const char *name, uint64_t size, int order)
+{
+  lb_clear_err();
+  if (!io)
+    return lb_err(-EINVAL, "I/O context is NULL");
+  if (!name_ok(name))
+    return lb_err(-EINVAL, "bad image name '%s' (1..200 bytes, no '/')", name ? name : "");
+  if (size == 0)
+    return lb_err(-EINVAL, "image size must be greater than zero");
+  if (order == 0)
+    order = 22;
+  if (order < 12 || order > 26)
+    return lb_err(-EINVAL, "object size must be 2^12 (4 KiB) .. 2^26 (64 MiB), got 2^%d", order);
+  if (size > (UINT64_MAX >> 1))
+    return lb_err(-EINVAL, "image size too large");
+  unsigned char rb[8];
+  char id[32];
+  if (RAND_bytes(rb, sizeof rb) != 1)
+    return lb_err(-EIO, "no random bytes for the image id");
+  for (int i = 0; i < 8; i++)
+    snprintf(id + 2 * i, 3, "%02x", rb[i]);
+  Blk__ImageHeader h = BLK__IMAGE_HEADER__INIT;
+  h.format = 1;
+  h.id = id;
+  h.size = size;
+  h.order = (uint32_t)order;
+  h.create_time_ms = (uint64_t)util_wall_ms();
+  int r = 0;
+  bool header_written = false;
+  for (int attempt = 0; attempt < DIR_RETRIES; attempt++) {
+    struct dir d;
+    if ((r = dir_read(io, &d)) < 0)
+      break;
+    if (dir_find(&d, name)) {
+      dir_free(&d);
+      r = lb_err(-EEXIST, "image '%s' already exists in pool '%s'", name, io->pool);
+      break;
+    }
+    if (!header_written) {
+      if ((r = header_write(io, &h)) < 0) {
+        dir_free(&d);
+        break;
+      }
+      header_written = true;
+    }
+    r = dir_write(io, &d, NULL, name, id);
+    dir_free(&d);
+    if (r != -ECANCELED)
+      break;
+  }
+  if (r < 0 && header_written) {
+    char hname[64];
+    image_header_name(id, hname, sizeof hname);
+    char keep[LB_MSG];
+    snprintf(keep, sizeof keep, "%s", blk_last_error());
+    blk_object_remove(io, hname);
+    lb_set_msg(keep);
+  }
+  return r;
+}
+
+LB_API int blk_image_list(blk_ioctx *io, char ***names, size_t *n)
+{
+  lb_clear_err();
+  if (!io || !names || !n)
+    return lb_err(-EINVAL, "blk_image_list: NULL argument");
+  struct dir d;
+  int r = dir_read(io, &d);
+  if (r < 0)
+    return r;
+  size_t cnt = d.pb ? d.pb->n_images : 0;
+  char **v = calloc(cnt + 1, sizeof *v);
+  if (!v) {
+    dir_free(&d);
+    return lb_err(-ENOMEM, "out of memory");
+  }
+  for (size_t i = 0; i < cnt; i++) {
+    if (!(v[i] = strdup(d.pb->images[i]->name))) {
+      blk_image_list_free(v, i);
+      dir_free(&d);
+      return lb_err(-ENOMEM, "out of memory");
+    }
+  }
+  dir_free(&d);
+  *names = v;
+  *n = cnt;
+  return 0;
+}
+
+LB_API void blk_image_list_free(char **names, size_t n)
+{
+  if (!names)
+    return;
+  for (size_t i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
+}
+
+LB_API int blk_image_rename(blk_ioctx *io, const char *src, const char *dst)
+{
+  lb_clear_err();
+  if (!io || !name_ok(src) || !name_ok(dst))
+    return lb_err(-EINVAL, "bad image name (1..200 bytes, no '/')");
+  int r = 0;
+  for (int attempt = 0; attempt < DIR_RETRIES; attempt++) {
+    struct dir d;
+    if ((r = dir_read(io, &d)) < 0)
+      return r;
+    const char *id = dir_find(&d, src);
+    if (!id) {
+      dir_free(&d);
+      return lb_err(-ENOENT, "no image '%s' in pool '%s'", src, io->pool);
+    }
+    if (dir_find(&d, dst)) {
+      dir_free(&d);
+      return lb_err(-EEXIST, "image '%s' already exists in pool '%s'", dst, io->pool);
+    }
+    char idc[32];
+    snprintf(idc, sizeof idc, "%s", id);
+    r = dir_write(io, &d, src, dst, idc);
+    dir_free(&d);
+    if (r != -ECANCELED)
+      return r;
+  }
+  return lb_err(r, "directory of pool '%s' kept changing", io->pool);
+}
+
+LB_API int blk_image_remove(blk_ioctx *io, const char *name)
+{
+  lb_clear_err();
+  if (!io || !name_ok(name))
+    return lb_err(-EINVAL, "bad image name '%s'", name ? name : "");
+  char id[32];
+  int r = dir_lookup(io, name, id);
+  if (r < 0)
+    return r;
+  Blk__ImageHeader *h = NULL;
+  r = header_read(io, id, &h);
+  if (r < 0 && r != -ENOENT)
+    return r;
+  if (h) {
+    if ((r = image_lock_check_free(io, id)) < 0) {
+      blk__image_header__free_unpacked(h, NULL);
+      if (r == -EBUSY)
+        return lb_err(r, "image '%s' is open by a writer (its lock is held)", name);
+      return r;
+    }
+    r = image_io_trim(io, id, h->order, 0, h->size);
+    blk__image_header__free_unpacked(h, NULL);
+    if (r < 0)
+      return r;
+    char hname[64];
+    image_header_name(id, hname, sizeof hname);
+    r = blk_object_remove(io, hname);
+    if (r < 0 && r != -ENOENT)
+      return r;
+  }
+  for (int attempt = 0; attempt < DIR_RETRIES; attempt++) {
+    struct dir d;
+    if ((r = dir_read(io, &d)) < 0)
+      return r;
+    const char *cur = dir_find(&d, name);
+    if (!cur || strcmp(cur, id)) {
+      dir_free(&d);
+      return 0;          /* someone else removed or replaced it meanwhile */
+    }
+    r = dir_write(io, &d, name, NULL, NULL);
+    dir_free(&d);
+    if (r != -ECANCELED)
+      return r;
+  }
+  return lb_err(r, "directory of pool '%s' kept changing", io->pool);
+}
+
+LB_API int blk_image_open(blk_ioctx *io, const char *name, const char *snap, int flags,
+                          blk_image **out)
+{
+  lb_clear_err();
+  if (!io || !out)
+    return lb_err(-EINVAL, "blk_image_open: NULL argument");
+  if (!name_ok(name))
+    return lb_err(-EINVAL, "bad image name '%s'", name ? name : "");
+  if (snap)
+    return lb_err(-EOPNOTSUPP, "snapshots are not supported yet");
+  if (flags & ~(BLK_IMAGE_RDONLY | BLK_IMAGE_EXCLUSIVE))
+    return lb_err(-EINVAL, "unknown open flags 0x%x", (unsigned)flags);
+  char id[32];
+  int r = dir_lookup(io, name, id);
+  if (r < 0)
+    return r;
+  Blk__ImageHeader *h;
+  if ((r = header_read(io, id, &h)) < 0)
+    return r;
+  blk_image *img = calloc(1, sizeof *img);
+  if (!img) {
+    blk__image_header__free_unpacked(h, NULL);
+    return lb_err(-ENOMEM, "out of memory");
+  }
+  img->io = io;
+  snprintf(img->name, sizeof img->name, "%s", name);
+  snprintf(img->id, sizeof img->id, "%s", id);
+  img->order = h->order;
+  img->size = h->size;
+  img->rdonly = flags & BLK_IMAGE_RDONLY;
+  blk__image_header__free_unpacked(h, NULL);
+  if (!img->rdonly) {
+    r = image_lock_acquire(img, flags);
+    if (r < 0) {
+      free(img);
+      return r;
+    }
+    /* the header may have changed while we waited for the lock */
+    if ((r = header_read(io, id, &h)) < 0) {
+      image_lock_release(img);
+      free(img);
+      return r;
+    }
+    img->size = h->size;
+    blk__image_header__free_unpacked(h, NULL);
+  }
+  *out = img;
+  return 0;
+}
+
+struct drain_task {
+  struct lb_task t;
+  blk_image *img;
+  struct lb_sync s;
+};
+
+static void drain_task_fn(struct lb_task *t)
+{
+  struct drain_task *dt = (struct drain_task *)t;
+  image_io_drain(dt->img, &dt->s);
+}
+
+LB_API int blk_image_close(blk_image *img)
+{
+  lb_clear_err();
+  if (!img)
+    return 0;
+  if (lb_on_loop())
+    return lb_err(-EDEADLK, "blk_image_close from a libblk callback");
+  struct drain_task dt = { .t.fn = drain_task_fn, .img = img };
+  lb_sync_init(&dt.s);
+  int r = lb_submit(img->io->c, &dt.t);
+  if (r == 0)
+    r = (int)lb_sync_wait(&dt.s);
+  lb_sync_destroy(&dt.s);
+  if (r == 0 && img->write_err < 0)
+    r = lb_err(img->write_err, "a write of image '%s' failed before close", img->name);
+  if (!img->rdonly)
+    image_lock_release(img);
+  free(img->zeroes);
+  free(img);
+  return r;
+}
+
+LB_API uint64_t blk_image_size(blk_image *img)
+{
+  return img ? __atomic_load_n(&img->size, __ATOMIC_ACQUIRE) : 0;
+}
+
+LB_API int blk_image_stat(blk_image *img, struct blk_image_info *info)
+{
+  lb_clear_err();
+  if (!img || !info)
+    return lb_err(-EINVAL, "blk_image_stat: NULL argument");
+  memset(info, 0, sizeof *info);
+  info->size = blk_image_size(img);
+  info->order = img->order;
+  info->object_size = 1ull << img->order;
+  info->num_objects = (info->size + info->object_size - 1) >> img->order;
+  snprintf(info->id, sizeof info->id, "%s", img->id);
+  return 0;
+}
+
+LB_API int blk_image_resize(blk_image *img, uint64_t size)
+{
+  lb_clear_err();
+  if (!img)
+    return lb_err(-EINVAL, "image is NULL");
+  if (img->rdonly)
+    return lb_err(-EROFS, "image '%s' is open read-only", img->name);
+  if (size == 0)
+    return lb_err(-EINVAL, "image size must be greater than zero");
+  if (size > (UINT64_MAX >> 1))
+    return lb_err(-EINVAL, "image size too large");
+  if (lb_on_loop())
+    return lb_err(-EDEADLK, "blk_image_resize from a libblk callback");
+  Blk__ImageHeader *h;
+  int r = header_read(img->io, img->id, &h);
+  if (r < 0)
+    return r;
+  uint64_t old = h->size;
+  if (size < old) {
+    /* new I/O beyond the new end fails from now on; wait for what is in
+     * flight, then delete the data past the end before the header shrinks */
+    __atomic_store_n(&img->size, size, __ATOMIC_RELEASE);
+    int fr = blk_image_flush(img);
+    (void)fr;   /* a failed earlier write does not stop the resize */
+    r = image_io_trim(img->io, img->id, img->order, size, old);
+    if (r < 0) {
+      blk__image_header__free_unpacked(h, NULL);
+      return r;
+    }
+  }
+  h->size = size;
+  r = header_write(img->io, h);
+  blk__image_header__free_unpacked(h, NULL);
+  if (r < 0)
+    return r;
+  __atomic_store_n(&img->size, size, __ATOMIC_RELEASE);
+  return 0;
+}

@@ -1,0 +1,485 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: the cluster handle and the library thread.  Before
+ * connect, the handle is only configuration (config files read and
+ * options set are remembered, so that changing "name" rebuilds the config
+ * for the new entity's sections).  Connect builds the event base, the
+ * monitor client and the objecter on the caller's thread, runs the loop
+ * there until the first map arrives, then hands the loop to a library
+ * thread.  From then on other threads talk to the loop only through the
+ * task queue: a mutex-protected singly linked list plus an eventfd whose
+ * read event drains the list.  Last-error messages are per thread
+ * (__thread buffer); the library thread sets its own before invoking a
+ * callback, and synchronous calls copy the message of their completion
+ * into the caller's buffer.
+ */
+#include "client/libblk_int.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+static __thread char tls_err[LB_MSG];
+static __thread bool tls_on_loop;
+
+int lb_err(int err, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tls_err, sizeof tls_err, fmt, ap);
+  va_end(ap);
+  return err;
+}
+
+void lb_set_msg(const char *msg)
+{
+  snprintf(tls_err, sizeof tls_err, "%s", msg ? msg : "");
+}
+
+void lb_clear_err(void)
+{
+  tls_err[0] = 0;
+}
+
+bool lb_on_loop(void)
+{
+  return tls_on_loop;
+}
+
+LB_API const char *blk_last_error(void)
+{
+  return tls_err;
+}
+
+/* ---- synchronous completions ---- */
+
+void lb_sync_init(struct lb_sync *s)
+{
+  pthread_mutex_init(&s->m, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  s->done = false;
+  s->r = 0;
+  s->msg[0] = 0;
+}
+
+void lb_sync_destroy(struct lb_sync *s)
+{
+  pthread_mutex_destroy(&s->m);
+  pthread_cond_destroy(&s->cv);
+}
+
+void lb_sync_done(struct lb_sync *s, int64_t r, const char *msg)
+{
+  pthread_mutex_lock(&s->m);
+  s->r = r;
+  snprintf(s->msg, sizeof s->msg, "%s", msg ? msg : "");
+  s->done = true;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->m);
+}
+
+int64_t lb_sync_wait(struct lb_sync *s)
+{
+  pthread_mutex_lock(&s->m);
+  while (!s->done)
+    pthread_cond_wait(&s->cv, &s->m);
+  pthread_mutex_unlock(&s->m);
+  if (s->r < 0)
+    lb_set_msg(s->msg[0] ? s->msg : strerror((int)-s->r));
+  return s->r;
+}
+
+/* ---- task queue ---- */
+
+int lb_submit(blk_cluster *c, struct lb_task *t)
+{
+  t->next = NULL;
+  pthread_mutex_lock(&c->q_lock);
+  if (c->stopping || !c->connected) {
+    pthread_mutex_unlock(&c->q_lock);
+    return c->connected ? -ESHUTDOWN : -ENOTCONN;
+  }
+  bool was_empty = c->q_head == NULL;
+  if (c->q_tail)
+    c->q_tail->next = t;
+  else
+    c->q_head = t;
+  c->q_tail = t;
+  pthread_mutex_unlock(&c->q_lock);
+  if (was_empty) {
+    uint64_t one = 1;
+    ssize_t w = write(c->efd, &one, sizeof one);
+    (void)w;   /* a full counter still wakes the loop */
+  }
+  return 0;
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+  blk_cluster *c = arg;
+  uint64_t v;
+  (void)what;
+  ssize_t r = read(fd, &v, sizeof v);
+  (void)r;
+  for (;;) {
+    pthread_mutex_lock(&c->q_lock);
+    struct lb_task *t = c->q_head;
+    c->q_head = c->q_tail = NULL;
+    pthread_mutex_unlock(&c->q_lock);
+    if (!t)
+      break;
+    while (t) {
+      struct lb_task *next = t->next;
+      t->fn(t);
+      t = next;
+    }
+  }
+}
+
+static void *loop_main(void *arg)
+{
+  blk_cluster *c = arg;
+  tls_on_loop = true;
+  event_base_loop(c->base, EVLOOP_NO_EXIT_ON_EMPTY);
+  return NULL;
+}
+
+int lb_objecter_op(blk_ioctx *io, const struct objecter_req *req, objecter_cb cb, void *arg)
+{
+  struct objecter_req r = *req;
+  r.pool = io->pool;
+  r.osd = -1;
+  return objecter_op(io->c->obj, &r, cb, arg);
+}
+
+/* ---- configuration ---- */
+
+static int entity_split(const char *entity, char *type, size_t tn, char *id, size_t in)
+{
+  const char *dot = strchr(entity, '.');
+  if (!dot || dot == entity || !dot[1] || (size_t)(dot - entity) >= tn || strlen(dot + 1) >= in)
+    return -EINVAL;
+  memcpy(type, entity, (size_t)(dot - entity));
+  type[dot - entity] = 0;
+  strcpy(id, dot + 1);
+  return 0;
+}
+
+/* Rebuild c->cfg for c->entity from the remembered files and overrides. */
+static int cfg_rebuild(blk_cluster *c)
+{
+  char type[32], id[64];
+  if (entity_split(c->entity, type, sizeof type, id, sizeof id) < 0)
+    return lb_err(-EINVAL, "bad entity name '%s' (TYPE.ID, e.g. client.admin)", c->entity);
+  config *cfg = config_new(type, id);
+  if (!cfg)
+    return lb_err(-ENOMEM, "out of memory");
+  for (size_t i = 0; i < c->n_conf_paths; i++) {
+    char *err = NULL;
+    int r = config_load_file(cfg, c->conf_paths[i], &err);
+    if (r < 0) {
+      lb_err(r, "%s: %s", c->conf_paths[i], err ? err : strerror(-r));
+      free(err);
+      config_free(cfg);
+      return r;
+    }
+  }
+  for (size_t i = 0; i < c->n_ovr; i++)
+    config_set(cfg, c->ovr[i].opt, c->ovr[i].val);   /* validated when set */
+  config_free(c->cfg);
+  c->cfg = cfg;
+  return 0;
+}
+
+LB_API int blk_cluster_create(blk_cluster **out)
+{
+  lb_clear_err();
+  if (!out)
+    return lb_err(-EINVAL, "blk_cluster_create: out is NULL");
+  blk_cluster *c = calloc(1, sizeof *c);
+  if (!c)
+    return lb_err(-ENOMEM, "out of memory");
+  pthread_mutex_init(&c->q_lock, NULL);
+  c->efd = -1;
+  snprintf(c->entity, sizeof c->entity, "client.admin");
+  int r = cfg_rebuild(c);
+  if (r < 0)
+    goto out_free;
+  const char *env = getenv("BLK_CONF");
+  if (env && *env) {
+    r = blk_cluster_conf_read(c, env);
+    if (r < 0)
+      goto out_free;
+  }
+  *out = c;
+  return 0;
+out_free:
+  config_free(c->cfg);
+  pthread_mutex_destroy(&c->q_lock);
+  free(c);
+  return r;
+}
+
+LB_API int blk_cluster_conf_read(blk_cluster *c, const char *path)
+{
+  lb_clear_err();
+  if (!c)
+    return lb_err(-EINVAL, "cluster handle is NULL");
+  if (c->connected)
+    return lb_err(-EISCONN, "config must be read before connecting");
+  if (!path) {
+    const char *env = getenv("BLK_CONF");
+    if (env && *env)
+      path = env;
+    else if (access("./run/blk.conf", R_OK) == 0)
+      path = "./run/blk.conf";
+    else
+      path = "/etc/blk/blk.conf";
+  }
+  char *err = NULL;
+  int r = config_load_file(c->cfg, path, &err);
+  if (r < 0) {
+    lb_err(r, "%s: %s", path, err ? err : r == -ENOENT ? "no such file" : strerror(-r));
+    free(err);
+    return r;
+  }
+  char **p = realloc(c->conf_paths, (c->n_conf_paths + 1) * sizeof *p);
+  if (!p)
+    return lb_err(-ENOMEM, "out of memory");
+  c->conf_paths = p;
+  if (!(p[c->n_conf_paths] = strdup(path)))
+    return lb_err(-ENOMEM, "out of memory");
+  c->n_conf_paths++;
+  /* the overrides win over the file */
+  for (size_t i = 0; i < c->n_ovr; i++)
+    config_set(c->cfg, c->ovr[i].opt, c->ovr[i].val);
+  return 0;
+}
+
+LB_API int blk_cluster_conf_set(blk_cluster *c, const char *opt, const char *val)
+{
+  lb_clear_err();
+  if (!c || !opt || !val)
+    return lb_err(-EINVAL, "blk_cluster_conf_set: NULL argument");
+  if (c->connected)
+    return lb_err(-EISCONN, "options must be set before connecting");
+  if (!strcmp(opt, "name") || !strcmp(opt, "id")) {
+    char ent[80], type[32], id[64];
+    snprintf(ent, sizeof ent, "%s%s", !strcmp(opt, "id") || !strchr(val, '.') ? "client." : "",
+             val);
+    if (entity_split(ent, type, sizeof type, id, sizeof id) < 0)
+      return lb_err(-EINVAL, "bad entity name '%s' (TYPE.ID, e.g. client.admin)", val);
+    char old[80];
+    snprintf(old, sizeof old, "%s", c->entity);
+    snprintf(c->entity, sizeof c->entity, "%s", ent);
+    int r = cfg_rebuild(c);
+    if (r < 0)
+      snprintf(c->entity, sizeof c->entity, "%s", old);
+    return r;
+  }
+  int r = config_set(c->cfg, opt, val);
+  if (r == -ENOENT)
+    return lb_err(r, "unknown option '%s' (see docs/configuration.md)", opt);
+  if (r < 0)
+    return lb_err(r, "bad value '%s' for option '%s'", val, opt);
+  struct lb_override *o = realloc(c->ovr, (c->n_ovr + 1) * sizeof *o);
+  if (!o)
+    return lb_err(-ENOMEM, "out of memory");
+  c->ovr = o;
+  o[c->n_ovr].opt = strdup(opt);
+  o[c->n_ovr].val = strdup(val);
+  if (!o[c->n_ovr].opt || !o[c->n_ovr].val) {
+    free(o[c->n_ovr].opt);
+    free(o[c->n_ovr].val);
+    return lb_err(-ENOMEM, "out of memory");
+  }
+  c->n_ovr++;
+  return 0;
+}
+
+LB_API int blk_cluster_connect(blk_cluster *c)
+{
+  char err[512];
+  lb_clear_err();
+  if (!c)
+    return lb_err(-EINVAL, "cluster handle is NULL");
+  if (c->connected || c->base)
+    return lb_err(-EISCONN, "already connected");
+  c->base = event_base_new();
+  if (!c->base)
+    return lb_err(-ENOMEM, "cannot create the event loop");
+  int r;
+  c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (c->efd < 0) {
+    r = lb_err(-errno, "eventfd: %s", strerror(errno));
+    goto out_base;
+  }
+  c->wake_ev = event_new(c->base, c->efd, EV_READ | EV_PERSIST, on_wake, c);
+  if (!c->wake_ev || event_add(c->wake_ev, NULL) < 0) {
+    r = lb_err(-ENOMEM, "cannot create the wake event");
+    goto out_efd;
+  }
+  c->mc = monc_new(c->base, c->cfg, err, sizeof err);
+  if (!c->mc) {
+    r = lb_err(-EINVAL, "%s", err);
+    goto out_ev;
+  }
+  c->obj = objecter_new(c->base, c->mc, c->cfg);
+  if (!c->obj) {
+    r = lb_err(-ENOMEM, "cannot create the object client");
+    goto out_monc;
+  }
+  int tmo = (int)config_get_int(c->cfg, "client_timeout");
+  if (objecter_wait_map(c->obj, tmo) < 0) {
+    r = lb_err(-ETIMEDOUT, "no cluster map from the monitors (%s) within %d ms",
+               config_get_str(c->cfg, "mon_host"), tmo);
+    goto out_obj;
+  }
+  unsigned char rb[8];
+  RAND_bytes(rb, sizeof rb);
+  for (int i = 0; i < 8; i++)
+    snprintf(c->nonce + 2 * i, 3, "%02x", rb[i]);
+  c->connected = true;
+  if ((r = pthread_create(&c->thread, NULL, loop_main, c)) != 0) {
+    c->connected = false;
+    r = lb_err(-r, "cannot start the library thread: %s", strerror(r));
+    goto out_obj;
+  }
+  c->thread_started = true;
+  return 0;
+out_obj:
+  objecter_free(c->obj);
+  c->obj = NULL;
+out_monc:
+  monc_free(c->mc);
+  c->mc = NULL;
+out_ev:
+  if (c->wake_ev)
+    event_free(c->wake_ev);
+  c->wake_ev = NULL;
+out_efd:
+  close(c->efd);
+  c->efd = -1;
+out_base:
+  event_base_free(c->base);
+  c->base = NULL;
+  return r;
+}
+
+static void stop_task(struct lb_task *t)
+{
+  blk_cluster *c = *(blk_cluster **)(t + 1);
+  free(t);
+  event_base_loopbreak(c->base);
+}
+
+LB_API void blk_cluster_shutdown(blk_cluster *c)
+{
+  if (!c)
+    return;
+  if (c->thread_started) {
+    struct lb_task *t = malloc(sizeof *t + sizeof c);
+    if (t) {
+      t->fn = stop_task;
+      memcpy(t + 1, &c, sizeof c);
+      if (lb_submit(c, t) < 0)
+        free(t);
+    }
+    pthread_mutex_lock(&c->q_lock);
+    c->stopping = true;
+    pthread_mutex_unlock(&c->q_lock);
+    if (!t) {
+      /* no memory for the task: break the loop from here (best effort) */
+      event_base_loopbreak(c->base);
+      uint64_t one = 1;
+      ssize_t w = write(c->efd, &one, sizeof one);
+      (void)w;
+    }
+    pthread_join(c->thread, NULL);
+    /* tasks queued after the stop run now, on this thread, as the loop's
+     * owner: they see the objecter cancel their ops */
+    tls_on_loop = true;
+    on_wake(c->efd, EV_READ, c);
+    objecter_free(c->obj);   /* remaining ops complete with -ECANCELED */
+    on_wake(c->efd, EV_READ, c);
+    tls_on_loop = false;
+  } else {
+    objecter_free(c->obj);
+  }
+  monc_free(c->mc);
+  if (c->wake_ev)
+    event_free(c->wake_ev);
+  if (c->efd >= 0)
+    close(c->efd);
+  if (c->base)
+    event_base_free(c->base);
+  config_free(c->cfg);
+  for (size_t i = 0; i < c->n_conf_paths; i++)
+    free(c->conf_paths[i]);
+  free(c->conf_paths);
+  for (size_t i = 0; i < c->n_ovr; i++) {
+    free(c->ovr[i].opt);
+    free(c->ovr[i].val);
+  }
+  free(c->ovr);
+  pthread_mutex_destroy(&c->q_lock);
+  free(c);
+}
+
+/* ---- I/O contexts ---- */
+
+struct pool_check {
+  struct lb_task t;
+  blk_ioctx *io;
+  struct lb_sync s;
+};
+
+static void pool_check_task(struct lb_task *t)
+{
+  struct pool_check *pc = (struct pool_check *)t;
+  const struct cluster_map *m = objecter_map(pc->io->c->obj);
+  bool ok = m && clustermap_pool_by_name(m, pc->io->pool);
+  lb_sync_done(&pc->s, ok ? 0 : -ENOENT, NULL);
+}
+
+LB_API int blk_ioctx_create(blk_cluster *c, const char *pool, blk_ioctx **out)
+{
+  lb_clear_err();
+  if (!c || !pool || !out)
+    return lb_err(-EINVAL, "blk_ioctx_create: NULL argument");
+  if (!*pool || strlen(pool) >= sizeof ((blk_ioctx *)0)->pool)
+    return lb_err(-EINVAL, "bad pool name '%s'", pool);
+  if (lb_on_loop())
+    return lb_err(-EDEADLK, "synchronous call from a libblk callback");
+  blk_ioctx *io = calloc(1, sizeof *io);
+  if (!io)
+    return lb_err(-ENOMEM, "out of memory");
+  io->c = c;
+  snprintf(io->pool, sizeof io->pool, "%s", pool);
+  struct pool_check pc = { .t.fn = pool_check_task, .io = io };
+  lb_sync_init(&pc.s);
+  int r = lb_submit(c, &pc.t);
+  if (r == 0)
+    r = (int)lb_sync_wait(&pc.s);
+  lb_sync_destroy(&pc.s);
+  if (r < 0) {
+    free(io);
+    if (r == -ENOENT)
+      return lb_err(r, "no such pool '%s'", pool);
+    return lb_err(r, "cluster not connected");
+  }
+  *out = io;
+  return 0;
+}
+
+LB_API void blk_ioctx_destroy(blk_ioctx *io)
+{
+  free(io);
+}

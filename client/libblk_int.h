@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: libblk's private header (the struct bodies behind the
+ * opaque handles of blk/libblk.h), sectioned by file:
+ *   libblk.c         cluster handle, library thread, task queue, errors
+ *   libblk_object.c  object ops (sync and aio) on an I/O context
+ *   image.c          image metadata: directory, header, create/open/resize
+ *   image_io.c       striping of image I/O over data objects, aio, flush
+ *   image_lock.c     the exclusive lock of a read-write open
+ * Threading: one library thread runs the event loop (monc + objecter);
+ * everything touching the objecter or an image's in-flight state runs
+ * there.  API calls from other threads enqueue a task (mutex-protected
+ * list + eventfd) and, for synchronous calls, wait on a lb_sync.
+ * Synchronous calls made from the library thread (i.e. from a callback)
+ * fail with -EDEADLK.
+ */
+#ifndef BLK_CLIENT_LIBBLK_INT_H
+#define BLK_CLIENT_LIBBLK_INT_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blk/libblk.h"
+#include "client/monc.h"
+#include "client/objecter.h"
+#include "common/config.h"
+
+#define LB_API __attribute__((visibility("default")))
+#define LB_MSG 256
+
+/* ---- libblk.c ---------------------------------------------------------- */
+
+/* A unit of work for the library thread; fn owns t from then on. */
+struct lb_task {
+  struct lb_task *next;
+  void (*fn)(struct lb_task *t);
+};
+
+/* A synchronous call's completion: the library thread sets r (and msg),
+ * the caller waits in lb_sync_wait. */
+struct lb_sync {
+  pthread_mutex_t m;
+  pthread_cond_t cv;
+  bool done;
+  int64_t r;
+  char msg[LB_MSG];
+};
+
+struct lb_override {
+  char *opt, *val;
+};
+
+struct blk_cluster {
+  /* locks: q_lock only (leaf) */
+  pthread_mutex_t q_lock;        /* guards q_head/q_tail/stopping */
+  struct lb_task *q_head, *q_tail;
+  bool stopping;
+  int efd;                       /* eventfd waking the loop */
+  pthread_t thread;
+  bool thread_started;
+  /* set before connect (caller's thread), read-only after */
+  config *cfg;
+  char entity[80];               /* "client.admin" */
+  char **conf_paths;             /* files read, replayed when name changes */
+  size_t n_conf_paths;
+  struct lb_override *ovr;       /* conf_set values, replayed likewise */
+  size_t n_ovr;
+  /* library thread only after connect */
+  struct event_base *base;
+  struct event *wake_ev;
+  monc *mc;
+  objecter *obj;
+  bool connected;
+  /* capability flags learned from the OSDs (-EOPNOTSUPP), library thread */
+  bool no_zero, no_truncate, no_mapext;
+  char nonce[20];                /* this client instance (lock owner id) */
+};
+
+struct blk_ioctx {
+  blk_cluster *c;
+  char pool[64];
+};
+
+/* Set the calling thread's last error message (printf style); returns err
+ * so that callers can write `return lb_err(-EINVAL, "...")`. */
+int lb_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Set the last error message verbatim. */
+void lb_set_msg(const char *msg);
+/* Clear the last error (at the start of each API call). */
+void lb_clear_err(void);
+/* True on the library thread. */
+bool lb_on_loop(void);
+/* Queue t for the library thread.  0 or -ESHUTDOWN (t not queued). */
+int lb_submit(blk_cluster *c, struct lb_task *t);
+void lb_sync_init(struct lb_sync *s);
+void lb_sync_destroy(struct lb_sync *s);
+/* Library thread: complete s with r and an optional message (NULL). */
+void lb_sync_done(struct lb_sync *s, int64_t r, const char *msg);
+/* Caller: wait for s; copies its message to the last error; returns r. */
+int64_t lb_sync_wait(struct lb_sync *s);
+/* Start an objecter op on the library thread (call there). */
+int lb_objecter_op(blk_ioctx *io, const struct objecter_req *req, objecter_cb cb, void *arg);
+
+/* ---- libblk_object.c ---------------------------------------------------- */
+
+/* Synchronous objecter op from a caller thread: runs req (strings and data
+ * borrowed for the call), copies read data into rbuf (at most rlen) and
+ * returns the reply's data length (reads), 0, or -errno with the message
+ * as last error.  *size / *ver get the reply's size and object version
+ * when not NULL. */
+int64_t lb_obj_sync(blk_ioctx *io, const struct objecter_req *req, void *rbuf, size_t rlen,
+                    uint64_t *size, uint64_t ver[2]);
+
+/* ---- image.c ------------------------------------------------------------ */
+
+struct img_req;
+
+struct blk_image {
+  blk_ioctx *io;
+  char name[256];
+  char id[32];
+  uint32_t order;
+  uint64_t size;                 /* atomic (resize from a caller thread) */
+  bool rdonly;
+  /* library thread only */
+  uint64_t inflight;             /* user requests not yet completed */
+  uint64_t wseq;                 /* sequence of modifying requests */
+  struct img_req *w_head, *w_tail; /* modifying requests in flight, in seq order */
+  struct img_req *flushes;       /* flushes waiting for earlier writes */
+  int write_err;                 /* first write error since the last flush */
+  struct lb_sync *drain;         /* close: signalled when inflight == 0 */
+  void *zeroes;                  /* 1 << order zero bytes, lazily */
+  /* image_lock.c state */
+  struct img_lock *lock;
+};
+
+/* Object names. */
+void image_header_name(const char *id, char *out, size_t n);
+void image_data_name(const char *id, uint64_t objno, char *out, size_t n);
+
+/* ---- image_io.c --------------------------------------------------------- */
+
+/* Library thread: wait until no request of img is in flight, then
+ * complete s (0). */
+void image_io_drain(blk_image *img, struct lb_sync *s);
+/* Caller thread: remove (or cut) the data objects of image id beyond byte
+ * `from` (object size 1 << order, image spanning `size` bytes before).
+ * 0 or -errno. */
+int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, uint64_t size);
+
+/* ---- image_lock.c ------------------------------------------------------- */
+
+/* Caller thread: take the exclusive lock of img for a read-write open
+ * (flags from blk_image_open).  0, -EBUSY, or -errno. */
+int image_lock_acquire(blk_image *img, int flags);
+/* Caller thread: release it (no-op if not held). */
+void image_lock_release(blk_image *img);
+/* Caller thread: is image id locked by a live writer?  0 (no), -EBUSY
+ * (yes), or -errno. */
+int image_lock_check_free(blk_ioctx *io, const char *id);
+
+#endif

@@ -1,0 +1,482 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: the transmission phase of one connection.  The read
+ * callback decodes as many whole requests as the input holds (a WRITE is
+ * taken only once its whole payload is there), checks each one against
+ * what was negotiated (proto.c) and starts the libblk call; many requests
+ * run at once, up to max_inflight per connection, after which reading
+ * pauses until replies go out.  A refused WRITE still has its payload
+ * skipped so the stream stays in sync; a bad magic closes the connection.
+ *
+ * libblk calls back on its own thread: the callback stores the result in
+ * the request and pushes it on the server's wait-free queue, then writes
+ * the eventfd; nothing else.  The loop drains the queue and writes the
+ * reply.  A request holds a reference on its connection, so a client that
+ * disconnects with writes in flight loses nothing that was acknowledged
+ * (nothing was) and the server never touches freed memory: the writes
+ * complete in the cluster, their replies are dropped.
+ *
+ * Replies: simple replies unless structured replies were negotiated;
+ * then READ answers with OFFSET_DATA chunks and, for reads of at least
+ * HOLE_MIN bytes, OFFSET_HOLE chunks where the image's allocation map and
+ * the data itself agree that the range is zero (a block status runs beside
+ * the read, so a hole costs no extra round trip); BLOCK_STATUS answers
+ * base:allocation from blk_image_aio_block_status.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client/nbd/nbd.h"
+#include "common/log.h"
+
+#define SUB "nbd"
+#define HOLE_MIN (64u * 1024)                /* reads this big look for holes */
+#define OUT_HIGH (64u * 1024 * 1024)         /* pause reading above this output */
+#define MAX_READ_CHUNKS 64
+
+/* ---- libblk thread side: record and hand over ---- */
+
+static void req_done(struct nbd_req *q)
+{
+  if (__atomic_sub_fetch(&q->pending, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  struct nbd_server *srv = q->conn->srv; /* srv outlives every request */
+  cds_wfcq_enqueue(&srv->cq_head, &srv->cq_tail, &q->qnode);
+  uint64_t one = 1;
+  ssize_t w = write(srv->cq_fd, &one, sizeof one);
+  (void)w; /* EAGAIN: the counter is saturated, the loop wakes anyway */
+}
+
+static void io_cb(void *arg, int64_t result)
+{
+  struct nbd_req *q = arg;
+  q->result = result;
+  req_done(q);
+}
+
+static void bs_cb(void *arg, int result, const struct blk_extent *ext, size_t n)
+{
+  struct nbd_req *q = arg;
+  q->bs_result = result;
+  if (result >= 0 && n > 0) {
+    q->ext = malloc(n * sizeof *q->ext);
+    if (q->ext) {
+      for (size_t i = 0; i < n; i++) {
+        q->ext[i].offset = ext[i].offset;
+        q->ext[i].length = ext[i].length;
+        q->ext[i].flags = ext[i].flags;
+      }
+      q->next = n;
+    } else {
+      q->bs_result = -ENOMEM;
+    }
+  }
+  if (q->want_holes) {
+    /* beside a read: only a hint, the read's result is what counts */
+  } else {
+    q->result = q->bs_result < 0 ? q->bs_result : 0;
+  }
+  req_done(q);
+}
+
+/* ---- loop side ---- */
+
+static void req_free(struct nbd_req *q)
+{
+  free(q->buf);
+  free(q->ext);
+  free(q);
+}
+
+static void reply_simple(struct nbd_conn *c, uint64_t cookie, int neg_errno)
+{
+  uint8_t h[NBD_SIMPLE_REPLY_LEN];
+  nbd_simple_reply_encode(h, nbd_errno_to_wire(neg_errno), cookie);
+  evbuffer_add(bufferevent_get_output(c->bev), h, sizeof h);
+}
+
+static void reply_error_chunk(struct nbd_conn *c, uint64_t cookie, int neg_errno)
+{
+  uint8_t h[NBD_CHUNK_HDR_LEN + 6];
+  nbd_chunk_encode(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, cookie, 6);
+  nbd_put32(h + NBD_CHUNK_HDR_LEN, nbd_errno_to_wire(neg_errno));
+  nbd_put16(h + NBD_CHUNK_HDR_LEN + 4, 0);
+  evbuffer_add(bufferevent_get_output(c->bev), h, sizeof h);
+}
+
+/* Any reply to a request that carries no data. */
+static void reply_status(struct nbd_conn *c, const struct nbd_request *r, int neg_errno)
+{
+  if (neg_errno < 0)
+    log_debug(SUB, "conn %llu: cmd %u off %llu len %u: error %d", (unsigned long long)c->id,
+              r->type, (unsigned long long)r->offset, r->len, neg_errno);
+  /* READ must get a structured reply once negotiated; others may be simple */
+  if (c->sess.structured && neg_errno < 0 &&
+      (r->type == NBD_CMD_READ || r->type == NBD_CMD_BLOCK_STATUS))
+    reply_error_chunk(c, r->cookie, neg_errno);
+  else if (c->sess.structured && r->type == NBD_CMD_READ) {
+    /* a zero-length read: one NONE chunk */
+    uint8_t h[NBD_CHUNK_HDR_LEN];
+    nbd_chunk_encode(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, r->cookie, 0);
+    evbuffer_add(bufferevent_get_output(c->bev), h, sizeof h);
+  } else
+    reply_simple(c, r->cookie, neg_errno);
+}
+
+static void free_ref_cb(const void *data, size_t len, void *arg)
+{
+  (void)data;
+  (void)len;
+  free(arg);
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+  static const uint8_t z[4096];
+  while (n >= sizeof z) {
+    if (memcmp(p, z, sizeof z))
+      return false;
+    p += sizeof z;
+    n -= sizeof z;
+  }
+  return n == 0 || !memcmp(p, z, n);
+}
+
+static void data_chunk(struct evbuffer *out, uint64_t cookie, uint16_t flags, uint64_t off,
+                       const uint8_t *p, uint32_t len)
+{
+  uint8_t h[NBD_CHUNK_HDR_LEN + 8];
+  nbd_chunk_encode(h, flags, NBD_REPLY_TYPE_OFFSET_DATA, cookie, len + 8);
+  nbd_put64(h + NBD_CHUNK_HDR_LEN, off);
+  evbuffer_add(out, h, sizeof h);
+  evbuffer_add(out, p, len);
+}
+
+/* A successful structured READ with hole detection. */
+static void reply_read_holes(struct nbd_conn *c, struct nbd_req *q)
+{
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  uint32_t (*d)[2] = malloc(MAX_READ_CHUNKS * sizeof *d);
+  size_t nd = 0;
+  if (d)
+    nd = nbd_extents_to_descriptors(q->ext, q->next, q->r.offset, q->r.len, d,
+                                    MAX_READ_CHUNKS);
+  /* the last descriptor stretches to the end when the chunk cap cut it */
+  uint64_t covered = 0;
+  for (size_t i = 0; i < nd; i++)
+    covered += d[i][0];
+  if (nd && covered < q->r.len)
+    d[nd - 1][0] += (uint32_t)(q->r.len - covered), d[nd - 1][1] = 0;
+  if (nd <= 1) {
+    free(d);
+    d = NULL;
+    nd = 0;
+  }
+  if (!nd) {
+    uint8_t h[NBD_CHUNK_HDR_LEN + 8];
+    nbd_chunk_encode(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, q->r.cookie,
+                     q->r.len + 8);
+    nbd_put64(h + NBD_CHUNK_HDR_LEN, q->r.offset);
+    evbuffer_add(out, h, sizeof h);
+    if (evbuffer_add_reference(out, q->buf, q->r.len, free_ref_cb, q->buf) == 0)
+      q->buf = NULL;
+    else
+      evbuffer_add(out, q->buf, q->r.len);
+    return;
+  }
+  /* merge neighbours into data or verified-zero runs */
+  uint64_t pos = 0;
+  size_t i = 0;
+  while (i < nd) {
+    bool zero = (d[i][1] & (NBD_STATE_HOLE | NBD_STATE_ZERO)) && all_zero(q->buf + pos, d[i][0]);
+    uint64_t run = d[i][0];
+    size_t j = i + 1;
+    while (j < nd) {
+      bool z2 = (d[j][1] & (NBD_STATE_HOLE | NBD_STATE_ZERO)) &&
+                all_zero(q->buf + pos + run, d[j][0]);
+      if (z2 != zero)
+        break;
+      run += d[j][0];
+      j++;
+    }
+    uint16_t fl = j == nd ? NBD_REPLY_FLAG_DONE : 0;
+    if (zero) {
+      uint8_t h[NBD_CHUNK_HDR_LEN + 12];
+      nbd_chunk_encode(h, fl, NBD_REPLY_TYPE_OFFSET_HOLE, q->r.cookie, 12);
+      nbd_put64(h + NBD_CHUNK_HDR_LEN, q->r.offset + pos);
+      nbd_put32(h + NBD_CHUNK_HDR_LEN + 8, (uint32_t)run);
+      evbuffer_add(out, h, sizeof h);
+    } else {
+      data_chunk(out, q->r.cookie, fl, q->r.offset + pos, q->buf + pos, (uint32_t)run);
+    }
+    pos += run;
+    i = j;
+  }
+  free(d);
+}
+
+static void reply_read(struct nbd_conn *c, struct nbd_req *q)
+{
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  if (q->result < 0) {
+    reply_status(c, &q->r, (int)q->result);
+    return;
+  }
+  if (c->sess.structured) {
+    if (q->want_holes && q->bs_result >= 0 && q->ext) {
+      reply_read_holes(c, q);
+      return;
+    }
+    uint8_t h[NBD_CHUNK_HDR_LEN + 8];
+    nbd_chunk_encode(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, q->r.cookie,
+                     q->r.len + 8);
+    nbd_put64(h + NBD_CHUNK_HDR_LEN, q->r.offset);
+    evbuffer_add(out, h, sizeof h);
+  } else {
+    uint8_t h[NBD_SIMPLE_REPLY_LEN];
+    nbd_simple_reply_encode(h, 0, q->r.cookie);
+    evbuffer_add(out, h, sizeof h);
+  }
+  /* hand the buffer to the evbuffer: no copy of the data */
+  if (evbuffer_add_reference(out, q->buf, q->r.len, free_ref_cb, q->buf) == 0)
+    q->buf = NULL;
+  else
+    evbuffer_add(out, q->buf, q->r.len);
+}
+
+static void reply_block_status(struct nbd_conn *c, struct nbd_req *q)
+{
+  if (q->result < 0) {
+    reply_status(c, &q->r, (int)q->result);
+    return;
+  }
+  size_t max = (q->r.flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_MAX_EXTENTS;
+  uint32_t (*d)[2] = malloc(max * sizeof *d);
+  if (!d) {
+    reply_status(c, &q->r, -ENOMEM);
+    return;
+  }
+  size_t nd = nbd_extents_to_descriptors(q->ext, q->next, q->r.offset, q->r.len, d, max);
+  uint32_t plen = (uint32_t)(4 + 8 * nd);
+  uint8_t *p = malloc(NBD_CHUNK_HDR_LEN + plen);
+  if (!p) {
+    free(d);
+    reply_status(c, &q->r, -ENOMEM);
+    return;
+  }
+  nbd_chunk_encode(p, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, q->r.cookie, plen);
+  nbd_put32(p + NBD_CHUNK_HDR_LEN, NBD_META_ID_BASE_ALLOCATION);
+  for (size_t i = 0; i < nd; i++) {
+    nbd_put32(p + NBD_CHUNK_HDR_LEN + 4 + 8 * i, d[i][0]);
+    nbd_put32(p + NBD_CHUNK_HDR_LEN + 8 + 8 * i, d[i][1]);
+  }
+  evbuffer_add(bufferevent_get_output(c->bev), p, NBD_CHUNK_HDR_LEN + plen);
+  free(p);
+  free(d);
+}
+
+static bool conn_may_read(struct nbd_conn *c)
+{
+  return c->bev && !c->closing && !c->disc && c->inflight < c->srv->cfg->max_inflight &&
+         evbuffer_get_length(bufferevent_get_output(c->bev)) < OUT_HIGH;
+}
+
+/* After a reply or a drained output: read more, or finish a disconnect. */
+static void conn_after_reply(struct nbd_conn *c)
+{
+  if (!c->bev)
+    return;
+  if (c->disc) {
+    if (c->inflight == 0)
+      nbd_conn_close_after_flush(c);
+    return;
+  }
+  if (conn_may_read(c)) {
+    bufferevent_enable(c->bev, EV_READ);
+    /* requests already buffered raise no new read event */
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+      nbd_conn_transmission_input(c);
+  }
+}
+
+void nbd_conn_output_drained(struct nbd_conn *c)
+{
+  if (c->phase == NBD_PH_TRANSMISSION)
+    conn_after_reply(c);
+}
+
+void nbd_conn_completions(struct nbd_server *srv)
+{
+  struct cds_wfcq_node *n;
+  while ((n = __cds_wfcq_dequeue_blocking(&srv->cq_head, &srv->cq_tail)) != NULL) {
+    struct nbd_req *q = caa_container_of(n, struct nbd_req, qnode);
+    struct nbd_conn *c = q->conn;
+    c->inflight--;
+    if (c->bev) {
+      switch (q->r.type) {
+      case NBD_CMD_READ:
+        reply_read(c, q);
+        break;
+      case NBD_CMD_BLOCK_STATUS:
+        reply_block_status(c, q);
+        break;
+      default:
+        reply_status(c, &q->r, q->result < 0 ? (int)q->result : 0);
+        break;
+      }
+    } else if (q->r.type == NBD_CMD_WRITE && q->result < 0) {
+      log_warn(SUB, "conn %llu: write off %llu len %u failed after the client left: %s",
+               (unsigned long long)c->id, (unsigned long long)q->r.offset, q->r.len,
+               strerror((int)-q->result));
+    }
+    req_free(q);
+    conn_after_reply(c);
+    nbd_conn_put(c);
+  }
+}
+
+/* Start a checked request; replies at once when there is nothing to do. */
+static void conn_submit(struct nbd_conn *c, struct nbd_req *q)
+{
+  blk_image *img = c->exp->img;
+  const struct nbd_request *r = &q->r;
+  int rc;
+  q->conn = c;
+  q->pending = 1;
+  c->refs++;
+  c->inflight++;
+  switch (r->type) {
+  case NBD_CMD_READ:
+    q->want_holes = c->sess.structured && !(r->flags & NBD_CMD_FLAG_DF) && r->len >= HOLE_MIN;
+    if (q->want_holes) {
+      q->pending = 2;
+      rc = blk_image_aio_block_status(img, r->offset, r->len, bs_cb, q);
+      if (rc < 0) {
+        q->want_holes = false;
+        q->pending = 1;
+      }
+    }
+    rc = blk_image_aio_read(img, r->offset, r->len, q->buf, io_cb, q);
+    break;
+  case NBD_CMD_WRITE:
+    rc = blk_image_aio_write(img, r->offset, r->len, q->buf,
+                             (r->flags & NBD_CMD_FLAG_FUA) ? BLK_WRITE_FUA : 0, io_cb, q);
+    break;
+  case NBD_CMD_FLUSH:
+    rc = blk_image_aio_flush(img, io_cb, q);
+    break;
+  case NBD_CMD_TRIM:
+    rc = blk_image_aio_discard(img, r->offset, r->len, io_cb, q);
+    break;
+  case NBD_CMD_WRITE_ZEROES:
+    rc = blk_image_aio_write_zeroes(img, r->offset, r->len,
+                                    (r->flags & NBD_CMD_FLAG_NO_HOLE) ? BLK_ZERO_NO_HOLE : 0,
+                                    io_cb, q);
+    break;
+  case NBD_CMD_BLOCK_STATUS:
+    rc = blk_image_aio_block_status(img, r->offset, r->len, bs_cb, q);
+    break;
+  default:
+    rc = -EINVAL;
+    break;
+  }
+  if (rc < 0) {
+    /* not started: no callback will come for this sub-operation */
+    q->result = rc;
+    req_done(q);
+  }
+}
+
+/* A request that needs no libblk call: answer now, in order with the rest
+ * (replies may be out of order anyway; the cookie matches them). */
+static void conn_reply_now(struct nbd_conn *c, const struct nbd_request *r, int neg_errno)
+{
+  reply_status(c, r, neg_errno);
+}
+
+void nbd_conn_transmission_input(struct nbd_conn *c)
+{
+  while (conn_may_read(c)) {
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t avail = evbuffer_get_length(in);
+    if (c->skip) {
+      size_t k = avail < c->skip ? avail : (size_t)c->skip;
+      evbuffer_drain(in, k);
+      c->skip -= k;
+      if (c->skip)
+        return;
+      continue;
+    }
+    uint8_t h[NBD_REQUEST_LEN];
+    struct nbd_request r;
+    if (avail < sizeof h)
+      break;
+    evbuffer_copyout(in, h, sizeof h);
+    if (nbd_request_decode(h, &r) < 0) {
+      log_info(SUB, "conn %llu %s: bad request magic, closing", (unsigned long long)c->id,
+               c->peer);
+      nbd_conn_close(c);
+      return;
+    }
+    uint64_t payload;
+    int chk = nbd_request_check(&r, &c->sess, &payload);
+    if (chk == 0 && r.type == NBD_CMD_WRITE && avail < sizeof h + payload) {
+      /* wait for the whole payload (at most NBD_MAX_PAYLOAD) */
+      break;
+    }
+    evbuffer_drain(in, sizeof h);
+    if (chk < 0) {
+      log_debug(SUB, "conn %llu: refused cmd %u flags 0x%x off %llu len %u: %d",
+                (unsigned long long)c->id, r.type, r.flags, (unsigned long long)r.offset,
+                r.len, chk);
+      conn_reply_now(c, &r, chk);
+      c->skip = payload;
+      continue;
+    }
+    if (r.type == NBD_CMD_DISC) {
+      log_debug(SUB, "conn %llu: NBD_CMD_DISC", (unsigned long long)c->id);
+      c->disc = true;
+      bufferevent_disable(c->bev, EV_READ);
+      if (c->inflight == 0)
+        nbd_conn_close_after_flush(c);
+      return;
+    }
+    if (r.type == NBD_CMD_CACHE ||
+        (r.len == 0 && r.type != NBD_CMD_FLUSH && r.type != NBD_CMD_BLOCK_STATUS)) {
+      /* CACHE: libblk keeps no cache to fill, the range is valid: done.
+       * Zero-length I/O: nothing to do. */
+      conn_reply_now(c, &r, 0);
+      continue;
+    }
+    if (r.type == NBD_CMD_WRITE_ZEROES && (r.flags & NBD_CMD_FLAG_FAST_ZERO) &&
+        (r.flags & NBD_CMD_FLAG_NO_HOLE)) {
+      /* zeroes that must stay allocated are written as data: not fast */
+      conn_reply_now(c, &r, -ENOTSUP);
+      continue;
+    }
+    struct nbd_req *q = calloc(1, sizeof *q);
+    if (!q) {
+      nbd_conn_close(c);
+      return;
+    }
+    q->r = r;
+    if (r.type == NBD_CMD_READ || r.type == NBD_CMD_WRITE) {
+      q->buf = malloc(r.len);
+      if (!q->buf) {
+        free(q);
+        nbd_conn_close(c);
+        return;
+      }
+      if (r.type == NBD_CMD_WRITE)
+        evbuffer_remove(in, q->buf, r.len);
+    }
+    conn_submit(c, q);
+  }
+  if (c->bev && !c->closing && !c->disc && !conn_may_read(c))
+    bufferevent_disable(c->bev, EV_READ);
+}

@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: blk-nbd's private header, sectioned by file.
+ *   main.c    options, config, daemonizing, signals; builds the server
+ *   server.c  listeners, accept, the fixed newstyle handshake and options
+ *   conn.c    the transmission phase: requests, libblk calls, replies
+ *   export.c  pools (ioctx) and exports (one shared open image per name)
+ *   tls.c     OpenSSL contexts (x509 directory, PSK file) for STARTTLS
+ * Threads: everything here runs on the one libevent thread except the
+ * libblk completion callbacks, which only fill in their request and push
+ * it on the server's wait-free completion queue (liburcu wfcqueue), then
+ * write the queue's eventfd; the loop drains the queue and touches the
+ * connection.  So connection, export and server state need no locks:
+ * their reference counts are plain ints changed on the loop thread only.
+ */
+#ifndef BLK_CLIENT_NBD_NBD_H
+#define BLK_CLIENT_NBD_NBD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <urcu/wfcqueue.h>
+
+#include "blk/libblk.h"
+#include "client/nbd/proto.h"
+
+struct event_base;
+struct event;
+struct bufferevent;
+struct evconnlistener;
+typedef struct ssl_ctx_st SSL_CTX;
+
+enum nbd_tls_mode { NBD_TLS_OFF = 0, NBD_TLS_ON, NBD_TLS_REQUIRE };
+
+/* Everything main.c parsed; strings borrowed from argv for the process. */
+struct nbd_config {
+  const char *conf_path;      /* blk.conf for blk_cluster_conf_read */
+  const char *client_id;      /* optional: conf "name" */
+  const char *listen[8];      /* HOST:PORT, TCP */
+  size_t nlisten;
+  const char *socket_path;    /* unix socket, or NULL */
+  int socket_mode;            /* chmod of the socket, -1 = umask default */
+  bool read_only;
+  const char **images;        /* exported POOL/IMAGE[@SNAP]; none = any */
+  size_t nimages;
+  const char **pools;         /* pools listed by NBD_OPT_LIST when nimages == 0 */
+  size_t npools;
+  enum nbd_tls_mode tls;
+  const char *tls_certs;      /* dir with ca-cert.pem server-cert.pem server-key.pem */
+  const char *tls_psk;        /* PSK file: "identity:hexkey" lines */
+  bool tls_verify_peer;
+  unsigned max_inflight;      /* per connection */
+  const char *ready_file;     /* written once listening (tests, blkctl map) */
+};
+
+struct nbd_pool {
+  struct nbd_pool *next;
+  char *name;
+  blk_ioctx *ioctx;
+};
+
+/* One open image shared by every connection that selected it (multi-conn).
+ * refs: connections using it (loop thread only); closed at the last put. */
+struct nbd_export {
+  struct nbd_export *next;
+  struct nbd_server *srv;
+  char *name;           /* POOL/IMAGE[@SNAP] */
+  blk_image *img;
+  uint64_t size;
+  bool read_only;
+  int refs;
+};
+
+struct nbd_server {
+  struct event_base *base;
+  const struct nbd_config *cfg;
+  blk_cluster *cluster;
+  SSL_CTX *tls_ctx;
+  struct nbd_pool *pools;
+  struct nbd_export *exports;
+  struct evconnlistener *listeners[9];
+  size_t nlisteners;
+  struct nbd_conn *conns;     /* doubly linked, live connections */
+  unsigned nconns;
+  bool stopping;
+  /* completions from libblk's thread (multi-producer, loop consumes) */
+  struct cds_wfcq_head cq_head;
+  struct cds_wfcq_tail cq_tail;
+  int cq_fd;                  /* eventfd */
+  struct event *cq_ev;
+  uint64_t next_conn_id;
+};
+
+enum nbd_phase { NBD_PH_FLAGS, NBD_PH_OPTIONS, NBD_PH_TRANSMISSION };
+
+/* A client connection.  refs: 1 for the socket while open + 1 per request
+ * in flight (loop thread only).  Freed when the socket is closed and the
+ * last request has completed, so a late libblk completion never finds a
+ * freed connection. */
+struct nbd_conn {
+  struct nbd_conn *prev, *next;
+  struct nbd_server *srv;
+  struct bufferevent *bev;   /* NULL once closed */
+  bool listed;               /* in srv->conns (socket open) */
+  uint64_t id;
+  char peer[80];
+  int refs;
+  enum nbd_phase phase;
+  uint32_t cflags;           /* client handshake flags */
+  bool tls;                  /* TLS is up */
+  bool structured;           /* structured replies negotiated */
+  bool meta_alloc;           /* base:allocation selected ... */
+  char *meta_export;         /* ... for this export name */
+  uint64_t skip;             /* input bytes still to discard */
+  bool closing;              /* close once output is flushed */
+  bool disc;                 /* NBD_CMD_DISC seen: read nothing more */
+  /* transmission */
+  struct nbd_export *exp;
+  struct nbd_session sess;
+  unsigned inflight;
+};
+
+/* A request in flight (transmission phase). */
+struct nbd_req {
+  struct cds_wfcq_node qnode;
+  struct nbd_conn *conn;     /* holds a ref */
+  struct nbd_request r;
+  uint8_t *buf;              /* READ data / WRITE payload, owned */
+  int64_t result;            /* set on libblk's thread */
+  int pending;               /* sub-operations left (atomic) */
+  bool want_holes;           /* a block status runs beside the read */
+  int bs_result;
+  struct nbd_extent *ext;    /* block status result, owned */
+  size_t next;
+};
+
+/* server.c */
+/* Build the server on base (listeners, TLS, completion queue) from cfg
+ * and a connected cluster (borrowed; both outlive the server).  0 or
+ * -errno with a message in err. */
+int nbd_server_init(struct nbd_server *srv, struct event_base *base,
+                    const struct nbd_config *cfg, blk_cluster *cluster, char *err,
+                    size_t errlen);
+/* Stop accepting; connections finish their requests and close; when the
+ * last one is gone the loop is broken. */
+void nbd_server_stop(struct nbd_server *srv);
+/* Free what init built (after the loop ended). */
+void nbd_server_free(struct nbd_server *srv);
+/* Drop one reference of a connection (frees it at zero). */
+void nbd_conn_put(struct nbd_conn *c);
+/* Close the socket now (idempotent); requests in flight keep the struct. */
+void nbd_conn_close(struct nbd_conn *c);
+/* Close once the output buffer is written. */
+void nbd_conn_close_after_flush(struct nbd_conn *c);
+
+/* conn.c */
+/* Parse and run the requests in c's input (transmission phase). */
+void nbd_conn_transmission_input(struct nbd_conn *c);
+/* Drain the completion queue (runs on the loop when the eventfd fires). */
+void nbd_conn_completions(struct nbd_server *srv);
+/* Output buffer dropped below the high mark: resume reading if paused. */
+void nbd_conn_output_drained(struct nbd_conn *c);
+
+/* export.c */
+/* The ioctx of a pool, opened on first use (owned by srv).  NULL + errno. */
+blk_ioctx *nbd_pool_ioctx(struct nbd_server *srv, const char *pool);
+/* May this server export name at all (configured list)?  */
+bool nbd_export_allowed(const struct nbd_server *srv, const char *name);
+/* Find or open the export called name; *out holds a new reference.
+ * 0 or -errno (-ENOENT no such image, -EINVAL bad name, -EACCES not
+ * exported) with a message in err. */
+int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export **out,
+                   char *err, size_t errlen);
+/* Drop a reference; the image is closed at the last. */
+void nbd_export_put(struct nbd_export *e);
+/* Transmission flags for an export. */
+uint16_t nbd_export_tflags(const struct nbd_export *e);
+/* Names this server lists (NBD_OPT_LIST): *names (free with
+ * blk_image_list_free-like nbd_names_free) and *n.  0 or -errno. */
+int nbd_export_list(struct nbd_server *srv, char ***names, size_t *n);
+void nbd_names_free(char **names, size_t n);
+
+/* tls.c */
+/* Build the server SSL_CTX from cfg (x509 dir and/or PSK file).  NULL with
+ * a message in err. Free with nbd_tls_free. */
+SSL_CTX *nbd_tls_new(const struct nbd_config *cfg, char *err, size_t errlen);
+void nbd_tls_free(SSL_CTX *ctx);
+/* Wrap an open bufferevent in a server-side TLS filter (takes ownership of
+ * under, freed with the result).  NULL on failure (under is then freed). */
+struct bufferevent *nbd_tls_wrap(SSL_CTX *ctx, struct event_base *base,
+                                 struct bufferevent *under);
+
+#endif

@@ -1,0 +1,781 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design notes: listeners (TCP and a unix socket), accepted connections and
+ * the handshake/option phase of the fixed newstyle protocol.  Each
+ * connection is a bufferevent (a TLS filter over the socket bufferevent
+ * after NBD_OPT_STARTTLS); its read callback parses as many complete
+ * messages as the input holds.  Options are read whole (at most
+ * NBD_MAX_OPT_LEN bytes; larger ones get ERR_TOO_BIG and their data is
+ * skipped without buffering).  NBD_OPT_GO / EXPORT_NAME take a reference on
+ * a shared export and switch the connection to conn.c's transmission code.
+ * A protocol violation that leaves the stream out of sync (bad magic,
+ * unknown client flags) closes the connection; everything else gets the
+ * specified error reply.  Option state (structured replies, meta context)
+ * is forgotten after STARTTLS, as the specification requires.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <openssl/ssl.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "client/nbd/nbd.h"
+#include "common/log.h"
+
+#define SUB "nbd"
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* ---- connection lifetime ---- */
+
+static void conn_free(struct nbd_conn *c)
+{
+  if (c->exp)
+    nbd_export_put(c->exp);
+  free(c->meta_export);
+  free(c);
+}
+
+void nbd_conn_put(struct nbd_conn *c)
+{
+  if (--c->refs == 0)
+    conn_free(c);
+}
+
+void nbd_conn_close(struct nbd_conn *c)
+{
+  struct nbd_server *srv = c->srv;
+  if (!c->listed)
+    return;
+  log_debug(SUB, "conn %llu %s: closed (%u requests in flight)", (unsigned long long)c->id,
+            c->peer, c->inflight);
+  if (c->bev)
+    bufferevent_free(c->bev);
+  c->bev = NULL;
+  c->listed = false;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  srv->nconns--;
+  nbd_conn_put(c);
+  if (srv->stopping && srv->nconns == 0)
+    event_base_loopbreak(srv->base);
+}
+
+void nbd_conn_close_after_flush(struct nbd_conn *c)
+{
+  if (!c->bev)
+    return;
+  c->closing = true;
+  bufferevent_disable(c->bev, EV_READ);
+  if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+    nbd_conn_close(c);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+  struct nbd_conn *c = arg;
+  if (c->closing) {
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+      nbd_conn_close(c);
+    return;
+  }
+  nbd_conn_output_drained(c);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+  struct nbd_conn *c = arg;
+  if (what & BEV_EVENT_CONNECTED)
+    return;
+  if (what & BEV_EVENT_ERROR) {
+    unsigned long e = bufferevent_get_openssl_error(bev);
+    log_info(SUB, "conn %llu %s: %s%s", (unsigned long long)c->id, c->peer,
+             e ? "TLS error" : "socket error",
+             c->phase == NBD_PH_TRANSMISSION ? "" : " during handshake");
+  } else if ((what & BEV_EVENT_EOF) && c->phase == NBD_PH_TRANSMISSION && !c->disc) {
+    log_info(SUB, "conn %llu %s: client went away without NBD_CMD_DISC",
+             (unsigned long long)c->id, c->peer);
+  }
+  nbd_conn_close(c);
+}
+
+static void conn_set_callbacks(struct nbd_conn *c)
+{
+  bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+  bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* ---- option replies ---- */
+
+static void opt_reply(struct nbd_conn *c, uint32_t opt, uint32_t type, const void *data,
+                      uint32_t len)
+{
+  uint8_t h[NBD_OPT_REPLY_HDR_LEN];
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  nbd_opt_reply_encode(h, opt, type, len);
+  evbuffer_add(out, h, sizeof h);
+  if (len)
+    evbuffer_add(out, data, len);
+}
+
+/* An error reply with a human-readable message (the spec allows text). */
+static void opt_error(struct nbd_conn *c, uint32_t opt, uint32_t type, const char *msg)
+{
+  log_debug(SUB, "conn %llu: option %u refused: %s", (unsigned long long)c->id, opt, msg);
+  opt_reply(c, opt, type, msg, (uint32_t)strlen(msg));
+}
+
+static void opt_reply_info_export(struct nbd_conn *c, uint32_t opt, uint64_t size,
+                                  uint16_t tflags)
+{
+  uint8_t d[12];
+  nbd_put16(d, NBD_INFO_EXPORT);
+  nbd_put64(d + 2, size);
+  nbd_put16(d + 10, tflags);
+  opt_reply(c, opt, NBD_REP_INFO, d, sizeof d);
+}
+
+static void opt_reply_info_block_size(struct nbd_conn *c, uint32_t opt)
+{
+  uint8_t d[14];
+  nbd_put16(d, NBD_INFO_BLOCK_SIZE);
+  nbd_put32(d + 2, 1);
+  nbd_put32(d + 6, 4096);
+  nbd_put32(d + 10, NBD_MAX_PAYLOAD);
+  opt_reply(c, opt, NBD_REP_INFO, d, sizeof d);
+}
+
+static void opt_reply_info_string(struct nbd_conn *c, uint32_t opt, uint16_t type,
+                                  const char *s)
+{
+  size_t n = strlen(s);
+  uint8_t *d = malloc(2 + n);
+  if (!d)
+    return;
+  nbd_put16(d, type);
+  memcpy(d + 2, s, n);
+  opt_reply(c, opt, NBD_REP_INFO, d, (uint32_t)(2 + n));
+  free(d);
+}
+
+/* ---- entering transmission ---- */
+
+static void conn_start_transmission(struct nbd_conn *c, struct nbd_export *e)
+{
+  c->exp = e;
+  c->phase = NBD_PH_TRANSMISSION;
+  c->sess.size = e->size;
+  c->sess.tflags = nbd_export_tflags(e);
+  c->sess.structured = c->structured;
+  c->sess.meta_alloc = c->meta_alloc && c->meta_export && !strcmp(c->meta_export, e->name);
+  log_info(SUB, "conn %llu %s: export %s (%llu bytes%s%s%s%s)", (unsigned long long)c->id,
+           c->peer, e->name, (unsigned long long)e->size, e->read_only ? ", read-only" : "",
+           c->structured ? ", structured" : "", c->sess.meta_alloc ? ", base:allocation" : "",
+           c->tls ? ", TLS" : "");
+}
+
+/* The export a name selects: "" = the single configured export, if any. */
+static const char *default_name(struct nbd_conn *c, const char *name)
+{
+  const struct nbd_config *cfg = c->srv->cfg;
+  if (name[0] == '\0' && cfg->nimages == 1)
+    return cfg->images[0];
+  return name;
+}
+
+/* NBD_OPT_INFO and NBD_OPT_GO. Returns 1 when transmission starts. */
+static int opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
+{
+  struct nbd_info_req ir;
+  char name[NBD_MAX_STRING + 1];
+  char err[512];
+  bool want_name = false, want_desc = false;
+  if (nbd_info_req_parse(d, len, &ir) < 0) {
+    opt_error(c, opt, NBD_REP_ERR_INVALID, "malformed NBD_OPT_INFO/GO request");
+    return 0;
+  }
+  memcpy(name, ir.name, ir.name_len);
+  name[ir.name_len] = '\0';
+  for (uint16_t i = 0; i < ir.nreqs; i++) {
+    uint16_t t = nbd_info_req_get(&ir, i);
+    want_name |= t == NBD_INFO_NAME;
+    want_desc |= t == NBD_INFO_DESCRIPTION;
+  }
+  const char *real = default_name(c, name);
+  struct nbd_export *e;
+  int r = nbd_export_get(c->srv, real, &e, err, sizeof err);
+  if (r < 0) {
+    opt_error(c, opt, r == -EACCES ? NBD_REP_ERR_POLICY : NBD_REP_ERR_UNKNOWN, err);
+    return 0;
+  }
+  opt_reply_info_export(c, opt, e->size, nbd_export_tflags(e));
+  if (want_name)
+    opt_reply_info_string(c, opt, NBD_INFO_NAME, e->name);
+  if (want_desc) {
+    char desc[600];
+    snprintf(desc, sizeof desc, "blkstore image %s%s", e->name,
+             e->read_only ? " (read-only)" : "");
+    opt_reply_info_string(c, opt, NBD_INFO_DESCRIPTION, desc);
+  }
+  opt_reply_info_block_size(c, opt);
+  opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+  if (opt == NBD_OPT_INFO) {
+    nbd_export_put(e);
+    return 0;
+  }
+  conn_start_transmission(c, e);
+  return 1;
+}
+
+/* NBD_OPT_EXPORT_NAME: no error reply is possible, failure closes. */
+static int opt_export_name(struct nbd_conn *c, const uint8_t *d, uint32_t len)
+{
+  char name[NBD_MAX_STRING + 1];
+  char err[512];
+  struct nbd_export *e;
+  if (len > NBD_MAX_STRING || (len && memchr(d, 0, len))) {
+    log_info(SUB, "conn %llu: bad NBD_OPT_EXPORT_NAME, closing", (unsigned long long)c->id);
+    return -1;
+  }
+  memcpy(name, d, len);
+  name[len] = '\0';
+  int r = nbd_export_get(c->srv, default_name(c, name), &e, err, sizeof err);
+  if (r < 0) {
+    log_info(SUB, "conn %llu %s: NBD_OPT_EXPORT_NAME '%s': %s, closing",
+             (unsigned long long)c->id, c->peer, name, err);
+    return -1;
+  }
+  uint8_t rep[10 + 124];
+  memset(rep, 0, sizeof rep);
+  nbd_put64(rep, e->size);
+  nbd_put16(rep + 8, nbd_export_tflags(e));
+  evbuffer_add(bufferevent_get_output(c->bev), rep,
+               (c->cflags & NBD_FLAG_C_NO_ZEROES) ? 10 : sizeof rep);
+  conn_start_transmission(c, e);
+  return 1;
+}
+
+static void opt_list(struct nbd_conn *c, uint32_t len)
+{
+  char **names = NULL;
+  size_t n = 0;
+  if (len != 0) {
+    opt_error(c, NBD_OPT_LIST, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
+    return;
+  }
+  int r = nbd_export_list(c->srv, &names, &n);
+  if (r < 0) {
+    opt_error(c, NBD_OPT_LIST, NBD_REP_ERR_PLATFORM, "cannot list images");
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    size_t l = strlen(names[i]);
+    uint8_t *d = malloc(4 + l);
+    if (!d)
+      break;
+    nbd_put32(d, (uint32_t)l);
+    memcpy(d + 4, names[i], l);
+    opt_reply(c, NBD_OPT_LIST, NBD_REP_SERVER, d, (uint32_t)(4 + l));
+    free(d);
+  }
+  nbd_names_free(names, n);
+  opt_reply(c, NBD_OPT_LIST, NBD_REP_ACK, NULL, 0);
+}
+
+static void opt_meta_context(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
+{
+  struct nbd_meta_req mr;
+  bool list = opt == NBD_OPT_LIST_META_CONTEXT;
+  if (!c->structured) {
+    opt_error(c, opt, NBD_REP_ERR_INVALID,
+              "negotiate NBD_OPT_STRUCTURED_REPLY before meta contexts");
+    return;
+  }
+  if (nbd_meta_req_parse(d, len, &mr) < 0) {
+    opt_error(c, opt, NBD_REP_ERR_INVALID, "malformed meta context request");
+    return;
+  }
+  char name[NBD_MAX_STRING + 1];
+  memcpy(name, mr.name, mr.name_len);
+  name[mr.name_len] = '\0';
+  const char *real = default_name(c, name);
+  char pool[256], image[256], snap[256];
+  if (nbd_export_name_split(real, strlen(real), pool, image, snap) < 0 ||
+      !nbd_export_allowed(c->srv, real)) {
+    opt_error(c, opt, NBD_REP_ERR_UNKNOWN, "no such export");
+    return;
+  }
+  bool sel = false;
+  if (list && mr.nqueries == 0) {
+    sel = true;
+  } else {
+    uint32_t pos = 0;
+    const uint8_t *q;
+    uint32_t ql;
+    while (nbd_meta_req_next(&mr, &pos, &q, &ql))
+      sel |= nbd_meta_query_selects_alloc(q, ql, list);
+  }
+  if (sel) {
+    static const char ctx[] = NBD_META_BASE_ALLOCATION;
+    uint8_t rd[4 + sizeof ctx - 1];
+    nbd_put32(rd, list ? 0 : NBD_META_ID_BASE_ALLOCATION);
+    memcpy(rd + 4, ctx, sizeof ctx - 1);
+    opt_reply(c, opt, NBD_REP_META_CONTEXT, rd, sizeof rd);
+  }
+  if (!list) {
+    c->meta_alloc = sel;
+    free(c->meta_export);
+    c->meta_export = strdup(real);
+  }
+  opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+}
+
+/* Returns 0 to go on reading options, 1 when transmission starts (or TLS
+ * restarted the input), -1 to close after flushing. */
+static int handle_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
+{
+  const struct nbd_config *cfg = c->srv->cfg;
+  bool tls_needed = cfg->tls == NBD_TLS_REQUIRE && !c->tls;
+  log_debug(SUB, "conn %llu: option %u len %u", (unsigned long long)c->id, opt, len);
+  if (tls_needed && opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT) {
+    if (opt == NBD_OPT_EXPORT_NAME)
+      return -1;
+    opt_error(c, opt, NBD_REP_ERR_TLS_REQD, "TLS is required: use NBD_OPT_STARTTLS");
+    return 0;
+  }
+  switch (opt) {
+  case NBD_OPT_EXPORT_NAME:
+    return opt_export_name(c, d, len);
+  case NBD_OPT_ABORT:
+    opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+    return -1;
+  case NBD_OPT_LIST:
+    opt_list(c, len);
+    return 0;
+  case NBD_OPT_STARTTLS:
+    if (len != 0) {
+      opt_error(c, opt, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+      return 0;
+    }
+    if (!c->srv->tls_ctx) {
+      opt_error(c, opt, NBD_REP_ERR_UNSUP, "TLS is not configured on this server");
+      return 0;
+    }
+    if (c->tls) {
+      opt_error(c, opt, NBD_REP_ERR_INVALID, "TLS is already active");
+      return 0;
+    }
+    opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+    {
+      struct bufferevent *tb = nbd_tls_wrap(c->srv->tls_ctx, c->srv->base, c->bev);
+      c->bev = tb;
+      if (!tb) {
+        /* the socket bufferevent was freed by the failed wrap */
+        log_err(SUB, "conn %llu: cannot start TLS", (unsigned long long)c->id);
+        return -2;
+      }
+    }
+    c->tls = true;
+    c->structured = false;
+    c->meta_alloc = false;
+    free(c->meta_export);
+    c->meta_export = NULL;
+    conn_set_callbacks(c);
+    return 1;
+  case NBD_OPT_INFO:
+  case NBD_OPT_GO:
+    return opt_info_go(c, opt, d, len);
+  case NBD_OPT_STRUCTURED_REPLY:
+    if (len != 0) {
+      opt_error(c, opt, NBD_REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data");
+      return 0;
+    }
+    c->structured = true;
+    opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+    return 0;
+  case NBD_OPT_LIST_META_CONTEXT:
+  case NBD_OPT_SET_META_CONTEXT:
+    opt_meta_context(c, opt, d, len);
+    return 0;
+  default:
+    opt_error(c, opt, NBD_REP_ERR_UNSUP, "unknown option");
+    return 0;
+  }
+}
+
+/* Parse options from the input while complete ones are there. */
+static void conn_options_input(struct nbd_conn *c)
+{
+  struct evbuffer *in = bufferevent_get_input(c->bev);
+  for (;;) {
+    if (c->skip) {
+      size_t n = evbuffer_get_length(in);
+      size_t k = n < c->skip ? n : (size_t)c->skip;
+      evbuffer_drain(in, k);
+      c->skip -= k;
+      if (c->skip)
+        return;
+    }
+    if (c->phase == NBD_PH_FLAGS) {
+      uint8_t f[4];
+      if (evbuffer_get_length(in) < 4)
+        return; /* wait for the whole word */
+      evbuffer_remove(in, f, 4);
+      c->cflags = nbd_get32(f);
+      if (nbd_client_flags_check(c->cflags) < 0) {
+        log_info(SUB, "conn %llu %s: unknown client flags 0x%x, closing",
+                 (unsigned long long)c->id, c->peer, c->cflags);
+        nbd_conn_close(c);
+        return;
+      }
+      c->phase = NBD_PH_OPTIONS;
+      continue;
+    }
+    if (c->phase != NBD_PH_OPTIONS)
+      return;
+    uint8_t h[NBD_OPT_HDR_LEN];
+    struct nbd_opt_hdr oh;
+    if (evbuffer_copyout(in, h, sizeof h) != (ssize_t)sizeof h)
+      return;
+    if (nbd_opt_hdr_decode(h, &oh) < 0) {
+      log_info(SUB, "conn %llu %s: bad option magic, closing", (unsigned long long)c->id,
+               c->peer);
+      nbd_conn_close(c);
+      return;
+    }
+    if (oh.len > NBD_MAX_OPT_LEN) {
+      evbuffer_drain(in, sizeof h);
+      if (oh.opt == NBD_OPT_EXPORT_NAME) {
+        nbd_conn_close(c);
+        return;
+      }
+      opt_error(c, oh.opt, NBD_REP_ERR_TOO_BIG, "option data too large");
+      c->skip = oh.len;
+      continue;
+    }
+    if (evbuffer_get_length(in) < sizeof h + oh.len)
+      return;
+    evbuffer_drain(in, sizeof h);
+    uint8_t *d = NULL;
+    if (oh.len) {
+      d = malloc(oh.len);
+      if (!d) {
+        nbd_conn_close(c);
+        return;
+      }
+      evbuffer_remove(in, d, oh.len);
+    }
+    int r = handle_option(c, oh.opt, d, oh.len);
+    free(d);
+    if (r == -2) {
+      nbd_conn_close(c);
+      return;
+    }
+    if (r < 0) {
+      nbd_conn_close_after_flush(c);
+      return;
+    }
+    if (r > 0) {
+      /* transmission started, or TLS now owns the input */
+      if (c->phase == NBD_PH_TRANSMISSION)
+        nbd_conn_transmission_input(c);
+      return;
+    }
+  }
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+  struct nbd_conn *c = arg;
+  (void)bev;
+  if (c->closing)
+    return;
+  if (c->phase == NBD_PH_TRANSMISSION)
+    nbd_conn_transmission_input(c);
+  else
+    conn_options_input(c);
+}
+
+/* ---- listeners ---- */
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+  struct nbd_server *srv = arg;
+  (void)l;
+  (void)salen;
+  if (srv->stopping) {
+    close(fd);
+    return;
+  }
+  struct nbd_conn *c = calloc(1, sizeof *c);
+  if (!c) {
+    close(fd);
+    return;
+  }
+  c->srv = srv;
+  c->id = ++srv->next_conn_id;
+  c->refs = 1;
+  c->phase = NBD_PH_FLAGS;
+  if (sa->sa_family == AF_INET) {
+    struct sockaddr_in *in = (struct sockaddr_in *)sa;
+    char ip[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+    snprintf(c->peer, sizeof c->peer, "%s:%u", ip, ntohs(in->sin_port));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  } else if (sa->sa_family == AF_INET6) {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+    char ip[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+    snprintf(c->peer, sizeof c->peer, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  } else {
+    snprintf(c->peer, sizeof c->peer, "unix");
+  }
+  c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+  if (!c->bev) {
+    close(fd);
+    free(c);
+    return;
+  }
+  c->next = srv->conns;
+  if (srv->conns)
+    srv->conns->prev = c;
+  srv->conns = c;
+  srv->nconns++;
+  c->listed = true;
+  conn_set_callbacks(c);
+  uint8_t g[NBD_HANDSHAKE_LEN];
+  nbd_greeting_encode(g);
+  evbuffer_add(bufferevent_get_output(c->bev), g, sizeof g);
+  log_debug(SUB, "conn %llu %s: accepted", (unsigned long long)c->id, c->peer);
+}
+
+static void listener_error_cb(struct evconnlistener *l, void *arg)
+{
+  (void)l;
+  (void)arg;
+  log_warn(SUB, "accept failed: %s", strerror(errno));
+}
+
+static int listen_tcp(struct nbd_server *srv, const char *hostport, char *err, size_t errlen)
+{
+  char host[256];
+  const char *colon = strrchr(hostport, ':');
+  if (!colon || (size_t)(colon - hostport) >= sizeof host || !colon[1]) {
+    snprintf(err, errlen, "bad --listen '%s' (HOST:PORT)", hostport);
+    return -EINVAL;
+  }
+  memcpy(host, hostport, (size_t)(colon - hostport));
+  host[colon - hostport] = '\0';
+  char *bracket = host[0] == '[' ? strchr(host, ']') : NULL;
+  const char *h = host;
+  if (bracket) {
+    *bracket = '\0';
+    h = host + 1;
+  }
+  struct evutil_addrinfo hints = { 0 }, *ai = NULL;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_NUMERICHOST;
+  int gr = evutil_getaddrinfo(h[0] ? h : NULL, colon + 1, &hints, &ai);
+  if (gr != 0 || !ai) {
+    snprintf(err, errlen, "bad --listen '%s': %s", hostport, evutil_gai_strerror(gr));
+    return -EINVAL;
+  }
+  struct evconnlistener *l = evconnlistener_new_bind(
+      srv->base, accept_cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+      128, ai->ai_addr, (int)ai->ai_addrlen);
+  evutil_freeaddrinfo(ai);
+  if (!l) {
+    int e = errno;
+    snprintf(err, errlen, "cannot listen on %s: %s", hostport, strerror(e));
+    return -(e ? e : EADDRINUSE);
+  }
+  evconnlistener_set_error_cb(l, listener_error_cb);
+  srv->listeners[srv->nlisteners++] = l;
+  log_info(SUB, "listening on %s", hostport);
+  return 0;
+}
+
+static int listen_unix(struct nbd_server *srv, const char *path, int mode, char *err,
+                       size_t errlen)
+{
+  struct sockaddr_un sun = { .sun_family = AF_UNIX };
+  if (strlen(path) >= sizeof sun.sun_path) {
+    snprintf(err, errlen, "socket path too long: %s", path);
+    return -ENAMETOOLONG;
+  }
+  strcpy(sun.sun_path, path);
+  /* a stale socket from a dead server: remove it, but never a live one */
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe >= 0) {
+    if (connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0) {
+      close(probe);
+      snprintf(err, errlen, "%s: a server is already listening there", path);
+      return -EADDRINUSE;
+    }
+    close(probe);
+  }
+  struct stat st;
+  if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+    unlink(path);
+  struct evconnlistener *l = evconnlistener_new_bind(
+      srv->base, accept_cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 128,
+      (struct sockaddr *)&sun, sizeof sun);
+  if (!l) {
+    int e = errno;
+    snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(e));
+    return -(e ? e : EIO);
+  }
+  if (mode >= 0 && chmod(path, (mode_t)mode) < 0) {
+    int e = errno;
+    evconnlistener_free(l);
+    snprintf(err, errlen, "chmod %o %s: %s", mode, path, strerror(e));
+    return -e;
+  }
+  evconnlistener_set_error_cb(l, listener_error_cb);
+  srv->listeners[srv->nlisteners++] = l;
+  log_info(SUB, "listening on unix socket %s", path);
+  return 0;
+}
+
+static void cq_cb(evutil_socket_t fd, short what, void *arg)
+{
+  struct nbd_server *srv = arg;
+  uint64_t v;
+  (void)what;
+  if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN)
+    log_warn(SUB, "eventfd read: %s", strerror(errno));
+  nbd_conn_completions(srv);
+}
+
+int nbd_server_init(struct nbd_server *srv, struct event_base *base,
+                    const struct nbd_config *cfg, blk_cluster *cluster, char *err,
+                    size_t errlen)
+{
+  int r;
+  memset(srv, 0, sizeof *srv);
+  srv->base = base;
+  srv->cfg = cfg;
+  srv->cluster = cluster;
+  srv->cq_fd = -1;
+  cds_wfcq_init(&srv->cq_head, &srv->cq_tail);
+  srv->cq_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (srv->cq_fd < 0) {
+    r = -errno;
+    snprintf(err, errlen, "eventfd: %s", strerror(errno));
+    return r;
+  }
+  srv->cq_ev = event_new(base, srv->cq_fd, EV_READ | EV_PERSIST, cq_cb, srv);
+  if (!srv->cq_ev || event_add(srv->cq_ev, NULL) < 0) {
+    snprintf(err, errlen, "cannot add the completion event");
+    return -ENOMEM;
+  }
+  if (cfg->tls != NBD_TLS_OFF) {
+    srv->tls_ctx = nbd_tls_new(cfg, err, errlen);
+    if (!srv->tls_ctx)
+      return -EINVAL;
+  }
+  for (size_t i = 0; i < cfg->nlisten; i++) {
+    r = listen_tcp(srv, cfg->listen[i], err, errlen);
+    if (r < 0)
+      return r;
+  }
+  if (cfg->socket_path) {
+    r = listen_unix(srv, cfg->socket_path, cfg->socket_mode, err, errlen);
+    if (r < 0)
+      return r;
+  }
+  if (srv->nlisteners == 0) {
+    snprintf(err, errlen, "nothing to listen on (--listen or --socket)");
+    return -EINVAL;
+  }
+  return 0;
+}
+
+void nbd_server_stop(struct nbd_server *srv)
+{
+  if (srv->stopping)
+    return;
+  srv->stopping = true;
+  for (size_t i = 0; i < srv->nlisteners; i++)
+    evconnlistener_disable(srv->listeners[i]);
+  /* connections still negotiating are simply closed; those transmitting
+   * finish what is in flight (their replies are sent) and then close */
+  struct nbd_conn *c = srv->conns, *next;
+  for (; c; c = next) {
+    next = c->next;
+    if (c->phase != NBD_PH_TRANSMISSION)
+      nbd_conn_close(c);
+    else {
+      c->disc = true;
+      bufferevent_disable(c->bev, EV_READ);
+      if (c->inflight == 0)
+        nbd_conn_close_after_flush(c);
+    }
+  }
+  if (srv->nconns == 0)
+    event_base_loopbreak(srv->base);
+}
+
+void nbd_server_free(struct nbd_server *srv)
+{
+  /* force-close what is left (the loop is over; completions that still
+   * arrive would find no loop: wait for them by closing the images) */
+  while (srv->conns)
+    nbd_conn_close(srv->conns);
+  for (size_t i = 0; i < srv->nlisteners; i++)
+    evconnlistener_free(srv->listeners[i]);
+  srv->nlisteners = 0;
+  if (srv->cfg && srv->cfg->socket_path)
+    unlink(srv->cfg->socket_path);
+  /* libblk completes or cancels in-flight I/O when images close; drain
+   * the completions so requests and connections are freed */
+  for (struct nbd_export *e = srv->exports; e; e = e->next)
+    if (e->img) {
+      blk_image_close(e->img);
+      e->img = NULL;
+    }
+  nbd_conn_completions(srv);
+  while (srv->exports) {
+    struct nbd_export *e = srv->exports;
+    srv->exports = e->next;
+    free(e->name);
+    free(e);
+  }
+  while (srv->pools) {
+    struct nbd_pool *p = srv->pools;
+    srv->pools = p->next;
+    blk_ioctx_destroy(p->ioctx);
+    free(p->name);
+    free(p);
+  }
+  if (srv->cq_ev)
+    event_free(srv->cq_ev);
+  if (srv->cq_fd >= 0)
+    close(srv->cq_fd);
+  if (srv->tls_ctx)
+    nbd_tls_free(srv->tls_ctx);
+}
