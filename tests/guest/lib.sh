@@ -251,9 +251,9 @@ export_prepare() {
   esac
 }
 
-# export_serve: the NBD server on both transports; blkctl's client options
-# (the client's name and key file) in NBD_CLIENT_ARGS, extra server
-# options in NBD_SERVE_ARGS.
+# export_serve: the NBD server on both transports; the server's cluster
+# client options (--id NAME, key) in NBD_CLIENT_ARGS, extra server options
+# in NBD_SERVE_ARGS.
 export_serve() {
   case $BLK_NBD_SERVER in
     blk-nbd) _export_serve_blknbd ;;
@@ -300,12 +300,19 @@ _export_prepare_blknbd() {
 }
 
 _export_serve_blknbd() {
+  local bin=${BLK_NBD:-$BLK_BUILD_DIR/client/nbd/blk-nbd}
+  [ -x "$bin" ] || fail "no blk-nbd at $bin (build the tree, or BLK_NBD_SERVER=qemu-nbd for the reference server)"
   # shellcheck disable=SC2086
-  "$BLKCTL" ${NBD_CLIENT_ARGS:-} nbd serve --listen "127.0.0.1:$NBD_PORT" --socket "$NBD_SOCK" \
+  "$bin" -c "$BLK_CONF" ${NBD_CLIENT_ARGS:-} --listen "127.0.0.1:$NBD_PORT" --socket "$NBD_SOCK" \
     --socket-mode "$NBD_SOCK_MODE" ${NBD_SERVE_ARGS:-} "$NBD_EXPORT" \
-    >>"$TEST_DIR/log/nbd.log" 2>&1 &
+    >>"$TEST_DIR/log/nbd.guest.log" 2>&1 &
   NBD_PID=$!
   track_pid $NBD_PID
+  for _ in $(seq 100); do
+    kill -0 $NBD_PID 2>/dev/null || fail "blk-nbd exited: $(tail -n 5 "$TEST_DIR/log/nbd.guest.log")"
+    [ -S "$NBD_SOCK" ] && break
+    sleep 0.1
+  done
 }
 
 # export_dump FILE: the whole image, read by the cluster's own client.

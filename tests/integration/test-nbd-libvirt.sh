@@ -37,14 +37,16 @@ export_prepare
 
 # ---- 2. the key
 CLIENT=client.$NBD_POOL
-if [ "$BLK_NBD_SERVER" = blk-nbd ] && "$BLKCTL" --help 2>&1 | grep -q 'auth get-or-create'; then
+BLK_NBD=${BLK_NBD:-$BLK_BUILD_DIR/client/nbd/blk-nbd}
+if [ "$BLK_NBD_SERVER" = blk-nbd ] && "$BLKCTL" --help 2>&1 | grep -q 'auth get-or-create' &&
+   "$BLK_NBD" --help 2>&1 | grep -q -- '--key-file'; then
   KEY=$("$BLKCTL" auth get-or-create "$CLIENT" mon 'allow r' osd "allow rwx pool=$NBD_POOL" --print-key) ||
     fail "blkctl auth get-or-create $CLIENT"
   glog "key of $CLIENT from blkctl auth get-or-create"
   HAVE_AUTH=1
 else
   KEY=$(openssl rand -base64 32)
-  glog "NOTE: no 'blkctl auth' in this build: key of $CLIENT generated with openssl rand -base64 32"
+  glog "NOTE: no 'blkctl auth' / 'blk-nbd --key-file' in this build: key of $CLIENT generated with openssl rand -base64 32"
   HAVE_AUTH=0
 fi
 [ "$(printf '%s' "$KEY" | base64 -d | wc -c)" -ge 16 ] || fail "key '$KEY' is not base64 of >= 16 bytes"
@@ -76,7 +78,7 @@ KEYFILE=$TEST_DIR/$CLIENT.key
 [ "$(tr -d '\n' <"$KEYFILE")" = "$KEY" ] || fail "key read back from libvirt differs from the key set"
 glog "secret $SECRET_UUID ('$CLIENT secret'): key read back into $KEYFILE (0600)"
 if [ "$HAVE_AUTH" = 1 ]; then
-  NBD_CLIENT_ARGS="--name $CLIENT --key-file $KEYFILE"
+  NBD_CLIENT_ARGS="--id $NBD_POOL --key-file $KEYFILE"
 else
   glog "NOTE: the export runs without cluster auth; the key file only proves the libvirt round trip"
 fi
