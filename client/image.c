@@ -451,6 +451,7 @@ LB_API int blk_image_open(blk_ioctx *io, const char *name, const char *snap, int
     img->size = h->size;
     blk__image_header__free_unpacked(h, NULL);
   }
+  lb_image_register(img);
   *out = img;
   return 0;
 }
@@ -484,6 +485,7 @@ LB_API int blk_image_close(blk_image *img)
     r = lb_err(img->write_err, "a write of image '%s' failed before close", img->name);
   if (!img->rdonly)
     image_lock_release(img);
+  lb_image_unregister(img);
   free(img->zeroes);
   free(img);
   return r;

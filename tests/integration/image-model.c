@@ -469,8 +469,16 @@ int main(int argc, char **argv)
   int r = blk_cluster_create(&c);
   if (r < 0)
     die("cluster create: %d", r);
+  expect_err(blk_cluster_conf_set(c, "no_such_option", "1"), -ENOENT, "unknown option");
+  expect_err(blk_cluster_conf_set(c, "client_op_timeout", "soon"), -EINVAL, "bad option value");
+  expect_err(blk_cluster_conf_set(c, "name", "bad."), -EINVAL, "bad entity name");
+  expect_err(blk_cluster_conf_read(c, "/nonexistent/blk.conf"), -ENOENT, "missing config file");
+  if ((r = blk_cluster_conf_set(c, "name", "client.admin")) < 0)
+    die("set name: %d", r);
   if ((r = blk_cluster_connect(c)) < 0)
     die("connect: %d", r);
+  expect_err(blk_cluster_connect(c), -EISCONN, "second connect");
+  expect_err(blk_cluster_conf_set(c, "log_level", "debug"), -EISCONN, "conf_set after connect");
   expect_err(blk_ioctx_create(c, "nosuchpool", &io), -ENOENT, "ioctx of a missing pool");
   if ((r = blk_ioctx_create(c, argv[1], &io)) < 0)
     die("ioctx %s: %d", argv[1], r);
@@ -480,6 +488,25 @@ int main(int argc, char **argv)
     r = run_stress(io, argv[2], seconds, qd);
   else
     die("unknown mode %s", argv[3]);
+  if (!strcmp(argv[3], "model")) {
+    /* shutdown closes what the application left open (and releases the
+     * image's lock: a second client can then remove it) */
+    blk_image *left;
+    char lname[300];
+    snprintf(lname, sizeof lname, "%s-left", argv[2]);
+    if (blk_image_create(io, lname, 1 << 20, 0) < 0 ||
+        blk_image_open(io, lname, NULL, 0, &left) < 0 ||
+        blk_image_write(left, 0, 5, "hello") != 5)
+      die("leftover image");
+    blk_cluster_shutdown(c);
+    if (blk_cluster_create(&c) < 0 || blk_cluster_connect(c) < 0 ||
+        blk_ioctx_create(c, argv[1], &io) < 0)
+      die("reconnect");
+    if ((r = blk_image_remove(io, lname)) < 0)
+      die("remove of the image left open at shutdown: %d", r);
+    printf("shutdown closed the image left open and released its lock\n");
+    r = 0;
+  }
   blk_ioctx_destroy(io);
   blk_cluster_shutdown(c);
   free(model);
