@@ -210,6 +210,9 @@ LB_API int blk_cluster_create(blk_cluster **out)
   pthread_mutex_init(&c->q_lock, NULL);
   pthread_mutex_init(&c->reg_lock, NULL);
   c->efd = -1;
+  /* a library logs only warnings and errors (stderr) unless told with
+   * blk_cluster_conf_set(c, "log_level", ...) */
+  log_init("libblk", LOG_WARN);
   snprintf(c->entity, sizeof c->entity, "client.admin");
   int r = cfg_rebuild(c);
   if (r < 0)
@@ -324,6 +327,11 @@ LB_API int blk_cluster_connect(blk_cluster *c)
     return lb_err(-EINVAL, "cluster handle is NULL");
   if (c->connected || c->base)
     return lb_err(-EISCONN, "already connected");
+  for (size_t i = 0; i < c->n_ovr; i++) {
+    enum log_level lvl;
+    if (!strcmp(c->ovr[i].opt, "log_level") && log_parse_level(c->ovr[i].val, &lvl) == 0)
+      log_set_level(lvl);
+  }
   c->base = event_base_new();
   if (!c->base)
     return lb_err(-ENOMEM, "cannot create the event loop");
