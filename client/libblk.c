@@ -208,7 +208,11 @@ LB_API int blk_cluster_create(blk_cluster **out)
   if (!c)
     return lb_err(-ENOMEM, "out of memory");
   pthread_mutex_init(&c->q_lock, NULL);
+  pthread_mutex_init(&c->reg_lock, NULL);
   c->efd = -1;
+  /* a library logs only warnings and errors (stderr) unless told with
+   * blk_cluster_conf_set(c, "log_level", ...) */
+  log_init("libblk", LOG_WARN);
   snprintf(c->entity, sizeof c->entity, "client.admin");
   int r = cfg_rebuild(c);
   if (r < 0)
@@ -224,6 +228,7 @@ LB_API int blk_cluster_create(blk_cluster **out)
 out_free:
   config_free(c->cfg);
   pthread_mutex_destroy(&c->q_lock);
+  pthread_mutex_destroy(&c->reg_lock);
   free(c);
   return r;
 }
@@ -322,6 +327,11 @@ LB_API int blk_cluster_connect(blk_cluster *c)
     return lb_err(-EINVAL, "cluster handle is NULL");
   if (c->connected || c->base)
     return lb_err(-EISCONN, "already connected");
+  for (size_t i = 0; i < c->n_ovr; i++) {
+    enum log_level lvl;
+    if (!strcmp(c->ovr[i].opt, "log_level") && log_parse_level(c->ovr[i].val, &lvl) == 0)
+      log_set_level(lvl);
+  }
   c->base = event_base_new();
   if (!c->base)
     return lb_err(-ENOMEM, "cannot create the event loop");
@@ -392,6 +402,17 @@ LB_API void blk_cluster_shutdown(blk_cluster *c)
 {
   if (!c)
     return;
+  /* handles the caller left open: images first (drain, unlock) */
+  for (;;) {
+    pthread_mutex_lock(&c->reg_lock);
+    blk_image *img = c->images;
+    pthread_mutex_unlock(&c->reg_lock);
+    if (!img)
+      break;
+    blk_image_close(img);   /* unregisters it */
+  }
+  while (c->ioctxs)
+    blk_ioctx_destroy(c->ioctxs);
   if (c->thread_started) {
     struct lb_task *t = malloc(sizeof *t + sizeof c);
     if (t) {
@@ -438,7 +459,34 @@ LB_API void blk_cluster_shutdown(blk_cluster *c)
   }
   free(c->ovr);
   pthread_mutex_destroy(&c->q_lock);
+  pthread_mutex_destroy(&c->reg_lock);
   free(c);
+}
+
+void lb_image_register(blk_image *img)
+{
+  blk_cluster *c = img->io->c;
+  pthread_mutex_lock(&c->reg_lock);
+  img->prev = NULL;
+  img->next = c->images;
+  if (c->images)
+    c->images->prev = img;
+  c->images = img;
+  pthread_mutex_unlock(&c->reg_lock);
+}
+
+void lb_image_unregister(blk_image *img)
+{
+  blk_cluster *c = img->io->c;
+  pthread_mutex_lock(&c->reg_lock);
+  if (img->prev)
+    img->prev->next = img->next;
+  else if (c->images == img)
+    c->images = img->next;
+  if (img->next)
+    img->next->prev = img->prev;
+  img->prev = img->next = NULL;
+  pthread_mutex_unlock(&c->reg_lock);
 }
 
 /* ---- I/O contexts ---- */
@@ -483,12 +531,29 @@ LB_API int blk_ioctx_create(blk_cluster *c, const char *pool, blk_ioctx **out)
       return lb_err(r, "no such pool '%s'", pool);
     return lb_err(r, "cluster not connected");
   }
+  pthread_mutex_lock(&c->reg_lock);
+  io->next = c->ioctxs;
+  if (c->ioctxs)
+    c->ioctxs->prev = io;
+  c->ioctxs = io;
+  pthread_mutex_unlock(&c->reg_lock);
   *out = io;
   return 0;
 }
 
 LB_API void blk_ioctx_destroy(blk_ioctx *io)
 {
+  if (!io)
+    return;
+  blk_cluster *c = io->c;
+  pthread_mutex_lock(&c->reg_lock);
+  if (io->prev)
+    io->prev->next = io->next;
+  else if (c->ioctxs == io)
+    c->ioctxs = io->next;
+  if (io->next)
+    io->next->prev = io->prev;
+  pthread_mutex_unlock(&c->reg_lock);
   free(io);
 }
 

@@ -53,8 +53,11 @@ struct lb_override {
 };
 
 struct blk_cluster {
-  /* locks: q_lock only (leaf) */
+  /* locks: q_lock, reg_lock (both leaves, never nested) */
   pthread_mutex_t q_lock;        /* guards q_head/q_tail/stopping */
+  pthread_mutex_t reg_lock;      /* guards ioctxs/images (open handles) */
+  struct blk_ioctx *ioctxs;
+  struct blk_image *images;
   struct lb_task *q_head, *q_tail;
   bool stopping;
   int efd;                       /* eventfd waking the loop */
@@ -81,7 +84,12 @@ struct blk_cluster {
 struct blk_ioctx {
   blk_cluster *c;
   char pool[64];
+  struct blk_ioctx *prev, *next; /* c->ioctxs, under c->reg_lock */
 };
+
+/* Register / unregister an open image with its cluster (for shutdown). */
+void lb_image_register(blk_image *img);
+void lb_image_unregister(blk_image *img);
 
 /* Set the calling thread's last error message (printf style); returns err
  * so that callers can write `return lb_err(-EINVAL, "...")`. */
@@ -119,6 +127,7 @@ struct img_req;
 
 struct blk_image {
   blk_ioctx *io;
+  struct blk_image *prev, *next; /* c->images, under c->reg_lock */
   char name[256];
   char id[32];
   uint32_t order;

@@ -35,7 +35,7 @@ const struct config_option config_options[] = {
   { "osd_device", CFG_STR, "", "block device or file holding this OSD's store" },
   { "osd_data", CFG_STR, "", "OSD data directory (RocksDB metadata); default <osd_device>.db" },
   { "osd_store_journal_size", CFG_SIZE, "64M", "journal size written by mkfs (at most 1/4 of the device)" },
-  { "osd_store_deferred_max", CFG_SIZE, "32K", "writes up to this size are journaled with their data (deferred); larger ones go to new blocks directly" },
+  { "osd_store_deferred_max", CFG_SIZE, "4K", "writes up to this size are journaled with their data (deferred); larger ones go to new blocks directly" },
   { "osd_store_nearfull_ratio", CFG_INT, "85", "percent of the data area in use at which store_statfs reports nearfull" },
   { "osd_store_ckpt_interval", CFG_MS, "500ms", "checkpoint (write back journaled data, trim the journal) at least this often when there is work" },
   { "osd_store_ckpt_journal_pct", CFG_INT, "25", "checkpoint as soon as the journal is this percent full" },

@@ -751,6 +751,7 @@ struct read_ctx {
   size_t n_kv;
   uint64_t *ext;                /* OP_MAPEXT */
   size_t n_ext;
+  int pending, ver_r, stat_r;   /* READ/STAT: version and stat in parallel */
 };
 
 static void read_ctx_free(struct read_ctx *rc)
@@ -872,6 +873,34 @@ static void kv_done_cb(void *arg, int result)
   read_done_cb(rc, result);
 }
 
+/* READ/STAT: the version lookup and the stat were submitted together
+ * (both see the same state); continue once both are back. */
+static void rs_part_done(struct read_ctx *rc)
+{
+  if (--rc->pending > 0)
+    return;
+  if (rc->ver_r < 0 && rc->ver_r != -ENODATA) {
+    read_done_cb(rc, rc->ver_r);
+    return;
+  }
+  rc->ver = ver_decode(rc->vval, rc->vlen);
+  stat_done_cb(rc, rc->stat_r);
+}
+
+static void rs_ver_cb(void *arg, int result)
+{
+  struct read_ctx *rc = arg;
+  rc->ver_r = result;
+  rs_part_done(rc);
+}
+
+static void rs_stat_cb(void *arg, int result)
+{
+  struct read_ctx *rc = arg;
+  rc->stat_r = result;
+  rs_part_done(rc);
+}
+
 /* The object's version is known (or the object is missing): run the op. */
 static void ver_done_cb(void *arg, int result)
 {
@@ -936,6 +965,12 @@ static void do_read(struct pg *pg, msgr_conn *c, uint64_t tid, const Blk__OsdOp 
     rc->max = 10000;
   struct store_oid oid = { pg->pool, pg->id, rc->name, STORE_SNAP_HEAD };
   pg_store_pending++;
+  if (rc->op == BLK__OSD_OP_TYPE__OP_READ || rc->op == BLK__OSD_OP_TYPE__OP_STAT) {
+    rc->pending = 2;
+    store_getattr(pg->osd->st, &oid, PG_VER_ATTR, &rc->vval, &rc->vlen, rs_ver_cb, rc);
+    store_stat(pg->osd->st, &oid, &rc->st, rs_stat_cb, rc);
+    return;
+  }
   store_getattr(pg->osd->st, &oid, PG_VER_ATTR, &rc->vval, &rc->vlen, ver_done_cb, rc);
 }
 

@@ -521,7 +521,7 @@ int store_open(const char *dev_path, const char *data_dir,
     goto out_free;
   }
   st->deferred_max = cfg ? (uint64_t)config_get_int(cfg, "osd_store_deferred_max")
-                         : 32768;
+                         : 4096;
   st->nearfull_pct = cfg ? (uint32_t)config_get_int(cfg, "osd_store_nearfull_ratio")
                          : 85;
   st->ckpt_pct = cfg ? (uint32_t)config_get_int(cfg, "osd_store_ckpt_journal_pct")

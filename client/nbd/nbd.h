@@ -31,6 +31,10 @@ struct evconnlistener;
 typedef struct ssl_ctx_st SSL_CTX;
 
 enum nbd_tls_mode { NBD_TLS_OFF = 0, NBD_TLS_ON, NBD_TLS_REQUIRE };
+/* How structured READ replies find holes: by scanning the data read for
+ * zero runs (no extra cluster op), from the image's allocation map (a
+ * block status beside each large read), or not at all. */
+enum nbd_read_holes { NBD_HOLES_SCAN = 0, NBD_HOLES_MAP, NBD_HOLES_OFF };
 
 /* Everything main.c parsed; strings borrowed from argv for the process. */
 struct nbd_config {
@@ -50,6 +54,7 @@ struct nbd_config {
   const char *tls_psk;        /* PSK file: "identity:hexkey" lines */
   bool tls_verify_peer;
   unsigned max_inflight;      /* per connection */
+  enum nbd_read_holes read_holes;
   const char *ready_file;     /* written once listening (tests, blkctl map) */
 };
 

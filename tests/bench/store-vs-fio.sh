@@ -4,7 +4,8 @@
 # store, runs `blk-osd --bench`, then runs fio (io_uring, O_DIRECT) with the
 # same block sizes, queue depths, data set and duration on the store's data
 # area of the same file -- once as the issue asks (no flush) and once with
-# an fdatasync after every write (what a durable write costs on this disk).
+# an fdatasync after every write and once with O_DSYNC (what a durable write
+# costs on this disk).
 #   tests/bench/store-vs-fio.sh BLK_OSD FILE [SECONDS] [DATASET_MiB] [extra blk-osd args]
 set -eu
 OSD=$1; FILE=$2; T=${3:-5}; DS=${4:-256}; shift 2; [ $# -gt 0 ] && shift; [ $# -gt 0 ] && shift
@@ -46,3 +47,6 @@ fio_one seqread-1M read 1M 4
 echo "== fio with --fdatasync=1 (a flush after every write)"
 fio_one randwrite-4K+fsync randwrite 4k 1 --fdatasync=1
 fio_one randwrite-4K+fsync randwrite 4k 32 --fdatasync=1
+echo "== fio with --sync=dsync (O_DSYNC: every write durable, as the store's journal writes)"
+fio_one randwrite-4K+dsync randwrite 4k 1 --sync=dsync
+fio_one randwrite-4K+dsync randwrite 4k 32 --sync=dsync

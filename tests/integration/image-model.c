@@ -11,6 +11,9 @@
  *     zero in the model), and checks the error paths (I/O past the end,
  *     zero-length discard, bad open flags); finally reopens the image and
  *     compares all of it.
+ *   image-model POOL IMAGE threads [--qd N] [--ops N]
+ *     N application threads share one open image, each doing synchronous
+ *     writes, reads (checked) and discards in its own 3 MiB region.
  *   image-model POOL IMAGE stress [--seconds S] [--qd N] [--seed S]
  *     keeps N aio writes and reads in flight on 4 KiB-aligned ranges that
  *     never overlap an in-flight write; an acknowledged write updates the
@@ -442,6 +445,98 @@ static int run_stress(blk_ioctx *io, const char *name, int seconds, unsigned qd)
   return 0;
 }
 
+/* ---- threads: sync calls from many application threads ---- */
+
+struct thr {
+  pthread_t t;
+  blk_image *img;
+  uint64_t base, len;            /* this thread's region */
+  uint64_t seed;
+  long ops;
+  char err[256];
+};
+
+static void *thr_main(void *arg)
+{
+  struct thr *t = arg;
+  uint8_t *mine = calloc(1, t->len), *buf = malloc(65536), *rb = malloc(65536);
+  uint64_t s = t->seed;
+  if (!mine || !buf || !rb) {
+    snprintf(t->err, sizeof t->err, "out of memory");
+    goto out;
+  }
+  for (long i = 0; i < t->ops; i++) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    uint64_t len = 1 + s % 65536, off = (s >> 20) % (t->len - len + 1);
+    if (i % 3 == 0) {
+      for (uint64_t k = 0; k < len; k++)
+        buf[k] = (uint8_t)(s >> (k % 56)) | 1;
+      if (blk_image_write(t->img, t->base + off, len, buf) != (int64_t)len) {
+        snprintf(t->err, sizeof t->err, "write: %s", blk_last_error());
+        break;
+      }
+      memcpy(mine + off, buf, len);
+    } else if (i % 3 == 1) {
+      if (blk_image_read(t->img, t->base + off, len, rb) != (int64_t)len) {
+        snprintf(t->err, sizeof t->err, "read: %s", blk_last_error());
+        break;
+      }
+      if (memcmp(rb, mine + off, len)) {
+        snprintf(t->err, sizeof t->err, "read %" PRIu64 "+%" PRIu64 " differs", t->base + off,
+                 len);
+        break;
+      }
+    } else if (blk_image_discard(t->img, t->base + off, len) < 0) {
+      snprintf(t->err, sizeof t->err, "discard: %s", blk_last_error());
+      break;
+    } else {
+      memset(mine + off, 0, len);
+    }
+  }
+out:
+  free(mine);
+  free(buf);
+  free(rb);
+  return NULL;
+}
+
+static int run_threads(blk_ioctx *io, const char *name, unsigned n, long ops)
+{
+  uint64_t region = 3ull << 20;  /* regions straddle 1 MiB objects */
+  int r = blk_image_create(io, name, region * n, 20);
+  if (r < 0)
+    die("create: %d", r);
+  blk_image *img;
+  if ((r = blk_image_open(io, name, NULL, 0, &img)) < 0)
+    die("open: %d", r);
+  struct thr *t = calloc(n, sizeof *t);
+  if (!t)
+    die("out of memory");
+  for (unsigned i = 0; i < n; i++) {
+    t[i] = (struct thr){ .img = img, .base = region * i, .len = region, .seed = 77 + i * 1000003,
+                         .ops = ops };
+    if (pthread_create(&t[i].t, NULL, thr_main, &t[i]))
+      die("pthread_create");
+  }
+  int bad = 0;
+  for (unsigned i = 0; i < n; i++) {
+    pthread_join(t[i].t, NULL);
+    if (t[i].err[0]) {
+      fprintf(stderr, "image-model: thread %u: %s\n", i, t[i].err);
+      bad = 1;
+    }
+  }
+  free(t);
+  if ((r = blk_image_close(img)) < 0)
+    die("close: %d", r);
+  if (bad)
+    return 1;
+  if ((r = blk_image_remove(io, name)) < 0)
+    die("remove: %d", r);
+  printf("threads: %u threads x %ld sync ops on one image: all consistent\n", n, ops);
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   if (argc < 4) {
@@ -469,8 +564,16 @@ int main(int argc, char **argv)
   int r = blk_cluster_create(&c);
   if (r < 0)
     die("cluster create: %d", r);
+  expect_err(blk_cluster_conf_set(c, "no_such_option", "1"), -ENOENT, "unknown option");
+  expect_err(blk_cluster_conf_set(c, "client_op_timeout", "soon"), -EINVAL, "bad option value");
+  expect_err(blk_cluster_conf_set(c, "name", "bad."), -EINVAL, "bad entity name");
+  expect_err(blk_cluster_conf_read(c, "/nonexistent/blk.conf"), -ENOENT, "missing config file");
+  if ((r = blk_cluster_conf_set(c, "name", "client.admin")) < 0)
+    die("set name: %d", r);
   if ((r = blk_cluster_connect(c)) < 0)
     die("connect: %d", r);
+  expect_err(blk_cluster_connect(c), -EISCONN, "second connect");
+  expect_err(blk_cluster_conf_set(c, "log_level", "debug"), -EISCONN, "conf_set after connect");
   expect_err(blk_ioctx_create(c, "nosuchpool", &io), -ENOENT, "ioctx of a missing pool");
   if ((r = blk_ioctx_create(c, argv[1], &io)) < 0)
     die("ioctx %s: %d", argv[1], r);
@@ -478,8 +581,29 @@ int main(int argc, char **argv)
     r = run_model(io, argv[2], ops);
   else if (!strcmp(argv[3], "stress"))
     r = run_stress(io, argv[2], seconds, qd);
+  else if (!strcmp(argv[3], "threads"))
+    r = run_threads(io, argv[2], qd, ops);
   else
     die("unknown mode %s", argv[3]);
+  if (!strcmp(argv[3], "model")) {
+    /* shutdown closes what the application left open (and releases the
+     * image's lock: a second client can then remove it) */
+    blk_image *left;
+    char lname[300];
+    snprintf(lname, sizeof lname, "%s-left", argv[2]);
+    if (blk_image_create(io, lname, 1 << 20, 0) < 0 ||
+        blk_image_open(io, lname, NULL, 0, &left) < 0 ||
+        blk_image_write(left, 0, 5, "hello") != 5)
+      die("leftover image");
+    blk_cluster_shutdown(c);
+    if (blk_cluster_create(&c) < 0 || blk_cluster_connect(c) < 0 ||
+        blk_ioctx_create(c, argv[1], &io) < 0)
+      die("reconnect");
+    if ((r = blk_image_remove(io, lname)) < 0)
+      die("remove of the image left open at shutdown: %d", r);
+    printf("shutdown closed the image left open and released its lock\n");
+    r = 0;
+  }
   blk_ioctx_destroy(io);
   blk_cluster_shutdown(c);
   free(model);
