@@ -1316,6 +1316,8 @@ static bool rmw_decide(struct pg *pg, struct pg_rmw *x, struct wop *w, uint8_t *
 }
 
 static void rmw_read_cb(void *arg, int result);
+static int op_admit(struct osd *osd, msgr_conn *c, const struct msgr_frame *f,
+                    const Blk__OsdOp *req);
 
 static void rmw_aux_cb(void *arg, int result)
 {
@@ -1360,7 +1362,9 @@ static void rmw_read_cb(void *arg, int result)
   }
   struct wop w;
   uint8_t rec[LOCK_REC_HDR + PG_REQID_MAX + LOCK_COOKIE_MAX];
-  if (rmw_decide(pg, x, &w, rec))
+  /* admitted again at the decision: a map that arrived meanwhile may
+   * have blocklisted the client */
+  if (op_admit(osd, x->p->conn, &x->p->f, x->req) == 0 && rmw_decide(pg, x, &w, rec))
     do_write(pg, x->p->conn, x->p->f.tid, &w);
   rmw_free(x);
   if (pg->waiting)
