@@ -16,7 +16,8 @@
  *             authoritative one: by log when the member's last version is
  *             within the authoritative log (names of newer entries, plus
  *             its own divergent entries), else by backfill (every object the
- *             authoritative primary lists).  Each object is read whole from
+ *             authoritative primary lists).  Each object is read whole (data,
+ *             every xattr, every omap entry: PgObject.attrs/omap) from
  *             the authoritative member (locally or MSG_PG_PULL) and
  *             installed on the targets (locally or MSG_PG_PUSH) as a
  *             whole-object replace or a remove; at most 8 at a time.

@@ -24,6 +24,16 @@
  *    read never sees data that is not yet on every member (I2).
  *  - Resends are deduplicated by reqid against the log and the writes in
  *    flight.
+ *  - Object ops for images (docs/osd.md "Object ops"): zero, truncate,
+ *    xattrs, omap and the lock ops are writes like the above (the lock ops
+ *    replicated as the SETXATTR/RMXATTR of their "@lock.<name>" record);
+ *    every change also sets the object's version xattr "@ver".  Ops whose
+ *    outcome depends on the object (version guard, locks, rmxattr/omap-rm)
+ *    are read-modify-write: they wait for writes in flight on the object,
+ *    read what they need, then decide; later ops on the object park
+ *    behind them (parked ops carry their object name), keeping per-object
+ *    order.  op_admit() is the one gate every client op passes first
+ *    (blocklist now; auth caps belong there too).
  *  - Replicas apply a RepOp only if its prev version is their last (else
  *    -EAGAIN: the primary re-peers, which repairs the gap by recovery) and
  *    its epoch is not older than the last peering they took part in
@@ -1306,6 +1316,8 @@ static bool rmw_decide(struct pg *pg, struct pg_rmw *x, struct wop *w, uint8_t *
 }
 
 static void rmw_read_cb(void *arg, int result);
+static int op_admit(struct osd *osd, msgr_conn *c, const struct msgr_frame *f,
+                    const Blk__OsdOp *req);
 
 static void rmw_aux_cb(void *arg, int result)
 {
@@ -1350,7 +1362,9 @@ static void rmw_read_cb(void *arg, int result)
   }
   struct wop w;
   uint8_t rec[LOCK_REC_HDR + PG_REQID_MAX + LOCK_COOKIE_MAX];
-  if (rmw_decide(pg, x, &w, rec))
+  /* admitted again at the decision: a map that arrived meanwhile may
+   * have blocklisted the client */
+  if (op_admit(osd, x->p->conn, &x->p->f, x->req) == 0 && rmw_decide(pg, x, &w, rec))
     do_write(pg, x->p->conn, x->p->f.tid, &w);
   rmw_free(x);
   if (pg->waiting)
@@ -1448,6 +1462,8 @@ static const char *op_bad_args(const Blk__OsdOp *req, const struct msgr_frame *f
   if ((op == BLK__OSD_OP_TYPE__OP_LOCK || op == BLK__OSD_OP_TYPE__OP_UNLOCK) &&
       f->data_len > LOCK_COOKIE_MAX)
     return "lock cookie longer than 1024 bytes";
+  if (op == BLK__OSD_OP_TYPE__OP_LOCK && req->offset > 366ull * 86400 * 1000)
+    return "lock lease longer than 366 days";
   if (op == BLK__OSD_OP_TYPE__OP_LOCK_BREAK && f->data_len >= PG_REQID_MAX)
     return "holder nonce too long";
   if (req->has_assert_version && (!req->assert_version || !is_write_op(op)))

@@ -170,6 +170,7 @@ want=free
 on_all B object lock-info rbd hdr excl
 expect_err 2 "lock 'excl' is not held" B object lock-break rbd hdr excl
 expect_err 22 "usage:" B object lock rbd hdr excl
+expect_err 22 "lock lease longer than 366 days" B object lock rbd hdr excl c --lease-ms 99999999999999
 
 echo "== 4. fencing"
 B object lock rbd hdr excl cA --nonce $A --lease-ms 600000 >/dev/null
