@@ -170,7 +170,7 @@ int cmd_cluster(struct blkctl *b, int argc, char **argv)
           "mon_initial_members = %s\n"
           "mon_host = %s\n"
           "run_dir = %s\n"
-          "auth_mode = none\n"
+          "auth_mode = cephx\n"
           "keyring = %s\n",
           stamp, fsid, names, hosts, abs_run, keyring);
   if (fclose(f) != 0)
