@@ -58,6 +58,7 @@ struct monc {
   uint8_t key[AUTH_KEY_LEN];
   bool have_key, renew;
   char auth_why[400];             /* why the last authentication failed */
+  bool refused;                   /* a monitor refused us (or no key) */
   struct auth_creds creds;        /* the newest ticket (for OSDs) */
   bool have_creds;
   uint8_t sess_key[CM_MAX_MONS][AUTH_KEY_LEN];   /* per monitor connection */
@@ -663,8 +664,9 @@ static void on_auth_reply(void *arg, int err, const struct msgr_frame *f)
   if (r < 0) {
     snprintf(mc->auth_why, sizeof mc->auth_why, "%s (mon.%s)",
              why[0] ? why : strerror(-r), mc->mons[op->idx].name);
-    log_warn("monc", "authentication as %s to mon.%s failed: %s", mc->entity,
+    log_info("monc", "authentication as %s to mon.%s failed: %s", mc->entity,
              mc->mons[op->idx].name, mc->auth_why);
+    mc->refused = true;
     auth_fail(op, -EACCES);
     return;
   }
@@ -692,6 +694,7 @@ static void on_auth_reply(void *arg, int err, const struct msgr_frame *f)
     }
   }
   mc->auth_why[0] = 0;
+  mc->refused = false;
   log_debug("monc", "authenticated as %s to mon.%s (%s)", mc->entity, mc->mons[op->idx].name,
             auth_mode_name(op->ac.mode));
   msgr_conn *c = msgr_conn_get(op->c);
@@ -730,6 +733,7 @@ static void monc_auth_start(void *ctx, msgr_conn *c)
   while (idx < mc->n_mons && mc->conns[idx] != c)
     idx++;
   if (idx == mc->n_mons || !mc->have_key) {
+    mc->refused = true;
     msgr_conn_auth_done(c, -EACCES);
     return;
   }
@@ -760,6 +764,11 @@ const char *monc_auth_error(const monc *mc)
 enum auth_mode monc_auth_mode(const monc *mc)
 {
   return mc->ap.mode;
+}
+
+bool monc_auth_refused(const monc *mc)
+{
+  return mc->refused;
 }
 
 const char *monc_entity(const monc *mc)

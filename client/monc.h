@@ -91,6 +91,9 @@ struct msgr_conn;
 const char *monc_auth_error(const monc *mc);
 /* auth_mode of the config monc was built from. */
 enum auth_mode monc_auth_mode(const monc *mc);
+/* True when the last authentication to a monitor was refused (or there
+ * is no key): waiting longer will not help. */
+bool monc_auth_refused(const monc *mc);
 /* The entity name monc authenticates as (borrowed). */
 const char *monc_entity(const monc *mc);
 /* Get a new ticket now (an OSD said ours expired).  False when renewal

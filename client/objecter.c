@@ -387,6 +387,8 @@ int objecter_wait_map(objecter *o, int timeout_ms)
 {
   int64_t deadline = util_now_ms() + timeout_ms;
   while (!o->map && util_now_ms() < deadline) {
+    if (monc_auth_refused(o->mc))
+      return -EACCES;
     struct timeval tv = { 0, 50 * 1000 };
     event_base_loopexit(o->base, &tv);
     event_base_dispatch(o->base);

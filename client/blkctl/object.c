@@ -149,8 +149,11 @@ int cmd_object(struct blkctl *b, int argc, char **argv)
   struct objecter_req req = { .pool = pool, .name = na > 2 ? args[2] : NULL, .osd = osd };
   uint8_t *in = NULL;
   size_t in_len = 0;
-  if (objecter_wait_map(o, b->timeout_ms) < 0) {
-    rc = blkctl_fail(ETIMEDOUT, "no map from the monitors within %d ms", b->timeout_ms);
+  if (monc_auth_refused(b->monc) || objecter_wait_map(o, b->timeout_ms) < 0) {
+    rc = monc_auth_refused(b->monc)
+             ? blkctl_fail(EACCES, "authentication as %s failed: %s", monc_entity(b->monc),
+                           monc_auth_error(b->monc))
+             : blkctl_fail(ETIMEDOUT, "no map from the monitors within %d ms", b->timeout_ms);
     goto out;
   }
   if (!strcmp(sub, "put")) {
