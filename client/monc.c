@@ -69,6 +69,7 @@ struct monc {
 static void monc_on_frame(void *ctx, msgr_conn *c, const struct msgr_frame *f);
 static void monc_on_close(void *ctx, msgr_conn *c, int err);
 static int monc_auth_init(monc *mc, const config *cfg, char *err, size_t errlen);
+static void renew_cb(evutil_socket_t fd, short what, void *arg);
 static void monc_auth_start(void *ctx, msgr_conn *c);
 
 monc *monc_new(struct event_base *base, const config *cfg, char *err, size_t errlen)
@@ -570,7 +571,7 @@ static int monc_auth_init(monc *mc, const config *cfg, char *err, size_t errlen)
     snprintf(err, errlen, "invalid name '%s' (TYPE.ID, e.g. client.admin)", mc->entity);
     return -EINVAL;
   }
-  mc->renew_ev = evtimer_new(mc->base, NULL, NULL);
+  mc->renew_ev = evtimer_new(mc->base, renew_cb, mc);
   msgr_set_client_auth(mc->msgr, monc_auth_start, mc);
   bool insecure = false;
   char warn[512] = "", e2[512] = "";
@@ -662,10 +663,10 @@ static void on_auth_reply(void *arg, int err, const struct msgr_frame *f)
   char why[256] = "";
   int r = auth_client_finish(&op->ac, f->payload, f->payload_len, why, sizeof why);
   if (r < 0) {
-    snprintf(mc->auth_why, sizeof mc->auth_why, "%s (mon.%s)",
-             why[0] ? why : strerror(-r), mc->mons[op->idx].name);
-    log_info("monc", "authentication as %s to mon.%s failed: %s", mc->entity,
-             mc->mons[op->idx].name, mc->auth_why);
+    snprintf(mc->auth_why, sizeof mc->auth_why, "%s (%s)",
+             why[0] ? why : strerror(-r), msgr_conn_peer(op->c));
+    log_info("monc", "authentication as %s to %s failed: %s", mc->entity,
+             msgr_conn_peer(op->c), mc->auth_why);
     mc->refused = true;
     auth_fail(op, -EACCES);
     return;
@@ -675,8 +676,10 @@ static void on_auth_reply(void *arg, int err, const struct msgr_frame *f)
     auth_fail(op, r);
     return;
   }
-  memcpy(mc->sess_key[op->idx], op->ac.creds.session_key, AUTH_KEY_LEN);
-  mc->sess_ok[op->idx] = true;
+  if (op->idx != SIZE_MAX) {
+    memcpy(mc->sess_key[op->idx], op->ac.creds.session_key, AUTH_KEY_LEN);
+    mc->sess_ok[op->idx] = true;
+  }
   if (op->ac.creds.ticket) {
     auth_creds_clear(&mc->creds);
     mc->creds = op->ac.creds;           /* take the ticket */
@@ -688,14 +691,13 @@ static void on_auth_reply(void *arg, int err, const struct msgr_frame *f)
       if (in < 100)
         in = 100;
       event_del(mc->renew_ev);
-      event_assign(mc->renew_ev, mc->base, -1, 0, renew_cb, mc);
       struct timeval tv = { (time_t)(in / 1000), (suseconds_t)(in % 1000) * 1000 };
       evtimer_add(mc->renew_ev, &tv);
     }
   }
   mc->auth_why[0] = 0;
   mc->refused = false;
-  log_debug("monc", "authenticated as %s to mon.%s (%s)", mc->entity, mc->mons[op->idx].name,
+  log_debug("monc", "authenticated as %s to %s (%s)", mc->entity, msgr_conn_peer(op->c),
             auth_mode_name(op->ac.mode));
   msgr_conn *c = msgr_conn_get(op->c);
   auth_op_free(op);
@@ -726,13 +728,20 @@ static void on_challenge(void *arg, int err, const struct msgr_frame *f)
     auth_fail(op, r);
 }
 
+void monc_mon_auth_start(void *ctx, msgr_conn *c)
+{
+  monc_auth_start(ctx, c);
+}
+
 static void monc_auth_start(void *ctx, msgr_conn *c)
 {
   monc *mc = ctx;
   size_t idx = 0;
   while (idx < mc->n_mons && mc->conns[idx] != c)
     idx++;
-  if (idx == mc->n_mons || !mc->have_key) {
+  if (idx == mc->n_mons)
+    idx = SIZE_MAX;          /* another messenger's connection (monc_mon_auth_start) */
+  if (!mc->have_key) {
     mc->refused = true;
     msgr_conn_auth_done(c, -EACCES);
     return;
@@ -780,10 +789,7 @@ bool monc_renew_ticket(monc *mc)
 {
   if (mc->ap.mode == AUTH_MODE_NONE || !mc->renew_ev || !mc->renew)
     return false;
-  if (evtimer_pending(mc->renew_ev, NULL)) {
-    event_del(mc->renew_ev);
-  }
-  event_assign(mc->renew_ev, mc->base, -1, 0, renew_cb, mc);
+  event_del(mc->renew_ev);
   struct timeval tv = { 0, 0 };
   evtimer_add(mc->renew_ev, &tv);
   return true;
@@ -851,7 +857,10 @@ void monc_osd_auth_start(void *ctx, msgr_conn *c)
     return;
   }
   if (!mc->have_creds) {
-    /* not logged in yet (the subscription does it): retry later */
+    /* not logged in yet, or logged in before the monitors had a service
+     * secret (no ticket): log in again; the caller retries */
+    if (msgr_conn_protection(mc->conns[mc->sub_cur]) != AUTH_MODE_NONE)
+      monc_renew_ticket(mc);
     msgr_conn_auth_done(c, -EAGAIN);
     return;
   }

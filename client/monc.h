@@ -102,6 +102,9 @@ bool monc_renew_ticket(monc *mc);
 /* A msgr_auth_start_fn (msgr_set_client_auth) for connections to OSDs:
  * presents an authorizer built from monc's ticket; ctx is the monc. */
 void monc_osd_auth_start(void *ctx, struct msgr_conn *c);
+/* The same for a connection to a monitor made on another messenger (e.g.
+ * blkctl mon watch): logs in as monc's entity. */
+void monc_mon_auth_start(void *ctx, struct msgr_conn *c);
 /* OSDs: fetch the rotating service secrets over an authenticated
  * monitor connection.  cb gets 0 and the secrets (borrowed for the call)
  * or -errno.  Returns 0 (cb will run) or -ENOTCONN (not logged in yet)

@@ -679,6 +679,8 @@ void msgr_set_client_auth(msgr *m, msgr_auth_start_fn start, void *ctx)
 void msgr_conn_auth_done(msgr_conn *c, int err)
 {
   c->auth_running = false;
+  if (!c->m || c->fd < 0)
+    return;                        /* the TCP connection is gone already */
   if (err == 0 && !c->wire)
     err = -EPROTO;
   if (err < 0) {

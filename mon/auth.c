@@ -19,7 +19,10 @@
  *    and every other frame is checked against the entity's mon caps:
  *    reads, status and subscriptions need r, changes w, OSD daemon
  *    messages x (profile osd), auth commands x plus r or w.
- *  - Monitor <-> monitor Raft traffic is not authenticated yet (§10).
+ *  - Monitor <-> monitor: a monitor's outgoing (Raft) connections log in
+ *    as "mon." with the monitors' shared key from the keyring file (the
+ *    messenger holds the frames until then, msgr_set_client_auth); MSG_RAFT
+ *    is accepted only on a connection authenticated as "mon.".
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -59,6 +62,8 @@ struct mon_auth {
   struct event *tick_ev;
   int64_t proposed_ms;             /* last proposal (throttle) */
   struct mon_session *sessions;
+  bool peer_auth;                  /* "mon." key known: Raft is authenticated */
+  uint8_t mon_key[AUTH_KEY_LEN];
 };
 
 static void session_free(struct mon_auth *ma, struct mon_session *s);
@@ -236,6 +241,73 @@ static void auth_tick(evutil_socket_t fd, short what, void *arg)
   }
 }
 
+/* ---- monitor -> monitor: log in as "mon." ---------------------------------- */
+
+struct peer_auth_op {
+  msgr_conn *c;                    /* reference */
+  struct auth_client ac;
+};
+
+static void peer_auth_done(struct peer_auth_op *op, int err)
+{
+  msgr_conn *c = op->c;
+  auth_client_clear(&op->ac);
+  free(op);
+  msgr_conn_auth_done(c, err);
+  msgr_conn_put(c);
+}
+
+static void on_peer_reply(void *arg, int err, const struct msgr_frame *f)
+{
+  struct peer_auth_op *op = arg;
+  char why[256] = "";
+  if (err == 0 && (err = auth_client_finish(&op->ac, f->payload, f->payload_len, why,
+                                            sizeof why)) < 0)
+    log_warn("auth", "monitor %s refused our authentication as mon.: %s", msgr_conn_peer(op->c),
+             why);
+  if (err == 0)
+    err = msgr_conn_set_protection(op->c, op->ac.mode, op->ac.conn_key, true);
+  peer_auth_done(op, err);
+}
+
+static void on_peer_challenge(void *arg, int err, const struct msgr_frame *f)
+{
+  struct peer_auth_op *op = arg;
+  uint8_t *out = NULL;
+  size_t outlen = 0;
+  char why[256] = "";
+  if (err == 0)
+    err = auth_client_proof(&op->ac, f->payload, f->payload_len, &out, &outlen, why,
+                            sizeof why);
+  if (err == 0)
+    err = msgr_call(op->c, MSG_AUTH_PROOF, out, (uint32_t)outlen, NULL, 0, 3000, on_peer_reply,
+                    op);
+  free(out);
+  if (err < 0)
+    peer_auth_done(op, err);
+}
+
+static void peer_auth_start(void *ctx, msgr_conn *c)
+{
+  struct mon *mon = ctx;
+  struct mon_auth *ma = mon->auth;
+  struct peer_auth_op *op = calloc(1, sizeof *op);
+  if (!op) {
+    msgr_conn_auth_done(c, -ENOMEM);
+    return;
+  }
+  op->c = msgr_conn_get(c);
+  auth_client_init(&op->ac, "mon.", ma->mon_key, auth_modes_at_least(ma->p.mode));
+  uint8_t *out = NULL;
+  size_t outlen = 0;
+  int r = auth_client_hello(&op->ac, &out, &outlen);
+  if (r == 0)
+    r = msgr_call(c, MSG_AUTH_HELLO, out, (uint32_t)outlen, NULL, 0, 3000, on_peer_challenge, op);
+  free(out);
+  if (r < 0)
+    peer_auth_done(op, r);
+}
+
 int mon_auth_start(struct mon *mon)
 {
   struct mon_auth *ma = calloc(1, sizeof *ma);
@@ -261,6 +333,16 @@ int mon_auth_start(struct mon *mon)
       log_warn("auth", "%s", warn);
     }
   }
+  const struct keyring_entry *me = ma->boot ? keyring_find(ma->boot, "mon.") : NULL;
+  if (ma->p.mode != AUTH_MODE_NONE && me) {
+    memcpy(ma->mon_key, me->key, AUTH_KEY_LEN);
+    ma->peer_auth = true;
+    msgr_set_client_auth(mon->msgr, peer_auth_start, mon);
+    msgr_set_require_auth(mon->msgr, true);
+  } else if (ma->p.mode != AUTH_MODE_NONE) {
+    log_warn("auth", "no [mon.] key in %s: monitor-to-monitor traffic is NOT authenticated",
+             *path ? path : "(no keyring)");
+  }
   ma->tick_ev = event_new(mon->base, -1, EV_PERSIST, auth_tick, mon);
   if (!ma->tick_ev)
     return -ENOMEM;
@@ -282,6 +364,7 @@ void mon_auth_stop(struct mon *mon)
   keyring_free(ma->boot);
   keyring_free(ma->db);
   auth_rotating_clear(&ma->rot);
+  OPENSSL_cleanse(ma->mon_key, sizeof ma->mon_key);
   free(ma);
   mon->auth = NULL;
 }
@@ -675,8 +758,18 @@ bool mon_auth_gate(struct mon *mon, msgr_conn *c, const struct msgr_frame *f)
     if (ma->p.mode != AUTH_MODE_NONE)
       on_get_secrets(mon, c, f);
     return false;
-  case MSG_RAFT:
-    return true;             /* monitor <-> monitor: not authenticated yet */
+  case MSG_RAFT: {
+    if (ma->p.mode == AUTH_MODE_NONE || !ma->peer_auth)
+      return true;           /* no monitor key configured (logged at start) */
+    struct mon_session *s = msgr_conn_priv(c);
+    if (s && s->done && !strcmp(s->entity, "mon.") &&
+        msgr_conn_protection(c) != AUTH_MODE_NONE)
+      return true;
+    log_warn("auth", "%s: Raft message from %s; closing", msgr_conn_peer(c),
+             s && s->done ? s->entity : "an unauthenticated peer");
+    msgr_conn_close(c);
+    return false;
+  }
   default:
     break;
   }
