@@ -4,15 +4,19 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/auth.h"
+#include "common/keyring.h"
 #include "common/log.h"
 #include "common/msgr.h"
 #include "common/msgtypes.h"
 #include "common/util.h"
+#include "proto/auth.pb-c.h"
 
 struct monc_req {
   struct monc_req *prev, *next;
@@ -48,10 +52,25 @@ struct monc {
   size_t cur;
   uint64_t req_seq;
   char nonce[20];
+  /* auth (docs/auth.md §8): one exchange per monitor TCP connection */
+  struct auth_params ap;
+  char entity[KEYRING_MAX_ENTITY];
+  uint8_t key[AUTH_KEY_LEN];
+  bool have_key, renew;
+  char auth_why[400];             /* why the last authentication failed */
+  bool refused;                   /* a monitor refused us (or no key) */
+  struct auth_creds creds;        /* the newest ticket (for OSDs) */
+  bool have_creds;
+  uint8_t sess_key[CM_MAX_MONS][AUTH_KEY_LEN];   /* per monitor connection */
+  bool sess_ok[CM_MAX_MONS];
+  struct event *renew_ev;
 };
 
 static void monc_on_frame(void *ctx, msgr_conn *c, const struct msgr_frame *f);
 static void monc_on_close(void *ctx, msgr_conn *c, int err);
+static int monc_auth_init(monc *mc, const config *cfg, char *err, size_t errlen);
+static void renew_cb(evutil_socket_t fd, short what, void *arg);
+static void monc_auth_start(void *ctx, msgr_conn *c);
 
 monc *monc_new(struct event_base *base, const config *cfg, char *err, size_t errlen)
 {
@@ -77,6 +96,10 @@ monc *monc_new(struct event_base *base, const config *cfg, char *err, size_t err
     return NULL;
   }
   msgr_set_timeouts(mc->msgr, (int)config_get_int(cfg, "msgr_connect_timeout"), 200);
+  if (monc_auth_init(mc, cfg, err, errlen) < 0) {
+    monc_free(mc);
+    return NULL;
+  }
   for (size_t i = 0; i < mc->n_mons; i++) {
     mc->conns[i] = msgr_connect(mc->msgr, mc->mons[i].addr);
     if (!mc->conns[i]) {
@@ -109,7 +132,12 @@ void monc_free(monc *mc)
     req_finish(mc->reqs, -ECANCELED, NULL);
   if (mc->sub_ev)
     event_free(mc->sub_ev);
+  if (mc->renew_ev)
+    event_free(mc->renew_ev);
   clustermap_free(mc->map);
+  auth_creds_clear(&mc->creds);
+  OPENSSL_cleanse(mc->key, sizeof mc->key);
+  OPENSSL_cleanse(mc->sess_key, sizeof mc->sess_key);
   free(mc);
 }
 
@@ -148,6 +176,11 @@ int monc_command(monc *mc, Blk__MonCommand *cmd, int timeout_ms, Blk__MonReply *
     struct msgr_frame *f = NULL;
     int r = msgr_call_sync(mc->conns[i], MSG_MON_COMMAND, (const ProtobufCMessage *)cmd,
                            NULL, 0, attempt, &f);
+    if (r == -EACCES || r == -EKEYREJECTED || r == -ENOKEY) {
+      snprintf(err, errlen, "authentication as %s failed: %s", mc->entity,
+               mc->auth_why[0] ? mc->auth_why : strerror(-r));
+      return -EACCES;
+    }
     if (r < 0) {
       int why = msgr_conn_last_error(mc->conns[i]);
       snprintf(mc->why[i], sizeof mc->why[i], "%s",
@@ -228,8 +261,8 @@ static void req_on_reply(void *arg, int err, const struct msgr_frame *f)
   struct monc_req *rq = arg;
   monc *mc = rq->mc;
   rq->in_call = false;
-  if (err == -ECANCELED) {
-    req_finish(rq, -ECANCELED, NULL);
+  if (err == -ECANCELED || err == -EACCES) {
+    req_finish(rq, err, NULL);
     return;
   }
   if (err < 0) {
@@ -478,6 +511,9 @@ static void monc_on_close(void *ctx, msgr_conn *c, int err)
 {
   monc *mc = ctx;
   (void)err;
+  for (size_t i = 0; i < mc->n_mons; i++)
+    if (mc->conns[i] == c)
+      mc->sess_ok[i] = false;
   if (!mc->sub_ev || c != mc->conns[mc->sub_cur])
     return;
   /* the monitor we subscribed to went away: resubscribe elsewhere */
@@ -518,4 +554,375 @@ void monc_want_epoch(monc *mc, uint64_t epoch)
   if (epoch > mc->want_epoch)
     mc->want_epoch = epoch;
   monc_renew(mc);
+}
+
+/* ---- authentication (docs/auth.md §4.1, §8) ------------------------------- */
+
+static int monc_auth_init(monc *mc, const config *cfg, char *err, size_t errlen)
+{
+  if (auth_params_from_config(cfg, &mc->ap, err, errlen) < 0)
+    return -EINVAL;
+  mc->renew = config_get_bool(cfg, "auth_ticket_renew");
+  const char *name = config_get_str(cfg, "name");
+  snprintf(mc->entity, sizeof mc->entity, "%s", *name ? name : "client.admin");
+  if (mc->ap.mode == AUTH_MODE_NONE)
+    return 0;
+  if (!keyring_entity_valid(mc->entity)) {
+    snprintf(err, errlen, "invalid name '%s' (TYPE.ID, e.g. client.admin)", mc->entity);
+    return -EINVAL;
+  }
+  mc->renew_ev = evtimer_new(mc->base, renew_cb, mc);
+  msgr_set_client_auth(mc->msgr, monc_auth_start, mc);
+  bool insecure = false;
+  char warn[512] = "", e2[512] = "";
+  const char *key = config_get_str(cfg, "key");
+  const char *key_file = config_get_str(cfg, "key_file");
+  const char *keyring = config_get_str(cfg, "keyring");
+  if (*key) {
+    if (keyring_key_decode(key, strlen(key), mc->key) < 0) {
+      snprintf(err, errlen, "the key given for %s is not a base64 256-bit key", mc->entity);
+      return -EINVAL;
+    }
+    mc->have_key = true;
+  } else if (*key_file) {
+    if (keyring_read_key_file(key_file, mc->key, &insecure, warn, sizeof warn, e2,
+                              sizeof e2) < 0) {
+      snprintf(mc->auth_why, sizeof mc->auth_why, "no key for %s: %s", mc->entity, e2);
+    } else {
+      mc->have_key = true;
+    }
+  } else if (*keyring) {
+    struct keyring *kr = NULL;
+    if (keyring_load(keyring, &kr, &insecure, warn, sizeof warn, e2, sizeof e2) < 0) {
+      snprintf(mc->auth_why, sizeof mc->auth_why, "no key for %s: %s", mc->entity, e2);
+    } else {
+      const struct keyring_entry *e = keyring_find(kr, mc->entity);
+      if (e) {
+        memcpy(mc->key, e->key, AUTH_KEY_LEN);
+        mc->have_key = true;
+      } else {
+        snprintf(mc->auth_why, sizeof mc->auth_why, "no key for %s in keyring %s", mc->entity,
+                 keyring);
+      }
+      keyring_free(kr);
+    }
+  } else {
+    snprintf(mc->auth_why, sizeof mc->auth_why,
+             "no key for %s: set keyring, key_file or key (auth_mode is %s)", mc->entity,
+             auth_mode_name(mc->ap.mode));
+  }
+  if (insecure)
+    log_warn("monc", "%s", warn);
+  return 0;
+}
+
+struct mon_auth_op {
+  monc *mc;
+  msgr_conn *c;                   /* reference */
+  size_t idx;
+  struct auth_client ac;
+};
+
+static void auth_op_free(struct mon_auth_op *op)
+{
+  auth_client_clear(&op->ac);
+  msgr_conn_put(op->c);
+  free(op);
+}
+
+static void auth_fail(struct mon_auth_op *op, int err)
+{
+  msgr_conn *c = msgr_conn_get(op->c);
+  auth_op_free(op);
+  msgr_conn_auth_done(c, err);
+  msgr_conn_put(c);
+}
+
+static void renew_cb(evutil_socket_t fd, short what, void *arg)
+{
+  monc *mc = arg;
+  (void)fd;
+  (void)what;
+  /* a new exchange on every monitor connection: close them; the next
+   * request (the subscription renews at once) authenticates again */
+  log_debug("monc", "renewing the ticket of %s", mc->entity);
+  for (size_t i = 0; i < mc->n_mons; i++)
+    if (msgr_conn_protection(mc->conns[i]) != AUTH_MODE_NONE)
+      msgr_conn_close(mc->conns[i]);
+  monc_renew(mc);
+}
+
+static void on_auth_reply(void *arg, int err, const struct msgr_frame *f)
+{
+  struct mon_auth_op *op = arg;
+  monc *mc = op->mc;
+  if (err < 0) {
+    auth_fail(op, err == -ETIMEDOUT ? -ETIMEDOUT : err);
+    return;
+  }
+  char why[256] = "";
+  int r = auth_client_finish(&op->ac, f->payload, f->payload_len, why, sizeof why);
+  if (r < 0) {
+    snprintf(mc->auth_why, sizeof mc->auth_why, "%s (%s)",
+             why[0] ? why : strerror(-r), msgr_conn_peer(op->c));
+    log_info("monc", "authentication as %s to %s failed: %s", mc->entity,
+             msgr_conn_peer(op->c), mc->auth_why);
+    mc->refused = true;
+    auth_fail(op, -EACCES);
+    return;
+  }
+  r = msgr_conn_set_protection(op->c, op->ac.mode, op->ac.conn_key, true);
+  if (r < 0) {
+    auth_fail(op, r);
+    return;
+  }
+  if (op->idx != SIZE_MAX) {
+    memcpy(mc->sess_key[op->idx], op->ac.creds.session_key, AUTH_KEY_LEN);
+    mc->sess_ok[op->idx] = true;
+  }
+  if (op->ac.creds.ticket) {
+    auth_creds_clear(&mc->creds);
+    mc->creds = op->ac.creds;           /* take the ticket */
+    memset(&op->ac.creds, 0, sizeof op->ac.creds);
+    mc->have_creds = true;
+    if (mc->renew && mc->renew_ev) {
+      int64_t left = mc->creds.expires_ms - util_wall_ms();
+      int64_t in = left * 3 / 4;
+      if (in < 100)
+        in = 100;
+      event_del(mc->renew_ev);
+      struct timeval tv = { (time_t)(in / 1000), (suseconds_t)(in % 1000) * 1000 };
+      evtimer_add(mc->renew_ev, &tv);
+    }
+  }
+  mc->auth_why[0] = 0;
+  mc->refused = false;
+  log_debug("monc", "authenticated as %s to %s (%s)", mc->entity, msgr_conn_peer(op->c),
+            auth_mode_name(op->ac.mode));
+  msgr_conn *c = msgr_conn_get(op->c);
+  auth_op_free(op);
+  msgr_conn_auth_done(c, 0);
+  msgr_conn_put(c);
+}
+
+static void on_challenge(void *arg, int err, const struct msgr_frame *f)
+{
+  struct mon_auth_op *op = arg;
+  monc *mc = op->mc;
+  if (err < 0) {
+    auth_fail(op, err);
+    return;
+  }
+  uint8_t *out = NULL;
+  size_t outlen = 0;
+  char why[256] = "";
+  int r = auth_client_proof(&op->ac, f->payload, f->payload_len, &out, &outlen, why, sizeof why);
+  if (r < 0) {
+    snprintf(mc->auth_why, sizeof mc->auth_why, "%s", why[0] ? why : strerror(-r));
+    auth_fail(op, -EACCES);
+    return;
+  }
+  r = msgr_call(op->c, MSG_AUTH_PROOF, out, (uint32_t)outlen, NULL, 0, 5000, on_auth_reply, op);
+  free(out);
+  if (r < 0)
+    auth_fail(op, r);
+}
+
+void monc_mon_auth_start(void *ctx, msgr_conn *c)
+{
+  monc_auth_start(ctx, c);
+}
+
+static void monc_auth_start(void *ctx, msgr_conn *c)
+{
+  monc *mc = ctx;
+  size_t idx = 0;
+  while (idx < mc->n_mons && mc->conns[idx] != c)
+    idx++;
+  if (idx == mc->n_mons)
+    idx = SIZE_MAX;          /* another messenger's connection (monc_mon_auth_start) */
+  if (!mc->have_key) {
+    mc->refused = true;
+    msgr_conn_auth_done(c, -EACCES);
+    return;
+  }
+  struct mon_auth_op *op = calloc(1, sizeof *op);
+  if (!op) {
+    msgr_conn_auth_done(c, -ENOMEM);
+    return;
+  }
+  op->mc = mc;
+  op->c = msgr_conn_get(c);
+  op->idx = idx;
+  auth_client_init(&op->ac, mc->entity, mc->key, auth_modes_at_least(mc->ap.mode));
+  uint8_t *out = NULL;
+  size_t outlen = 0;
+  int r = auth_client_hello(&op->ac, &out, &outlen);
+  if (r == 0)
+    r = msgr_call(c, MSG_AUTH_HELLO, out, (uint32_t)outlen, NULL, 0, 5000, on_challenge, op);
+  free(out);
+  if (r < 0)
+    auth_fail(op, r);
+}
+
+const char *monc_auth_error(const monc *mc)
+{
+  return mc->auth_why;
+}
+
+enum auth_mode monc_auth_mode(const monc *mc)
+{
+  return mc->ap.mode;
+}
+
+bool monc_auth_refused(const monc *mc)
+{
+  return mc->refused;
+}
+
+const char *monc_entity(const monc *mc)
+{
+  return mc->entity;
+}
+
+bool monc_renew_ticket(monc *mc)
+{
+  if (mc->ap.mode == AUTH_MODE_NONE || !mc->renew_ev || !mc->renew)
+    return false;
+  event_del(mc->renew_ev);
+  struct timeval tv = { 0, 0 };
+  evtimer_add(mc->renew_ev, &tv);
+  return true;
+}
+
+/* ---- OSD connections: the authorizer (§4.2) ---------------------------------- */
+
+struct osd_auth_op {
+  monc *mc;
+  msgr_conn *c;                   /* reference */
+  struct auth_authorizer az;
+};
+
+static void osd_auth_done(struct osd_auth_op *op, int err)
+{
+  msgr_conn *c = op->c;
+  auth_authorizer_clear(&op->az);
+  free(op);
+  msgr_conn_auth_done(c, err);
+  msgr_conn_put(c);
+}
+
+static void on_authorizer_reply(void *arg, int err, const struct msgr_frame *f)
+{
+  struct osd_auth_op *op = arg;
+  monc *mc = op->mc;
+  if (err < 0) {
+    osd_auth_done(op, err);
+    return;
+  }
+  Blk__AuthorizerReply *rep = blk__authorizer_reply__unpack(NULL, f->payload_len, f->payload);
+  int rerr = rep ? rep->err : -EPROTO;
+  if (rep && rerr < 0)
+    snprintf(mc->auth_why, sizeof mc->auth_why, "%s refused by %s: %s", mc->entity,
+             msgr_conn_peer(op->c), rep->message);
+  if (rep)
+    blk__authorizer_reply__free_unpacked(rep, NULL);
+  if (rerr == -EKEYEXPIRED || rerr == -EAGAIN) {
+    /* our ticket is too old for the OSD, or the OSD is behind: get a new
+     * ticket / let it catch up, and retry */
+    if (rerr == -EKEYEXPIRED && mc->renew)
+      monc_renew_ticket(mc);
+    osd_auth_done(op, -EAGAIN);
+    return;
+  }
+  char why[256] = "";
+  int r = auth_authorizer_finish(&op->az, f->payload, f->payload_len, why, sizeof why);
+  if (r < 0) {
+    if (rerr == 0)
+      snprintf(mc->auth_why, sizeof mc->auth_why, "%s: %s", msgr_conn_peer(op->c),
+               why[0] ? why : strerror(-r));
+    log_warn("monc", "authorizer to %s refused: %s", msgr_conn_peer(op->c), mc->auth_why);
+    osd_auth_done(op, -EACCES);
+    return;
+  }
+  r = msgr_conn_set_protection(op->c, op->az.mode, op->az.conn_key, true);
+  osd_auth_done(op, r);
+}
+
+void monc_osd_auth_start(void *ctx, msgr_conn *c)
+{
+  monc *mc = ctx;
+  if (mc->ap.mode == AUTH_MODE_NONE) {
+    msgr_conn_auth_done(c, -EPROTO);
+    return;
+  }
+  if (!mc->have_creds) {
+    /* not logged in yet, or logged in before the monitors had a service
+     * secret (no ticket): log in again; the caller retries */
+    if (msgr_conn_protection(mc->conns[mc->sub_cur]) != AUTH_MODE_NONE)
+      monc_renew_ticket(mc);
+    msgr_conn_auth_done(c, -EAGAIN);
+    return;
+  }
+  if (mc->renew && mc->creds.expires_ms - util_wall_ms() < 1000)
+    monc_renew_ticket(mc);
+  struct osd_auth_op *op = calloc(1, sizeof *op);
+  if (!op) {
+    msgr_conn_auth_done(c, -ENOMEM);
+    return;
+  }
+  op->mc = mc;
+  op->c = msgr_conn_get(c);
+  uint8_t *out = NULL;
+  size_t outlen = 0;
+  int r = auth_authorizer_build(&mc->creds, auth_modes_at_least(mc->ap.mode), util_wall_ms(),
+                                &op->az, &out, &outlen);
+  if (r == 0)
+    r = msgr_call(c, MSG_AUTH_AUTHORIZER, out, (uint32_t)outlen, NULL, 0, 5000,
+                  on_authorizer_reply, op);
+  free(out);
+  if (r < 0)
+    osd_auth_done(op, r);
+}
+
+/* ---- service secrets for OSDs (§4.3) -------------------------------------------- */
+
+struct secrets_op {
+  uint8_t key[AUTH_KEY_LEN];
+  monc_secrets_fn cb;
+  void *arg;
+};
+
+static void on_secrets(void *arg, int err, const struct msgr_frame *f)
+{
+  struct secrets_op *op = arg;
+  struct auth_rotating r = { 0 };
+  if (err == 0)
+    err = auth_secrets_open(op->key, f->payload, f->payload_len, &r);
+  op->cb(op->arg, err, err == 0 ? &r : NULL);
+  auth_rotating_clear(&r);
+  OPENSSL_cleanse(op->key, sizeof op->key);
+  free(op);
+}
+
+int monc_fetch_secrets(monc *mc, monc_secrets_fn cb, void *arg)
+{
+  for (size_t k = 0; k < mc->n_mons; k++) {
+    size_t i = (mc->sub_cur + k) % mc->n_mons;
+    if (!mc->sess_ok[i] || msgr_conn_protection(mc->conns[i]) == AUTH_MODE_NONE)
+      continue;
+    struct secrets_op *op = calloc(1, sizeof *op);
+    if (!op)
+      return -ENOMEM;
+    memcpy(op->key, mc->sess_key[i], AUTH_KEY_LEN);
+    op->cb = cb;
+    op->arg = arg;
+    int r = msgr_call(mc->conns[i], MSG_AUTH_GET_SECRETS, NULL, 0, NULL, 0, 3000, on_secrets, op);
+    if (r < 0) {
+      free(op);
+      return r;
+    }
+    return 0;
+  }
+  return -ENOTCONN;
 }

@@ -20,8 +20,10 @@
 #ifndef BLK_CLIENT_MONC_H
 #define BLK_CLIENT_MONC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "common/auth.h"
 #include "common/clustermap.h"
 #include "common/config.h"
 #include "proto/mon.pb-c.h"
@@ -75,5 +77,40 @@ void monc_renew(monc *mc);
 /* A peer or OSD showed map `epoch`: renew, and if the monitor we
  * subscribe to is behind it (cut off from the quorum), move to another. */
 void monc_want_epoch(monc *mc, uint64_t epoch);
+
+/* ---- authentication (docs/auth.md §8) ----------------------------------
+ * monc_new reads auth_mode, name (default client.admin), key, key_file
+ * and keyring from cfg; in mode cephx/secure every monitor connection
+ * runs the challenge-response exchange before any other frame, and the
+ * ticket for the OSDs is renewed before it expires (auth_ticket_renew).
+ * A refused login fails monc_command with -EACCES ("authentication as
+ * client.x failed: ...") and asynchronous calls with err -EACCES. */
+struct msgr_conn;
+/* Why the last authentication (to a monitor or an OSD) failed ("" if it
+ * did not); borrowed until the next attempt. */
+const char *monc_auth_error(const monc *mc);
+/* auth_mode of the config monc was built from. */
+enum auth_mode monc_auth_mode(const monc *mc);
+/* True when the last authentication to a monitor was refused (or there
+ * is no key): waiting longer will not help. */
+bool monc_auth_refused(const monc *mc);
+/* The entity name monc authenticates as (borrowed). */
+const char *monc_entity(const monc *mc);
+/* Get a new ticket now (an OSD said ours expired).  False when renewal
+ * is off (auth_mode none or auth_ticket_renew false). */
+bool monc_renew_ticket(monc *mc);
+/* A msgr_auth_start_fn (msgr_set_client_auth) for connections to OSDs:
+ * presents an authorizer built from monc's ticket; ctx is the monc. */
+void monc_osd_auth_start(void *ctx, struct msgr_conn *c);
+/* The same for a connection to a monitor made on another messenger (e.g.
+ * blkctl mon watch): logs in as monc's entity. */
+void monc_mon_auth_start(void *ctx, struct msgr_conn *c);
+/* OSDs: fetch the rotating service secrets over an authenticated
+ * monitor connection.  cb gets 0 and the secrets (borrowed for the call)
+ * or -errno.  Returns 0 (cb will run) or -ENOTCONN (not logged in yet)
+ * or -ENOMEM (cb will not run). */
+struct auth_rotating;
+typedef void (*monc_secrets_fn)(void *arg, int err, const struct auth_rotating *r);
+int monc_fetch_secrets(monc *mc, monc_secrets_fn cb, void *arg);
 
 #endif

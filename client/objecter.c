@@ -36,6 +36,7 @@ struct obj_op {
   int64_t deadline;
   uint64_t need_epoch;
   bool in_call;
+  msgr_conn *conn;              /* the OSD connection of the call (borrowed from conns) */
   unsigned attempts;
   struct event *retry_ev;
   char last_why[160];
@@ -132,6 +133,16 @@ static void on_reply(void *arg, int err, const struct msgr_frame *f)
     op_finish(op, -ECANCELED, NULL, NULL, 0);
     return;
   }
+  if (err == -EACCES) {
+    /* the OSD refused our authorizer (auth.md §4.2): final */
+    Blk__OsdOpReply rep = BLK__OSD_OP_REPLY__INIT;
+    char msg[480];
+    snprintf(msg, sizeof msg, "authentication refused: %s", monc_auth_error(o->mc));
+    rep.err = -EACCES;
+    rep.message = msg;
+    op_finish(op, -EACCES, &rep, NULL, 0);
+    return;
+  }
   if (err < 0) {
     snprintf(op->last_why, sizeof op->last_why, "osd: %s", strerror(-err));
     monc_renew(o->mc);
@@ -145,6 +156,15 @@ static void on_reply(void *arg, int err, const struct msgr_frame *f)
     return;
   }
   int e = rep->err;
+  if (e == -EKEYEXPIRED && monc_renew_ticket(o->mc)) {
+    /* our ticket expired on this OSD: a new one, a new connection */
+    snprintf(op->last_why, sizeof op->last_why, "%s", rep->message);
+    blk__osd_op_reply__free_unpacked(rep, NULL);
+    if (op->conn && msgr_conn_protection(op->conn) != AUTH_MODE_NONE)
+      msgr_conn_close(op->conn);   /* the next connection presents the new ticket */
+    op_later(op, 100);
+    return;
+  }
   /* -ESHUTDOWN: the OSD is stopping (transient), unless this client is
    * blocklisted (fenced: final) */
   bool fenced = e == -ESHUTDOWN && strstr(rep->message, "blocklisted");
@@ -241,6 +261,7 @@ static void op_send(struct obj_op *op)
     return;
   }
   op->in_call = true;
+  op->conn = c;
 }
 
 static void on_map(void *arg, const struct cluster_map *map, const struct cluster_map *prev)
@@ -281,6 +302,8 @@ objecter *objecter_new(struct event_base *base, monc *mc, const config *cfg)
     return NULL;
   }
   msgr_set_timeouts(o->msgr, (int)config_get_int(cfg, "msgr_connect_timeout"), 500);
+  if (monc_auth_mode(mc) != AUTH_MODE_NONE)
+    msgr_set_client_auth(o->msgr, monc_osd_auth_start, mc);   /* authorizer per OSD conn */
   unsigned char r[8];
   RAND_bytes(r, sizeof r);
   snprintf(o->nonce, sizeof o->nonce, "%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2],
@@ -367,6 +390,8 @@ int objecter_wait_map(objecter *o, int timeout_ms)
 {
   int64_t deadline = util_now_ms() + timeout_ms;
   while (!o->map && util_now_ms() < deadline) {
+    if (monc_auth_refused(o->mc))
+      return -EACCES;
     struct timeval tv = { 0, 50 * 1000 };
     event_base_loopexit(o->base, &tv);
     event_base_dispatch(o->base);

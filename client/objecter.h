@@ -56,7 +56,9 @@ struct objecter_req {
 int objecter_op(objecter *o, const struct objecter_req *req, objecter_cb cb, void *arg);
 /* The current map (NULL before the first), borrowed until the next map. */
 const struct cluster_map *objecter_map(objecter *o);
-/* Run the loop until the first map arrives or timeout_ms.  0/-ETIMEDOUT. */
+/* Run the loop until the first map arrives or timeout_ms.  0/-ETIMEDOUT,
+ * or -EACCES when the monitors refused our authentication
+ * (monc_auth_error says why). */
 int objecter_wait_map(objecter *o, int timeout_ms);
 /* This client's nonce (the reqid prefix before '.'; the identity that
  * object locks record and `osd blocklist` fences).  Borrowed, valid for

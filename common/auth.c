@@ -107,7 +107,7 @@ const char *auth_mode_name(enum auth_mode m)
 
 void auth_params_default(struct auth_params *p)
 {
-  p->mode = AUTH_MODE_NONE;
+  p->mode = AUTH_MODE_CEPHX;
   p->ticket_ttl_ms = 3600 * 1000;
   p->clock_skew_ms = 30 * 1000;
   p->challenge_ttl_ms = 30 * 1000;

@@ -67,7 +67,7 @@ struct auth_params {
   int64_t secret_ttl_ms;           /* auth_service_secret_ttl: rotation period */
   size_t replay_cache_size;        /* auth_replay_cache_size */
 };
-/* The defaults of the option table (mode none). */
+/* The defaults of the option table (mode cephx). */
 void auth_params_default(struct auth_params *p);
 struct config;
 /* Read the auth_* options of cfg.  0, or -EINVAL with a message in err

@@ -96,6 +96,19 @@ struct msgr_conn {
   bool linked;
   void *priv;
   struct auth_wire *wire;          /* protection of the current TCP connection */
+  /* client-side auth (msgr_set_client_auth): frames held until the
+   * exchange of this TCP connection is done, in queue order */
+  struct held *held_head, *held_tail;
+  bool auth_running;
+};
+
+struct held {
+  struct held *next;
+  uint16_t type;
+  uint8_t flags;
+  uint64_t tid;
+  uint32_t plen, dlen;
+  uint8_t buf[];
 };
 
 struct msgr {
@@ -111,6 +124,8 @@ struct msgr {
   int max_backoff_ms;
   int tcp_user_timeout_ms;
   bool require_auth;
+  msgr_auth_start_fn auth_start;   /* client-side auth hook, or NULL */
+  void *auth_ctx;
 };
 
 static int64_t now_ms(void)
@@ -201,6 +216,10 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_retry_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_start_connect(msgr_conn *c);
+static int conn_queue_frame(msgr_conn *c, uint16_t type, uint8_t flags, uint64_t tid,
+                            const void *payload, uint32_t plen,
+                            const struct ProtobufCMessage *msg,
+                            const void *data, uint32_t dlen);
 
 static msgr_conn *conn_alloc(msgr *m, bool outgoing)
 {
@@ -280,6 +299,13 @@ static void drop_output(msgr_conn *c)
     o = n;
   }
   c->oq_head = c->oq_tail = NULL;
+  struct held *h = c->held_head;
+  while (h) {
+    struct held *n = h->next;
+    free(h);
+    h = n;
+  }
+  c->held_head = c->held_tail = NULL;
 }
 
 static void conn_teardown_fd(msgr_conn *c)
@@ -303,6 +329,7 @@ static void conn_teardown_fd(msgr_conn *c)
   /* a new TCP connection needs a new auth exchange */
   auth_wire_free(c->wire);
   c->wire = NULL;
+  c->auth_running = false;
 }
 
 /* Close with error err: pending calls fail with -ECONNRESET. */
@@ -496,7 +523,7 @@ static void conn_start_connect(msgr_conn *c)
 static void conn_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
   msgr_conn *c = arg;
-  if (c->state == C_IDLE && (c->oq_head || c->plist))
+  if (c->state == C_IDLE && (c->oq_head || c->plist || c->held_head))
     conn_start_connect(c);
 }
 
@@ -571,7 +598,12 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
   }
   if (c->state == C_OPEN) {
     msgr_conn_get(c);
-    conn_flush(c);
+    if (c->held_head && !c->wire && !c->auth_running && c->m && c->m->auth_start) {
+      c->auth_running = true;
+      c->m->auth_start(c->m->auth_ctx, c);
+    }
+    if (c->state == C_OPEN)
+      conn_flush(c);
     msgr_conn_put(c);
   }
 }
@@ -601,6 +633,79 @@ static int conn_seal(msgr_conn *c, struct frame_hdr *h, uint8_t *buf)
   return r;
 }
 
+/* Keep a frame of an outgoing connection that has not authenticated
+ * yet (msgr_set_client_auth); it is protected and queued by
+ * msgr_conn_auth_done. */
+static int conn_hold_frame(msgr_conn *c, uint16_t type, uint8_t flags, uint64_t tid,
+                           const void *payload, uint32_t plen,
+                           const struct ProtobufCMessage *msg,
+                           const void *data, uint32_t dlen)
+{
+  struct held *h = malloc(sizeof *h + (size_t)plen + dlen);
+  if (!h)
+    return -ENOMEM;
+  h->next = NULL;
+  h->type = type;
+  h->flags = flags;
+  h->tid = tid;
+  h->plen = plen;
+  h->dlen = dlen;
+  if (msg)
+    protobuf_c_message_pack(msg, h->buf);
+  else if (plen)
+    memcpy(h->buf, payload, plen);
+  if (dlen)
+    memcpy(h->buf + plen, data, dlen);
+  if (c->held_tail)
+    c->held_tail->next = h;
+  else
+    c->held_head = h;
+  c->held_tail = h;
+  if (c->state == C_OPEN) {
+    if (!event_pending(c->wev, EV_WRITE, NULL))
+      event_active(c->wev, EV_WRITE, 0);   /* starts the exchange */
+  } else if (c->state == C_IDLE) {
+    conn_start_connect(c);
+  }
+  return 0;
+}
+
+void msgr_set_client_auth(msgr *m, msgr_auth_start_fn start, void *ctx)
+{
+  m->auth_start = start;
+  m->auth_ctx = ctx;
+}
+
+void msgr_conn_auth_done(msgr_conn *c, int err)
+{
+  c->auth_running = false;
+  if (!c->m || c->fd < 0)
+    return;                        /* the TCP connection is gone already */
+  if (err == 0 && !c->wire)
+    err = -EPROTO;
+  if (err < 0) {
+    if (c->state != C_OPEN && c->state != C_CONNECTING)
+      return;
+    c->last_err = err;
+    /* the waiting calls learn why (e.g. -EACCES), not just a reset */
+    msgr_conn_get(c);
+    fail_pending(c, err);
+    conn_fail(c, err);
+    msgr_conn_put(c);
+    return;
+  }
+  struct held *h = c->held_head;
+  c->held_head = c->held_tail = NULL;
+  while (h) {
+    struct held *n = h->next;
+    if (c->state == C_OPEN)
+      conn_queue_frame(c, h->type, h->flags, h->tid, h->buf, h->plen, NULL,
+                       h->buf + h->plen, h->dlen);
+    free(h);
+    h = n;
+  }
+}
+
 static int conn_queue_frame(msgr_conn *c, uint16_t type, uint8_t flags, uint64_t tid,
                             const void *payload, uint32_t plen,
                             const struct ProtobufCMessage *msg,
@@ -612,6 +717,9 @@ static int conn_queue_frame(msgr_conn *c, uint16_t type, uint8_t flags, uint64_t
     plen = (uint32_t)protobuf_c_message_get_packed_size(msg);
   if (flags & FRAME_F_PROTECTED)
     return -EINVAL;                /* the messenger sets these itself */
+  if (c->outgoing && c->m->auth_start && !c->wire &&
+      (type < MSG_AUTH_FIRST || type > MSG_AUTH_LAST))
+    return conn_hold_frame(c, type, flags, tid, payload, plen, msg, data, dlen);
   if (c->wire)
     flags |= auth_wire_mode(c->wire) == AUTH_MODE_CEPHX ? FRAME_F_SIGNED : FRAME_F_SECURE;
   uint32_t tlen = frame_trailer_len(flags);

@@ -122,6 +122,19 @@ enum auth_mode msgr_conn_protection(const msgr_conn *c);
  * daemons whose auth_mode is cephx or secure. */
 void msgr_set_require_auth(msgr *m, bool on);
 
+/* Client-side authentication of outgoing connections: when set, a frame
+ * outside the auth range queued on an outgoing connection that is not
+ * protected yet is held (unprotected, in order); once the TCP connection
+ * is open start(ctx, c) runs (from the loop, once per TCP connection) and
+ * must run the exchange with auth-range frames, call
+ * msgr_conn_set_protection, then msgr_conn_auth_done(c, 0): the held
+ * frames are then protected and sent.  msgr_conn_auth_done(c, -errno)
+ * fails the calls waiting on c with that errno (e.g. -EACCES) and closes
+ * the connection.  A reconnect authenticates again. */
+typedef void (*msgr_auth_start_fn)(void *ctx, msgr_conn *c);
+void msgr_set_client_auth(msgr *m, msgr_auth_start_fn start, void *ctx);
+void msgr_conn_auth_done(msgr_conn *c, int err);
+
 /* Queue a frame.  payload and data are copied before return.
  * Returns 0 or -errno (-ENOTCONN if an accepted connection is gone). */
 int msgr_send(msgr_conn *c, uint16_t type, uint8_t flags, uint64_t tid,

@@ -76,8 +76,13 @@ start() {
       "$BUILD/osd/blk-osd" --mkfs --osd-id "$i" --device "$RUN/osd.$i.dev" --size "$OSD_SIZE" \
         >>"$RUN/log/osd.$i.log" 2>&1 || { say "mkfs of osd.$i failed; see $RUN/log/osd.$i.log"; exit 1; }
     fi
+    # each OSD's own key (auth, docs/auth.md), kept next to its device
+    if [ ! -s "$RUN/osd.$i.keyring" ] && ! grep -q '^auth_mode *= *none' "$BLK_CONF"; then
+      "$BUILD/client/blkctl" --timeout 60 auth get-or-create "osd.$i" mon 'allow profile osd' \
+        osd 'allow *' -o "$RUN/osd.$i.keyring"
+    fi
     nohup "$BUILD/osd/blk-osd" --id "$i" -c "$BLK_CONF" --device "$RUN/osd.$i.dev" \
-      >>"$RUN/log/osd.$i.log" 2>&1 </dev/null &
+      --set keyring="$RUN/osd.$i.keyring" >>"$RUN/log/osd.$i.log" 2>&1 </dev/null &
     echo $! >"$RUN/osd.$i.pid"
   done
   for _ in $(seq 300); do

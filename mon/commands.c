@@ -30,6 +30,7 @@ struct mon_pending_write {
   uint64_t index, term;
   msgr_conn *conn;      /* reference; NULL once the requester is gone */
   uint64_t tid;
+  char *text;           /* malloc'ed success message (auth commands) or NULL */
 };
 
 struct mon_pending_read {
@@ -145,6 +146,49 @@ static void handle_txn(struct mon *mon, msgr_conn *c, uint64_t tid, Blk__MapTxn 
   w->tid = tid;
   w->next = mon->writes;
   mon->writes = w;
+}
+
+void commands_reply(msgr_conn *c, uint64_t tid, uint16_t type, int err, const char *msg,
+                    const char *leader)
+{
+  Blk__MonReply rep = BLK__MON_REPLY__INIT;
+  rep.err = err;
+  rep.message = (char *)(msg ? msg : "");
+  rep.leader_addr = (char *)(leader ? leader : "");
+  struct msgr_frame req = { .tid = tid };
+  msgr_reply_pb(c, &req, type, (const ProtobufCMessage *)&rep, NULL, 0);
+}
+
+int commands_propose_for(struct mon *mon, msgr_conn *c, uint64_t tid, Blk__MapTxn *txn,
+                         const char *text)
+{
+  if (!raft_is_leader(mon->raft))
+    return -ENOTCONN;
+  txn->stamp_ms = realtime_ms();
+  size_t len = blk__map_txn__get_packed_size(txn);
+  uint8_t *buf = malloc(len ? len : 1);
+  struct mon_pending_write *w = calloc(1, sizeof *w);
+  char *t = text ? strdup(text) : NULL;
+  if (!buf || !w || (text && !t)) {
+    free(buf);
+    free(w);
+    free(t);
+    return -ENOMEM;
+  }
+  blk__map_txn__pack(txn, buf);
+  int r = raft_propose(mon->raft, buf, len, &w->index, &w->term);
+  free(buf);
+  if (r < 0) {
+    free(w);
+    free(t);
+    return r;
+  }
+  w->conn = msgr_conn_get(c);
+  w->tid = tid;
+  w->text = t;
+  w->next = mon->writes;
+  mon->writes = w;
+  return 0;
 }
 
 int commands_propose(struct mon *mon, Blk__MapTxn *txn)
@@ -289,7 +333,7 @@ void commands_on_apply(struct mon *mon, const struct raft_entry *e, int result,
       if (w->term == e->term) {
         Blk__MonReply rep = BLK__MON_REPLY__INIT;
         rep.err = result < 0 ? result : 0;
-        rep.message = (char *)(result < 0 ? err : "");
+        rep.message = (char *)(result < 0 ? err : w->text ? w->text : "");
         rep.leader_addr = "";
         rep.epoch = mon_state_map(mon->state)->epoch;
         struct msgr_frame req = { .tid = w->tid };
@@ -300,6 +344,7 @@ void commands_on_apply(struct mon *mon, const struct raft_entry *e, int result,
       }
       msgr_conn_put(w->conn);
     }
+    free(w->text);
     free(w);
   }
 }
@@ -338,6 +383,7 @@ void commands_on_leadership_lost(struct mon *mon)
       reply_err(w->conn, w->tid, -EAGAIN, "leadership lost; retry", quorum_leader_addr(mon));
       msgr_conn_put(w->conn);
     }
+    free(w->text);
     free(w);
   }
   while (mon->reads) {
@@ -394,6 +440,7 @@ void commands_stop(struct mon *mon)
     mon->writes = w->next;
     if (w->conn)
       msgr_conn_put(w->conn);
+    free(w->text);
     free(w);
   }
   while (mon->reads) {

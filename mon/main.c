@@ -34,6 +34,8 @@ static void usage(FILE *f)
 static void on_frame(void *ctx, msgr_conn *c, const struct msgr_frame *f)
 {
   struct mon *mon = ctx;
+  if (!mon_auth_gate(mon, c, f))
+    return;
   switch (f->type) {
   case MSG_RAFT:
     quorum_on_raft_msg(mon, f);
@@ -56,6 +58,7 @@ static void on_frame(void *ctx, msgr_conn *c, const struct msgr_frame *f)
 static void on_close(void *ctx, msgr_conn *c, int err)
 {
   commands_on_close(ctx, c);
+  mon_auth_on_close(ctx, c);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -213,6 +216,11 @@ int main(int argc, char **argv)
     log_err("mon", "cannot listen on %s: %s", addr, strerror(-r));
     goto out_all;
   }
+  r = mon_auth_start(&mon);
+  if (r < 0) {
+    log_err("mon", "cannot start auth: %s", strerror(-r));
+    goto out_all;
+  }
   r = quorum_start(&mon);
   if (r < 0) {
     log_err("mon", "cannot start the quorum: %s", strerror(-r));
@@ -243,6 +251,7 @@ int main(int argc, char **argv)
   quorum_stop(&mon);
 out_all:
   msgr_free(mon.msgr);
+  mon_auth_stop(&mon);
   if (mon.base)
     event_base_free(mon.base);
   mon_state_free(mon.state);

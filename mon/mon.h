@@ -74,6 +74,9 @@ void mon_state_free(mon_state *st);
 int mon_state_apply(mon_state *st, const struct raft_entry *e, char *err,
                     size_t errlen);
 const struct cluster_map *mon_state_map(const mon_state *st);
+/* The replicated auth database (packed AuthDb, borrowed until the next
+ * apply/restore; len 0 = none yet). */
+void mon_state_auth(const mon_state *st, const uint8_t **data, size_t *len);
 uint64_t mon_state_applied_index(const mon_state *st);
 uint64_t mon_state_applied_term(const mon_state *st);
 /* Encode the whole state (MonSnapshot), malloc'ed. */
@@ -93,6 +96,7 @@ struct mon_pending_write;
 struct mon_pending_read;
 struct mon_sub;
 struct osdmon;
+struct mon_auth;
 
 struct mon {
   config *cfg;
@@ -116,6 +120,7 @@ struct mon {
   uint64_t snapshot_every;
   uint64_t last_snapshot_index;
   struct osdmon *osdmon;
+  struct mon_auth *auth;
   bool stopping;
 };
 
@@ -139,6 +144,26 @@ void commands_stop(struct mon *mon);
  * answered).  txn is borrowed; stamped here.  0 or -errno (-ENOTCONN when
  * not the leader). */
 int commands_propose(struct mon *mon, Blk__MapTxn *txn);
+
+/* Like commands_propose, but answer (c, tid) when the txn is applied;
+ * on success the reply's message is text (copied; may be NULL). */
+int commands_propose_for(struct mon *mon, msgr_conn *c, uint64_t tid, Blk__MapTxn *txn,
+                         const char *text);
+/* Reply to a request with a MonReply carrying err and message. */
+void commands_reply(msgr_conn *c, uint64_t tid, uint16_t type, int err, const char *msg,
+                    const char *leader);
+
+/* auth.c (docs/auth.md) */
+int mon_auth_start(struct mon *mon);
+void mon_auth_stop(struct mon *mon);
+/* Every received frame passes here first: auth exchanges and auth
+ * commands are handled (false); other frames need an authenticated
+ * session whose mon caps grant them (true = dispatch; false = refused,
+ * answered here). */
+bool mon_auth_gate(struct mon *mon, msgr_conn *c, const struct msgr_frame *f);
+void mon_auth_on_close(struct mon *mon, msgr_conn *c);
+/* The version of a packed AuthDb (0 for none or undecodable). */
+uint64_t mon_auth_db_version(const uint8_t *data, size_t len);
 
 /* osdmon.c */
 int osdmon_start(struct mon *mon);

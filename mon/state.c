@@ -11,7 +11,9 @@
  *      feeds incremental map updates to subscribers;
  *   3. the result is remembered under req_id (a FIFO window of
  *      DEDUP_WINDOW ids, part of the snapshot so that it is replicated).
- * The auth database is carried as opaque bytes for now (issue 7).
+ * The auth database (a packed AuthDb, mon/auth.c) is carried as bytes: a
+ * txn carries a whole new database whose version must be the current
+ * one + 1 (compare-and-set), else it is refused with -ESTALE.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -160,6 +162,18 @@ int mon_state_apply(mon_state *st, const struct raft_entry *e, char *err, size_t
     blk__map_txn__free_unpacked(txn, NULL);
     return r;
   }
+  if (txn->auth.len) {
+    uint64_t cur = mon_auth_db_version(st->auth, st->auth_len);
+    uint64_t next = mon_auth_db_version(txn->auth.data, txn->auth.len);
+    if (next != cur + 1) {
+      snprintf(err, errlen, "auth database changed concurrently (version %llu, txn for %llu); retry",
+               (unsigned long long)cur, (unsigned long long)next);
+      if (has_id)
+        dedup_add(st, txn->req_id, -ESTALE);
+      blk__map_txn__free_unpacked(txn, NULL);
+      return -ESTALE;
+    }
+  }
   r = clustermap_apply(st->map, txn, err, errlen);
   if (r == 1)
     hist_add(st, st->map->epoch, txn);
@@ -179,6 +193,11 @@ int mon_state_apply(mon_state *st, const struct raft_entry *e, char *err, size_t
 }
 
 const struct cluster_map *mon_state_map(const mon_state *st) { return st->map; }
+void mon_state_auth(const mon_state *st, const uint8_t **data, size_t *len)
+{
+  *data = st->auth;
+  *len = st->auth_len;
+}
 uint64_t mon_state_applied_index(const mon_state *st) { return st->applied_index; }
 uint64_t mon_state_applied_term(const mon_state *st) { return st->applied_term; }
 

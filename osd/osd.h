@@ -89,6 +89,7 @@ struct osd {
   int exit_code;
   bool stats_dirty;             /* a PG changed state: report soon */
   struct pg_parked *map_waiting;   /* requests from a newer epoch */
+  struct osd_auth *auth;        /* auth.c */
 };
 
 /* ---- service.c ---------------------------------------------------------- */
@@ -103,6 +104,26 @@ struct osd_peer *osd_peer(struct osd *osd, int32_t id);
 /* An outgoing connection to OSD id at its current map address (borrowed;
  * valid until the next map); NULL if the OSD is unknown. */
 msgr_conn *osd_peer_conn(struct osd *osd, int32_t id);
+
+/* ---- auth.c (docs/auth.md) ---------------------------------------------- */
+
+struct osd_auth;
+/* Read the auth options (before monc_new: sets name = osd.N if unset). */
+int osd_auth_prepare(struct osd *osd);
+/* After the messenger and monc exist: the auth gate and OSD->OSD auth. */
+int osd_auth_start(struct osd *osd);
+/* Free the sessions and secrets (after msgr_free). */
+void osd_auth_stop(struct osd *osd);
+/* Timer work: fetch the service secrets when due. */
+void osd_auth_tick(struct osd *osd);
+void osd_auth_on_close(struct osd *osd, msgr_conn *c);
+/* Every received frame first: authorizers are handled here (false);
+ * other frames need a session (false: refused and the conn closed). */
+bool osd_auth_gate(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+/* May the session of c run op (Blk__OsdOpType) on pool (name)?  0, or
+ * -EACCES / -EKEYEXPIRED with the reason in msg. */
+int osd_op_allowed(struct osd *osd, msgr_conn *c, const char *pool, int op, char *msg,
+                   size_t msglen);
 
 /* ---- heartbeat.c -------------------------------------------------------- */
 

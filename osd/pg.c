@@ -1515,6 +1515,11 @@ static void handle_op(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
              (struct pg_ver){ 0, 0 });
     goto out;
   }
+  int aerr = osd_op_allowed(osd, c, pool->name, req->op, msg, sizeof msg);   /* auth.c */
+  if (aerr < 0) {
+    reply_op(c, f->tid, aerr, msg, osd->epoch, (struct pg_ver){ 0, 0 });
+    goto out;
+  }
   uint32_t want_pg = req->pg;
   if (req->op != BLK__OSD_OP_TYPE__OP_LIST) {
     size_t nl = strlen(req->name);

@@ -226,6 +226,8 @@ static void on_map(void *arg, const struct cluster_map *map, const struct cluste
 static void on_frame(void *ctx, msgr_conn *c, const struct msgr_frame *f)
 {
   struct osd *osd = ctx;
+  if (!osd_auth_gate(osd, c, f))
+    return;
   switch (f->type) {
   case MSG_OSD_PING:
     heartbeat_on_ping(osd, c, f);
@@ -262,6 +264,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     heartbeat_tick(osd);
   }
   pg_tick(osd);
+  osd_auth_tick(osd);
+}
+
+static void on_close(void *ctx, msgr_conn *c, int err)
+{
+  (void)err;
+  osd_auth_on_close(ctx, c);
 }
 
 int osd_start(struct osd *osd)
@@ -310,7 +319,9 @@ int osd_start(struct osd *osd)
     (uint32_t)config_get_int(osd->cfg, "msgr_max_payload"),
     (uint32_t)config_get_int(osd->cfg, "msgr_max_data"),
   };
-  static const struct msgr_ops ops = { .on_frame = on_frame };
+  if ((r = osd_auth_prepare(osd)) < 0)
+    return r;
+  static const struct msgr_ops ops = { .on_frame = on_frame, .on_close = on_close };
   osd->msgr = msgr_new(osd->base, &lim, &ops, osd);
   if (!osd->msgr)
     return -ENOMEM;
@@ -327,6 +338,8 @@ int osd_start(struct osd *osd)
     log_err("osd", "%s", err);
     return -EINVAL;
   }
+  if ((r = osd_auth_start(osd)) < 0)
+    return r;
   if ((r = monc_subscribe(osd->monc, on_map, osd)) < 0)
     return r;
   osd->timer_ev = event_new(osd->base, -1, EV_PERSIST, on_timer, osd);
@@ -365,6 +378,7 @@ void osd_stop(struct osd *osd)
   osd->msgr = NULL;
   monc_free(osd->monc);
   osd->monc = NULL;
+  osd_auth_stop(osd);
   osd->map = NULL;
   free(osd->peers);
   osd->peers = NULL;

@@ -140,8 +140,20 @@ mkfs_osd() {
     >>"$TEST_DIR/log/osd.$1.log" 2>&1 || fail "mkfs of osd.$1"
 }
 
+# osd_key N: the OSD's own key (auth, docs/auth.md), created once through the
+# monitors and kept next to its device as osd.N.keyring (mode 0600).
+osd_key() {
+  local kr=$TEST_DIR/osd.$1.keyring
+  [ -s "$kr" ] && return 0
+  grep -q '^auth_mode *= *none' "$BLK_CONF" && return 0
+  "$BLKCTL" --timeout 60 auth get-or-create "osd.$1" mon 'allow profile osd' osd 'allow *' \
+    -o "$kr" || fail "creating the key of osd.$1"
+}
+
 start_osd() {
+  osd_key "$1"
   "$BLK_OSD" --id "$1" -c "$BLK_CONF" --device "$TEST_DIR/osd.$1.dev" \
+    --set keyring="$TEST_DIR/osd.$1.keyring" \
     >>"$TEST_DIR/log/osd.$1.log" 2>&1 &
   track_pid $!
   eval "OSDPID_$1=$!"

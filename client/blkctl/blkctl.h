@@ -36,6 +36,11 @@ struct blkctl {
   struct event_base *base;
   monc *monc;
   const char *prog;
+  /* auth (docs/auth.md): override name / keyring / key_file of the config */
+  const char *name, *keyring, *key_file;
+  char name_buf[80];
+  const char *sets[16];      /* --set OPTION=VALUE */
+  int n_sets;
 };
 
 /* Load the config and build the monitor client.  0 or an exit code. */
@@ -63,6 +68,7 @@ int cmd_object_bench(struct blkctl *b, int argc, char **argv);
 int cmd_mon_bench(struct blkctl *b, int argc, char **argv);
 int cmd_mon_watch(struct blkctl *b, int argc, char **argv);
 int cmd_nbd(struct blkctl *b, int argc, char **argv);   /* nbd.c */
+int cmd_auth(struct blkctl *b, int argc, char **argv);
 
 /* json.c: writes to stdout with correct commas and escaping. */
 void json_begin_obj(void);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +154,15 @@ int cmd_cluster(struct blkctl *b, int argc, char **argv)
     return blkctl_fail(blkctl_exit_code(-errno), "cannot write %s: %s", keyring, strerror(errno));
   fprintf(kf, "[client.admin]\n\tkey = %s\n\tcaps mon = \"allow *\"\n\tcaps osd = \"allow *\"\n",
           b64);
+  /* the monitors' shared key: they authenticate to each other as mon. */
+  if (RAND_bytes(key, sizeof key) != 1) {
+    fclose(kf);
+    return blkctl_fail(EIO, "no randomness for the monitor key");
+  }
+  EVP_EncodeBlock(b64, key, sizeof key);
+  fprintf(kf, "\n[mon.]\n\tkey = %s\n\tcaps mon = \"allow *\"\n", b64);
+  OPENSSL_cleanse(key, sizeof key);
+  OPENSSL_cleanse(b64, sizeof b64);
   fclose(kf);
   umask(022);
 
@@ -170,7 +180,7 @@ int cmd_cluster(struct blkctl *b, int argc, char **argv)
           "mon_initial_members = %s\n"
           "mon_host = %s\n"
           "run_dir = %s\n"
-          "auth_mode = none\n"
+          "auth_mode = cephx\n"
           "keyring = %s\n",
           stamp, fsid, names, hosts, abs_run, keyring);
   if (fclose(f) != 0)

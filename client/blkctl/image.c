@@ -65,6 +65,16 @@ static int connect_pool(struct blkctl *b, const char *pool, struct ctx *x)
       return code;
     }
   }
+  /* the identity given on the command line (--id/--name, --keyring,
+   * --key-file) wins over the config file's */
+  if ((b->name && (r = blk_cluster_conf_set(x->c, "name", b->name)) < 0) ||
+      (b->keyring && (r = blk_cluster_conf_set(x->c, "keyring", b->keyring)) < 0) ||
+      (b->key_file && (r = blk_cluster_conf_set(x->c, "key_file", b->key_file)) < 0)) {
+    int code = fail_lib(r, "bad --name, --keyring or --key-file");
+    blk_cluster_shutdown(x->c);
+    x->c = NULL;
+    return code;
+  }
   if (b->timeout_ms > 0) {
     char v[32];
     snprintf(v, sizeof v, "%dms", b->timeout_ms);

@@ -42,7 +42,13 @@ static void usage(FILE *f)
           "  object bench POOL [--seconds S] [--size B] [--qd N] [--objects N] [--read]\n"
           "images:\n"
           "  image create|ls|info|resize|rm|rename|du|import|export|bench ...  (blkctl image)\n"
+          "auth (docs/auth.md):\n"
+          "  auth get-or-create ENTITY [mon CAPS] [osd CAPS] [--print-key] [-o FILE]\n"
+          "  auth get ENTITY | auth get-key ENTITY | auth ls | auth del ENTITY\n"
+          "  auth caps ENTITY [mon CAPS] [osd CAPS] | auth import -i FILE\n"
           "\n"
+          "Identity: --id ID (client.ID) or --name TYPE.ID (default client.admin),\n"
+          "  --keyring PATH, --key-file PATH; --set OPTION=VALUE overrides the config.\n"
           "The config is -c PATH, else $BLK_CONF, else ./run/blk.conf.\n"
           "Exit status: 0 on success, else the errno of the failure (see docs/blkctl.md).\n");
 }
@@ -80,6 +86,20 @@ int blkctl_connect(struct blkctl *b)
     free(cerr);
     return code;
   }
+  for (int i = 0; i < b->n_sets; i++) {
+    char opt[128];
+    const char *eq = strchr(b->sets[i], '=');
+    if (!eq || (size_t)(eq - b->sets[i]) >= sizeof opt)
+      return blkctl_fail(EINVAL, "--set wants OPTION=VALUE, not '%s'", b->sets[i]);
+    memcpy(opt, b->sets[i], (size_t)(eq - b->sets[i]));
+    opt[eq - b->sets[i]] = 0;
+    if (config_set(b->cfg, opt, eq + 1) < 0)
+      return blkctl_fail(EINVAL, "bad option %s", b->sets[i]);
+  }
+  if ((b->name && config_set(b->cfg, "name", b->name) < 0) ||
+      (b->keyring && config_set(b->cfg, "keyring", b->keyring) < 0) ||
+      (b->key_file && config_set(b->cfg, "key_file", b->key_file) < 0))
+    return blkctl_fail(EINVAL, "bad --name, --keyring or --key-file");
   if (b->timeout_ms <= 0)
     b->timeout_ms = (int)config_get_int(b->cfg, "client_timeout");
   b->monc = monc_new(b->base, b->cfg, err, sizeof err);
@@ -121,6 +141,7 @@ static const struct command commands[] = {
   { "object", cmd_object },
   { "image", cmd_image },
   { "nbd", cmd_nbd },
+  { "auth", cmd_auth },
   { NULL, NULL },
 };
 
@@ -156,6 +177,21 @@ int main(int argc, char **argv)
         return blkctl_fail(EINVAL, "bad --timeout '%s' (seconds)", argv[i]);
       }
       b.timeout_ms = (int)(s * 1000);
+    } else if (!strcmp(a, "--id") && i + 1 < argc) {
+      snprintf(b.name_buf, sizeof b.name_buf, "client.%s", argv[++i]);
+      b.name = b.name_buf;
+    } else if ((!strcmp(a, "--name") || !strcmp(a, "-n")) && i + 1 < argc) {
+      b.name = argv[++i];
+    } else if ((!strcmp(a, "--keyring") || !strcmp(a, "-k")) && i + 1 < argc) {
+      b.keyring = argv[++i];
+    } else if (!strcmp(a, "--key-file") && i + 1 < argc) {
+      b.key_file = argv[++i];
+    } else if (!strcmp(a, "--set") && i + 1 < argc) {
+      if (b.n_sets == 16) {
+        free(rest);
+        return blkctl_fail(EINVAL, "too many --set");
+      }
+      b.sets[b.n_sets++] = argv[++i];
     } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       usage(stdout);
       free(rest);

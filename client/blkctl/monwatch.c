@@ -158,6 +158,8 @@ int cmd_mon_watch(struct blkctl *b, int argc, char **argv)
   struct frame_limits lim = { 64u << 20, 64u << 20 };
   struct msgr_ops ops = { .on_frame = on_frame };
   msgr *m = msgr_new(b->base, &lim, &ops, &w);
+  if (m && monc_auth_mode(b->monc) != AUTH_MODE_NONE)
+    msgr_set_client_auth(m, monc_mon_auth_start, b->monc);   /* log in first */
   msgr_conn *c = m ? msgr_connect(m, mons[pick].addr) : NULL;
   if (!w.map || !c) {
     msgr_free(m);

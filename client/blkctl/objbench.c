@@ -150,8 +150,11 @@ int cmd_object_bench(struct blkctl *bc, int argc, char **argv)
     return blkctl_fail(ENOMEM, "out of memory");
   for (uint32_t i = 0; i < b.size; i++)
     b.buf[i] = (uint8_t)(i * 131 + 7);
-  if (objecter_wait_map(b.o, bc->timeout_ms) < 0) {
-    rc = blkctl_fail(ETIMEDOUT, "no map");
+  if (monc_auth_refused(bc->monc) || objecter_wait_map(b.o, bc->timeout_ms) < 0) {
+    rc = monc_auth_refused(bc->monc)
+             ? blkctl_fail(EACCES, "authentication as %s failed: %s", monc_entity(bc->monc),
+                           monc_auth_error(bc->monc))
+             : blkctl_fail(ETIMEDOUT, "no map");
     goto out;
   }
   if (b.read) {

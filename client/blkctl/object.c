@@ -321,8 +321,11 @@ int cmd_object(struct blkctl *b, int argc, char **argv)
     rc = blkctl_fail(EINVAL, "bad --nonce '%s' (1..19 of 0-9 A-Z a-z _ -)", nonce);
     goto out;
   }
-  if (objecter_wait_map(o, b->timeout_ms) < 0) {
-    rc = blkctl_fail(ETIMEDOUT, "no map from the monitors within %d ms", b->timeout_ms);
+  if (monc_auth_refused(b->monc) || objecter_wait_map(o, b->timeout_ms) < 0) {
+    rc = monc_auth_refused(b->monc)
+             ? blkctl_fail(EACCES, "authentication as %s failed: %s", monc_entity(b->monc),
+                           monc_auth_error(b->monc))
+             : blkctl_fail(ETIMEDOUT, "no map from the monitors within %d ms", b->timeout_ms);
     goto out;
   }
   if (os) {

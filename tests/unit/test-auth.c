@@ -661,7 +661,7 @@ static void test_params_from_config(void **st)
   char err[256];
   auth_params_default(&d);
   assert_int_equal(auth_params_from_config(cfg, &p, err, sizeof err), 0);
-  assert_int_equal(p.mode, AUTH_MODE_NONE);
+  assert_int_equal(p.mode, AUTH_MODE_CEPHX);
   assert_int_equal(p.ticket_ttl_ms, d.ticket_ttl_ms);
   assert_int_equal(p.secret_ttl_ms, d.secret_ttl_ms);
   assert_int_equal(p.clock_skew_ms, d.clock_skew_ms);
