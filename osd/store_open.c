@@ -95,7 +95,11 @@ static rocksdb_options_t *db_options(bool create)
   rocksdb_options_set_max_open_files(o, 256);
   /* the hot keys (chunk maps, onodes) are rewritten with values of the
    * same size: update them in the memtable instead of adding a version
-   * each time, which keeps the skiplist small (measured, docs/store.md) */
+   * each time, which keeps the skiplist small (measured, docs/store.md).
+   * Iterators then see in-place changes made while they run; that is safe
+   * here because every iterator (listing, omap copy, fsck, allocator
+   * rebuild) runs on the loop thread, which is also the only writer of
+   * the keys they visit (the sync thread writes only "Sckpt"). */
   rocksdb_options_set_allow_concurrent_memtable_write(o, 0);
   rocksdb_options_set_inplace_update_support(o, 1);
   return o;
