@@ -7,6 +7,8 @@
 # both ways with checksums and with 4 connections (multi-conn), nbdsh
 # TRIM/ZERO/BLOCK_STATUS/FLUSH/CACHE, structured reads with hole chunks
 # (--read-holes scan and map) and DF, nbd-client -l listing, socket mode.
+# ASan builds on a shared 2-core machine need more than the default 300 s
+: "${BLK_TEST_TIMEOUT:=540}"; export BLK_TEST_TIMEOUT
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/test-nbd-common.inc"
 requires nbdcopy sha256sum
