@@ -11,6 +11,7 @@ PKGS=(
   iproute2 procps psmisc util-linux valgrind
   qemu-system-x86 busybox-static linux-image-amd64 cpio kmod xz-utils
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  openssl
 )
 missing=()
 for p in "${PKGS[@]}"; do
