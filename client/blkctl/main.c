@@ -42,15 +42,12 @@ static void usage(FILE *f)
           "  object bench POOL [--seconds S] [--size B] [--qd N] [--objects N] [--read]\n"
           "images:\n"
           "  image create|ls|info|resize|rm|rename|du|import|export|bench ...  (blkctl image)\n"
-<<<<<<< HEAD
           "auth (docs/auth.md):\n"
           "  auth get-or-create ENTITY [mon CAPS] [osd CAPS] [--print-key] [-o FILE]\n"
           "  auth get ENTITY | auth get-key ENTITY | auth ls | auth del ENTITY\n"
           "  auth caps ENTITY [mon CAPS] [osd CAPS] | auth import -i FILE\n"
-=======
           "NBD exports (docs/nbd.md):\n"
           "  nbd serve [blk-nbd options] [POOL/IMAGE ...] | nbd map POOL/IMAGE | nbd unmap ... | nbd ls\n"
->>>>>>> nbd
           "\n"
           "Identity: --id ID (client.ID) or --name TYPE.ID (default client.admin),\n"
           "  --keyring PATH, --key-file PATH; --set OPTION=VALUE overrides the config.\n"

@@ -36,7 +36,7 @@
 static void usage(FILE *f)
 {
   fprintf(f,
-          "usage: blk-nbd [-c CONF] [--id NAME] [--listen HOST:PORT ...] [--socket PATH]\n"
+          "usage: blk-nbd [-c CONF] [--id NAME] [--keyring PATH] [--key-file PATH] [--listen HOST:PORT ...] [--socket PATH]\n"
           "               [--socket-mode OCTAL] [--read-only] [--pool POOL ...]\n"
           "               [--tls off|on|require] [--tls-certs DIR] [--tls-psk FILE]\n"
           "               [--tls-verify-peer] [--max-inflight N] [--read-holes scan|map|off]\n"
@@ -102,6 +102,12 @@ static int parse_args(int argc, char **argv, struct nbd_config *cfg, bool *daemo
     } else if (!strcmp(a, "--id")) {
       NEED();
       cfg->client_id = v;
+    } else if (!strcmp(a, "--keyring")) {
+      NEED();
+      cfg->keyring = v;
+    } else if (!strcmp(a, "--key-file")) {
+      NEED();
+      cfg->key_file = v;
     } else if (!strcmp(a, "--listen")) {
       NEED();
       if (cfg->nlisten >= sizeof cfg->listen / sizeof cfg->listen[0]) {
@@ -291,6 +297,16 @@ int main(int argc, char **argv)
   }
   if (cfg.client_id && (r = blk_cluster_conf_set(cluster, "name", cfg.client_id)) < 0) {
     fprintf(stderr, "blk-nbd: --id %s: %s\n", cfg.client_id, strerror(-r));
+    rc = -r;
+    goto out;
+  }
+  if (cfg.keyring && (r = blk_cluster_conf_set(cluster, "keyring", cfg.keyring)) < 0) {
+    fprintf(stderr, "blk-nbd: --keyring %s: %s\n", cfg.keyring, strerror(-r));
+    rc = -r;
+    goto out;
+  }
+  if (cfg.key_file && (r = blk_cluster_conf_set(cluster, "key_file", cfg.key_file)) < 0) {
+    fprintf(stderr, "blk-nbd: --key-file %s: %s\n", cfg.key_file, strerror(-r));
     rc = -r;
     goto out;
   }

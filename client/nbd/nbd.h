@@ -40,6 +40,8 @@ enum nbd_read_holes { NBD_HOLES_SCAN = 0, NBD_HOLES_MAP, NBD_HOLES_OFF };
 struct nbd_config {
   const char *conf_path;      /* blk.conf for blk_cluster_conf_read */
   const char *client_id;      /* optional: conf "name" */
+  const char *keyring;        /* optional: conf "keyring" (borrowed from argv) */
+  const char *key_file;       /* optional: conf "key_file" (a file holding the bare key) */
   const char *listen[8];      /* HOST:PORT, TCP */
   size_t nlisten;
   const char *socket_path;    /* unix socket, or NULL */
