@@ -8,7 +8,10 @@
 #                                     format (once) and start $BLK_OSDS (3)
 #                                     OSDs on sparse files $RUN/osd.N.dev
 #                                     ($BLK_OSD_SIZE, 4G), wait until
-#                                     healthy, print status
+#                                     healthy, create image KVMpool/vm1
+#                                     ($BLK_IMAGE_SIZE, 10G) and export it
+#                                     with blk-nbd as client.KVMpool on
+#                                     127.0.0.1:10809 and $RUN/nbd.sock
 #   deploy/local-cluster.sh stop      stop exactly the daemons it started
 #   deploy/local-cluster.sh status    blkctl status
 #
@@ -23,6 +26,9 @@ MON_PORT_BASE=${BLK_MON_PORT:-6789}
 MONS=(a b c)
 NOSDS=${BLK_OSDS:-3}
 OSD_SIZE=${BLK_OSD_SIZE:-4G}
+IMAGE=${BLK_IMAGE:-vm1}
+IMAGE_SIZE=${BLK_IMAGE_SIZE:-10G}
+NBD_PORT=${BLK_NBD_PORT:-10809}
 
 say() { printf '%s\n' "$*"; }
 
@@ -95,21 +101,61 @@ start() {
     sleep 0.5
   done
   "$BUILD/client/blkctl" status
+  export_image
   cat <<MSG
 
 The cluster runs in the background (logs: $RUN/log/).
   export BLK_CONF=$BLK_CONF
-  $BUILD/client/blkctl status          # or: mon stat, pool ls, osd tree
+  $BUILD/client/blkctl status          # or: mon stat, pool ls, osd tree, image ls KVMpool
   $BUILD/client/blkctl object put KVMpool hello /etc/hostname   # object I/O
   $0 stop                              # stop it
+Image KVMpool/$IMAGE ($IMAGE_SIZE) is exported over NBD by blk-nbd as client.KVMpool:
+  nbd://127.0.0.1:$NBD_PORT/KVMpool/$IMAGE
+  nbd+unix:///KVMpool/$IMAGE?socket=$RUN/nbd.sock
+  e.g. qemu-img info nbd://127.0.0.1:$NBD_PORT/KVMpool/$IMAGE
+       qemu-system-x86_64 ... -drive file=nbd+unix:///KVMpool/$IMAGE?socket=$RUN/nbd.sock,format=raw,if=virtio,cache=none
 MSG
+}
+
+# The main job: a key for the hypervisor (client.KVMpool, read on the
+# monitors, rwx on its pool), an image, and blk-nbd exporting it on TCP and
+# on a unix socket with that key.
+export_image() {
+  local kr=$RUN/client.KVMpool.keyring
+  if [ ! -s "$kr" ] && ! grep -q '^auth_mode *= *none' "$BLK_CONF"; then
+    "$BUILD/client/blkctl" auth get-or-create client.KVMpool mon 'allow r' \
+      osd 'allow rwx pool=KVMpool' -o "$kr" >/dev/null
+  fi
+  if ! "$BUILD/client/blkctl" image info "KVMpool/$IMAGE" >/dev/null 2>&1; then
+    "$BUILD/client/blkctl" image create "KVMpool/$IMAGE" --size "$IMAGE_SIZE"
+  fi
+  if ours "$RUN/nbd.pid" >/dev/null; then
+    say "blk-nbd already running"
+  else
+    local auth=()
+    [ -s "$kr" ] && auth=(--id KVMpool --keyring "$kr")
+    rm -f "$RUN/nbd.sock"
+    nohup "$BUILD/client/nbd/blk-nbd" -c "$BLK_CONF" "${auth[@]}" --pool KVMpool \
+      --listen "127.0.0.1:$NBD_PORT" --socket "$RUN/nbd.sock" --socket-mode 0666 \
+      >>"$RUN/log/nbd.log" 2>&1 </dev/null &
+    echo $! >"$RUN/nbd.pid"
+    for _ in $(seq 100); do
+      grep -q serving "$RUN/log/nbd.log" 2>/dev/null && break
+      sleep 0.1
+    done
+  fi
+  if command -v nbdinfo >/dev/null; then
+    nbdinfo "nbd://127.0.0.1:$NBD_PORT/KVMpool/$IMAGE" | grep -E "export-size|uri" ||
+      { say "the NBD export does not answer; see $RUN/log/nbd.log"; exit 1; }
+  fi
 }
 
 stop() {
   [ -d "$RUN" ] || { say "nothing to stop in $RUN"; return 0; }
   local n=0
-  # OSDs first: they mark themselves down through the monitors
-  for pattern in "osd.*.pid" "*.pid"; do
+  # the NBD export, then the OSDs (they mark themselves down through the
+  # monitors), then the monitors
+  for pattern in "nbd.pid" "osd.*.pid" "*.pid"; do
     local pids=()
     for pidf in "$RUN"/$pattern; do
       [ -e "$pidf" ] || continue
