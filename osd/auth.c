@@ -211,6 +211,9 @@ static void on_authorizer(struct osd *osd, msgr_conn *c, const struct msgr_frame
   if (sid > oa->secrets.cur.id) {
     /* a newer secret than ours: fetch it; the client retries */
     fetch_secrets(osd, true);
+    log_info("auth", "authorizer from %s names service secret %llu, newer than ours (%llu): "
+             "fetching; the client retries", msgr_conn_peer(c), (unsigned long long)sid,
+             (unsigned long long)oa->secrets.cur.id);
     refuse(c, f, -EAGAIN, "this OSD does not have the service secret of the ticket yet; retry");
     return;
   }
