@@ -828,6 +828,8 @@ static void on_authorizer_reply(void *arg, int err, const struct msgr_frame *f)
   if (rep)
     blk__authorizer_reply__free_unpacked(rep, NULL);
   if (rerr == -EKEYEXPIRED || rerr == -EAGAIN) {
+    log_info("monc", "%s: authorizer not accepted yet (%s); retrying", msgr_conn_peer(op->c),
+             mc->auth_why);
     /* our ticket is too old for the OSD, or the OSD is behind: get a new
      * ticket / let it catch up, and retry */
     if (rerr == -EKEYEXPIRED && mc->renew)
@@ -859,6 +861,7 @@ void monc_osd_auth_start(void *ctx, msgr_conn *c)
   if (!mc->have_creds) {
     /* not logged in yet, or logged in before the monitors had a service
      * secret (no ticket): log in again; the caller retries */
+    log_info("monc", "no ticket yet for %s: logging in again", msgr_conn_peer(c));
     if (msgr_conn_protection(mc->conns[mc->sub_cur]) != AUTH_MODE_NONE)
       monc_renew_ticket(mc);
     msgr_conn_auth_done(c, -EAGAIN);

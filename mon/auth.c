@@ -529,15 +529,19 @@ static void on_get_secrets(struct mon *mon, msgr_conn *c, const struct msgr_fram
 
 /* ---- auth commands ------------------------------------------------------------- */
 
-static char *entry_text(const struct keyring_entry *e)
+/* The keyring section of e (with its caps lines or, as Ceph's
+ * get-or-create prints it, the key only); malloc'ed. */
+static char *entry_text(const struct keyring_entry *e, bool with_caps)
 {
   struct keyring *one = keyring_new();
   char err[64];
   if (!one)
     return NULL;
   keyring_set_key(one, e->entity, e->key);
-  keyring_set_caps(one, e->entity, "mon", e->caps_mon, err, sizeof err);
-  keyring_set_caps(one, e->entity, "osd", e->caps_osd, err, sizeof err);
+  if (with_caps) {
+    keyring_set_caps(one, e->entity, "mon", e->caps_mon, err, sizeof err);
+    keyring_set_caps(one, e->entity, "osd", e->caps_osd, err, sizeof err);
+  }
   char *t = keyring_format(one);
   keyring_free(one);
   return t;
@@ -612,7 +616,7 @@ static void on_auth_command(struct mon *mon, msgr_conn *c, const struct msgr_fra
     }
     char b64[KEYRING_KEY_B64_LEN + 2];
     keyring_key_encode(e->key, b64);
-    char *t = !strcmp(cmd->op, "get") ? entry_text(e) : NULL;
+    char *t = !strcmp(cmd->op, "get") ? entry_text(e, true) : NULL;
     commands_reply(c, f->tid, f->type, 0, t ? t : strcat(b64, "\n"), NULL);
     if (t)
       OPENSSL_cleanse(t, strlen(t));
@@ -642,7 +646,7 @@ static void on_auth_command(struct mon *mon, msgr_conn *c, const struct msgr_fra
                  e->caps_osd ? e->caps_osd : "");
         commands_reply(c, f->tid, f->type, -EEXIST, msg, NULL);
       } else {
-        char *t = entry_text(e);
+        char *t = entry_text(e, false);
         commands_reply(c, f->tid, f->type, t ? 0 : -ENOMEM, t ? t : "out of memory", NULL);
         if (t)
           OPENSSL_cleanse(t, strlen(t));
@@ -692,7 +696,7 @@ static void on_auth_command(struct mon *mon, msgr_conn *c, const struct msgr_fra
     text = r == 0 ? strdup(msg) : NULL;
   }
   if (r == 0 && !strcmp(cmd->op, "get-or-create"))
-    text = entry_text(keyring_find(kr, cmd->entity));
+    text = entry_text(keyring_find(kr, cmd->entity), false);
   if (r == 0 && !strcmp(cmd->op, "caps"))
     snprintf(msg, sizeof msg, "updated caps for %s\n", cmd->entity), text = strdup(msg);
   if (r == 0 && !strcmp(cmd->op, "del"))

@@ -33,7 +33,7 @@
 #include "osd/osd.h"
 #include "proto/auth.pb-c.h"
 
-#define FETCH_RETRY_MS 500
+#define FETCH_RETRY_MS 200
 
 struct osd_session {
   struct osd_session *prev, *next;   /* osd_auth's list (freed at stop) */
@@ -138,8 +138,11 @@ static void on_secrets(void *arg, int err, const struct auth_rotating *r)
   if (r->cur.id != oa->secrets.cur.id)
     log_info("auth", "service secret now id %llu (previous %llu)",
              (unsigned long long)r->cur.id, (unsigned long long)r->prev.id);
+  bool first = !oa->secrets.cur.id;
   auth_rotating_clear(&oa->secrets);
   oa->secrets = *r;
+  if (first && osd->map && !osd->booted && !osd->stopping)
+    osd->boot_sent_ms = 0;   /* the timer boots us now */
 }
 
 static void fetch_secrets(struct osd *osd, bool now)
@@ -153,6 +156,12 @@ static void fetch_secrets(struct osd *osd, bool now)
     oa->fetching = true;
   else
     monc_renew(osd->monc);   /* no authenticated monitor connection yet */
+}
+
+bool osd_auth_ready(const struct osd *osd)
+{
+  const struct osd_auth *oa = osd->auth;
+  return !oa || oa->p.mode == AUTH_MODE_NONE || oa->secrets.cur.id != 0;
 }
 
 void osd_auth_tick(struct osd *osd)
@@ -202,6 +211,9 @@ static void on_authorizer(struct osd *osd, msgr_conn *c, const struct msgr_frame
   if (sid > oa->secrets.cur.id) {
     /* a newer secret than ours: fetch it; the client retries */
     fetch_secrets(osd, true);
+    log_info("auth", "authorizer from %s names service secret %llu, newer than ours (%llu): "
+             "fetching; the client retries", msgr_conn_peer(c), (unsigned long long)sid,
+             (unsigned long long)oa->secrets.cur.id);
     refuse(c, f, -EAGAIN, "this OSD does not have the service secret of the ticket yet; retry");
     return;
   }

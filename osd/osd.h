@@ -114,6 +114,9 @@ int osd_auth_prepare(struct osd *osd);
 int osd_auth_start(struct osd *osd);
 /* Free the sessions and secrets (after msgr_free). */
 void osd_auth_stop(struct osd *osd);
+/* True when the OSD can verify authorizers (it holds the service
+ * secrets, or auth is off): only then does it boot (be marked up). */
+bool osd_auth_ready(const struct osd *osd);
 /* Timer work: fetch the service secrets when due. */
 void osd_auth_tick(struct osd *osd);
 void osd_auth_on_close(struct osd *osd, msgr_conn *c);

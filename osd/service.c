@@ -112,7 +112,7 @@ static void on_boot_reply(void *arg, int err, const Blk__MonReply *rep)
 
 static void send_boot(struct osd *osd)
 {
-  if (osd->boot_inflight || osd->stopping)
+  if (osd->boot_inflight || osd->stopping || !osd_auth_ready(osd))
     return;
   Blk__MonCommand cmd = BLK__MON_COMMAND__INIT;
   Blk__MapTxn txn = BLK__MAP_TXN__INIT;

@@ -20,7 +20,7 @@ for i in 0 1 2; do start_osd $i; done
 wait_osds_up 3 30
 SECS=${BENCH_SECS:-10}
 for r in $(seq "${ROUNDS:-2}"); do
-  for mode in none cephx secure; do
+  for mode in ${MODES:-none cephx secure}; do
     for i in 0 1 2; do stop_osd $i; done
     for m in "${MONS[@]}"; do stop_mon "$m"; done
     sed -i "s/^auth_mode = .*/auth_mode = $mode/" "$BLK_CONF"

@@ -35,6 +35,7 @@ echo hello >"$TEST_DIR/data"
 "$BLKCTL" auth get-or-create client.ro mon 'allow r' osd 'allow r pool=rbd' -o "$TEST_DIR/ro.keyring" \
   || fail "get-or-create client.ro"
 grep -q '^\[client.ro\]' "$TEST_DIR/ro.keyring" || fail "keyring section"
+grep -q "^	key = " "$TEST_DIR/ro.keyring" || fail "keyring key line"
 [ "$(stat -c %a "$TEST_DIR/ro.keyring")" = 600 ] || fail "-o keyring not 0600"
 "$BLKCTL" auth get-or-create client.other mon 'allow r' osd 'allow rwx pool=other' \
   -o "$TEST_DIR/other.keyring" || fail "get-or-create client.other"
@@ -111,7 +112,7 @@ echo "refused: $(echo "$out" | grep expired | head -1)"
 echo "== renewal on: the same bench runs through service secret rotations"
 r0=$(grep -ho "rotating the OSD service secret to id [0-9]*" "$TEST_DIR"/log/mon.*.log | tail -1 | grep -o '[0-9]*$')
 out=$("$BLKCTL" --timeout 30 --id other --keyring "$TEST_DIR/other.keyring" \
-  object bench other --seconds 10 --size 4096 --qd 2 --objects 4) || fail "bench with renewal failed: $out"
+  object bench other --seconds 12 --size 4096 --qd 2 --objects 4) || fail "bench with renewal failed: $out"
 echo "$out"
 echo "$out" | grep -q " 0 errors" || fail "errors during rotation: $out"
 r1=$(grep -ho "rotating the OSD service secret to id [0-9]*" "$TEST_DIR"/log/mon.*.log | tail -1 | grep -o '[0-9]*$')
@@ -123,10 +124,12 @@ echo "== auth caps takes effect for new sessions"
 "$BLKCTL" --id ro --keyring "$TEST_DIR/ro.keyring" object put rbd ro-obj2 "$TEST_DIR/data" || fail "write after caps"
 "$BLKCTL" object get rbd ro-obj2 - | grep -q hello || fail "ro-obj2 content"
 echo "== del and import"
+"$BLKCTL" auth get client.ro >"$TEST_DIR/ro-full.keyring" || fail "auth get"
 "$BLKCTL" auth del client.ro | grep -q removed || fail "auth del"
 expect_fail "authentication as client.ro failed" "$BLKCTL" --timeout 10 --id ro --keyring "$TEST_DIR/ro.keyring" \
   object get rbd admin-obj -
-"$BLKCTL" auth import -i "$TEST_DIR/ro.keyring" | grep -q "imported 1" || fail "auth import"
+"$BLKCTL" auth import -i "$TEST_DIR/ro-full.keyring" | grep -q "imported 1" || fail "auth import"
+"$BLKCTL" auth get client.ro | grep -q 'caps osd = "allow rw pool=rbd"' || fail "imported caps"
 "$BLKCTL" --id ro --keyring "$TEST_DIR/ro.keyring" object get rbd admin-obj - | grep -q hello || fail "read after import"
 for i in 0 1; do stop_osd $i; done
 echo PASS
