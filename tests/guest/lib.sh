@@ -17,7 +17,8 @@
 # uses KVM where it works.
 #
 #   guest_require_qemu         exit 77 when qemu-system-x86_64 cannot run at all
-#   guest_build_initramfs OUT  sets GUEST_KERNEL, writes the initramfs to OUT
+#   guest_build_initramfs OUT [knbd]  sets GUEST_KERNEL, writes the initramfs
+#                              to OUT (knbd: with nbd-client, nbd, virtio-net)
 #   guest_boot URI LOG         boots a guest on URI, waits (GUEST_TIMEOUT)
 #   guest_boot_knbd SOCK LOG   the same through the guest kernel's NBD client
 #   guest_verdict LOG          0 on "BLKGUEST: PASS", prints why otherwise
@@ -26,6 +27,7 @@
 #   verify_file FILE LOG       re-read the regions from a full image dump
 #   export_start               start the export (cluster + blk-nbd or reference)
 #   export_dump FILE           whole image to FILE (blkctl image export)
+#   export_stop                stop blk-nbd (SIGTERM, waits)
 
 GUEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BLK_NBD_SERVER=${BLK_NBD_SERVER:-blk-nbd}
@@ -87,7 +89,7 @@ _guest_copy_elf() {
 }
 
 guest_build_initramfs() {
-  local out=$1 root kver bb m kw path base
+  local out=$1 root kver bb m kw path base mods
   GUEST_KERNEL=${GUEST_KERNEL:-$(ls -1v /boot/vmlinuz-* 2>/dev/null | tail -n 1)}
   [ -n "$GUEST_KERNEL" ] && [ -r "$GUEST_KERNEL" ] ||
     fail "no guest kernel in /boot (deploy/install-deps.sh installs linux-image-amd64; or set GUEST_KERNEL)"
@@ -103,9 +105,10 @@ guest_build_initramfs() {
   : >"$root/lib/modules/load-order"
   # modprobe prints the insmod lines in load order; built-in modules print
   # "builtin NAME" and need nothing.
-  local mods="virtio_pci virtio_blk"
+  mods="virtio_pci virtio_blk"
   # the kernel's own NBD client (guest_boot_knbd): nbd, a NIC, nbd-client
-  if GUEST_NBD_CLIENT=$(command -v nbd-client); then
+  GUEST_NBD_CLIENT=""
+  if [ "${2:-}" = knbd ] && GUEST_NBD_CLIENT=$(command -v nbd-client); then
     mods="$mods virtio_net nbd"
     _guest_copy_elf "$GUEST_NBD_CLIENT" "$root" /bin/nbd-client
   fi
@@ -355,6 +358,19 @@ _export_serve_blknbd() {
     [ -S "$NBD_SOCK" ] && break
     sleep 0.1
   done
+}
+
+# export_stop: SIGTERM to blk-nbd while the cluster is still up (so it
+# exits cleanly and LeakSanitizer reports), waiting up to 15 s.
+export_stop() {
+  [ -n "${NBD_PID:-}" ] || return 0
+  kill -TERM "$NBD_PID" 2>/dev/null || return 0
+  local rc=0
+  for _ in $(seq 150); do kill -0 "$NBD_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$NBD_PID" 2>/dev/null && { echo "blk-nbd did not exit within 15 s of SIGTERM"; return 1; }
+  wait "$NBD_PID" 2>/dev/null || rc=$?
+  [ $rc = 0 ] || echo "blk-nbd exited with status $rc after SIGTERM"
+  return $rc
 }
 
 # export_dump FILE: the whole image, read by the cluster's own client.

@@ -27,7 +27,7 @@ requires nbdsh nbdinfo python3
 
 T0=$(date +%s)
 GUEST_INITRD=$TEST_DIR/initramfs.gz
-guest_build_initramfs "$GUEST_INITRD"
+guest_build_initramfs "$GUEST_INITRD" knbd
 export_start
 
 rc=0
@@ -51,6 +51,7 @@ for transport in tcp unix knbd; do
   rm -f "$TEST_DIR/dump.img"
   tr -d '\r' <"$log" | sed -n "s/^BLKGUEST: \(seq\(write\|read\)\) /RESULT $transport \1 /p"
 done
+export_stop || rc=1
 [ $rc = 0 ] || fail "see above"
 glog "total $(( $(date +%s) - T0 ))s"
 echo PASS
