@@ -451,6 +451,7 @@ LB_API int blk_image_open(blk_ioctx *io, const char *name, const char *snap, int
     img->size = h->size;
     blk__image_header__free_unpacked(h, NULL);
   }
+  lb_image_register(img);
   *out = img;
   return 0;
 }
@@ -467,6 +468,18 @@ static void drain_task_fn(struct lb_task *t)
   image_io_drain(dt->img, &dt->s);
 }
 
+/* Caller thread: wait until no request of img is in flight. */
+static int image_drain(blk_image *img)
+{
+  struct drain_task dt = { .t.fn = drain_task_fn, .img = img };
+  lb_sync_init(&dt.s);
+  int r = lb_submit(img->io->c, &dt.t);
+  if (r == 0)
+    r = (int)lb_sync_wait(&dt.s);
+  lb_sync_destroy(&dt.s);
+  return r;
+}
+
 LB_API int blk_image_close(blk_image *img)
 {
   lb_clear_err();
@@ -474,16 +487,12 @@ LB_API int blk_image_close(blk_image *img)
     return 0;
   if (lb_on_loop())
     return lb_err(-EDEADLK, "blk_image_close from a libblk callback");
-  struct drain_task dt = { .t.fn = drain_task_fn, .img = img };
-  lb_sync_init(&dt.s);
-  int r = lb_submit(img->io->c, &dt.t);
-  if (r == 0)
-    r = (int)lb_sync_wait(&dt.s);
-  lb_sync_destroy(&dt.s);
+  int r = image_drain(img);
   if (r == 0 && img->write_err < 0)
     r = lb_err(img->write_err, "a write of image '%s' failed before close", img->name);
   if (!img->rdonly)
     image_lock_release(img);
+  lb_image_unregister(img);
   free(img->zeroes);
   free(img);
   return r;
@@ -521,17 +530,21 @@ LB_API int blk_image_resize(blk_image *img, uint64_t size)
     return lb_err(-EINVAL, "image size too large");
   if (lb_on_loop())
     return lb_err(-EDEADLK, "blk_image_resize from a libblk callback");
-  Blk__ImageHeader *h;
-  int r = header_read(img->io, img->id, &h);
+  int r = image_lock_check_write(img);
   if (r < 0)
+    return r;
+  Blk__ImageHeader *h;
+  if ((r = header_read(img->io, img->id, &h)) < 0)
     return r;
   uint64_t old = h->size;
   if (size < old) {
     /* new I/O beyond the new end fails from now on; wait for what is in
      * flight, then delete the data past the end before the header shrinks */
     __atomic_store_n(&img->size, size, __ATOMIC_RELEASE);
-    int fr = blk_image_flush(img);
-    (void)fr;   /* a failed earlier write does not stop the resize */
+    if ((r = image_drain(img)) < 0) {
+      blk__image_header__free_unpacked(h, NULL);
+      return r;
+    }
     r = image_io_trim(img->io, img->id, img->order, size, old);
     if (r < 0) {
       blk__image_header__free_unpacked(h, NULL);

@@ -409,6 +409,7 @@ static void req_task(struct lb_task *t)
   struct img_req *r = (struct img_req *)t;
   blk_image *img = r->img;
   img->inflight++;
+  img->started++;
   r->pending = 1;   /* held until every sub-op is started */
   if (r->modifying) {
     r->seq = ++img->wseq;
@@ -426,6 +427,13 @@ static void req_task(struct lb_task *t)
     img->flushes = r;
     r->pending = 0;
     flushes_check(img);
+    return;
+  }
+  if (r->modifying && image_lock_check_write(img) < 0) {
+    /* the lock was handed over after the caller's check */
+    req_fail(r, -EBUSY, "%s", blk_last_error());
+    r->pending = 0;
+    req_complete(r);
     return;
   }
   if (r->off >= size || (r->type != RQ_READ && r->type != RQ_BSTAT && r->len > size - r->off)) {
@@ -495,6 +503,11 @@ static int req_submit(blk_image *img, enum req_type type, uint64_t off, uint64_t
   bool modifying = type == RQ_WRITE || type == RQ_DISCARD || type == RQ_ZERO;
   if (modifying && img->rdonly)
     return lb_err(-EROFS, "image '%s' is open read-only", img->name);
+  if (modifying) {
+    int lr = image_lock_check_write(img);
+    if (lr < 0)
+      return lr;
+  }
   uint64_t size = __atomic_load_n(&img->size, __ATOMIC_ACQUIRE);
   if (type != RQ_FLUSH) {
     if (len == 0 && type != RQ_READ && type != RQ_WRITE)

@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
+#include "proto/map.pb-c.h"
 
 static __thread char tls_err[LB_MSG];
 static __thread bool tls_on_loop;
@@ -207,7 +208,11 @@ LB_API int blk_cluster_create(blk_cluster **out)
   if (!c)
     return lb_err(-ENOMEM, "out of memory");
   pthread_mutex_init(&c->q_lock, NULL);
+  pthread_mutex_init(&c->reg_lock, NULL);
   c->efd = -1;
+  /* a library logs only warnings and errors (stderr) unless told with
+   * blk_cluster_conf_set(c, "log_level", ...) */
+  log_init("libblk", LOG_WARN);
   snprintf(c->entity, sizeof c->entity, "client.admin");
   int r = cfg_rebuild(c);
   if (r < 0)
@@ -223,6 +228,7 @@ LB_API int blk_cluster_create(blk_cluster **out)
 out_free:
   config_free(c->cfg);
   pthread_mutex_destroy(&c->q_lock);
+  pthread_mutex_destroy(&c->reg_lock);
   free(c);
   return r;
 }
@@ -280,15 +286,24 @@ LB_API int blk_cluster_conf_set(blk_cluster *c, const char *opt, const char *val
     snprintf(old, sizeof old, "%s", c->entity);
     snprintf(c->entity, sizeof c->entity, "%s", ent);
     int r = cfg_rebuild(c);
-    if (r < 0)
+    if (r < 0) {
       snprintf(c->entity, sizeof c->entity, "%s", old);
-    return r;
+      return r;
+    }
+    /* the monitor client reads the entity from the option "name" (when
+     * this build's option table has it) */
+    opt = "name";
+    val = c->entity;
+    if (config_set(c->cfg, opt, val) < 0)
+      return 0;
+    goto remember;
   }
   int r = config_set(c->cfg, opt, val);
   if (r == -ENOENT)
     return lb_err(r, "unknown option '%s' (see docs/configuration.md)", opt);
   if (r < 0)
     return lb_err(r, "bad value '%s' for option '%s'", val, opt);
+remember:;
   struct lb_override *o = realloc(c->ovr, (c->n_ovr + 1) * sizeof *o);
   if (!o)
     return lb_err(-ENOMEM, "out of memory");
@@ -312,6 +327,11 @@ LB_API int blk_cluster_connect(blk_cluster *c)
     return lb_err(-EINVAL, "cluster handle is NULL");
   if (c->connected || c->base)
     return lb_err(-EISCONN, "already connected");
+  for (size_t i = 0; i < c->n_ovr; i++) {
+    enum log_level lvl;
+    if (!strcmp(c->ovr[i].opt, "log_level") && log_parse_level(c->ovr[i].val, &lvl) == 0)
+      log_set_level(lvl);
+  }
   c->base = event_base_new();
   if (!c->base)
     return lb_err(-ENOMEM, "cannot create the event loop");
@@ -342,10 +362,8 @@ LB_API int blk_cluster_connect(blk_cluster *c)
                config_get_str(c->cfg, "mon_host"), tmo);
     goto out_obj;
   }
-  unsigned char rb[8];
-  RAND_bytes(rb, sizeof rb);
-  for (int i = 0; i < 8; i++)
-    snprintf(c->nonce + 2 * i, 3, "%02x", rb[i]);
+  /* the identity lock records name and blocklisting fences */
+  snprintf(c->nonce, sizeof c->nonce, "%s", objecter_nonce(c->obj));
   c->connected = true;
   if ((r = pthread_create(&c->thread, NULL, loop_main, c)) != 0) {
     c->connected = false;
@@ -384,6 +402,17 @@ LB_API void blk_cluster_shutdown(blk_cluster *c)
 {
   if (!c)
     return;
+  /* handles the caller left open: images first (drain, unlock) */
+  for (;;) {
+    pthread_mutex_lock(&c->reg_lock);
+    blk_image *img = c->images;
+    pthread_mutex_unlock(&c->reg_lock);
+    if (!img)
+      break;
+    blk_image_close(img);   /* unregisters it */
+  }
+  while (c->ioctxs)
+    blk_ioctx_destroy(c->ioctxs);
   if (c->thread_started) {
     struct lb_task *t = malloc(sizeof *t + sizeof c);
     if (t) {
@@ -430,7 +459,34 @@ LB_API void blk_cluster_shutdown(blk_cluster *c)
   }
   free(c->ovr);
   pthread_mutex_destroy(&c->q_lock);
+  pthread_mutex_destroy(&c->reg_lock);
   free(c);
+}
+
+void lb_image_register(blk_image *img)
+{
+  blk_cluster *c = img->io->c;
+  pthread_mutex_lock(&c->reg_lock);
+  img->prev = NULL;
+  img->next = c->images;
+  if (c->images)
+    c->images->prev = img;
+  c->images = img;
+  pthread_mutex_unlock(&c->reg_lock);
+}
+
+void lb_image_unregister(blk_image *img)
+{
+  blk_cluster *c = img->io->c;
+  pthread_mutex_lock(&c->reg_lock);
+  if (img->prev)
+    img->prev->next = img->next;
+  else if (c->images == img)
+    c->images = img->next;
+  if (img->next)
+    img->next->prev = img->prev;
+  img->prev = img->next = NULL;
+  pthread_mutex_unlock(&c->reg_lock);
 }
 
 /* ---- I/O contexts ---- */
@@ -475,11 +531,113 @@ LB_API int blk_ioctx_create(blk_cluster *c, const char *pool, blk_ioctx **out)
       return lb_err(r, "no such pool '%s'", pool);
     return lb_err(r, "cluster not connected");
   }
+  pthread_mutex_lock(&c->reg_lock);
+  io->next = c->ioctxs;
+  if (c->ioctxs)
+    c->ioctxs->prev = io;
+  c->ioctxs = io;
+  pthread_mutex_unlock(&c->reg_lock);
   *out = io;
   return 0;
 }
 
 LB_API void blk_ioctx_destroy(blk_ioctx *io)
 {
+  if (!io)
+    return;
+  blk_cluster *c = io->c;
+  pthread_mutex_lock(&c->reg_lock);
+  if (io->prev)
+    io->prev->next = io->next;
+  else if (c->ioctxs == io)
+    c->ioctxs = io->next;
+  if (io->next)
+    io->next->prev = io->prev;
+  pthread_mutex_unlock(&c->reg_lock);
   free(io);
+}
+
+/* ---- fencing: blocklist a client through the monitors ---- */
+
+struct bl_task {
+  struct lb_task t;
+  blk_cluster *c;
+  const char *nonce;
+  uint32_t expire_s;
+  uint64_t epoch;               /* out: the epoch that holds the entry */
+  struct lb_sync s;
+};
+
+static void bl_reply(void *arg, int err, const Blk__MonReply *reply)
+{
+  struct bl_task *bt = arg;
+  char msg[LB_MSG];
+  if (err == 0 && reply && reply->err < 0)
+    err = reply->err;
+  if (err < 0) {
+    snprintf(msg, sizeof msg, "blocklisting client %s failed: %s", bt->nonce,
+             reply && reply->message && reply->message[0] ? reply->message : strerror(-err));
+    lb_sync_done(&bt->s, err, msg);
+    return;
+  }
+  bt->epoch = reply ? reply->epoch : 0;
+  lb_sync_done(&bt->s, 0, NULL);
+}
+
+static void bl_start(struct lb_task *t)
+{
+  struct bl_task *bt = (struct bl_task *)t;
+  Blk__MonCommand cmd = BLK__MON_COMMAND__INIT;
+  Blk__MapTxn txn = BLK__MAP_TXN__INIT;
+  Blk__BlocklistChange bc = BLK__BLOCKLIST_CHANGE__INIT;
+  bc.nonce = (char *)bt->nonce;
+  bc.expire_s = bt->expire_s;
+  txn.blocklist = &bc;
+  cmd.txn = &txn;
+  int r = monc_command_async(bt->c->mc, &cmd, (int)config_get_int(bt->c->cfg, "client_timeout"),
+                             bl_reply, bt);
+  if (r < 0)
+    lb_sync_done(&bt->s, r, "cannot send the blocklist command");
+}
+
+static void epoch_task(struct lb_task *t)
+{
+  struct bl_task *bt = (struct bl_task *)t;
+  const struct cluster_map *m = objecter_map(bt->c->obj);
+  uint64_t e = m ? m->epoch : 0;
+  if (e < bt->epoch)
+    monc_want_epoch(bt->c->mc, bt->epoch);
+  lb_sync_done(&bt->s, (int64_t)e, NULL);
+}
+
+int lb_blocklist(blk_cluster *c, const char *nonce, uint32_t expire_s)
+{
+  if (lb_on_loop())
+    return lb_err(-EDEADLK, "synchronous call from a libblk callback");
+  struct bl_task bt = { .t.fn = bl_start, .c = c, .nonce = nonce, .expire_s = expire_s };
+  lb_sync_init(&bt.s);
+  int r = lb_submit(c, &bt.t);
+  if (r == 0)
+    r = (int)lb_sync_wait(&bt.s);
+  lb_sync_destroy(&bt.s);
+  if (r < 0)
+    return r;
+  /* our next ops must carry an epoch that has the entry: OSDs then refuse
+   * the fenced client's ops from before ours are applied */
+  int64_t deadline = util_now_ms() + config_get_int(c->cfg, "client_timeout");
+  for (;;) {
+    bt.t.fn = epoch_task;
+    lb_sync_init(&bt.s);
+    r = lb_submit(c, &bt.t);
+    int64_t e = r == 0 ? lb_sync_wait(&bt.s) : r;
+    lb_sync_destroy(&bt.s);
+    if (e < 0)
+      return (int)e;
+    if ((uint64_t)e >= bt.epoch)
+      return 0;
+    if (util_now_ms() > deadline)
+      return lb_err(-ETIMEDOUT, "the map with client %s blocklisted (epoch %llu) did not arrive",
+                    nonce, (unsigned long long)bt.epoch);
+    usleep(20 * 1000);
+  }
 }

@@ -53,8 +53,11 @@ struct lb_override {
 };
 
 struct blk_cluster {
-  /* locks: q_lock only (leaf) */
+  /* locks: q_lock, reg_lock (both leaves, never nested) */
   pthread_mutex_t q_lock;        /* guards q_head/q_tail/stopping */
+  pthread_mutex_t reg_lock;      /* guards ioctxs/images (open handles) */
+  struct blk_ioctx *ioctxs;
+  struct blk_image *images;
   struct lb_task *q_head, *q_tail;
   bool stopping;
   int efd;                       /* eventfd waking the loop */
@@ -75,13 +78,18 @@ struct blk_cluster {
   bool connected;
   /* capability flags learned from the OSDs (-EOPNOTSUPP), library thread */
   bool no_zero, no_truncate, no_mapext;
-  char nonce[20];                /* this client instance (lock owner id) */
+  char nonce[20];                /* the objecter's nonce: lock holder id, blocklist key */
 };
 
 struct blk_ioctx {
   blk_cluster *c;
   char pool[64];
+  struct blk_ioctx *prev, *next; /* c->ioctxs, under c->reg_lock */
 };
+
+/* Register / unregister an open image with its cluster (for shutdown). */
+void lb_image_register(blk_image *img);
+void lb_image_unregister(blk_image *img);
 
 /* Set the calling thread's last error message (printf style); returns err
  * so that callers can write `return lb_err(-EINVAL, "...")`. */
@@ -119,6 +127,7 @@ struct img_req;
 
 struct blk_image {
   blk_ioctx *io;
+  struct blk_image *prev, *next; /* c->images, under c->reg_lock */
   char name[256];
   char id[32];
   uint32_t order;
@@ -132,7 +141,8 @@ struct blk_image {
   int write_err;                 /* first write error since the last flush */
   struct lb_sync *drain;         /* close: signalled when inflight == 0 */
   void *zeroes;                  /* 1 << order zero bytes, lazily */
-  /* image_lock.c state */
+  uint64_t started;              /* requests started (lock idleness) */
+  /* image_lock.c state (NULL: read-only open) */
   struct img_lock *lock;
 };
 
@@ -160,5 +170,12 @@ void image_lock_release(blk_image *img);
 /* Caller thread: is image id locked by a live writer?  0 (no), -EBUSY
  * (yes), or -errno. */
 int image_lock_check_free(blk_ioctx *io, const char *id);
+/* Any thread: may img be modified now?  0, or -EBUSY (the lock was handed
+ * over or lost; message set). */
+int image_lock_check_write(blk_image *img);
+/* Library thread: the image's monitor-backed helpers. */
+/* Caller thread: blocklist nonce through the monitors and wait until this
+ * client's map shows it.  0 or -errno. */
+int lb_blocklist(blk_cluster *c, const char *nonce, uint32_t expire_s);
 
 #endif

@@ -145,7 +145,10 @@ static void on_reply(void *arg, int err, const struct msgr_frame *f)
     return;
   }
   int e = rep->err;
-  if (e == -ESTALE || e == -ESHUTDOWN || (e == -EAGAIN && op->osd < 0 &&
+  /* -ESHUTDOWN: the OSD is stopping (transient), unless this client is
+   * blocklisted (fenced: final) */
+  bool fenced = e == -ESHUTDOWN && strstr(rep->message, "blocklisted");
+  if (e == -ESTALE || (e == -ESHUTDOWN && !fenced) || (e == -EAGAIN && op->osd < 0 &&
                                            strstr(rep->message, "retry")) ||
       (e == -ETIMEDOUT && op->osd < 0)) {
     snprintf(op->last_why, sizeof op->last_why, "%s", rep->message[0] ? rep->message : strerror(-e));
@@ -369,4 +372,24 @@ int objecter_wait_map(objecter *o, int timeout_ms)
     event_base_dispatch(o->base);
   }
   return o->map ? 0 : -ETIMEDOUT;
+}
+
+const char *objecter_nonce(const objecter *o)
+{
+  return o->nonce;
+}
+
+int objecter_set_nonce(objecter *o, const char *nonce)
+{
+  size_t n = nonce ? strlen(nonce) : 0;
+  if (n == 0 || n >= sizeof o->nonce || o->seq)
+    return -EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    char c = nonce[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '_' || c == '-'))
+      return -EINVAL;
+  }
+  memcpy(o->nonce, nonce, n + 1);
+  return 0;
 }

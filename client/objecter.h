@@ -58,5 +58,13 @@ int objecter_op(objecter *o, const struct objecter_req *req, objecter_cb cb, voi
 const struct cluster_map *objecter_map(objecter *o);
 /* Run the loop until the first map arrives or timeout_ms.  0/-ETIMEDOUT. */
 int objecter_wait_map(objecter *o, int timeout_ms);
+/* This client's nonce (the reqid prefix before '.'; the identity that
+ * object locks record and `osd blocklist` fences).  Borrowed, valid for
+ * the objecter's life. */
+const char *objecter_nonce(const objecter *o);
+/* Use nonce (1..19 of [0-9A-Za-z_-]) instead of the random one, e.g. to
+ * act as the same lock holder across processes.  Only before the first
+ * op.  0 or -EINVAL. */
+int objecter_set_nonce(objecter *o, const char *nonce);
 
 #endif

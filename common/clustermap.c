@@ -29,6 +29,7 @@ void clustermap_free(struct cluster_map *m)
     return;
   free(m->osds);
   free(m->pools);
+  free(m->blocklist);
   free(m);
 }
 
@@ -40,6 +41,7 @@ struct cluster_map *clustermap_dup(const struct cluster_map *m)
   *d = *m;
   d->osds = NULL;
   d->pools = NULL;
+  d->blocklist = NULL;
   if (m->n_osds) {
     d->osds = malloc(m->n_osds * sizeof *d->osds);
     if (!d->osds)
@@ -51,6 +53,12 @@ struct cluster_map *clustermap_dup(const struct cluster_map *m)
     if (!d->pools)
       goto out_free;
     memcpy(d->pools, m->pools, m->n_pools * sizeof *d->pools);
+  }
+  if (m->n_blocklist) {
+    d->blocklist = malloc(m->n_blocklist * sizeof *d->blocklist);
+    if (!d->blocklist)
+      goto out_free;
+    memcpy(d->blocklist, m->blocklist, m->n_blocklist * sizeof *d->blocklist);
   }
   return d;
 out_free:
@@ -185,6 +193,24 @@ int clustermap_from_pb(const Blk__ClusterMap *pb, struct cluster_map **out)
     p->created_epoch = pp->created_epoch;
     m->n_pools = i + 1;
   }
+  if (pb->n_blocklist > CM_MAX_BLOCKLIST)
+    goto out_free;
+  if (pb->n_blocklist) {
+    m->blocklist = calloc(pb->n_blocklist, sizeof *m->blocklist);
+    if (!m->blocklist) {
+      r = -ENOMEM;
+      goto out_free;
+    }
+  }
+  for (size_t i = 0; i < pb->n_blocklist; i++) {
+    const Blk__BlocklistEntry *be = pb->blocklist[i];
+    if (!clustermap_valid_nonce(be->nonce) || be->expire_ms < 0 ||
+        (i && strcmp(m->blocklist[i - 1].nonce, be->nonce) >= 0))
+      goto out_free;   /* bad, unsorted or duplicate */
+    strcpy(m->blocklist[i].nonce, be->nonce);
+    m->blocklist[i].expire_ms = be->expire_ms;
+    m->n_blocklist = i + 1;
+  }
   *out = m;
   return 0;
 out_free:
@@ -208,7 +234,8 @@ Blk__ClusterMap *clustermap_to_pb(const struct cluster_map *m)
   /* one allocation for all element structs and pointer arrays */
   size_t need = m->n_mons * (sizeof(Blk__MonInfo) + sizeof(void *)) +
                 nosd * (sizeof(Blk__OsdInfo) + sizeof(void *)) +
-                m->n_pools * (sizeof(Blk__Pool) + sizeof(void *));
+                m->n_pools * (sizeof(Blk__Pool) + sizeof(void *)) +
+                m->n_blocklist * (sizeof(Blk__BlocklistEntry) + sizeof(void *));
   char *blk = calloc(1, need + 1);
   if (!blk) {
     free(pb);
@@ -220,6 +247,15 @@ Blk__ClusterMap *clustermap_to_pb(const struct cluster_map *m)
   Blk__OsdInfo *oi = (Blk__OsdInfo *)(pb->osds + nosd);
   pb->pools = (Blk__Pool **)(oi + nosd);
   Blk__Pool *pi = (Blk__Pool *)(pb->pools + m->n_pools);
+  pb->blocklist = (Blk__BlocklistEntry **)(pi + m->n_pools);
+  Blk__BlocklistEntry *bi = (Blk__BlocklistEntry *)(pb->blocklist + m->n_blocklist);
+  for (size_t i = 0; i < m->n_blocklist; i++) {
+    blk__blocklist_entry__init(&bi[i]);
+    bi[i].nonce = (char *)m->blocklist[i].nonce;
+    bi[i].expire_ms = m->blocklist[i].expire_ms;
+    pb->blocklist[i] = &bi[i];
+  }
+  pb->n_blocklist = m->n_blocklist;
   for (size_t i = 0; i < m->n_mons; i++) {
     blk__mon_info__init(&mi[i]);
     mi[i].name = (char *)m->mons[i].name;
@@ -337,6 +373,36 @@ void clustermap_osd_counts(const struct cluster_map *m, unsigned *total,
     *up += m->osds[i].up;
     *in += m->osds[i].in;
   }
+}
+
+bool clustermap_valid_nonce(const char *s)
+{
+  size_t n = 0;
+  if (!s)
+    return false;
+  for (; s[n]; n++) {
+    char c = s[n];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '_' || c == '-'))
+      return false;
+  }
+  return n > 0 && n < CM_MAX_NONCE;
+}
+
+bool clustermap_blocklisted(const struct cluster_map *m, const char *nonce, int64_t now_ms)
+{
+  size_t lo = 0, hi = m->n_blocklist;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    int c = strcmp(m->blocklist[mid].nonce, nonce);
+    if (c == 0)
+      return !m->blocklist[mid].expire_ms || m->blocklist[mid].expire_ms > now_ms;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return false;
 }
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
@@ -482,6 +548,51 @@ static int apply_osd_mark(struct cluster_map *m, const Blk__OsdMark *om, int64_t
   return changed ? 1 : 0;
 }
 
+/* Add/replace or remove an entry; entries expired at stamp are dropped
+ * in the same change (only the txn's own stamp is used: deterministic). */
+static int apply_blocklist(struct cluster_map *m, const Blk__BlocklistChange *bc, int64_t stamp,
+                           char *err, size_t errlen)
+{
+  if (!clustermap_valid_nonce(bc->nonce))
+    return fail(err, errlen, -EINVAL, "invalid client nonce '%s' (1-63 of 0-9 A-Z a-z _ -)",
+                bc->nonce ? bc->nonce : "");
+  size_t pos = 0;
+  bool found = false;
+  for (; pos < m->n_blocklist; pos++) {
+    int c = strcmp(m->blocklist[pos].nonce, bc->nonce);
+    if (c >= 0) {
+      found = c == 0;
+      break;
+    }
+  }
+  if (bc->remove && !found)
+    return fail(err, errlen, -ENOENT, "client %s is not blocklisted", bc->nonce);
+  if (!bc->remove && !found && m->n_blocklist >= CM_MAX_BLOCKLIST)
+    return fail(err, errlen, -ENOSPC, "blocklist full (%d entries)", CM_MAX_BLOCKLIST);
+  if (bc->remove) {
+    memmove(&m->blocklist[pos], &m->blocklist[pos + 1],
+            (m->n_blocklist - pos - 1) * sizeof *m->blocklist);
+    m->n_blocklist--;
+  } else {
+    if (!found) {
+      struct cm_blocklist *nb = realloc(m->blocklist, (m->n_blocklist + 1) * sizeof *nb);
+      if (!nb)
+        return fail(err, errlen, -ENOMEM, "out of memory");
+      m->blocklist = nb;
+      memmove(&nb[pos + 1], &nb[pos], (m->n_blocklist - pos) * sizeof *nb);
+      m->n_blocklist++;
+      strcpy(nb[pos].nonce, bc->nonce);
+    }
+    m->blocklist[pos].expire_ms = bc->expire_s ? stamp + (int64_t)bc->expire_s * 1000 : 0;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < m->n_blocklist; i++)
+    if (!m->blocklist[i].expire_ms || m->blocklist[i].expire_ms > stamp)
+      m->blocklist[k++] = m->blocklist[i];
+  m->n_blocklist = k;
+  return 1;
+}
+
 int clustermap_apply(struct cluster_map *m, const Blk__MapTxn *txn, char *err,
                      size_t errlen)
 {
@@ -490,7 +601,7 @@ int clustermap_apply(struct cluster_map *m, const Blk__MapTxn *txn, char *err,
     err[0] = 0;
   int nops = !!txn->pool_create + !!txn->pool_remove + !!txn->osd_boot +
              !!txn->osd_mark + !!txn->osd_reweight + !!txn->init +
-             !!txn->osd_create + (txn->auth.len > 0);
+             !!txn->osd_create + (txn->auth.len > 0) + !!txn->blocklist;
   if (nops != 1)
     return fail(err, errlen, -EINVAL, "a map transaction must hold exactly one change");
   if (txn->init) {
@@ -502,6 +613,7 @@ int clustermap_apply(struct cluster_map *m, const Blk__MapTxn *txn, char *err,
       return fail(err, errlen, r, "invalid initial map");
     free(m->osds);
     free(m->pools);
+    free(m->blocklist);
     *m = *n;
     free(n);
     m->epoch = 1;
@@ -518,6 +630,8 @@ int clustermap_apply(struct cluster_map *m, const Blk__MapTxn *txn, char *err,
     r = apply_osd_boot(m, txn->osd_boot, txn->stamp_ms, err, errlen);
   else if (txn->osd_mark)
     r = apply_osd_mark(m, txn->osd_mark, txn->stamp_ms, err, errlen);
+  else if (txn->blocklist)
+    r = apply_blocklist(m, txn->blocklist, txn->stamp_ms, err, errlen);
   else if (txn->osd_reweight) {
     const Blk__OsdReweight *rw = txn->osd_reweight;
     if (!clustermap_osd(m, rw->id))

@@ -62,6 +62,14 @@ struct cm_pool {
   uint64_t created_epoch;
 };
 
+/* A fenced client (docs/osd.md "Fencing"). */
+#define CM_MAX_NONCE 64         /* client nonce incl. NUL */
+#define CM_MAX_BLOCKLIST 4096   /* entries kept in a map */
+struct cm_blocklist {
+  char nonce[CM_MAX_NONCE];
+  int64_t expire_ms;            /* wall clock; 0 = until removed */
+};
+
 struct cluster_map {
   char fsid[40];
   uint64_t epoch;
@@ -73,6 +81,8 @@ struct cluster_map {
   struct cm_pool *pools;
   size_t n_pools;
   uint32_t next_pool_id;
+  struct cm_blocklist *blocklist; /* in nonce order (owned) */
+  size_t n_blocklist;
 };
 
 /* Allocate an empty map (epoch 0).  NULL with errno on failure. */
@@ -96,7 +106,10 @@ void clustermap_pb_free(Blk__ClusterMap *pb);
  * one, stamp_ms = txn->stamp_ms), 0 if the transaction is valid but
  * changes nothing (e.g. an auth-only change), or a negative errno with a
  * message in err (the map is unchanged):
- *   -EEXIST pool/osd exists, -ENOENT unknown pool/osd, -EINVAL bad value. */
+ *   -EEXIST pool/osd exists, -ENOENT unknown pool/osd/blocklist entry,
+ *   -EINVAL bad value.
+ * Blocklist changes compute expiries from txn->stamp_ms and drop entries
+ * expired at txn->stamp_ms, so they stay deterministic. */
 int clustermap_apply(struct cluster_map *m, const Blk__MapTxn *txn,
                      char *err, size_t errlen);
 
@@ -106,6 +119,12 @@ const struct cm_pool *clustermap_pool_by_name(const struct cluster_map *m,
 const struct cm_pool *clustermap_pool_by_id(const struct cluster_map *m,
                                             uint32_t id);
 const struct cm_osd *clustermap_osd(const struct cluster_map *m, int32_t id);
+/* True if nonce is on m's blocklist and its entry has not expired at
+ * now_ms (wall clock). */
+bool clustermap_blocklisted(const struct cluster_map *m, const char *nonce,
+                            int64_t now_ms);
+/* A client nonce: [0-9A-Za-z_-], 1..63 chars. */
+bool clustermap_valid_nonce(const char *s);
 /* Counts for status lines. */
 void clustermap_osd_counts(const struct cluster_map *m, unsigned *total,
                            unsigned *up, unsigned *in);

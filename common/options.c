@@ -58,11 +58,15 @@ const struct config_option config_options[] = {
   { "osd_op_timeout_undersized", CFG_MS, "30s", "a write to a PG below min_size waits this long, then fails with EAGAIN" },
   { "osd_op_timeout", CFG_MS, "10s", "replica ops and recovery reads/pushes time out after this long" },
   { "osd_pg_log_max", CFG_INT, "3000", "PG log entries kept per PG (recovery by log within this window, backfill beyond)" },
+  { "osd_lock_lease_ms", CFG_MS, "30s", "lease of an object lock (OP_LOCK) when the request gives none; renewing extends it" },
   { "osd_async_recovery", CFG_BOOL, "false", "when at least min_size members (the primary among them) are up to date, go active for them (writes acknowledged by those) and recover the others behind client I/O; false: I/O waits until every up member is recovered" },
   { "osd_stats_interval", CFG_MS, "2s", "how often a primary reports its PG states to the leader monitor" },
   /* ---- end of OSD block ---- */
   /* client */
   { "client_op_timeout", CFG_MS, "60s", "how long the object client retries an op before failing it" },
   { "client_timeout", CFG_MS, "10s", "how long blkctl waits for a quorum answer" },
+  /* images (libblk, issue 5; docs/images.md) */
+  { "image_lock_lease", CFG_MS, "10s", "lease of an image's exclusive lock; the holder renews it every quarter lease, a holder silent this long is fenced and its lock broken" },
+  { "image_lock_timeout", CFG_MS, "30s", "how long a read-write open waits for another client to release the image's lock before failing with EBUSY" },
   { NULL, CFG_STR, NULL, NULL },
 };

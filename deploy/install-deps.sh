@@ -9,6 +9,7 @@ PKGS=(
   librocksdb-dev libssl-dev libnbd-dev libcmocka-dev liburing-dev
   fio nbdkit libnbd-bin python3-libnbd qemu-utils nbd-client nbd-server
   iproute2 procps psmisc util-linux valgrind
+  openssl
   qemu-system-x86 busybox-static linux-image-amd64 cpio kmod xz-utils
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 )

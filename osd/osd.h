@@ -83,6 +83,7 @@ struct osd {
   /* options read once */
   int64_t hb_interval, hb_grace, beacon_interval, op_timeout, undersized_timeout;
   int64_t stats_interval;
+  int64_t lock_lease_ms;        /* osd_lock_lease_ms: default OP_LOCK lease */
   size_t pg_log_max;
   bool async_recovery;
   int exit_code;
@@ -121,7 +122,8 @@ void heartbeat_on_ping(struct osd *osd, msgr_conn *c, const struct msgr_frame *f
 
 struct pg_log_ent {
   struct pg_ver ver;
-  uint8_t op;                   /* BLK__OSD_OP_TYPE__OP_WRITE/WRITEFULL/REMOVE */
+  uint8_t op;                   /* a modifying BLK__OSD_OP_TYPE__OP_* (lock ops
+                                 * are logged as SETXATTR/RMXATTR) */
   char reqid[PG_REQID_MAX];
   char *name;                   /* malloc'd */
 };
@@ -133,12 +135,15 @@ struct pg_parked {
   msgr_conn *conn;              /* reference */
   struct msgr_frame f;          /* payload/data point into buf */
   int64_t deadline_ms;
+  char *obj;                    /* malloc'd object name when parked behind
+                                 * an op on that object (keeps op order) */
   int err_on_timeout;
   char why[96];
   uint8_t buf[];
 };
 
 struct pg_op;                   /* a write in flight on the primary */
+struct pg_rmw;                  /* a read-modify-write op reading its object */
 struct peering;                 /* peering.c */
 
 enum pg_state { PG_STRAY, PG_PEERING, PG_ACTIVE, PG_REPLICA };
@@ -164,6 +169,11 @@ struct pg {
   bool meta_exists;
   struct pg_op *inflight, *inflight_tail;   /* in version order */
   struct pg_parked *waiting, *waiting_tail;
+  /* ops reading their object before they decide (version guard, locks,
+   * rmxattr/omap-rm existence): later ops on that object park behind
+   * them; rmw_gen changes at each new interval (orphans them) */
+  struct pg_rmw *rmw;
+  uint64_t rmw_gen;
   struct peering *peering;
   struct peering *bg;           /* background recovery while active */
   uint32_t write_mask;          /* acting indices that get RepOps */
@@ -183,9 +193,17 @@ int pg_log_push(struct pg *pg, struct pg_ver ver, uint8_t op, const char *reqid,
 /* omap key of a log entry / of the trim marker. */
 void pg_log_key(char *buf, size_t n, const struct pg_log_ent *e);
 void pg_tail_key(char *buf, size_t n, struct pg_ver tail);
-/* Add the object changes of op to t. 0 or -errno. */
-int pg_txn_object(store_txn *t, struct pg *pg, int op, const char *name, uint64_t off,
-                  uint64_t len, const void *data);
+/* Add the object changes of op to t: key is the xattr/omap key (or NULL),
+ * len the data length (OP_ZERO: the length to zero, data NULL).  0 or
+ * -errno. */
+int pg_txn_object(store_txn *t, struct pg *pg, int op, const char *name, const char *key,
+                  uint64_t off, uint64_t len, const void *data);
+/* Record ver as the object's version (xattr PG_VER_ATTR) in t. */
+int pg_txn_version(store_txn *t, struct pg *pg, const char *name, struct pg_ver ver);
+/* Object version xattr: 16 bytes, epoch then v, little-endian. */
+#define PG_VER_ATTR "@ver"
+/* Lock xattrs: PG_LOCK_PREFIX + lock name (docs/osd.md, lock record). */
+#define PG_LOCK_PREFIX "@lock."
 /* The PG became active (peering done): run parked ops, ack in-flight
  * writes the final log holds, fail the others. */
 void pg_activated(struct pg *pg);

@@ -102,6 +102,9 @@ struct pctx {
   msgr_conn *conn;              /* replica side: requester */
   uint64_t tid;
   char *name;
+  /* recovery reads: the object's xattrs and omap (store_kv_free) */
+  struct store_kv *attrs, *omap;
+  size_t n_attrs, n_omap;
 };
 
 static void member_info_free(struct member_info *mi)
@@ -155,6 +158,8 @@ static void pctx_free(struct pctx *c)
 {
   if (c->conn)
     msgr_conn_put(c->conn);
+  store_kv_free(c->attrs, c->n_attrs);
+  store_kv_free(c->omap, c->n_omap);
   free(c->buf);
   free(c->name);
   free(c);
@@ -468,10 +473,62 @@ static void push_local_cb(void *arg, int result)
   pctx_free(c);
 }
 
-/* Install object bytes (or its absence) on every target of item. */
-static void install(struct peering *p, size_t item, bool exists, const uint8_t *data,
-                    uint64_t size)
+/* Key-value pairs of an object in recovery, in PgObject form: pointer
+ * arrays into kv (borrowed); *elems is the element storage (caller
+ * frees both).  NULL on ENOMEM. */
+static Blk__PgKv **kv_to_pb(const struct store_kv *kv, size_t n, Blk__PgKv **elems)
 {
+  Blk__PgKv **arr = calloc(n + 1, sizeof *arr);
+  Blk__PgKv *es = calloc(n + 1, sizeof *es);
+  if (!arr || !es) {
+    free(arr);
+    free(es);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    blk__pg_kv__init(&es[i]);
+    es[i].key = kv[i].key;
+    es[i].value.data = kv[i].val;
+    es[i].value.len = kv[i].len;
+    arr[i] = &es[i];
+  }
+  *elems = es;
+  return arr;
+}
+
+/* The whole state of an object in recovery: data, xattrs, omap. */
+struct obj_state {
+  bool exists;
+  const uint8_t *data;
+  uint64_t size;
+  Blk__PgKv **attrs, **omap;
+  size_t n_attrs, n_omap;
+};
+
+/* t := replace the object by st (or remove it): the old object with all
+ * its xattrs and omap goes first, then data, xattrs and omap are set. */
+static int install_txn(store_txn *t, struct pg *pg, const char *name, const struct obj_state *st)
+{
+  struct store_oid oid = { pg->pool, pg->id, name, STORE_SNAP_HEAD };
+  int r = pg_txn_object(t, pg, BLK__OSD_OP_TYPE__OP_REMOVE, name, NULL, 0, 0, NULL);
+  if (r < 0 || !st->exists)
+    return r;
+  r = pg_txn_object(t, pg, BLK__OSD_OP_TYPE__OP_WRITEFULL, name, NULL, 0, st->size, st->data);
+  for (size_t i = 0; r == 0 && i < st->n_attrs; i++)
+    r = store_txn_setattr(t, &oid, st->attrs[i]->key, st->attrs[i]->value.data,
+                          st->attrs[i]->value.len);
+  for (size_t i = 0; r == 0 && i < st->n_omap; i++)
+    r = store_txn_omap_set(t, &oid, st->omap[i]->key, st->omap[i]->value.data,
+                           st->omap[i]->value.len);
+  return r;
+}
+
+/* Install an object's state (or its absence) on every target of item. */
+static void install(struct peering *p, size_t item, const struct obj_state *os)
+{
+  bool exists = os->exists;
+  const uint8_t *data = os->data;
+  uint64_t size = os->size;
   struct pg *pg = p->pg;
   struct osd *osd = pg->osd;
   struct rec_item *it = &p->items[item];
@@ -487,9 +544,7 @@ static void install(struct peering *p, size_t item, bool exists, const uint8_t *
     c->item = item;
     if (i == 0) {
       store_txn *t = store_txn_new();
-      int r = t ? pg_txn_object(t, pg, exists ? BLK__OSD_OP_TYPE__OP_WRITEFULL
-                                              : BLK__OSD_OP_TYPE__OP_REMOVE,
-                                it->name, 0, size, data) : -ENOMEM;
+      int r = t ? install_txn(t, pg, it->name, os) : -ENOMEM;
       if (r < 0) {
         store_txn_free(t);
         free(c);
@@ -508,6 +563,10 @@ static void install(struct peering *p, size_t item, bool exists, const uint8_t *
     o.exists = exists;
     o.size = size;
     o.data_crc = crc32c(0, data, size);
+    o.attrs = os->attrs;
+    o.n_attrs = os->n_attrs;
+    o.omap = os->omap;
+    o.n_omap = os->n_omap;
     msgr_conn *pc = osd_peer_conn(osd, pg->acting[i]);
     if (!pc || msgr_call_pb(pc, MSG_PG_PUSH, (const ProtobufCMessage *)&o, data,
                             (uint32_t)size, (int)osd->op_timeout, push_reply_cb, c) < 0) {
@@ -527,17 +586,43 @@ static void pull_reply_cb(void *arg, int err, const struct msgr_frame *f)
     if (!o || o->err || (o->exists && (o->size != f->data_len ||
                                         crc32c(0, f->data, f->data_len) != o->data_crc)))
       peering_fail(p, "pull from the authoritative member failed");
-    else
-      install(p, c->item, o->exists, f->data, f->data_len);
+    else {
+      struct obj_state os = { o->exists, f->data, f->data_len, o->attrs, o->omap,
+                              o->n_attrs, o->n_omap };
+      install(p, c->item, &os);
+    }
     if (o)
       blk__pg_object__free_unpacked(o, NULL);
   }
   pctx_free(c);
 }
 
-/* Local whole-object read: stat, then read.  Shared by recovery on the
- * primary and MSG_PG_PULL on a replica; finish(c, err) runs at the end. */
+/* Local whole-object read: stat, data, xattrs, omap.  Shared by recovery
+ * on the primary and MSG_PG_PULL on a replica; local_read_done(c, err)
+ * runs at the end. */
 static void local_read_done(void *arg, int result);
+
+static void local_attrs_done(void *arg, int result)
+{
+  struct pctx *c = arg;
+  if (result < 0) {
+    local_read_done(c, result);
+    return;
+  }
+  struct store_oid oid = { c->pool, c->pgid, c->name, STORE_SNAP_HEAD };
+  store_omap_range(c->osd->st, &oid, NULL, 1u << 20, &c->omap, &c->n_omap, local_read_done, c);
+}
+
+static void local_data_done(void *arg, int result)
+{
+  struct pctx *c = arg;
+  if (result < 0 || !c->exists) {
+    local_read_done(c, result < 0 ? result : 0);
+    return;
+  }
+  struct store_oid oid = { c->pool, c->pgid, c->name, STORE_SNAP_HEAD };
+  store_attrs(c->osd->st, &oid, &c->attrs, &c->n_attrs, local_attrs_done, c);
+}
 
 static void local_stat_done(void *arg, int result)
 {
@@ -559,11 +644,11 @@ static void local_stat_done(void *arg, int result)
     return;
   }
   if (!c->size) {
-    local_read_done(c, 0);
+    local_data_done(c, 0);
     return;
   }
   struct store_oid oid = { c->pool, c->pgid, c->name, STORE_SNAP_HEAD };
-  store_read(c->osd->st, &oid, 0, c->size, c->buf, local_read_done, c);
+  store_read(c->osd->st, &oid, 0, c->size, c->buf, local_data_done, c);
 }
 
 static void local_read_start(struct pctx *c)
@@ -577,6 +662,22 @@ static void local_read_done(void *arg, int result)
 {
   struct pctx *c = arg;
   pg_store_pending--;
+  if (result == -ENOENT) {
+    /* removed between the stat and a later step */
+    c->exists = false;
+    result = 0;
+  }
+  Blk__PgKv *ae = NULL, *oe = NULL;
+  struct obj_state os = { c->exists && result >= 0, c->buf, 0, NULL, NULL, 0, 0 };
+  if (os.exists) {
+    os.size = c->size;
+    os.attrs = kv_to_pb(c->attrs, c->n_attrs, &ae);
+    os.omap = kv_to_pb(c->omap, c->n_omap, &oe);
+    os.n_attrs = c->n_attrs;
+    os.n_omap = c->n_omap;
+    if (!os.attrs || !os.omap)
+      result = -ENOMEM;
+  }
   if (c->conn) {
     /* MSG_PG_PULL on a replica: answer the primary */
     Blk__PgObject o = BLK__PG_OBJECT__INIT;
@@ -585,9 +686,15 @@ static void local_read_done(void *arg, int result)
     o.name = c->name;
     o.epoch = c->osd->epoch;
     o.err = result < 0 ? result : 0;
-    o.exists = c->exists;
-    o.size = result < 0 || !c->exists ? 0 : c->size;
+    o.exists = os.exists;
+    o.size = result < 0 || !os.exists ? 0 : os.size;
     o.data_crc = crc32c(0, c->buf, o.size);
+    if (result >= 0) {
+      o.attrs = os.attrs;
+      o.n_attrs = os.n_attrs;
+      o.omap = os.omap;
+      o.n_omap = os.n_omap;
+    }
     struct msgr_frame req = { .tid = c->tid };
     msgr_reply_pb(c->conn, &req, MSG_PG_PULL, (const ProtobufCMessage *)&o, c->buf,
                   (uint32_t)o.size);
@@ -597,9 +704,13 @@ static void local_read_done(void *arg, int result)
       if (result < 0)
         peering_fail(p, "local read for recovery failed");
       else
-        install(p, c->item, c->exists, c->buf, c->exists ? c->size : 0);
+        install(p, c->item, &os);
     }
   }
+  free(os.attrs);
+  free(os.omap);
+  free(ae);
+  free(oe);
   pctx_free(c);
 }
 
@@ -1192,9 +1303,11 @@ void peering_on_push(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
     err = -EBADMSG;
   store_txn *t = pg ? store_txn_new() : NULL;
   struct pctx *x = t ? calloc(1, sizeof *x) : NULL;
-  if (x)
-    err = pg_txn_object(t, pg, o->exists ? BLK__OSD_OP_TYPE__OP_WRITEFULL : BLK__OSD_OP_TYPE__OP_REMOVE,
-                        o->name, 0, f->data_len, f->data);
+  if (x) {
+    struct obj_state os = { o->exists, f->data, f->data_len, o->attrs, o->omap,
+                            o->n_attrs, o->n_omap };
+    err = install_txn(t, pg, o->name, &os);
+  }
   if (!x || err < 0) {
     Blk__PgObject r = BLK__PG_OBJECT__INIT;
     r.err = err < 0 ? err : -ENOMEM;

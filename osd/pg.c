@@ -38,8 +38,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/crc32c.h"
+#include "common/endian.h"
 #include "common/log.h"
 #include "common/msgtypes.h"
 #include "common/util.h"
@@ -71,12 +73,13 @@ void pg_meta_oid(const struct pg *pg, struct store_oid *oid)
   oid->snap = STORE_SNAP_HEAD;
 }
 
-static const char op_chars[] = "rwfsdl";
+/* One character per BLK__OSD_OP_TYPE__OP_* value (index = op). */
+static const char op_chars[] = "rwfsdlztgxXoOMLkubim";
 
 void pg_log_key(char *buf, size_t n, const struct pg_log_ent *e)
 {
   snprintf(buf, n, "L%016llx%016llx%c%s/%s", (unsigned long long)e->ver.epoch,
-           (unsigned long long)e->ver.v, op_chars[e->op < 6 ? e->op : 0], e->reqid, e->name);
+           (unsigned long long)e->ver.v, op_chars[e->op < sizeof op_chars - 1 ? e->op : 0], e->reqid, e->name);
 }
 
 void pg_tail_key(char *buf, size_t n, struct pg_ver tail)
@@ -162,8 +165,8 @@ static int pg_log_append(struct pg *pg, store_txn *t, struct pg_ver ver, uint8_t
   return 0;
 }
 
-int pg_txn_object(store_txn *t, struct pg *pg, int op, const char *name, uint64_t off,
-                  uint64_t len, const void *data)
+int pg_txn_object(store_txn *t, struct pg *pg, int op, const char *name, const char *key,
+                  uint64_t off, uint64_t len, const void *data)
 {
   struct store_oid oid = { pg->pool, pg->id, name, STORE_SNAP_HEAD };
   int r = 0;
@@ -180,10 +183,41 @@ int pg_txn_object(store_txn *t, struct pg *pg, int op, const char *name, uint64_
     if ((r = store_txn_touch(t, &oid)) == 0)
       r = store_txn_remove(t, &oid);
     break;
+  case BLK__OSD_OP_TYPE__OP_ZERO:
+    r = len ? store_txn_zero(t, &oid, off, len) : store_txn_touch(t, &oid);
+    break;
+  case BLK__OSD_OP_TYPE__OP_TRUNCATE:
+    r = store_txn_truncate(t, &oid, off);
+    break;
+  case BLK__OSD_OP_TYPE__OP_SETXATTR:
+    r = key ? store_txn_setattr(t, &oid, key, data, len) : -EINVAL;
+    break;
+  case BLK__OSD_OP_TYPE__OP_RMXATTR:
+    /* touch first: the primary checked that the object exists, a replica
+     * or a replay must not fail on it */
+    if ((r = store_txn_touch(t, &oid)) == 0)
+      r = key ? store_txn_rmattr(t, &oid, key) : -EINVAL;
+    break;
+  case BLK__OSD_OP_TYPE__OP_OMAP_SET:
+    r = key ? store_txn_omap_set(t, &oid, key, data, len) : -EINVAL;
+    break;
+  case BLK__OSD_OP_TYPE__OP_OMAP_RM:
+    if ((r = store_txn_touch(t, &oid)) == 0)
+      r = key ? store_txn_omap_rm(t, &oid, key) : -EINVAL;
+    break;
   default:
     r = -EINVAL;
   }
   return r;
+}
+
+int pg_txn_version(store_txn *t, struct pg *pg, const char *name, struct pg_ver ver)
+{
+  struct store_oid oid = { pg->pool, pg->id, name, STORE_SNAP_HEAD };
+  uint8_t v[16];
+  put_le64(v, ver.epoch);
+  put_le64(v + 8, ver.v);
+  return store_txn_setattr(t, &oid, PG_VER_ATTR, v, sizeof v);
 }
 
 /* ---- PG table ------------------------------------------------------------- */
@@ -324,6 +358,7 @@ static struct pg_parked *park_new(msgr_conn *c, const struct msgr_frame *f, int6
   p->f.payload = p->buf;
   p->f.data = p->buf + f->payload_len;
   p->deadline_ms = util_now_ms() + timeout_ms;
+  p->obj = NULL;
   p->err_on_timeout = err;
   snprintf(p->why, sizeof p->why, "%s", why);
   return p;
@@ -331,12 +366,14 @@ static struct pg_parked *park_new(msgr_conn *c, const struct msgr_frame *f, int6
 
 static void park_free(struct pg_parked *p)
 {
+  free(p->obj);
   msgr_conn_put(p->conn);
   free(p);
 }
 
-static void reply_op(msgr_conn *c, uint64_t tid, int err, const char *msg, uint64_t epoch,
-                     struct pg_ver ver)
+/* Answer an op: error or result, the object's version, optional data. */
+static void reply_op_data(msgr_conn *c, uint64_t tid, int err, const char *msg, uint64_t epoch,
+                          struct pg_ver ver, const void *data, uint32_t len)
 {
   Blk__OsdOpReply rep = BLK__OSD_OP_REPLY__INIT;
   Blk__PgVersion pv = BLK__PG_VERSION__INIT;
@@ -346,8 +383,15 @@ static void reply_op(msgr_conn *c, uint64_t tid, int err, const char *msg, uint6
   pv.epoch = ver.epoch;
   pv.v = ver.v;
   rep.version = &pv;
+  rep.data_crc = crc32c(0, data, len);
   struct msgr_frame req = { .tid = tid };
-  msgr_reply_pb(c, &req, MSG_OSD_OP, (const ProtobufCMessage *)&rep, NULL, 0);
+  msgr_reply_pb(c, &req, MSG_OSD_OP, (const ProtobufCMessage *)&rep, data, len);
+}
+
+static void reply_op(msgr_conn *c, uint64_t tid, int err, const char *msg, uint64_t epoch,
+                     struct pg_ver ver)
+{
+  reply_op_data(c, tid, err, msg, epoch, ver, NULL, 0);
 }
 
 static void reply_frame_err(struct osd *osd, msgr_conn *c, const struct msgr_frame *f, int err,
@@ -575,24 +619,152 @@ void pg_activated(struct pg *pg)
 
 /* ---- client ops ------------------------------------------------------------- */
 
+static bool is_write_op(int op)
+{
+  switch (op) {
+  case BLK__OSD_OP_TYPE__OP_WRITE:
+  case BLK__OSD_OP_TYPE__OP_WRITEFULL:
+  case BLK__OSD_OP_TYPE__OP_REMOVE:
+  case BLK__OSD_OP_TYPE__OP_ZERO:
+  case BLK__OSD_OP_TYPE__OP_TRUNCATE:
+  case BLK__OSD_OP_TYPE__OP_SETXATTR:
+  case BLK__OSD_OP_TYPE__OP_RMXATTR:
+  case BLK__OSD_OP_TYPE__OP_OMAP_SET:
+  case BLK__OSD_OP_TYPE__OP_OMAP_RM:
+  case BLK__OSD_OP_TYPE__OP_LOCK:
+  case BLK__OSD_OP_TYPE__OP_UNLOCK:
+  case BLK__OSD_OP_TYPE__OP_LOCK_BREAK:
+    return true;
+  default:
+    return false;
+  }
+}
+
+static bool is_lock_op(int op)
+{
+  return op == BLK__OSD_OP_TYPE__OP_LOCK || op == BLK__OSD_OP_TYPE__OP_UNLOCK ||
+         op == BLK__OSD_OP_TYPE__OP_LOCK_BREAK || op == BLK__OSD_OP_TYPE__OP_LOCK_INFO;
+}
+
+/* A write that must read its object before it is decided: the version
+ * guard, the lock ops, and removals that must see the object exist. */
+static bool is_rmw(const Blk__OsdOp *req)
+{
+  return req->has_assert_version || is_lock_op(req->op) ||
+         req->op == BLK__OSD_OP_TYPE__OP_RMXATTR || req->op == BLK__OSD_OP_TYPE__OP_OMAP_RM;
+}
+
+static struct pg_ver ver_decode(const void *val, size_t len)
+{
+  struct pg_ver v = { 0, 0 };
+  if (val && len == 16) {
+    v.epoch = get_le64(val);
+    v.v = get_le64((const uint8_t *)val + 8);
+  }
+  return v;
+}
+
+static int64_t wall_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- lock records (docs/osd.md "Lock record") ----
+ * The value of xattr "@lock.<name>", little-endian:
+ *   off  len  field
+ *     0    1  format (1)
+ *     1    1  N = length of the holder's client nonce (1..63)
+ *     2    2  C = length of the cookie (0..1024)
+ *     4    8  expiry, wall-clock ms since the Unix epoch (int64)
+ *    12    N  holder nonce (the reqid prefix before '.')
+ *  12+N    C  cookie
+ */
+#define LOCK_REC_HDR 12
+#define LOCK_COOKIE_MAX 1024
+
+struct lock_rec {
+  char nonce[PG_REQID_MAX];
+  char cookie[LOCK_COOKIE_MAX + 1];
+  size_t cookie_len;
+  int64_t expire_ms;
+};
+
+static size_t lock_encode(const struct lock_rec *l, uint8_t *buf)
+{
+  size_t n = strlen(l->nonce);
+  buf[0] = 1;
+  buf[1] = (uint8_t)n;
+  put_le16(buf + 2, (uint16_t)l->cookie_len);
+  put_le64(buf + 4, (uint64_t)l->expire_ms);
+  memcpy(buf + LOCK_REC_HDR, l->nonce, n);
+  memcpy(buf + LOCK_REC_HDR + n, l->cookie, l->cookie_len);
+  return LOCK_REC_HDR + n + l->cookie_len;
+}
+
+static int lock_decode(const uint8_t *b, size_t len, struct lock_rec *l)
+{
+  if (len < LOCK_REC_HDR || b[0] != 1)
+    return -EUCLEAN;
+  size_t n = b[1], c = get_le16(b + 2);
+  if (n == 0 || n >= sizeof l->nonce || c > LOCK_COOKIE_MAX || LOCK_REC_HDR + n + c != len)
+    return -EUCLEAN;
+  l->expire_ms = (int64_t)get_le64(b + 4);
+  memcpy(l->nonce, b + LOCK_REC_HDR, n);
+  l->nonce[n] = 0;
+  memcpy(l->cookie, b + LOCK_REC_HDR + n, c);
+  l->cookie[c] = 0;
+  l->cookie_len = c;
+  return 0;
+}
+
+/* The client nonce of a reqid ("<nonce>.<seq>"). */
+static void reqid_nonce(const char *reqid, char *out, size_t n)
+{
+  size_t l = strcspn(reqid, ".");
+  if (l >= n)
+    l = n - 1;
+  memcpy(out, reqid, l);
+  out[l] = 0;
+}
+
+/* ---- reads ---- */
+
 struct read_ctx {
   struct pg *pg;
   struct osd *osd;
   msgr_conn *conn;
   uint64_t tid;
   int op;
-  char *name;
+  char *name, *key, *after;
   uint64_t off, len;
+  unsigned max;
   struct store_stat st;
   uint8_t *buf;
-  bool local;
+  void *vval;                   /* PG_VER_ATTR value */
+  size_t vlen;
+  struct pg_ver ver;
+  void *kval;                   /* xattr/omap value */
+  size_t klen;
+  struct store_kv *kv;          /* OP_OMAP_LIST */
+  size_t n_kv;
+  uint64_t *ext;                /* OP_MAPEXT */
+  size_t n_ext;
+  int pending, ver_r, stat_r;   /* READ/STAT: version and stat in parallel */
 };
 
 static void read_ctx_free(struct read_ctx *rc)
 {
   msgr_conn_put(rc->conn);
   free(rc->name);
+  free(rc->key);
+  free(rc->after);
   free(rc->buf);
+  free(rc->vval);
+  free(rc->kval);
+  store_kv_free(rc->kv, rc->n_kv);
+  free(rc->ext);
   free(rc);
 }
 
@@ -601,19 +773,67 @@ static void read_done_cb(void *arg, int result)
   struct read_ctx *rc = arg;
   pg_store_pending--;
   Blk__OsdOpReply rep = BLK__OSD_OP_REPLY__INIT;
+  Blk__PgVersion pv = BLK__PG_VERSION__INIT;
   rep.epoch = rc->osd->epoch;
   rep.message = "";
+  pv.epoch = rc->ver.epoch;
+  pv.v = rc->ver.v;
+  rep.version = &pv;
+  const uint8_t *data = NULL;
   size_t n = 0;
+  char **names = NULL;
+  ProtobufCBinaryData *vals = NULL;
   if (result < 0) {
     rep.err = result;
-    rep.message = result == -ENOENT ? "no such object" : (char *)strerror(-result);
+    rep.message = result == -ENOENT    ? "no such object"
+                  : result == -ENODATA ? (rc->op == BLK__OSD_OP_TYPE__OP_GETXATTR
+                                              ? "no such attribute"
+                                              : "no such key")
+                                       : (char *)strerror(-result);
   } else {
-    n = rc->len;
-    rep.size = rc->st.size;
-    rep.data_crc = crc32c(0, rc->buf, n);
+    switch (rc->op) {
+    case BLK__OSD_OP_TYPE__OP_READ:
+    case BLK__OSD_OP_TYPE__OP_STAT:
+      n = rc->len;
+      data = rc->buf;
+      rep.size = rc->st.size;
+      break;
+    case BLK__OSD_OP_TYPE__OP_GETXATTR:
+    case BLK__OSD_OP_TYPE__OP_OMAP_GET:
+    case BLK__OSD_OP_TYPE__OP_LOCK_INFO:
+      n = rc->klen;
+      data = rc->kval;
+      break;
+    case BLK__OSD_OP_TYPE__OP_OMAP_LIST:
+      names = calloc(rc->n_kv + 1, sizeof *names);
+      vals = calloc(rc->n_kv + 1, sizeof *vals);
+      if (!names || !vals) {
+        rep.err = -ENOMEM;
+        break;
+      }
+      for (size_t i = 0; i < rc->n_kv && i < rc->max; i++) {
+        names[i] = rc->kv[i].key;
+        vals[i].data = rc->kv[i].val;
+        vals[i].len = rc->kv[i].len;
+        rep.n_names = rep.n_values = i + 1;
+      }
+      rep.names = names;
+      rep.values = vals;
+      rep.more = rc->n_kv > rc->max;
+      break;
+    case BLK__OSD_OP_TYPE__OP_MAPEXT:
+      rep.extents = rc->ext;
+      rep.n_extents = 2 * rc->n_ext;
+      break;
+    default:
+      break;
+    }
   }
+  rep.data_crc = crc32c(0, data, n);
   struct msgr_frame req = { .tid = rc->tid };
-  msgr_reply_pb(rc->conn, &req, MSG_OSD_OP, (const ProtobufCMessage *)&rep, rc->buf, (uint32_t)n);
+  msgr_reply_pb(rc->conn, &req, MSG_OSD_OP, (const ProtobufCMessage *)&rep, data, (uint32_t)n);
+  free(names);
+  free(vals);
   read_ctx_free(rc);
 }
 
@@ -639,14 +859,96 @@ static void stat_done_cb(void *arg, int result)
         return;   /* pg_store_pending stays counted */
       }
     }
+  } else if (rc->op == BLK__OSD_OP_TYPE__OP_STAT) {
+    rc->len = 0;
   }
   read_done_cb(rc, result);
+}
+
+static void kv_done_cb(void *arg, int result)
+{
+  struct read_ctx *rc = arg;
+  if (result == -ENODATA && rc->op == BLK__OSD_OP_TYPE__OP_LOCK_INFO)
+    result = 0;   /* free: empty data */
+  read_done_cb(rc, result);
+}
+
+/* READ/STAT: the version lookup and the stat were submitted together
+ * (both see the same state); continue once both are back. */
+static void rs_part_done(struct read_ctx *rc)
+{
+  if (--rc->pending > 0)
+    return;
+  if (rc->ver_r < 0 && rc->ver_r != -ENODATA) {
+    read_done_cb(rc, rc->ver_r);
+    return;
+  }
+  rc->ver = ver_decode(rc->vval, rc->vlen);
+  stat_done_cb(rc, rc->stat_r);
+}
+
+static void rs_ver_cb(void *arg, int result)
+{
+  struct read_ctx *rc = arg;
+  rc->ver_r = result;
+  rs_part_done(rc);
+}
+
+static void rs_stat_cb(void *arg, int result)
+{
+  struct read_ctx *rc = arg;
+  rc->stat_r = result;
+  rs_part_done(rc);
+}
+
+/* The object's version is known (or the object is missing): run the op. */
+static void ver_done_cb(void *arg, int result)
+{
+  struct read_ctx *rc = arg;
+  if (result < 0 && result != -ENODATA) {
+    read_done_cb(rc, result);
+    return;
+  }
+  rc->ver = ver_decode(rc->vval, rc->vlen);
+  struct store_oid oid = { rc->pg->pool, rc->pg->id, rc->name, STORE_SNAP_HEAD };
+  store *st = rc->osd->st;
+  switch (rc->op) {
+  case BLK__OSD_OP_TYPE__OP_GETXATTR:
+    store_getattr(st, &oid, rc->key, &rc->kval, &rc->klen, kv_done_cb, rc);
+    break;
+  case BLK__OSD_OP_TYPE__OP_LOCK_INFO:
+    store_getattr(st, &oid, rc->key, &rc->kval, &rc->klen, kv_done_cb, rc);
+    break;
+  case BLK__OSD_OP_TYPE__OP_OMAP_GET:
+    store_omap_get(st, &oid, rc->key, &rc->kval, &rc->klen, kv_done_cb, rc);
+    break;
+  case BLK__OSD_OP_TYPE__OP_OMAP_LIST:
+    store_omap_range(st, &oid, rc->after[0] ? rc->after : NULL, rc->max + 1, &rc->kv, &rc->n_kv,
+                     read_done_cb, rc);
+    break;
+  case BLK__OSD_OP_TYPE__OP_MAPEXT:
+    store_mapext(st, &oid, rc->off, rc->len, &rc->ext, &rc->n_ext, read_done_cb, rc);
+    break;
+  default:
+    store_stat(st, &oid, &rc->st, stat_done_cb, rc);
+  }
 }
 
 static void do_read(struct pg *pg, msgr_conn *c, uint64_t tid, const Blk__OsdOp *req)
 {
   struct read_ctx *rc = calloc(1, sizeof *rc);
-  if (!rc || !(rc->name = strdup(req->name))) {
+  char lkey[STORE_NAME_MAX + 1];
+  const char *key = req->key;
+  if (req->op == BLK__OSD_OP_TYPE__OP_LOCK_INFO) {
+    snprintf(lkey, sizeof lkey, "%s%s", PG_LOCK_PREFIX, req->key);
+    key = lkey;
+  }
+  if (!rc || !(rc->name = strdup(req->name)) || !(rc->key = strdup(key)) ||
+      !(rc->after = strdup(req->list_after))) {
+    if (rc) {
+      free(rc->name);
+      free(rc->key);
+    }
     free(rc);
     reply_op(c, tid, -ENOMEM, "out of memory", pg->osd->epoch, pg->last);
     return;
@@ -658,9 +960,18 @@ static void do_read(struct pg *pg, msgr_conn *c, uint64_t tid, const Blk__OsdOp 
   rc->op = req->op;
   rc->off = req->offset;
   rc->len = req->length;
+  rc->max = req->list_max ? req->list_max : 1000;
+  if (rc->max > 10000)
+    rc->max = 10000;
   struct store_oid oid = { pg->pool, pg->id, rc->name, STORE_SNAP_HEAD };
   pg_store_pending++;
-  store_stat(pg->osd->st, &oid, &rc->st, stat_done_cb, rc);
+  if (rc->op == BLK__OSD_OP_TYPE__OP_READ || rc->op == BLK__OSD_OP_TYPE__OP_STAT) {
+    rc->pending = 2;
+    store_getattr(pg->osd->st, &oid, PG_VER_ATTR, &rc->vval, &rc->vlen, rs_ver_cb, rc);
+    store_stat(pg->osd->st, &oid, &rc->st, rs_stat_cb, rc);
+    return;
+  }
+  store_getattr(pg->osd->st, &oid, PG_VER_ATTR, &rc->vval, &rc->vlen, ver_done_cb, rc);
 }
 
 static void do_list(struct pg *pg, msgr_conn *c, uint64_t tid, const Blk__OsdOp *req)
@@ -698,57 +1009,75 @@ static bool write_in_flight(struct pg *pg, const char *name)
   return false;
 }
 
-static void do_write(struct pg *pg, msgr_conn *c, const struct msgr_frame *f,
-                     const Blk__OsdOp *req)
+/* ---- writes ---- */
+
+/* A modifying op as replicated: what do_write logs and forwards. */
+struct wop {
+  int op;
+  const char *name, *key, *reqid;
+  uint64_t off, len;            /* len: data length, or OP_ZERO's length */
+  const void *data;
+  uint32_t data_len, crc;
+};
+
+/* A resend of a write already in the log or in flight: answered (or
+ * re-attached) here, true. */
+static bool dedup(struct pg *pg, msgr_conn *c, uint64_t tid, const Blk__OsdOp *req)
 {
-  struct osd *osd = pg->osd;
-  /* a resend of a write already in the log or in flight */
-  if (req->reqid[0]) {
-    for (struct pg_op *op = pg->inflight; op; op = op->next)
-      if (!strcmp(op->reqid, req->reqid)) {
-        if (op->conn)
-          msgr_conn_put(op->conn);
-        op->conn = msgr_conn_get(c);
-        op->tid = f->tid;
-        return;
-      }
-    /* only a resend can be in the log: first attempts skip the scan */
-    for (size_t i = pg->log_n; req->resend && i-- > 0;) {
-      struct pg_log_ent *e = pg_log_at(pg, i);
-      if (!strcmp(e->reqid, req->reqid)) {
-        reply_op(c, f->tid, 0, NULL, osd->epoch, e->ver);
-        return;
-      }
+  if (!req->reqid[0])
+    return false;
+  for (struct pg_op *op = pg->inflight; op; op = op->next)
+    if (!strcmp(op->reqid, req->reqid)) {
+      if (op->conn)
+        msgr_conn_put(op->conn);
+      op->conn = msgr_conn_get(c);
+      op->tid = tid;
+      return true;
+    }
+  /* only a resend can be in the log: first attempts skip the scan */
+  for (size_t i = pg->log_n; req->resend && i-- > 0;) {
+    struct pg_log_ent *e = pg_log_at(pg, i);
+    if (!strcmp(e->reqid, req->reqid)) {
+      reply_op(c, tid, 0, NULL, pg->osd->epoch, e->ver);
+      return true;
     }
   }
+  return false;
+}
+
+static void do_write(struct pg *pg, msgr_conn *c, uint64_t tid, const struct wop *w)
+{
+  struct osd *osd = pg->osd;
   struct pg_op *op = calloc(1, sizeof *op);
   store_txn *t = store_txn_new();
-  if (!op || !t || !(op->name = strdup(req->name))) {
+  if (!op || !t || !(op->name = strdup(w->name))) {
     free(op);
     store_txn_free(t);
-    reply_op(c, f->tid, -ENOMEM, "out of memory", osd->epoch, pg->last);
+    reply_op(c, tid, -ENOMEM, "out of memory", osd->epoch, pg->last);
     return;
   }
   struct pg_ver prev = pg->last;
   struct pg_ver ver = { osd->epoch, pg->last.v + 1 };
   if (ver.epoch < pg->last.epoch)
     ver.epoch = pg->last.epoch;
-  int r = pg_txn_object(t, pg, req->op, req->name, req->offset, f->data_len, f->data);
+  int r = pg_txn_object(t, pg, w->op, w->name, w->key, w->off, w->len, w->data);
+  if (r == 0 && w->op != BLK__OSD_OP_TYPE__OP_REMOVE)
+    r = pg_txn_version(t, pg, w->name, ver);
   if (r == 0)
-    r = pg_log_append(pg, t, ver, (uint8_t)req->op, req->reqid, req->name);
+    r = pg_log_append(pg, t, ver, (uint8_t)w->op, w->reqid, w->name);
   if (r < 0) {
     store_txn_free(t);
     free(op->name);
     free(op);
-    reply_op(c, f->tid, r, "cannot build the transaction", osd->epoch, pg->last);
+    reply_op(c, tid, r, "cannot build the transaction", osd->epoch, pg->last);
     return;
   }
   op->pg = pg;
   op->conn = msgr_conn_get(c);
-  op->tid = f->tid;
+  op->tid = tid;
   op->ver = ver;
   op->seq = pg->peer_seq;
-  snprintf(op->reqid, sizeof op->reqid, "%s", req->reqid);
+  snprintf(op->reqid, sizeof op->reqid, "%s", w->reqid);
   op->pending = 1;
   for (size_t i = 1; i < pg->n_acting; i++)
     op->pending += !!(pg->write_mask & (1u << i));
@@ -763,26 +1092,27 @@ static void do_write(struct pg *pg, msgr_conn *c, const struct msgr_frame *f,
   Blk__PgVersion pv = BLK__PG_VERSION__INIT, pp = BLK__PG_VERSION__INIT;
   ro.pool = pg->pool;
   ro.pg = pg->id;
-  ro.name = req->name;
-  ro.op = req->op;
-  ro.offset = req->offset;
-  ro.length = f->data_len;
-  ro.data_crc = req->data_crc;
+  ro.name = (char *)w->name;
+  ro.op = w->op;
+  ro.offset = w->off;
+  ro.length = w->op == BLK__OSD_OP_TYPE__OP_ZERO ? w->len : w->data_len;
+  ro.data_crc = w->crc;
   ro.epoch = osd->epoch;
+  ro.key = (char *)(w->key ? w->key : "");
   pv.epoch = ver.epoch;
   pv.v = ver.v;
   pp.epoch = prev.epoch;
   pp.v = prev.v;
   ro.version = &pv;
   ro.prev = &pp;
-  ro.reqid = req->reqid;
+  ro.reqid = (char *)w->reqid;
   for (size_t i = 1; i < pg->n_acting; i++) {
     if (!(pg->write_mask & (1u << i)))
       continue;   /* being recovered in the background */
     msgr_conn *pc = osd_peer_conn(osd, pg->acting[i]);
     struct repop_ctx *rc = malloc(sizeof *rc);
-    if (!pc || !rc || msgr_call_pb(pc, MSG_OSD_REPOP, (const ProtobufCMessage *)&ro, f->data,
-                                   f->data_len, (int)osd->op_timeout, repop_cb, rc) < 0) {
+    if (!pc || !rc || msgr_call_pb(pc, MSG_OSD_REPOP, (const ProtobufCMessage *)&ro, w->data,
+                                   w->data_len, (int)osd->op_timeout, repop_cb, rc) < 0) {
       free(rc);
       op->failed = true;
       continue;
@@ -791,6 +1121,354 @@ static void do_write(struct pg *pg, msgr_conn *c, const struct msgr_frame *f,
   }
   if (op->failed)
     peering_start(pg);
+}
+
+/* The wop of a plain client write (its data is the frame's). */
+static void wop_from_req(struct wop *w, const Blk__OsdOp *req, const struct msgr_frame *f)
+{
+  w->op = req->op;
+  w->name = req->name;
+  w->key = req->key;
+  w->reqid = req->reqid;
+  w->off = req->offset;
+  w->len = req->op == BLK__OSD_OP_TYPE__OP_ZERO ? req->length : f->data_len;
+  w->data = f->data;
+  w->data_len = f->data_len;
+  w->crc = req->data_crc;
+}
+
+/* ---- read-modify-write ops ---- */
+
+struct pg_rmw {
+  struct pg_rmw *next;
+  struct osd *osd;
+  uint32_t pool, pgid;
+  uint64_t gen;                 /* pg->rmw_gen when started */
+  struct pg_parked *p;          /* the op's frame (owns the conn reference) */
+  Blk__OsdOp *req;              /* unpacked from p */
+  int pending, ver_r, aux_r;
+  void *ver_val, *aux_val;      /* PG_VER_ATTR; the lock or removed xattr */
+  size_t ver_len, aux_len;
+  char aux_key[STORE_NAME_MAX + 1];
+};
+
+static bool rmw_busy(struct pg *pg, const char *name)
+{
+  for (struct pg_rmw *x = pg->rmw; x; x = x->next)
+    if (!strcmp(x->req->name, name))
+      return true;
+  for (struct pg_parked *p = pg->waiting; p; p = p->next)
+    if (p->obj && !strcmp(p->obj, name))
+      return true;
+  return false;
+}
+
+static void rmw_free(struct pg_rmw *x)
+{
+  if (x->p)
+    park_free(x->p);
+  if (x->req)
+    blk__osd_op__free_unpacked(x->req, NULL);
+  free(x->ver_val);
+  free(x->aux_val);
+  free(x);
+}
+
+/* Park op f on pg behind the other ops on its object (keeps their order). */
+static void park_obj(struct pg *pg, msgr_conn *c, const struct msgr_frame *f, const char *name,
+                     const char *why)
+{
+  struct pg_parked *p = park_new(c, f, pg->osd->op_timeout * 3, -ETIMEDOUT, why);
+  if (!p) {
+    reply_op(c, f->tid, -ENOMEM, "out of memory", pg->osd->epoch, pg->last);
+    return;
+  }
+  p->obj = strdup(name);
+  pg_park(pg, p);
+}
+
+/* Decide a read-modify-write op once its object has been read: fills w
+ * (the op to replicate) or answers the client and returns false. */
+static bool rmw_decide(struct pg *pg, struct pg_rmw *x, struct wop *w, uint8_t *rec)
+{
+  struct osd *osd = pg->osd;
+  const Blk__OsdOp *req = x->req;
+  msgr_conn *c = x->p->conn;
+  uint64_t tid = x->p->f.tid;
+  char msg[400];
+  if (x->ver_r < 0 && x->ver_r != -ENOENT && x->ver_r != -ENODATA) {
+    reply_op(c, tid, x->ver_r, "cannot read the object", osd->epoch, pg->last);
+    return false;
+  }
+  bool exists = x->ver_r != -ENOENT;
+  struct pg_ver cur = ver_decode(x->ver_val, x->ver_len);
+  if (req->has_assert_version) {
+    struct pg_ver want = { req->assert_version->epoch, req->assert_version->v };
+    bool must_be_absent = !want.epoch && !want.v;
+    if (must_be_absent ? exists : !exists || pg_ver_cmp(cur, want)) {
+      if (!exists)
+        snprintf(msg, sizeof msg, "version mismatch: object does not exist (expected %llu'%llu)",
+                 (unsigned long long)want.epoch, (unsigned long long)want.v);
+      else
+        snprintf(msg, sizeof msg, "version mismatch: object is at %llu'%llu (expected %llu'%llu)",
+                 (unsigned long long)cur.epoch, (unsigned long long)cur.v,
+                 (unsigned long long)want.epoch, (unsigned long long)want.v);
+      reply_op(c, tid, -ECANCELED, msg, osd->epoch, cur);
+      return false;
+    }
+  }
+  wop_from_req(w, req, &x->p->f);
+  switch (req->op) {
+  case BLK__OSD_OP_TYPE__OP_RMXATTR:
+  case BLK__OSD_OP_TYPE__OP_OMAP_RM:
+    if (!exists) {
+      reply_op(c, tid, -ENOENT, "no such object", osd->epoch, cur);
+      return false;
+    }
+    if (req->op == BLK__OSD_OP_TYPE__OP_RMXATTR && x->aux_r == -ENODATA) {
+      reply_op(c, tid, -ENODATA, "no such attribute", osd->epoch, cur);
+      return false;
+    }
+    return true;
+  case BLK__OSD_OP_TYPE__OP_LOCK:
+  case BLK__OSD_OP_TYPE__OP_UNLOCK:
+  case BLK__OSD_OP_TYPE__OP_LOCK_BREAK:
+    break;
+  default:
+    return true;
+  }
+  /* lock ops: x->aux_val is the holder record (if any) */
+  const char *lname = req->key;
+  struct lock_rec h, me;
+  bool held = false;
+  if (x->aux_r == 0) {
+    if (lock_decode(x->aux_val, x->aux_len, &h) < 0) {
+      snprintf(msg, sizeof msg, "lock '%.100s' has a corrupt record", lname);
+      reply_op(c, tid, -EUCLEAN, msg, osd->epoch, cur);
+      return false;
+    }
+    held = true;
+  } else if (x->aux_r != -ENODATA && x->aux_r != -ENOENT) {
+    reply_op(c, tid, x->aux_r, "cannot read the lock", osd->epoch, cur);
+    return false;
+  }
+  int64_t now = wall_ms();
+  memset(&me, 0, sizeof me);
+  reqid_nonce(req->reqid, me.nonce, sizeof me.nonce);
+  const uint8_t *data = x->p->f.data;
+  uint32_t dlen = x->p->f.data_len;
+  bool mine = held && !strcmp(h.nonce, me.nonce) && h.cookie_len == dlen &&
+              !memcmp(h.cookie, data, dlen);
+  w->key = x->aux_key;
+  w->data = NULL;
+  w->data_len = 0;
+  w->len = 0;
+  w->crc = 0;
+  if (req->op == BLK__OSD_OP_TYPE__OP_LOCK) {
+    if (held && !mine && h.expire_ms > now) {
+      snprintf(msg, sizeof msg, "lock '%.100s' is held by client %s (cookie '%.100s') for %lld more ms",
+               lname, h.nonce, h.cookie, (long long)(h.expire_ms - now));
+      reply_op_data(c, tid, -EBUSY, msg, osd->epoch, cur, x->aux_val, (uint32_t)x->aux_len);
+      return false;
+    }
+    memcpy(me.cookie, data, dlen);
+    me.cookie_len = dlen;
+    int64_t lease = req->offset ? (int64_t)req->offset : osd->lock_lease_ms;
+    me.expire_ms = now + lease;
+    w->op = BLK__OSD_OP_TYPE__OP_SETXATTR;
+    w->data = rec;
+    w->data_len = (uint32_t)lock_encode(&me, rec);
+    w->len = w->data_len;
+    w->crc = crc32c(0, rec, w->data_len);
+    return true;
+  }
+  if (!held) {
+    snprintf(msg, sizeof msg, "lock '%.100s' is not held", lname);
+    reply_op(c, tid, -ENOENT, msg, osd->epoch, cur);
+    return false;
+  }
+  if (req->op == BLK__OSD_OP_TYPE__OP_UNLOCK && !mine) {
+    snprintf(msg, sizeof msg, "lock '%.100s' is held by client %s (cookie '%.100s'), not by this client",
+             lname, h.nonce, h.cookie);
+    reply_op_data(c, tid, -EPERM, msg, osd->epoch, cur, x->aux_val, (uint32_t)x->aux_len);
+    return false;
+  }
+  if (req->op == BLK__OSD_OP_TYPE__OP_LOCK_BREAK && dlen &&
+      (strlen(h.nonce) != dlen || memcmp(h.nonce, data, dlen))) {
+    snprintf(msg, sizeof msg, "lock '%.100s' is held by client %s, not %.*s", lname, h.nonce,
+             (int)(dlen > 64 ? 64 : dlen), (const char *)data);
+    reply_op_data(c, tid, -ECANCELED, msg, osd->epoch, cur, x->aux_val, (uint32_t)x->aux_len);
+    return false;
+  }
+  w->op = BLK__OSD_OP_TYPE__OP_RMXATTR;
+  w->crc = crc32c(0, NULL, 0);
+  return true;
+}
+
+static void rmw_read_cb(void *arg, int result);
+
+static void rmw_aux_cb(void *arg, int result)
+{
+  struct pg_rmw *x = arg;
+  x->aux_r = result;
+  rmw_read_cb(x, INT32_MIN);
+}
+
+/* result: the version lookup's, or INT32_MIN from rmw_aux_cb. */
+static void rmw_read_cb(void *arg, int result)
+{
+  struct pg_rmw *x = arg;
+  if (result != INT32_MIN)
+    x->ver_r = result;
+  pg_store_pending--;
+  if (--x->pending > 0)
+    return;
+  struct osd *osd = x->osd;
+  struct pg *pg = pg_get(osd, x->pool, x->pgid, false);
+  if (!pg || pg->rmw_gen != x->gen) {
+    /* a new interval began meanwhile: the client resends */
+    reply_frame_err(osd, x->p->conn, &x->p->f, -ESTALE, "new interval; retry");
+    rmw_free(x);
+    return;
+  }
+  for (struct pg_rmw **pp = &pg->rmw; *pp; pp = &(*pp)->next)
+    if (*pp == x) {
+      *pp = x->next;
+      break;
+    }
+  if (pg->state != PG_ACTIVE || !pg->primary || pg->n_acting < pg->min_size) {
+    /* peering restarted: decide again once active */
+    x->p->obj = strdup(x->req->name);
+    x->p->deadline_ms = util_now_ms() + osd->op_timeout * 3;
+    x->p->err_on_timeout = -ETIMEDOUT;
+    snprintf(x->p->why, sizeof x->p->why, "PG %u.%x is peering", pg->pool, pg->id);
+    x->p->next = NULL;
+    pg_park(pg, x->p);
+    x->p = NULL;
+    rmw_free(x);
+    return;
+  }
+  struct wop w;
+  uint8_t rec[LOCK_REC_HDR + PG_REQID_MAX + LOCK_COOKIE_MAX];
+  if (rmw_decide(pg, x, &w, rec))
+    do_write(pg, x->p->conn, x->p->f.tid, &w);
+  rmw_free(x);
+  if (pg->waiting)
+    pg_wake(pg);
+}
+
+/* Read what the op depends on (version, lock record, attribute), then
+ * decide in rmw_read_cb.  Later ops on the object park until then. */
+static void rmw_start(struct pg *pg, msgr_conn *c, const struct msgr_frame *f)
+{
+  struct osd *osd = pg->osd;
+  struct pg_rmw *x = calloc(1, sizeof *x);
+  struct pg_parked *p = x ? park_new(c, f, 0, 0, "") : NULL;
+  Blk__OsdOp *req = p ? blk__osd_op__unpack(NULL, p->f.payload_len, p->f.payload) : NULL;
+  if (!req) {
+    free(x);
+    if (p)
+      park_free(p);
+    reply_op(c, f->tid, -ENOMEM, "out of memory", osd->epoch, pg->last);
+    return;
+  }
+  x->osd = osd;
+  x->pool = pg->pool;
+  x->pgid = pg->id;
+  x->gen = pg->rmw_gen;
+  x->p = p;
+  x->req = req;
+  x->next = pg->rmw;
+  pg->rmw = x;
+  struct store_oid oid = { pg->pool, pg->id, req->name, STORE_SNAP_HEAD };
+  x->aux_r = -ENODATA;
+  x->pending = 1;
+  if (is_lock_op(req->op)) {
+    snprintf(x->aux_key, sizeof x->aux_key, "%s%s", PG_LOCK_PREFIX, req->key);
+    x->pending++;
+  } else if (req->op == BLK__OSD_OP_TYPE__OP_RMXATTR) {
+    snprintf(x->aux_key, sizeof x->aux_key, "%s", req->key);
+    x->pending++;
+  }
+  pg_store_pending += (unsigned)x->pending;
+  bool aux = x->pending > 1;
+  store_getattr(osd->st, &oid, PG_VER_ATTR, &x->ver_val, &x->ver_len, rmw_read_cb, x);
+  if (aux)
+    store_getattr(osd->st, &oid, x->aux_key, &x->aux_val, &x->aux_len, rmw_aux_cb, x);
+}
+
+/* Orphan the read-modify-write ops of an ending interval (their reads
+ * complete and answer -ESTALE). */
+static void rmw_orphan_all(struct pg *pg)
+{
+  pg->rmw_gen++;
+  pg->rmw = NULL;
+}
+
+/* ---- admission ---- */
+
+/* Checks every client op passes before anything else (after this OSD has
+ * the op's map epoch): the blocklist (fencing).  Auth caps checks belong
+ * here too.  Returns 0, or answers the client and returns -errno. */
+static int op_admit(struct osd *osd, msgr_conn *c, const struct msgr_frame *f,
+                    const Blk__OsdOp *req)
+{
+  char nonce[PG_REQID_MAX], msg[160];
+  reqid_nonce(req->reqid, nonce, sizeof nonce);
+  if (nonce[0] && clustermap_blocklisted(osd->map, nonce, wall_ms())) {
+    snprintf(msg, sizeof msg, "client %s is blocklisted", nonce);
+    log_info("pg", "refusing op from %s: %s (epoch %llu)", msgr_conn_peer(c), msg,
+             (unsigned long long)osd->epoch);
+    reply_op(c, f->tid, -ESHUTDOWN, msg, osd->epoch, (struct pg_ver){ 0, 0 });
+    return -ESHUTDOWN;
+  }
+  return 0;
+}
+
+/* Argument checks of the object ops (before any PG state is looked at):
+ * NULL if fine, else the message for -EINVAL. */
+static const char *op_bad_args(const Blk__OsdOp *req, const struct msgr_frame *f)
+{
+  int op = req->op;
+  size_t kl = strlen(req->key);
+  bool needs_key = op == BLK__OSD_OP_TYPE__OP_GETXATTR || op == BLK__OSD_OP_TYPE__OP_SETXATTR ||
+                   op == BLK__OSD_OP_TYPE__OP_RMXATTR || op == BLK__OSD_OP_TYPE__OP_OMAP_GET ||
+                   op == BLK__OSD_OP_TYPE__OP_OMAP_SET || op == BLK__OSD_OP_TYPE__OP_OMAP_RM ||
+                   is_lock_op(op);
+  if (needs_key && (kl == 0 || kl > 1000))
+    return "this op needs a key of 1..1000 bytes";
+  if ((op == BLK__OSD_OP_TYPE__OP_GETXATTR || op == BLK__OSD_OP_TYPE__OP_SETXATTR ||
+       op == BLK__OSD_OP_TYPE__OP_RMXATTR) && req->key[0] == '@')
+    return "attribute names starting with '@' are reserved";
+  if ((op == BLK__OSD_OP_TYPE__OP_SETXATTR || op == BLK__OSD_OP_TYPE__OP_OMAP_SET) &&
+      f->data_len > STORE_VALUE_MAX)
+    return "value larger than 65536 bytes";
+  if (is_lock_op(op) && op != BLK__OSD_OP_TYPE__OP_LOCK_INFO && !req->reqid[0])
+    return "lock ops need a reqid";
+  if ((op == BLK__OSD_OP_TYPE__OP_LOCK || op == BLK__OSD_OP_TYPE__OP_UNLOCK) &&
+      f->data_len > LOCK_COOKIE_MAX)
+    return "lock cookie longer than 1024 bytes";
+  if (op == BLK__OSD_OP_TYPE__OP_LOCK_BREAK && f->data_len >= PG_REQID_MAX)
+    return "holder nonce too long";
+  if (req->has_assert_version && (!req->assert_version || !is_write_op(op)))
+    return "a version guard needs a version and a modifying op";
+  if ((op == BLK__OSD_OP_TYPE__OP_ZERO || op == BLK__OSD_OP_TYPE__OP_MAPEXT) &&
+      req->offset + req->length < req->offset)
+    return "offset + length overflows";
+  if (op == BLK__OSD_OP_TYPE__OP_ZERO && f->data_len)
+    return "zero carries no data";
+  if ((op == BLK__OSD_OP_TYPE__OP_TRUNCATE || op == BLK__OSD_OP_TYPE__OP_REMOVE ||
+       op == BLK__OSD_OP_TYPE__OP_RMXATTR || op == BLK__OSD_OP_TYPE__OP_OMAP_RM) && f->data_len)
+    return "this op carries no data";
+  return NULL;
+}
+
+static bool is_read_op(int op)
+{
+  return op == BLK__OSD_OP_TYPE__OP_READ || op == BLK__OSD_OP_TYPE__OP_STAT ||
+         op == BLK__OSD_OP_TYPE__OP_GETXATTR || op == BLK__OSD_OP_TYPE__OP_OMAP_GET ||
+         op == BLK__OSD_OP_TYPE__OP_OMAP_LIST || op == BLK__OSD_OP_TYPE__OP_MAPEXT ||
+         op == BLK__OSD_OP_TYPE__OP_LOCK_INFO;
 }
 
 static void handle_op(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
@@ -803,7 +1481,8 @@ static void handle_op(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
   char msg[160];
   const struct cluster_map *m = osd->map;
   if (!m || req->epoch > osd->epoch) {
-    /* the client knows a newer map: wait for it */
+    /* the client knows a newer map: wait for it (a fenced client's op is
+     * thus never judged against a map older than the sender's) */
     struct pg_parked *p = park_new(c, f, osd->op_timeout, -ETIMEDOUT, "waiting for a newer map");
     if (p) {
       p->next = osd->map_waiting;
@@ -812,6 +1491,8 @@ static void handle_op(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
     monc_want_epoch(osd->monc, req->epoch);
     goto out;
   }
+  if (op_admit(osd, c, f, req) < 0)
+    goto out;
   const struct cm_pool *pool = clustermap_pool_by_id(m, req->pool);
   if (!pool) {
     reply_op(c, f->tid, req->epoch < osd->epoch ? -ESTALE : -ENOENT, "no such pool", osd->epoch,
@@ -831,6 +1512,11 @@ static void handle_op(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
                (struct pg_ver){ 0, 0 });
       goto out;
     }
+    const char *bad = op_bad_args(req, f);
+    if (bad) {
+      reply_op(c, f->tid, -EINVAL, bad, osd->epoch, (struct pg_ver){ 0, 0 });
+      goto out;
+    }
   }
   if (req->pg >= pool->pg_num) {
     reply_op(c, f->tid, -ESTALE, "no such PG", osd->epoch, (struct pg_ver){ 0, 0 });
@@ -843,7 +1529,7 @@ static void handle_op(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
       reply_op(c, f->tid, -ENOMEM, "out of memory", osd->epoch, (struct pg_ver){ 0, 0 });
     } else if (req->op == BLK__OSD_OP_TYPE__OP_LIST) {
       do_list(pg, c, f->tid, req);
-    } else if (req->op == BLK__OSD_OP_TYPE__OP_READ || req->op == BLK__OSD_OP_TYPE__OP_STAT) {
+    } else if (is_read_op(req->op)) {
       do_read(pg, c, f->tid, req);
     } else {
       reply_op(c, f->tid, -EINVAL, "local ops are reads only", osd->epoch, pg->last);
@@ -865,13 +1551,16 @@ static void handle_op(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
       snprintf(msg, sizeof msg, "PG %u.%x is peering", pg->pool, pg->id);
     struct pg_parked *p = park_new(c, f, under ? osd->undersized_timeout : osd->op_timeout * 3,
                                    under ? -EAGAIN : -ETIMEDOUT, msg);
-    if (p)
+    if (p) {
+      if (req->op != BLK__OSD_OP_TYPE__OP_LIST)
+        p->obj = strdup(req->name);   /* keeps per-object order on wake */
       pg_park(pg, p);
+    }
     goto out;
   }
-  switch (req->op) {
-  case BLK__OSD_OP_TYPE__OP_READ:
-  case BLK__OSD_OP_TYPE__OP_STAT:
+  if (req->op == BLK__OSD_OP_TYPE__OP_LIST) {
+    do_list(pg, c, f->tid, req);
+  } else if (is_read_op(req->op)) {
     if (write_in_flight(pg, req->name)) {
       struct pg_parked *p = park_new(c, f, osd->op_timeout * 3, -ETIMEDOUT, "write in flight");
       if (p)
@@ -879,25 +1568,28 @@ static void handle_op(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
     } else {
       do_read(pg, c, f->tid, req);
     }
-    break;
-  case BLK__OSD_OP_TYPE__OP_LIST:
-    do_list(pg, c, f->tid, req);
-    break;
-  case BLK__OSD_OP_TYPE__OP_WRITE:
-  case BLK__OSD_OP_TYPE__OP_WRITEFULL:
-  case BLK__OSD_OP_TYPE__OP_REMOVE:
-    if (req->op != BLK__OSD_OP_TYPE__OP_REMOVE &&
+  } else if (is_write_op(req->op)) {
+    if ((req->op == BLK__OSD_OP_TYPE__OP_WRITE || req->op == BLK__OSD_OP_TYPE__OP_WRITEFULL ||
+         req->op == BLK__OSD_OP_TYPE__OP_SETXATTR || req->op == BLK__OSD_OP_TYPE__OP_OMAP_SET ||
+         req->op == BLK__OSD_OP_TYPE__OP_LOCK || req->op == BLK__OSD_OP_TYPE__OP_UNLOCK ||
+         req->op == BLK__OSD_OP_TYPE__OP_LOCK_BREAK) &&
         (f->data_len != req->length || crc32c(0, f->data, f->data_len) != req->data_crc)) {
       reply_op(c, f->tid, -EBADMSG, "data crc32c or length mismatch", osd->epoch, pg->last);
-      break;
+    } else if (dedup(pg, c, f->tid, req)) {
+      /* a resend: answered or re-attached */
+    } else if (rmw_busy(pg, req->name)) {
+      park_obj(pg, c, f, req->name, "waiting for an earlier op on the object");
+    } else if (is_rmw(req)) {
+      if (write_in_flight(pg, req->name))
+        park_obj(pg, c, f, req->name, "write in flight");
+      else
+        rmw_start(pg, c, f);
+    } else {
+      struct wop w;
+      wop_from_req(&w, req, f);
+      do_write(pg, c, f->tid, &w);
     }
-    if (req->op == BLK__OSD_OP_TYPE__OP_REMOVE && f->data_len) {
-      reply_op(c, f->tid, -EINVAL, "remove carries no data", osd->epoch, pg->last);
-      break;
-    }
-    do_write(pg, c, f, req);
-    break;
-  default:
+  } else {
     reply_op(c, f->tid, -EOPNOTSUPP, "unknown op", osd->epoch, pg->last);
   }
 out:
@@ -957,7 +1649,9 @@ static void handle_repop(struct osd *osd, msgr_conn *c, const struct msgr_frame 
     rep_reply(c, f->tid, -ESTALE, osd->epoch);
     goto out;
   }
-  if (f->data_len != ro->length || crc32c(0, f->data, f->data_len) != ro->data_crc) {
+  bool zero = ro->op == BLK__OSD_OP_TYPE__OP_ZERO;
+  if ((zero ? f->data_len != 0 : f->data_len != ro->length) ||
+      crc32c(0, f->data, f->data_len) != ro->data_crc) {
     log_warn("pg", "%u.%x: RepOp v%llu from %s fails its crc32c", pg->pool, pg->id,
              (unsigned long long)ver.v, msgr_conn_peer(c));
     rep_reply(c, f->tid, -EBADMSG, osd->epoch);
@@ -988,7 +1682,11 @@ static void handle_repop(struct osd *osd, msgr_conn *c, const struct msgr_frame 
     goto out;
   } else {
     t = store_txn_new();
-    r = t ? pg_txn_object(t, pg, ro->op, ro->name, ro->offset, f->data_len, f->data) : -ENOMEM;
+    r = t ? pg_txn_object(t, pg, ro->op, ro->name, ro->key[0] ? ro->key : NULL, ro->offset,
+                          zero ? ro->length : f->data_len, f->data)
+          : -ENOMEM;
+    if (r == 0 && ro->op != BLK__OSD_OP_TYPE__OP_REMOVE)
+      r = pg_txn_version(t, pg, ro->name, ver);
     if (r == 0)
       r = pg_log_append(pg, t, ver, (uint8_t)ro->op, ro->reqid, ro->name);
   }
@@ -1037,6 +1735,7 @@ static void pg_end_interval(struct pg *pg, const char *why)
   /* client ops held or in flight for the old interval: the client
    * refetches the map and resends (deduplicated by reqid) */
   fail_parked(pg->osd, &pg->waiting, &pg->waiting_tail, -ESTALE, why);
+  rmw_orphan_all(pg);
   while (pg->inflight) {
     struct pg_op *op = pg->inflight;
     pg->inflight = op->next;

@@ -275,6 +275,7 @@ int osd_start(struct osd *osd)
   osd->undersized_timeout = config_get_int(osd->cfg, "osd_op_timeout_undersized");
   osd->stats_interval = config_get_int(osd->cfg, "osd_stats_interval");
   osd->pg_log_max = (size_t)config_get_int(osd->cfg, "osd_pg_log_max");
+  osd->lock_lease_ms = config_get_int(osd->cfg, "osd_lock_lease_ms");
   osd->async_recovery = config_get_bool(osd->cfg, "osd_async_recovery");
   if (osd->pg_log_max < 16)
     osd->pg_log_max = 16;

@@ -221,4 +221,31 @@ void store_debug_tear_next_write(store *st);
 /* Seq of the last acknowledged transaction (journal record). */
 uint64_t store_debug_acked_seq(store *st);
 
+/* ---- object-op helpers (store_read.c; for the OSD's xattr/omap/extent
+ * ops and for recovery).  Same ordering as the lookups above: resolved at
+ * submission against every queued transaction, cb after those are durable.
+ * On success the out arrays are malloc'd and owned by the caller. ---- */
+
+/* One attribute or omap entry: key and val malloc'd (store_kv_free). */
+struct store_kv {
+  char *key;
+  void *val;
+  size_t len;
+};
+void store_kv_free(struct store_kv *kv, size_t n);
+/* Every attribute of oid, in name order.  -ENOENT if no object. */
+void store_attrs(store *st, const struct store_oid *oid, struct store_kv **out,
+                 size_t *n, store_cb cb, void *arg);
+/* Up to max omap entries (key and value) after start_after (NULL = first),
+ * in key order.  -ENOENT if no object. */
+void store_omap_range(store *st, const struct store_oid *oid,
+                      const char *start_after, unsigned max,
+                      struct store_kv **out, size_t *n, store_cb cb, void *arg);
+/* Allocated extents of oid within [off, off+len) clipped to its size, as
+ * *n (offset, length) pairs in *ext (2 * *n values, ascending, block
+ * granular except at the range ends).  -ENOENT if no object. */
+void store_mapext(store *st, const struct store_oid *oid, uint64_t off,
+                  uint64_t len, uint64_t **ext, size_t *n, store_cb cb,
+                  void *arg);
+
 #endif

@@ -626,3 +626,155 @@ void store_list_free(struct store_list_ent *ents, int n)
     free(ents[i].name);
   free(ents);
 }
+
+/* ---- object-op helpers (OSD ops GETXATTR/OMAP_LIST/MAPEXT, recovery) ---- */
+
+void store_kv_free(struct store_kv *kv, size_t n)
+{
+  if (!kv)
+    return;
+  for (size_t i = 0; i < n; i++) {
+    free(kv[i].key);
+    free(kv[i].val);
+  }
+  free(kv);
+}
+
+static void kv_set(struct store_kv *kv, const char *key, size_t klen, const void *val,
+                   size_t vlen)
+{
+  kv->key = strndup(key, klen);
+  kv->val = malloc(vlen ? vlen : 1);
+  if (!kv->key || !kv->val)
+    abort();
+  memcpy(kv->val, val, vlen);
+  kv->len = vlen;
+}
+
+void store_attrs(store *st, const struct store_oid *oid, struct store_kv **out, size_t *n,
+                 store_cb cb, void *arg)
+{
+  *out = NULL;
+  *n = 0;
+  struct onode o;
+  struct rreq *r = rreq_start(st, oid, true, cb, arg, &o);
+  if (!r)
+    return;
+  struct store_kv *kv = calloc(o.n_attrs + 1, sizeof *kv);
+  if (!kv)
+    abort();
+  for (uint32_t i = 0; i < o.n_attrs; i++)
+    kv_set(&kv[i], o.attrs[i].name, strlen(o.attrs[i].name), o.attrs[i].val, o.attrs[i].vlen);
+  *out = kv;
+  *n = o.n_attrs;
+  onode_clear(&o);
+  rreq_park(st, r);
+}
+
+void store_omap_range(store *st, const struct store_oid *oid, const char *start_after,
+                      unsigned max, struct store_kv **out, size_t *n, store_cb cb, void *arg)
+{
+  *out = NULL;
+  *n = 0;
+  struct onode o;
+  struct rreq *r = rreq_start(st, oid, !start_after || strlen(start_after) <= STORE_NAME_MAX,
+                              cb, arg, &o);
+  if (!r)
+    return;
+  uint64_t id = o.omap_id;
+  onode_clear(&o);
+  struct store_list_ent *ents = NULL;
+  int nk = id && max ? store_omap_list(st, oid, start_after, max, &ents) : 0;
+  if (nk < 0) {
+    r->result = nk;
+    rreq_park(st, r);
+    return;
+  }
+  struct store_kv *kv = calloc((size_t)nk + 1, sizeof *kv);
+  if (!kv)
+    abort();
+  size_t k = 0;
+  for (int i = 0; i < nk; i++) {
+    uint8_t key[9 + STORE_NAME_MAX + 1];
+    size_t kl = strlen(ents[i].name);
+    key[0] = KEY_OMAP;
+    put_be64(key + 1, id);
+    memcpy(key + 9, ents[i].name, kl);
+    uint8_t *v;
+    size_t vl;
+    bool borrowed;
+    int rc = meta_get(st, key, 9 + kl, &v, &vl, &borrowed);
+    if (rc < 0) {
+      r->result = rc;
+      break;
+    }
+    if (rc == 0)
+      continue;
+    kv_set(&kv[k++], ents[i].name, kl, v, vl);
+    if (!borrowed)
+      free(v);
+  }
+  store_list_free(ents, nk);
+  if (r->result < 0) {
+    store_kv_free(kv, k);
+  } else {
+    *out = kv;
+    *n = k;
+  }
+  rreq_park(st, r);
+}
+
+void store_mapext(store *st, const struct store_oid *oid, uint64_t off, uint64_t len,
+                  uint64_t **ext, size_t *n, store_cb cb, void *arg)
+{
+  *ext = NULL;
+  *n = 0;
+  struct onode o;
+  struct rreq *r = rreq_start(st, oid, off + len >= off, cb, arg, &o);
+  if (!r)
+    return;
+  uint64_t end = off + len < o.size ? off + len : o.size;
+  onode_clear(&o);
+  uint64_t *v = NULL;
+  size_t cnt = 0, cap = 0;
+  struct chunk_map cm;
+  uint64_t cur_chunk = UINT64_MAX;
+  bool have_chunk = false;
+  for (uint64_t bi = off / STORE_BLOCK; off < end && bi * STORE_BLOCK < end; bi++) {
+    uint64_t ci = bi / STORE_CHUNK_BLOCKS;
+    if (ci != cur_chunk) {
+      int rc = st_load_chunk(st, oid, (uint32_t)ci, &cm);
+      if (rc < 0) {
+        r->result = rc;
+        break;
+      }
+      have_chunk = rc > 0;
+      cur_chunk = ci;
+    }
+    if (!have_chunk || !cm.blk[bi % STORE_CHUNK_BLOCKS])
+      continue;
+    uint64_t s = bi * STORE_BLOCK > off ? bi * STORE_BLOCK : off;
+    uint64_t e = (bi + 1) * STORE_BLOCK < end ? (bi + 1) * STORE_BLOCK : end;
+    if (cnt && v[2 * cnt - 2] + v[2 * cnt - 1] == s) {
+      v[2 * cnt - 1] += e - s;
+      continue;
+    }
+    if (cnt == cap) {
+      cap = cap ? cap * 2 : 16;
+      uint64_t *nv = realloc(v, 2 * cap * sizeof *nv);
+      if (!nv)
+        abort();
+      v = nv;
+    }
+    v[2 * cnt] = s;
+    v[2 * cnt + 1] = e - s;
+    cnt++;
+  }
+  if (r->result < 0) {
+    free(v);
+  } else {
+    *ext = v;
+    *n = cnt;
+  }
+  rreq_park(st, r);
+}

@@ -837,15 +837,31 @@ static int export_reap(struct slot *s, int fd, struct nbd_handle *nbd, int *rc)
                         (unsigned long long)s->off, s->msg);
     return *rc;
   }
-  for (size_t p = 0; p < s->len && !*rc; p += 65536) {
-    size_t n = s->len - p < 65536 ? s->len - p : 65536;
-    if (!nbd && all_zero(s->buf + p, n))
-      continue;   /* keep the hole */
-    int r = target_write(fd, nbd, s->buf + p, n, s->off + p);
+  /* runs of non-zero 4 KiB blocks are written; all-zero blocks of a file
+   * target stay holes (an NBD target gets everything) */
+  size_t p = 0;
+  /* pieces end on absolute 4 KiB boundaries, as the target's blocks do */
+#define PIECE(at) (4096 - (size_t)((s->off + (at)) & 4095))
+  while (p < s->len && !*rc) {
+    size_t n = s->len - p < PIECE(p) ? s->len - p : PIECE(p);
+    if (!nbd && all_zero(s->buf + p, n)) {
+      p += n;
+      continue;
+    }
+    size_t q = p + n;
+    while (q < s->len) {
+      size_t m = s->len - q < PIECE(q) ? s->len - q : PIECE(q);
+      if (!nbd && all_zero(s->buf + q, m))
+        break;
+      q += m;
+    }
+    int r = target_write(fd, nbd, s->buf + p, q - p, s->off + p);
     if (r < 0)
       *rc = blkctl_fail(EIO, "write of the target at %llu failed: %s",
                         (unsigned long long)(s->off + p), nbd ? nbd_get_error() : strerror(-r));
+    p = q;
   }
+#undef PIECE
   return *rc;
 }
 

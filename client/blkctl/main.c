@@ -42,6 +42,8 @@ static void usage(FILE *f)
           "  object bench POOL [--seconds S] [--size B] [--qd N] [--objects N] [--read]\n"
           "images:\n"
           "  image create|ls|info|resize|rm|rename|du|import|export|bench ...  (blkctl image)\n"
+          "NBD exports (docs/nbd.md):\n"
+          "  nbd serve [blk-nbd options] [POOL/IMAGE ...] | nbd map POOL/IMAGE | nbd unmap ... | nbd ls\n"
           "\n"
           "The config is -c PATH, else $BLK_CONF, else ./run/blk.conf.\n"
           "Exit status: 0 on success, else the errno of the failure (see docs/blkctl.md).\n");

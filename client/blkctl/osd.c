@@ -4,6 +4,8 @@
  *   osd tree                  hierarchy with up/in and weights (STATUS read)
  *   osd out N | in N          OsdMark OUT/IN (a Raft-committed change)
  *   osd reweight N W          OsdReweight, W in [0, 1000] (1.0 = 1 TiB)
+ *   osd blocklist add NONCE [--expire S] | ls | rm NONCE
+ *                             BlocklistChange (fencing, docs/osd.md)
  *   osd map POOL OBJECT       PG, up set, acting set and primary computed
  *                             locally from the map (common/pgmap.h), as
  *                             every client and OSD computes them
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client/blkctl/blkctl.h"
 #include "common/clustermap.h"
@@ -214,13 +217,91 @@ static int osd_map(struct blkctl *b, const char *pool_name, const char *obj)
   return 0;
 }
 
+/* osd blocklist add NONCE [--expire SECONDS] | ls | rm NONCE */
+static int osd_blocklist(struct blkctl *b, int argc, char **argv)
+{
+  static const char *usage =
+      "usage: blkctl osd blocklist add NONCE [--expire SECONDS] | blocklist ls | "
+      "blocklist rm NONCE";
+  if (argc == 3 && !strcmp(argv[2], "ls")) {
+    Blk__MonReply *rep;
+    struct cluster_map *m;
+    int r = blkctl_read_status(b, &rep, &m);
+    if (r)
+      return r;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (b->json) {
+      json_begin_obj();
+      json_uint("epoch", m->epoch);
+      json_begin_arr("blocklist");
+    }
+    for (size_t i = 0; i < m->n_blocklist; i++) {
+      const struct cm_blocklist *e = &m->blocklist[i];
+      if (e->expire_ms && e->expire_ms <= now)
+        continue;   /* expired: no longer enforced */
+      if (b->json) {
+        json_begin_obj();
+        json_str("nonce", e->nonce);
+        json_int("expire_ms", e->expire_ms);
+        json_end_obj();
+      } else if (e->expire_ms) {
+        printf("%s expires in %lld s\n", e->nonce, (e->expire_ms - now + 999) / 1000);
+      } else {
+        printf("%s\n", e->nonce);
+      }
+    }
+    if (b->json) {
+      json_end_arr();
+      json_end_obj();
+      json_done();
+    }
+    blk__mon_reply__free_unpacked(rep, NULL);
+    clustermap_free(m);
+    return 0;
+  }
+  bool add = argc >= 4 && !strcmp(argv[2], "add"), rm = argc == 4 && !strcmp(argv[2], "rm");
+  if (!add && !rm)
+    return blkctl_fail(EINVAL, "%s", usage);
+  uint32_t expire = 0;
+  if (add && argc == 6 && !strcmp(argv[4], "--expire")) {
+    char *end;
+    unsigned long v = strtoul(argv[5], &end, 10);
+    if (*end || end == argv[5] || argv[5][0] == '-' || v == 0 || v > 10u * 365 * 86400)
+      return blkctl_fail(EINVAL, "bad --expire '%s' (1..315360000 seconds)", argv[5]);
+    expire = (uint32_t)v;
+  } else if (add && argc != 4) {
+    return blkctl_fail(EINVAL, "%s", usage);
+  }
+  if (!clustermap_valid_nonce(argv[3]))
+    return blkctl_fail(EINVAL, "bad client nonce '%s' (1-63 of 0-9 A-Z a-z _ -)", argv[3]);
+  Blk__MapTxn txn = BLK__MAP_TXN__INIT;
+  Blk__BlocklistChange bc = BLK__BLOCKLIST_CHANGE__INIT;
+  bc.nonce = argv[3];
+  bc.remove = rm;
+  bc.expire_s = expire;
+  txn.blocklist = &bc;
+  char what[160];
+  if (rm)
+    snprintf(what, sizeof what, "un-blocklisted client %s", argv[3]);
+  else if (expire)
+    snprintf(what, sizeof what, "blocklisted client %s for %u s", argv[3], expire);
+  else
+    snprintf(what, sizeof what, "blocklisted client %s", argv[3]);
+  return osd_change(b, &txn, what);
+}
+
 int cmd_osd(struct blkctl *b, int argc, char **argv)
 {
   static const char *usage =
       "usage: blkctl osd tree | osd out|in|down N... | osd reweight N WEIGHT | "
-      "osd map POOL OBJECT";
+      "osd map POOL OBJECT | osd blocklist add NONCE [--expire SECONDS] | osd blocklist ls | "
+      "osd blocklist rm NONCE";
   if (argc == 2 && !strcmp(argv[1], "tree"))
     return osd_tree(b);
+  if (argc >= 2 && !strcmp(argv[1], "blocklist"))
+    return osd_blocklist(b, argc, argv);
   if (argc == 4 && !strcmp(argv[1], "map"))
     return osd_map(b, argv[2], argv[3]);
   int32_t id;

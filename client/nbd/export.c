@@ -130,11 +130,53 @@ void nbd_export_put(struct nbd_export *e)
   free(e);
 }
 
+int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *ro,
+                     char *err, size_t errlen)
+{
+  char pool[256], image[256], snap[256];
+  if (nbd_export_name_split(name, strlen(name), pool, image, snap) < 0) {
+    snprintf(err, errlen, "export name '%.200s' is not POOL/IMAGE[@SNAP]", name);
+    return -EINVAL;
+  }
+  if (!nbd_export_allowed(srv, name)) {
+    snprintf(err, errlen, "'%s' is not exported by this server", name);
+    return -EACCES;
+  }
+  for (struct nbd_export *e = srv->exports; e; e = e->next)
+    if (e->img && !strcmp(e->name, name)) {
+      *size = e->size;
+      *ro = e->read_only;
+      return 0;
+    }
+  blk_ioctx *io = nbd_pool_ioctx(srv, pool);
+  if (!io) {
+    int e = errno;
+    snprintf(err, errlen, "pool '%s': %s", pool, strerror(e));
+    return -e;
+  }
+  /* read-only: asking about an image must not take (or move) its lock */
+  blk_image *img;
+  int r = blk_image_open(io, image, snap[0] ? snap : NULL, BLK_IMAGE_RDONLY, &img);
+  if (r < 0) {
+    snprintf(err, errlen, "cannot open image %s: %s", name, strerror(-r));
+    return r;
+  }
+  *size = blk_image_size(img);
+  *ro = srv->cfg->read_only || snap[0];
+  blk_image_close(img);
+  return 0;
+}
+
 uint16_t nbd_export_tflags(const struct nbd_export *e)
+{
+  return nbd_tflags(e->read_only);
+}
+
+uint16_t nbd_tflags(bool read_only)
 {
   uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_DF |
                NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE;
-  if (e->read_only)
+  if (read_only)
     f |= NBD_FLAG_READ_ONLY;
   else
     f |= NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |

@@ -11,7 +11,8 @@
  *   blk-nbd [-c CONF] [--id NAME] [--listen HOST:PORT ...] [--socket PATH]
  *           [--socket-mode OCTAL] [--read-only] [--pool POOL ...]
  *           [--tls off|on|require] [--tls-certs DIR] [--tls-psk FILE]
- *           [--tls-verify-peer] [--max-inflight N] [--daemon]
+ *           [--tls-verify-peer] [--max-inflight N] [--read-holes scan|map|off]
+ *           [--daemon]
  *           [--pid-file PATH] [--log-file PATH] [--log-level LEVEL]
  *           [POOL/IMAGE[@SNAP] ...]
  */
@@ -38,7 +39,8 @@ static void usage(FILE *f)
           "usage: blk-nbd [-c CONF] [--id NAME] [--listen HOST:PORT ...] [--socket PATH]\n"
           "               [--socket-mode OCTAL] [--read-only] [--pool POOL ...]\n"
           "               [--tls off|on|require] [--tls-certs DIR] [--tls-psk FILE]\n"
-          "               [--tls-verify-peer] [--max-inflight N] [--daemon]\n"
+          "               [--tls-verify-peer] [--max-inflight N] [--read-holes scan|map|off]\n"
+          "               [--daemon]\n"
           "               [--pid-file PATH] [--log-file PATH] [--log-level LEVEL]\n"
           "               [POOL/IMAGE[@SNAP] ...]\n"
           "Exports blkstore images over NBD.  With no image named, any POOL/IMAGE the\n"
@@ -155,6 +157,18 @@ static int parse_args(int argc, char **argv, struct nbd_config *cfg, bool *daemo
         return -EINVAL;
       }
       cfg->max_inflight = (unsigned)n;
+    } else if (!strcmp(a, "--read-holes")) {
+      NEED();
+      if (!strcmp(v, "scan"))
+        cfg->read_holes = NBD_HOLES_SCAN;
+      else if (!strcmp(v, "map"))
+        cfg->read_holes = NBD_HOLES_MAP;
+      else if (!strcmp(v, "off"))
+        cfg->read_holes = NBD_HOLES_OFF;
+      else {
+        fprintf(stderr, "blk-nbd: bad --read-holes '%s' (scan, map or off)\n", v);
+        return -EINVAL;
+      }
     } else if (!strcmp(a, "--daemon") || !strcmp(a, "-d")) {
       *daemonize = true;
     } else if (!strcmp(a, "--pid-file")) {

@@ -31,6 +31,10 @@ struct evconnlistener;
 typedef struct ssl_ctx_st SSL_CTX;
 
 enum nbd_tls_mode { NBD_TLS_OFF = 0, NBD_TLS_ON, NBD_TLS_REQUIRE };
+/* How structured READ replies find holes: by scanning the data read for
+ * zero runs (no extra cluster op), from the image's allocation map (a
+ * block status beside each large read), or not at all. */
+enum nbd_read_holes { NBD_HOLES_SCAN = 0, NBD_HOLES_MAP, NBD_HOLES_OFF };
 
 /* Everything main.c parsed; strings borrowed from argv for the process. */
 struct nbd_config {
@@ -50,6 +54,7 @@ struct nbd_config {
   const char *tls_psk;        /* PSK file: "identity:hexkey" lines */
   bool tls_verify_peer;
   unsigned max_inflight;      /* per connection */
+  enum nbd_read_holes read_holes;
   const char *ready_file;     /* written once listening (tests, blkctl map) */
 };
 
@@ -113,6 +118,8 @@ struct nbd_conn {
   char *meta_export;         /* ... for this export name */
   uint64_t skip;             /* input bytes still to discard */
   bool closing;              /* close once output is flushed */
+  struct event *flush_timer; /* polls TLS's lower buffer while closing */
+  unsigned flush_polls;
   bool disc;                 /* NBD_CMD_DISC seen: read nothing more */
   /* transmission */
   struct nbd_export *exp;
@@ -173,8 +180,14 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
                    char *err, size_t errlen);
 /* Drop a reference; the image is closed at the last. */
 void nbd_export_put(struct nbd_export *e);
-/* Transmission flags for an export. */
+/* Size and read-only-ness of an export for NBD_OPT_INFO without taking
+ * a reference: an open export answers, else the image is opened read-only
+ * (no lock) and closed again.  0 or -errno as nbd_export_get. */
+int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *ro,
+                     char *err, size_t errlen);
+/* Transmission flags for an export / for a read-only or writable one. */
 uint16_t nbd_export_tflags(const struct nbd_export *e);
+uint16_t nbd_tflags(bool read_only);
 /* Names this server lists (NBD_OPT_LIST): *names (free with
  * blk_image_list_free-like nbd_names_free) and *n.  0 or -errno. */
 int nbd_export_list(struct nbd_server *srv, char ***names, size_t *n);

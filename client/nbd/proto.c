@@ -327,3 +327,48 @@ size_t nbd_extents_to_descriptors(const struct nbd_extent *ext, size_t n, uint64
   }
   return nd;
 }
+
+static bool zero_block(const uint8_t *p, uint64_t n)
+{
+  for (uint64_t i = 0; i < n; i++)
+    if (p[i])
+      return false;
+  return true;
+}
+
+size_t nbd_zero_scan(const uint8_t *buf, uint64_t off, uint32_t len, uint32_t min_run,
+                     struct nbd_extent *ext, size_t max)
+{
+  size_t n = 0;
+  uint64_t pos = 0;                           /* start of the current data run */
+  uint64_t b = (4096 - (off & 4095)) & 4095;  /* first block boundary */
+  if (min_run == 0)
+    min_run = 1;
+  while (b < len && n + 2 <= max) {
+    uint64_t blk = len - b < 4096 ? len - b : 4096; /* a short block only at the end */
+    if (!zero_block(buf + b, blk)) {
+      b += blk;
+      continue;
+    }
+    uint64_t z = b + blk;
+    while (z < len) {
+      uint64_t zb = len - z < 4096 ? len - z : 4096;
+      if (!zero_block(buf + z, zb))
+        break;
+      z += zb;
+    }
+    if (z - b >= min_run) {
+      if (b > pos) {
+        ext[n].offset = off + pos;
+        ext[n].length = b - pos;
+        ext[n++].flags = 0;
+      }
+      ext[n].offset = off + b;
+      ext[n].length = z - b;
+      ext[n++].flags = NBD_STATE_HOLE | NBD_STATE_ZERO;
+      pos = z;
+    }
+    b = z;
+  }
+  return n;
+}

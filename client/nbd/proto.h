@@ -315,4 +315,12 @@ struct nbd_extent {
 size_t nbd_extents_to_descriptors(const struct nbd_extent *ext, size_t n, uint64_t off,
                                   uint32_t len, uint32_t (*out)[2], size_t max);
 
+/* Find zero runs in buf (the data of [off, off+len)): 4 KiB blocks aligned
+ * on the image (a shorter block only at the end), runs of at least min_run
+ * bytes become HOLE|ZERO extents, what lies between them data extents.
+ * Writes at most max extents (sorted, inside the range) and returns how
+ * many; what follows the last one is data. */
+size_t nbd_zero_scan(const uint8_t *buf, uint64_t off, uint32_t len, uint32_t min_run,
+                     struct nbd_extent *ext, size_t max);
+
 #endif

@@ -67,6 +67,10 @@ void nbd_conn_close(struct nbd_conn *c)
   if (c->bev)
     bufferevent_free(c->bev);
   c->bev = NULL;
+  if (c->flush_timer) {
+    event_free(c->flush_timer);
+    c->flush_timer = NULL;
+  }
   c->listed = false;
   if (c->prev)
     c->prev->next = c->next;
@@ -80,22 +84,62 @@ void nbd_conn_close(struct nbd_conn *c)
     event_base_loopbreak(srv->base);
 }
 
+/* Bytes not yet handed to the kernel: with TLS the filter's output may be
+ * empty while the socket bufferevent below still holds ciphertext. */
+static size_t conn_output_pending(struct nbd_conn *c)
+{
+  size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+  struct bufferevent *under = bufferevent_get_underlying(c->bev);
+  if (under)
+    n += evbuffer_get_length(bufferevent_get_output(under));
+  return n;
+}
+
+static void conn_flush_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Close when everything is written; polls briefly for TLS's lower buffer
+ * (the filter owns its callbacks), giving up after ~5 s. */
+static void conn_try_close(struct nbd_conn *c)
+{
+  if (!c->bev)
+    return;
+  if (conn_output_pending(c) == 0 || ++c->flush_polls > 500) {
+    nbd_conn_close(c);
+    return;
+  }
+  if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+    return; /* the write callback comes back here */
+  if (!c->flush_timer)
+    c->flush_timer = evtimer_new(c->srv->base, conn_flush_timer_cb, c);
+  struct timeval tv = { 0, 10 * 1000 };
+  if (c->flush_timer)
+    evtimer_add(c->flush_timer, &tv);
+  else
+    nbd_conn_close(c);
+}
+
+static void conn_flush_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  conn_try_close(arg);
+}
+
 void nbd_conn_close_after_flush(struct nbd_conn *c)
 {
   if (!c->bev)
     return;
   c->closing = true;
   bufferevent_disable(c->bev, EV_READ);
-  if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-    nbd_conn_close(c);
+  conn_try_close(c);
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
   struct nbd_conn *c = arg;
+  (void)bev;
   if (c->closing) {
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-      nbd_conn_close(c);
+    conn_try_close(c);
     return;
   }
   nbd_conn_output_drained(c);
@@ -221,27 +265,31 @@ static int opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint3
     want_desc |= t == NBD_INFO_DESCRIPTION;
   }
   const char *real = default_name(c, name);
-  struct nbd_export *e;
-  int r = nbd_export_get(c->srv, real, &e, err, sizeof err);
+  struct nbd_export *e = NULL;
+  uint64_t size;
+  bool ro;
+  int r = opt == NBD_OPT_INFO ? nbd_export_probe(c->srv, real, &size, &ro, err, sizeof err)
+                              : nbd_export_get(c->srv, real, &e, err, sizeof err);
   if (r < 0) {
     opt_error(c, opt, r == -EACCES ? NBD_REP_ERR_POLICY : NBD_REP_ERR_UNKNOWN, err);
     return 0;
   }
-  opt_reply_info_export(c, opt, e->size, nbd_export_tflags(e));
+  if (e) {
+    size = e->size;
+    ro = e->read_only;
+  }
+  opt_reply_info_export(c, opt, size, nbd_tflags(ro));
   if (want_name)
-    opt_reply_info_string(c, opt, NBD_INFO_NAME, e->name);
+    opt_reply_info_string(c, opt, NBD_INFO_NAME, real);
   if (want_desc) {
-    char desc[600];
-    snprintf(desc, sizeof desc, "blkstore image %s%s", e->name,
-             e->read_only ? " (read-only)" : "");
+    char desc[NBD_MAX_STRING + 64];
+    snprintf(desc, sizeof desc, "blkstore image %s%s", real, ro ? " (read-only)" : "");
     opt_reply_info_string(c, opt, NBD_INFO_DESCRIPTION, desc);
   }
   opt_reply_info_block_size(c, opt);
   opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
-  if (opt == NBD_OPT_INFO) {
-    nbd_export_put(e);
+  if (!e)
     return 0;
-  }
   conn_start_transmission(c, e);
   return 1;
 }
@@ -559,6 +607,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     free(c);
     return;
   }
+  /* whole 1 MiB requests per read/write call instead of 16 KiB slices */
+  bufferevent_set_max_single_read(c->bev, 1 << 20);
+  bufferevent_set_max_single_write(c->bev, 1 << 20);
   c->next = srv->conns;
   if (srv->conns)
     srv->conns->prev = c;

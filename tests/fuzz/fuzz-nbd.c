@@ -9,7 +9,8 @@
  * parsed strings lie inside the option, an accepted request stays inside
  * the export and under the payload limit, a WRITE's payload is skipped
  * exactly, and block status descriptors cover a prefix of the range
- * contiguously with at most max entries.  proto.c is compiled into this
+ * contiguously with at most max entries, and the zero scan of a READ
+ * reports only zero bytes as holes, inside the range, in order.  proto.c is compiled into this
  * target (included below) so it is instrumented for coverage.
  */
 #include <stdint.h>
@@ -50,9 +51,39 @@ static void check_descriptors(const uint8_t *d, size_t n, uint64_t off, uint32_t
     abort();
 }
 
+/* nbd_zero_scan over the input itself as read data */
+static void check_zero_scan(const uint8_t *d, size_t n)
+{
+  if (n < 3)
+    return;
+  uint64_t off = (uint64_t)d[0] * 512;
+  uint32_t min = 1u + d[1] * 64u;
+  size_t max = 2 + d[2] % 16;
+  d += 3;
+  n -= 3;
+  struct nbd_extent ext[32];
+  size_t ne = nbd_zero_scan(d, off, (uint32_t)n, min, ext, max);
+  if (ne > max)
+    abort();
+  uint64_t pos = off;
+  for (size_t i = 0; i < ne; i++) {
+    if (ext[i].offset < pos || ext[i].length == 0 || ext[i].offset + ext[i].length > off + n)
+      abort();
+    if (ext[i].flags) {
+      if (ext[i].length < min)
+        abort();
+      for (uint64_t k = 0; k < ext[i].length; k++)
+        if (d[ext[i].offset - off + k])
+          abort();
+    }
+    pos = ext[i].offset + ext[i].length;
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
   size_t off = 0;
+  check_zero_scan(data, size);
   struct nbd_session s = { .size = 1u << 20, .tflags = NBD_FLAG_HAS_FLAGS };
   bool transmission = false;
   if (size < 4)

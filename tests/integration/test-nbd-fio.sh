@@ -4,6 +4,8 @@
 # verify=crc32c at queue depth 16 (every block read back and checked),
 # then the same with an OSD killed -9 in the middle and restarted: no I/O
 # error reaches the NBD client and every block verifies at the end.
+# ASan builds on a shared 2-core machine need more than the default 300 s
+: "${BLK_TEST_TIMEOUT:=540}"; export BLK_TEST_TIMEOUT
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/test-nbd-common.inc"
 requires fio

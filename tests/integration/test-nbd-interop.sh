@@ -5,7 +5,11 @@
 # qemu-img info/convert/compare both ways over nbd:// and nbd+unix://,
 # qemu-io pattern writes/reads/discards/write_zeroes verified, nbdcopy
 # both ways with checksums and with 4 connections (multi-conn), nbdsh
-# TRIM/ZERO/BLOCK_STATUS/FLUSH/CACHE, nbd-client -l listing, socket mode.
+# TRIM/ZERO/BLOCK_STATUS/FLUSH/CACHE, structured reads with hole chunks
+# (--read-holes scan and map) and DF, a simple-reply client with 256
+# requests in flight, nbd-client -l listing, socket mode.
+# ASan builds on a shared 2-core machine need more than the default 300 s
+: "${BLK_TEST_TIMEOUT:=540}"; export BLK_TEST_TIMEOUT
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/test-nbd-common.inc"
 requires nbdcopy sha256sum
@@ -17,6 +21,9 @@ P=$(nbd_port)
 SOCK=$TEST_DIR/nbd.sock
 start_nbd main --listen 127.0.0.1:$P --socket "$SOCK" --socket-mode 0660 --pool rbd
 U=nbd://127.0.0.1:$P
+PM=$(nbd_port)
+start_nbd map --listen 127.0.0.1:$PM --read-holes map --pool rbd
+UMAP=nbd://127.0.0.1:$PM
 X="nbd+unix:///rbd/a?socket=$SOCK"
 
 # ---- socket mode and listing
@@ -125,9 +132,48 @@ except nbd.Error as e:
     assert e.errno == 'ENOTSUP', e
 h.zero(65536, 0, nbd.CMD_FLAG_FAST_ZERO)
 h2.shutdown(); h.shutdown()
+# structured READ: hole chunks over unallocated ranges, data elsewhere (rbd/a)
+for holes in ('scan', 'map'):
+    a = nbd.NBD(); a.connect_uri('$U/rbd/a' if holes == 'scan' else '$UMAP/rbd/a')
+    kinds = []
+    def chunk(buf, off, status, err):
+        kinds.append((status, off, len(buf)))
+        return 0
+    got = a.pread_structured(2 << 20, 3 << 20, chunk)        # 1M data + 1M zero
+    assert got == b'\x11' * (1 << 20) + bytes(1 << 20), holes
+    assert (nbd.READ_DATA, 3 << 20, 1 << 20) in kinds and (nbd.READ_HOLE, 4 << 20, 1 << 20) in kinds, (holes, kinds)
+    kinds.clear()
+    a.pread_structured(1 << 20, 30 << 20, chunk)
+    assert kinds == [(nbd.READ_HOLE, 30 << 20, 1 << 20)], (holes, kinds)
+    kinds.clear()
+    a.pread_structured(1 << 20, 30 << 20, chunk, nbd.CMD_FLAG_DF)  # don't fragment: one data chunk
+    assert kinds == [(nbd.READ_DATA, 30 << 20, 1 << 20)], (holes, kinds)
+    a.shutdown()
 print('nbdsh ok')
 " || fail "nbdsh script"
 echo "ok: nbdsh TRIM/ZERO/BLOCK_STATUS/FLUSH/CACHE, multi-conn visibility"
+
+# ---- a simple-reply client (as the kernel's nbd driver): 256 requests in flight
+nbdsh -c "
+import os
+h.set_request_structured_replies(False); h.connect_uri('$U/rbd/c')
+assert not h.get_structured_replies_negotiated()
+blocks = [os.urandom(4096) for _ in range(256)]
+for i, b in enumerate(blocks):
+    h.aio_pwrite(b, (32 << 20) + i * 8192)
+while h.aio_in_flight() > 0:
+    h.poll(-1)
+bufs = [nbd.Buffer(4096) for _ in blocks]
+for i in range(256):
+    h.aio_pread(bufs[i], (32 << 20) + i * 8192)
+while h.aio_in_flight() > 0:
+    h.poll(-1)
+for i in range(256):
+    assert bufs[i].to_bytearray() == blocks[i], i
+h.trim(65536, 40 << 20); h.flush()
+h.shutdown()
+" || fail "simple-reply client"
+echo "ok: simple replies with 256 requests in flight"
 
 # ---- read-only server
 P2=$(nbd_port)

@@ -27,8 +27,9 @@
  * Errors common to most calls: -EINVAL (bad argument, I/O past the end of
  * an image), -ENOENT (no such pool/object/image), -ENOMEM, -ETIMEDOUT (the
  * cluster did not answer within client_op_timeout), -ESHUTDOWN (the
- * cluster handle is shutting down), -EACCES (this client lacks the
- * capability, or was fenced: blocklisted after losing an image lock).
+ * cluster handle is shutting down, or the OSDs refuse this client because
+ * it was fenced: "client ... is blocklisted"), -EACCES (this client lacks
+ * the capability).
  */
 #ifndef BLK_LIBBLK_H
 #define BLK_LIBBLK_H
