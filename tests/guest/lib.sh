@@ -120,6 +120,9 @@ guest_build_initramfs() {
       _guest_copy_module "$path" "$root/lib/modules" >>"$root/lib/modules/load-order"
     done < <(modprobe -S "$kver" --show-depends "$m" 2>/dev/null)
   done
+  grep -qx virtio_blk.ko "$root/lib/modules/load-order" ||
+    modprobe -S "$kver" --show-depends virtio_blk 2>/dev/null | grep -q '^builtin' ||
+    fail "virtio_blk of kernel $kver not found (modprobe -S $kver --show-depends virtio_blk)"
   (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out" || fail "initramfs cpio failed"
   rm -rf "$root"
   glog "initramfs $(du -k "$out" | cut -f1) KiB for kernel $kver"
