@@ -344,6 +344,13 @@ void nbd_conn_completions(struct nbd_server *srv)
     struct nbd_req *q = caa_container_of(n, struct nbd_req, qnode);
     struct nbd_conn *c = q->conn;
     c->inflight--;
+    if (q->result == -EBUSY && c->exp && !c->exp->stale && q->r.type != NBD_CMD_READ &&
+        q->r.type != NBD_CMD_BLOCK_STATUS) {
+      /* libblk handed the image's lock to another client */
+      log_warn(SUB, "export %s: image lock handed over, writes now fail; new connections "
+               "will reopen it", c->exp->name);
+      c->exp->stale = true;
+    }
     if (c->bev) {
       switch (q->r.type) {
       case NBD_CMD_READ:

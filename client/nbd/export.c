@@ -13,6 +13,12 @@
  * every replica of the acting set: a write acknowledged on connection A is
  * visible to a read on connection B, and FLUSH (or FUA) on any connection
  * has nothing left to make durable.
+ *
+ * If another client takes the image's exclusive lock (libblk hands it
+ * over when asked, e.g. for live migration), every later write on this
+ * handle fails with -EBUSY.  The export is then marked stale: connections
+ * already on it keep their handle (reads work, writes get EIO), and new
+ * connections open the image afresh, which asks for the lock back.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -71,7 +77,7 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
     return -EACCES;
   }
   for (struct nbd_export *e = srv->exports; e; e = e->next)
-    if (e->img && !strcmp(e->name, name)) {
+    if (e->img && !e->stale && !strcmp(e->name, name)) {
       e->refs++;
       *out = e;
       return 0;
@@ -143,7 +149,7 @@ int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, b
     return -EACCES;
   }
   for (struct nbd_export *e = srv->exports; e; e = e->next)
-    if (e->img && !strcmp(e->name, name)) {
+    if (e->img && !e->stale && !strcmp(e->name, name)) {
       *size = e->size;
       *ro = e->read_only;
       return 0;

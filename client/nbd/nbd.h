@@ -73,6 +73,7 @@ struct nbd_export {
   blk_image *img;
   uint64_t size;
   bool read_only;
+  bool stale;           /* lock handed over: new connections open afresh */
   int refs;
 };
 

@@ -172,7 +172,9 @@ void blk_image_list_free(char **names, size_t n);
  * docs/images.md) and waits up to the option image_lock_timeout, then
  * fails with -EBUSY; with BLK_IMAGE_EXCLUSIVE it fails with -EBUSY at
  * once.  A holder that stopped renewing its lease is fenced (blocklisted)
- * and its lock broken.  On success *out is owned by the caller (close with
+ * and its lock broken.  A holder that hands its lock over (or loses it)
+ * gets -EBUSY for every later write, discard, write-zeroes or resize;
+ * reads keep working; close it and reopen to write again.  On success *out is owned by the caller (close with
  * blk_image_close()); io must outlive it.  0, -ENOENT, -EBUSY, -errno. */
 int blk_image_open(blk_ioctx *io, const char *name, const char *snap, int flags,
                    blk_image **out);
