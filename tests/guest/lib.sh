@@ -17,14 +17,17 @@
 # uses KVM where it works.
 #
 #   guest_require_qemu         exit 77 when qemu-system-x86_64 cannot run at all
-#   guest_build_initramfs OUT  sets GUEST_KERNEL, writes the initramfs to OUT
-#   guest_boot URI LOG [ARGS]  boots a guest on URI, waits (GUEST_TIMEOUT)
+#   guest_build_initramfs OUT [knbd]  sets GUEST_KERNEL, writes the initramfs
+#                              to OUT (knbd: with nbd-client, nbd, virtio-net)
+#   guest_boot URI LOG         boots a guest on URI, waits (GUEST_TIMEOUT)
+#   guest_boot_knbd SOCK LOG   the same through the guest kernel's NBD client
 #   guest_verdict LOG          0 on "BLKGUEST: PASS", prints why otherwise
 #   guest_regions LOG          "off len md5" per region the guest wrote
 #   verify_nbd URI LOG         re-read the regions through NBD (nbdsh)
 #   verify_file FILE LOG       re-read the regions from a full image dump
 #   export_start               start the export (cluster + blk-nbd or reference)
 #   export_dump FILE           whole image to FILE (blkctl image export)
+#   export_stop                stop blk-nbd (SIGTERM, waits)
 
 GUEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BLK_NBD_SERVER=${BLK_NBD_SERVER:-blk-nbd}
@@ -74,8 +77,19 @@ _guest_copy_module() {
   echo "$base"
 }
 
+# Copy a dynamic executable to ROOT/DEST with its loader and libraries at
+# the paths ldd names.
+_guest_copy_elf() {
+  local bin=$1 root=$2 dest=$3 lib
+  cp "$bin" "$root$dest"
+  for lib in $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+}
+
 guest_build_initramfs() {
-  local out=$1 root kver bb m kw path base
+  local out=$1 root kver bb m kw path base mods
   GUEST_KERNEL=${GUEST_KERNEL:-$(ls -1v /boot/vmlinuz-* 2>/dev/null | tail -n 1)}
   [ -n "$GUEST_KERNEL" ] && [ -r "$GUEST_KERNEL" ] ||
     fail "no guest kernel in /boot (deploy/install-deps.sh installs linux-image-amd64; or set GUEST_KERNEL)"
@@ -91,7 +105,14 @@ guest_build_initramfs() {
   : >"$root/lib/modules/load-order"
   # modprobe prints the insmod lines in load order; built-in modules print
   # "builtin NAME" and need nothing.
-  for m in virtio_pci virtio_blk; do
+  mods="virtio_pci virtio_blk"
+  # the kernel's own NBD client (guest_boot_knbd): nbd, a NIC, nbd-client
+  GUEST_NBD_CLIENT=""
+  if [ "${2:-}" = knbd ] && GUEST_NBD_CLIENT=$(command -v nbd-client); then
+    mods="$mods virtio_net nbd"
+    _guest_copy_elf "$GUEST_NBD_CLIENT" "$root" /bin/nbd-client
+  fi
+  for m in $mods; do
     while read -r kw path _; do
       [ "$kw" = insmod ] || continue
       base=$(basename "$path"); base=${base%.xz}; base=${base%.zst}
@@ -99,6 +120,9 @@ guest_build_initramfs() {
       _guest_copy_module "$path" "$root/lib/modules" >>"$root/lib/modules/load-order"
     done < <(modprobe -S "$kver" --show-depends "$m" 2>/dev/null)
   done
+  grep -qx virtio_blk.ko "$root/lib/modules/load-order" ||
+    modprobe -S "$kver" --show-depends virtio_blk 2>/dev/null | grep -q '^builtin' ||
+    fail "virtio_blk of kernel $kver not found (modprobe -S $kver --show-depends virtio_blk)"
   (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out" || fail "initramfs cpio failed"
   rm -rf "$root"
   glog "initramfs $(du -k "$out" | cut -f1) KiB for kernel $kver"
@@ -116,15 +140,20 @@ guest_accel_args() {
 # guest_boot URI LOG: QEMU's own NBD client is the disk (-drive file=URI).
 # Returns QEMU's exit status (124 on time-out, after killing it).
 guest_boot() {
-  local uri=$1 log=$2 qpid t0 rc
+  local uri=$1 log=$2
   local quri=${uri//,/,,}   # a literal comma is doubled in -drive
+  GUEST_DRIVE_ARGS=(-drive "file=$quri,format=raw,if=none,id=vd0,cache=none,aio=threads,discard=unmap"
+    -device virtio-blk-pci,drive=vd0)
+  _guest_run "$log"
+}
+
+_guest_run() {
+  local log=$1 qpid t0 rc
   # shellcheck disable=SC2046
   set -- "$QEMU_SYSTEM" -nodefaults -no-user-config -display none -no-reboot \
     -machine q35 $(guest_accel_args) -smp 1 -m "$GUEST_MEM" \
-    -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" -append "$(guest_cmdline)" \
-    -serial "file:$log" -monitor none \
-    -drive "file=$quri,format=raw,if=none,id=vd0,cache=none,aio=threads,discard=unmap" \
-    -device virtio-blk-pci,drive=vd0
+    -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" -append "$(guest_cmdline) ${GUEST_EXTRA_CMDLINE:-}" \
+    -serial "file:$log" -monitor none "${GUEST_DRIVE_ARGS[@]}"
   glog "boot: $*"
   "$@" >"$log.qemu" 2>&1 </dev/null &
   qpid=$!
@@ -143,6 +172,25 @@ guest_boot() {
   GUEST_SECS=$(( $(date +%s) - t0 ))
   glog "qemu exited rc=$rc after ${GUEST_SECS}s"
   [ -s "$log.qemu" ] && sed 's/^/  qemu: /' "$log.qemu"
+  return $rc
+}
+
+# guest_boot_knbd SOCK LOG: no disk; the guest's kernel NBD driver
+# (nbd-client in the guest, simple replies) reaches the export through
+# QEMU's user-mode network: the guest connects to 10.0.2.100:10809, which
+# exists only inside QEMU (restrict=on: nothing else leaves the guest), and
+# QEMU runs tests/guest/relay.py for that connection, which copies it to
+# the export's unix socket.
+guest_boot_knbd() {
+  local sock=$1 log=$2
+  [ -n "${GUEST_NBD_CLIENT:-}" ] || return 77
+  local relay="python3 $GUEST_DIR/relay.py $sock"
+  GUEST_DRIVE_ARGS=(-netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:10809-cmd:${relay//,/,,}"
+    -device virtio-net-pci,netdev=n0)
+  GUEST_EXTRA_CMDLINE="bt.knbd=$NBD_EXPORT"
+  local rc=0
+  _guest_run "$log" || rc=$?
+  GUEST_EXTRA_CMDLINE=""
   return $rc
 }
 
@@ -313,6 +361,19 @@ _export_serve_blknbd() {
     [ -S "$NBD_SOCK" ] && break
     sleep 0.1
   done
+}
+
+# export_stop: SIGTERM to blk-nbd while the cluster is still up (so it
+# exits cleanly and LeakSanitizer reports), waiting up to 15 s.
+export_stop() {
+  [ -n "${NBD_PID:-}" ] || return 0
+  kill -TERM "$NBD_PID" 2>/dev/null || return 0
+  local rc=0
+  for _ in $(seq 150); do kill -0 "$NBD_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$NBD_PID" 2>/dev/null && { echo "blk-nbd did not exit within 15 s of SIGTERM"; return 1; }
+  wait "$NBD_PID" 2>/dev/null || rc=$?
+  [ $rc = 0 ] || echo "blk-nbd exited with status $rc after SIGTERM"
+  return $rc
 }
 
 # export_dump FILE: the whole image, read by the cluster's own client.

@@ -43,6 +43,10 @@ lv_start() {
   [ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ] ||
     ls /usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so >/dev/null 2>&1 ||
     _lv_skip "libvirt's QEMU driver is not installed (libvirt-daemon-driver-qemu)"
+  case $(realpath "$TEST_DIR") in
+    /run/*|/var/lib/*|/var/log/*|/var/cache/*|/etc/libvirt/*)
+      fail "TMPDIR must not be under /run, /var/lib, /var/log or /var/cache: libvirtd's namespace hides them" ;;
+  esac
   LV_DIR=$TEST_DIR/lv
   mkdir -p "$LV_DIR"/{etc,run,lib/libvirt,log/libvirt,cache/libvirt,sock} "$TEST_DIR/log"
   chmod 755 "$LV_DIR"

@@ -148,6 +148,7 @@ done
 lv_virsh secret-undefine "$SECRET_UUID" >/dev/null || fail "virsh secret-undefine"
 LV_SECRETS=()
 [ -z "$(lv_virsh secret-list)" ] || fail "secret still listed after undefine"
+export_stop || rc=1
 [ $rc = 0 ] || fail "see above"
 glog "total $(( $(date +%s) - T0 ))s"
 echo PASS
