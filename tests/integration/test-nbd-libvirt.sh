@@ -4,8 +4,8 @@
 # private state, tests/guest/libvirt.sh):
 #   1. a cluster (3 mons, 3 OSDs), pool KVMpool, image KVMpool/guest;
 #   2. the client key: `blkctl auth get-or-create client.KVMpool mon 'allow r'
-#      osd 'allow rwx pool=KVMpool' --print-key` when this blkctl has auth,
-#      else a 256-bit key from `openssl rand -base64 32` (said in the output);
+#      osd 'allow rwx pool=KVMpool' --print-key` (with BLK_NBD_SERVER=qemu-nbd
+#      a 256-bit key from `openssl rand -base64 32`, said in the output);
 #   3. virsh secret-define (usage ceph, name "client.KVMpool secret"),
 #      secret-set-value from a 0600 file, secret-get-value read back into a
 #      0600 key file that the host-local export is started with;
@@ -38,15 +38,14 @@ export_prepare
 # ---- 2. the key
 CLIENT=client.$NBD_POOL
 BLK_NBD=${BLK_NBD:-$BLK_BUILD_DIR/client/nbd/blk-nbd}
-if [ "$BLK_NBD_SERVER" = blk-nbd ] && "$BLKCTL" --help 2>&1 | grep -q 'auth get-or-create' &&
-   "$BLK_NBD" --help 2>&1 | grep -q -- '--key-file'; then
+if [ "$BLK_NBD_SERVER" = blk-nbd ]; then
   KEY=$("$BLKCTL" auth get-or-create "$CLIENT" mon 'allow r' osd "allow rwx pool=$NBD_POOL" --print-key) ||
     fail "blkctl auth get-or-create $CLIENT"
   glog "key of $CLIENT from blkctl auth get-or-create"
   HAVE_AUTH=1
 else
   KEY=$(openssl rand -base64 32)
-  glog "NOTE: no 'blkctl auth' / 'blk-nbd --key-file' in this build: key of $CLIENT generated with openssl rand -base64 32"
+  glog "reference server $BLK_NBD_SERVER has no cluster auth: key of $CLIENT from openssl rand -base64 32"
   HAVE_AUTH=0
 fi
 [ "$(printf '%s' "$KEY" | base64 -d | wc -c)" -ge 16 ] || fail "key '$KEY' is not base64 of >= 16 bytes"
