@@ -63,6 +63,7 @@ int cmd_object_bench(struct blkctl *b, int argc, char **argv);
 int cmd_mon_bench(struct blkctl *b, int argc, char **argv);
 int cmd_mon_watch(struct blkctl *b, int argc, char **argv);
 int cmd_nbd(struct blkctl *b, int argc, char **argv);   /* nbd.c */
+int cmd_pg(struct blkctl *b, int argc, char **argv);    /* pg.c */
 
 /* json.c: writes to stdout with correct commas and escaping. */
 void json_begin_obj(void);

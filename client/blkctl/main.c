@@ -121,6 +121,7 @@ static const struct command commands[] = {
   { "object", cmd_object },
   { "image", cmd_image },
   { "nbd", cmd_nbd },
+  { "pg", cmd_pg },
   { NULL, NULL },
 };
 
