@@ -774,6 +774,8 @@ static void chunk_compare(struct pg *pg)
   }
   if (chunk_written(pg, s->chunk_start, s->cursor, end_name)) {
     free(end_name);
+    log_info("scrub", "%u.%x: the chunk after '%s' was written while scrubbed: again", pg->pool,
+             pg->id, s->cursor ? s->cursor : "");
     if (++s->retries > SCRUB_MAX_RETRIES) {
       job_end(pg, false, "objects of the chunk kept being written");
       return;

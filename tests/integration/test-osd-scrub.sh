@@ -136,6 +136,29 @@ echo "$out" | grep -q "repaired 1 objects" || fail "obj9 not repaired"
 "$BLKCTL" object get rbd obj9 "$D/got" --osd "$R9" && cmp -s "$D/got" "$D/obj9" || fail "osd.$R9 lacks obj9 after repair"
 check_reads
 
+# ---- writes during a deep scrub: chunks retry, nothing is inconsistent ----
+read -r PG1 _ _ _ < <(obj_place obj1)
+in_pg1=()
+for i in $(seq 0 23); do
+  read -r p _ < <(obj_place "obj$i")
+  [ "$p" = "$PG1" ] && in_pg1+=("$i")
+done
+writer() {   # rewrite obj$1 (same bytes, new version) until told to stop
+  while [ ! -e "$D/stop" ]; do "$BLKCTL" object put rbd "obj$1" "$D/obj$1" || exit 1; done
+}
+wpids=()
+for i in "${in_pg1[@]:0:3}"; do writer "$i" & wpids+=($!); track_pid $!; done
+sleep 0.3
+for k in 1 2 3 4 5; do
+  out=$("$BLKCTL" pg deep-scrub "$PG1") || fail "deep-scrub during writes"
+  echo "$out" | head -1
+  echo "$out" | grep -q " 0 inconsistent" || fail "writes during a deep scrub reported as inconsistent: $out"
+done
+touch "$D/stop"
+for p in "${wpids[@]}"; do wait "$p" || fail "writer failed"; done
+echo "chunks scrubbed again because of writes: $(cat "$TEST_DIR"/log/osd.*.log | grep -c "written while scrubbed" || true)"
+check_reads
+
 # ---- pg ls / query ----
 out=$("$BLKCTL" pg ls rbd)
 echo "$out"
