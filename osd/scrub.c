@@ -52,6 +52,7 @@
 #define SCRUB_READ_STEP (1u << 20)
 #define SCRUB_MAX_ERRORS 32
 #define SCRUB_MAX_RETRIES 50
+#define SCRUB_RETRY_MS 10000    /* a periodic scrub after an aborted one */
 
 /* One object of a scrub map. */
 struct sobj {
@@ -99,6 +100,7 @@ struct rep_item {
 struct scrub {
   int64_t since_ms;             /* monotonic: primary since / last scrub */
   int64_t deep_since_ms;
+  int64_t not_before_ms;        /* no periodic scrub before (after an abort) */
   int64_t last_scrub_wall, last_deep_wall;
   uint32_t inconsistent;        /* from the last finished scrub */
   bool incons_deep;             /* ... found by a deep scrub */
@@ -579,6 +581,7 @@ static void job_end(struct pg *pg, bool ok, const char *why)
              s->repair ? "" : "", (long long)s->duration_ms);
   } else {
     errors_clear(s->run_errors, &s->run_n_errors);
+    s->not_before_ms = now + SCRUB_RETRY_MS;
     log_warn("scrub", "%u.%x: scrub aborted: %s", pg->pool, pg->id, why);
   }
   pg->osd->stats_dirty = true;
@@ -1098,8 +1101,9 @@ void scrub_tick(struct osd *osd)
       struct scrub *s = scrub_of(pg);
       if (!s || !pg_clean(pg))
         continue;
-      bool deep = s->want_deep || (div > 0 && now - s->deep_since_ms >= div);
-      bool light = s->want || (iv > 0 && now - s->since_ms >= iv);
+      bool periodic = now >= s->not_before_ms;
+      bool deep = s->want_deep || (periodic && div > 0 && now - s->deep_since_ms >= div);
+      bool light = s->want || (periodic && iv > 0 && now - s->since_ms >= iv);
       if (s->want_repair || deep || light) {
         job_begin(pg, deep, s->want_repair);
         return;
@@ -1112,10 +1116,13 @@ void scrub_pg_reset(struct pg *pg, const char *why)
   struct scrub *s = pg->scrub;
   if (!s)
     return;
+  /* the primary may change with the interval: requesters retry with the
+   * new map (blkctl does on -ESTALE) */
+  answer_waiters(pg, &s->job_waiters, -ESTALE, why);
+  answer_waiters(pg, &s->waiters, -ESTALE, why);
+  s->want = s->want_deep = s->want_repair = false;
   if (s->running)
     job_end(pg, false, why);
-  if (!pg->primary && s->waiters)
-    answer_waiters(pg, &s->waiters, -ESTALE, why);
 }
 
 void scrub_pg_free(struct pg *pg)
