@@ -7,7 +7,9 @@
 # the replica's own copy reads back right.  The same for the primary's copy
 # (the authoritative copy then comes from the replicas), and for an object
 # removed from a replica (found by a light scrub).  Client reads stay
-# correct throughout.  Periodic scrubs run (osd_scrub_interval = 4s).  Bad
+# correct throughout.  Writers during deep scrubs make chunks retry, never
+# inconsistencies; a scrub requested while the PG is degraded waits until
+# it is clean.  Periodic scrubs run (osd_scrub_interval = 4s).  Bad
 # PGIDs fail with a clear message and exit code.  Measures deep-scrub
 # throughput on a one-PG pool.
 source "$(dirname "$0")/../functions.sh"
@@ -158,6 +160,20 @@ touch "$D/stop"
 for p in "${wpids[@]}"; do wait "$p" || fail "writer failed"; done
 echo "chunks scrubbed again because of writes: $(cat "$TEST_DIR"/log/osd.*.log | grep -c "written while scrubbed" || true)"
 check_reads
+
+# ---- a request made while the PG is degraded waits until it is clean ----
+read -r PG2 _ _ R2b < <(obj_place obj2)
+stop_osd "$R2b"
+"$BLKCTL" pg deep-scrub "$PG2" --timeout 90 >"$D/late.out" 2>&1 &
+late=$!
+track_pid $late
+sleep 2
+kill -0 $late 2>/dev/null || fail "scrub of a degraded PG did not wait: $(cat "$D/late.out")"
+start_osd "$R2b"
+wait $late || fail "scrub requested while degraded failed: $(cat "$D/late.out")"
+cat "$D/late.out"
+grep -q "deep-scrub done.* 0 inconsistent" "$D/late.out" || fail "late scrub result"
+wait_osds_up 3 30
 
 # ---- pg ls / query ----
 out=$("$BLKCTL" pg ls rbd)
