@@ -246,8 +246,9 @@ void scrub_on_map_req(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
 void scrub_on_cmd(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
 /* Timer work: start a due or requested scrub (one per OSD at a time). */
 void scrub_tick(struct osd *osd);
-/* The PG state for PgStats: peering_state plus "+scrubbing[+deep]",
- * "+repair", "+inconsistent".  Borrowed until the next call for pg. */
+/* The PG state for PgStats: peering_state plus "+inconsistent" (a
+ * running scrub shows only in `blkctl pg query`).  Borrowed until the next
+ * call for pg. */
 const char *scrub_pg_state(struct pg *pg);
 /* A new interval: abort the running scrub (its requesters get -EAGAIN). */
 void scrub_pg_reset(struct pg *pg, const char *why);

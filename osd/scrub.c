@@ -463,20 +463,23 @@ static bool pg_clean(const struct pg *pg)
          pg->n_acting >= pg->size && pg->n_acting > 0;
 }
 
-static void set_state(struct pg *pg)
+/* The state with "+inconsistent" and, if show_scrub, "+scrubbing..." (not
+ * sent in PgStats: a scrub alone must not make the cluster unhealthy). */
+static const char *state_str(struct pg *pg, bool show_scrub)
 {
   struct scrub *s = pg->scrub;
+  if (!s || (!(show_scrub && s->running) && !s->inconsistent))
+    return peering_state(pg);
+  bool run = show_scrub && s->running;
   snprintf(s->state, sizeof s->state, "%s%s%s%s", peering_state(pg),
-           s->running ? (s->deep ? "+scrubbing+deep" : "+scrubbing") : "",
-           s->running && s->repair ? "+repair" : "", s->inconsistent ? "+inconsistent" : "");
+           run ? (s->deep ? "+scrubbing+deep" : "+scrubbing") : "",
+           run && s->repair ? "+repair" : "", s->inconsistent ? "+inconsistent" : "");
+  return s->state;
 }
 
 const char *scrub_pg_state(struct pg *pg)
 {
-  if (!pg->scrub || (!pg->scrub->running && !pg->scrub->inconsistent))
-    return peering_state(pg);
-  set_state(pg);
-  return pg->scrub->state;
+  return state_str(pg, false);
 }
 
 static void errors_clear(char **e, size_t *n)
@@ -489,7 +492,7 @@ static void errors_clear(char **e, size_t *n)
 static void result_fill(struct pg *pg, Blk__PgScrubResult *r)
 {
   struct scrub *s = pg->scrub;
-  r->state = (char *)scrub_pg_state(pg);
+  r->state = (char *)state_str(pg, true);
   if (!s)
     return;
   r->last_scrub_ms = s->last_scrub_wall;
