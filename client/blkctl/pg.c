@@ -218,14 +218,16 @@ static int pg_ls(struct pgctx *x, const char *pool_name)
     printf("%-8s %-40s %-5s %8s %5s %-20s %-20s\n", "PG", "STATE", "PRIM", "OBJECTS", "INCON",
            "LAST_SCRUB", "LAST_DEEP_SCRUB");
   int rc = 0;
-  size_t np = m->n_pools;
-  for (size_t i = 0; i < np; i++) {
+  /* pg_call may refetch the map (x->map changes): always index the current one */
+  for (size_t i = 0; x->map && i < x->map->n_pools; i++) {
     if (pool_name && strcmp(x->map->pools[i].name, pool_name))
       continue;
     uint32_t pool_id = x->map->pools[i].id, n = x->map->pools[i].pg_num;
-    for (uint32_t pg = 0; pg < n; pg++) {
+    for (uint32_t pg = 0; pg < n && x->map && i < x->map->n_pools; pg++) {
       struct pgref ref = { pool_id, pg, "" };
       snprintf(ref.pool_name, sizeof ref.pool_name, "%s", x->map->pools[i].name);
+      if (x->map->pools[i].id != pool_id)
+        break;
       Blk__PgScrubResult *r = NULL;
       int32_t prim = -1;
       int e = pg_call(x, &ref, BLK__PG_SCRUB_CMD__WHAT__QUERY, x->b->timeout_ms, &r, &prim);
@@ -252,8 +254,6 @@ static int pg_ls(struct pgctx *x, const char *pool_name)
                (unsigned long long)r->objects, r->inconsistent, ls, ld);
       }
       blk__pg_scrub_result__free_unpacked(r, NULL);
-      if (!x->map)
-        return rc;
     }
   }
   if (x->b->json) {
