@@ -30,6 +30,8 @@ enum msg_type {
   MSG_PG_PUSH = 107,      /* PgObject + data -> PgObject, recovery write */
   MSG_PG_ACTIVATE = 108,  /* PgActivate -> RepOpReply, end of peering */
   MSG_PG_STATS = 109,     /* PgStats -> MonReply (to the leader) */
+  MSG_PG_SCRUB_MAP = 110, /* ScrubMapReq -> ScrubMap, primary to member (scrub) */
+  MSG_PG_SCRUB_CMD = 111, /* PgScrubCmd -> PgScrubResult, client to primary */
 };
 
 #define MSG_AUTH_FIRST 200

@@ -6,12 +6,14 @@
  * layer (PGs, messenger) will add the daemon mode here.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <event2/event.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/config.h"
 #include "common/log.h"
@@ -30,13 +32,74 @@ static void usage(FILE *f)
     "       blk-osd --bench --device PATH [--data DIR] [--bench-time SECS]\n"
     "               [--bench-size SIZE] [--bench-seq-qd N] [--bench-only NAME]\n"
     "               [--bench-settle SECS]\n"
+    "       blk-osd --corrupt-object|--remove-object POOL.PG/NAME --device PATH [--data DIR]\n"
+    "               (test tools on a stopped OSD: flip bytes in the object's first\n"
+    "               data block on the device / remove the object; PG in hex)\n"
     "common: [--conf FILE] [--set NAME=VALUE]... [--log-level LEVEL]\n"
     "        --help-config lists every option\n"
     "The data directory (RocksDB) defaults to <device>.db.\n");
 }
 
+/* Test tool on a stopped OSD: flip 16 bytes of the first data block of
+ * an object on the device (so reads fail their crc32c), or remove the
+ * object.  spec is POOL.PG/NAME (PG in hex).  Closes st.  Exit code. */
+static int debug_object(store *st, bool corrupt, const char *spec)
+{
+  unsigned pool, pg;
+  int n = 0;
+  if (sscanf(spec, "%u.%x/%n", &pool, &pg, &n) != 2 || n == 0 || !spec[n]) {
+    fprintf(stderr, "blk-osd: bad object '%s' (POOL.PG/NAME, PG in hex)\n", spec);
+    store_close(st);
+    return 2;
+  }
+  struct store_oid oid = { pool, pg, spec + n, STORE_SNAP_HEAD };
+  struct store_stat sst;
+  int r = store_stat_sync(st, &oid, &sst);
+  if (r < 0) {
+    fprintf(stderr, "blk-osd: object %s: %s\n", spec, strerror(-r));
+    store_close(st);
+    return 1;
+  }
+  if (!corrupt) {
+    store_txn *t = store_txn_new();
+    r = t ? store_txn_remove(t, &oid) : -ENOMEM;
+    r = r < 0 ? (store_txn_free(t), r) : store_queue_sync(st, t);
+    store_close(st);
+    if (r < 0)
+      fprintf(stderr, "blk-osd: remove %s: %s\n", spec, strerror(-r));
+    else
+      printf("removed %s\n", spec);
+    return r < 0 ? 1 : 0;
+  }
+  int64_t off = store_debug_block_offset(st, &oid, 0);
+  char *devpath = strdup(store_debug_device(st));
+  store_close(st);
+  if (off < 0 || !devpath) {
+    fprintf(stderr, "blk-osd: object %s has no data block: %s\n", spec,
+            strerror(off < 0 ? (int)-off : ENOMEM));
+    free(devpath);
+    return 1;
+  }
+  int fd = open(devpath, O_RDWR);
+  uint8_t b[16];
+  bool ok = fd >= 0 && pread(fd, b, sizeof b, off) == (ssize_t)sizeof b;
+  for (size_t i = 0; i < sizeof b; i++)
+    b[i] ^= 0xA5;
+  ok = ok && pwrite(fd, b, sizeof b, off) == (ssize_t)sizeof b && fsync(fd) == 0;
+  if (!ok)
+    fprintf(stderr, "blk-osd: cannot corrupt %s at %s offset %lld: %s\n", spec, devpath,
+            (long long)off, strerror(errno));
+  else
+    printf("corrupted %s: 16 bytes at device offset %lld\n", spec, (long long)off);
+  if (fd >= 0)
+    close(fd);
+  free(devpath);
+  return ok ? 0 : 1;
+}
+
 enum { O_MKFS = 256, O_FSCK, O_BENCH, O_DEEP, O_FORCE, O_SIZE, O_JSIZE,
-       O_BTIME, O_BSIZE, O_BQD, O_BONLY, O_BSETTLE, O_SET, O_LOG, O_HELPCFG };
+       O_BTIME, O_BSIZE, O_BQD, O_BONLY, O_BSETTLE, O_SET, O_LOG, O_HELPCFG,
+       O_CORRUPT, O_RMOBJ };
 
 int main(int argc, char **argv)
 {
@@ -56,6 +119,8 @@ int main(int argc, char **argv)
     { "conf", required_argument, 0, 'c' }, { "set", required_argument, 0, O_SET },
     { "log-level", required_argument, 0, O_LOG },
     { "help-config", no_argument, 0, O_HELPCFG }, { "help", no_argument, 0, 'h' },
+    { "corrupt-object", required_argument, 0, O_CORRUPT },
+    { "remove-object", required_argument, 0, O_RMOBJ },
     { 0, 0, 0, 0 } };
   int mode = 0, c;
   bool deep = false;
@@ -64,10 +129,12 @@ int main(int argc, char **argv)
   int nsets = 0;
   struct store_mkfs_opts mo = { 0 };
   struct bench_opts bo = { .settle = 2 };
-  const char *dev = NULL, *data = NULL;
+  const char *dev = NULL, *data = NULL, *obj_arg = NULL;
   while ((c = getopt_long(argc, argv, "hc:", lo, NULL)) != -1) {
     switch (c) {
-    case O_MKFS: case O_FSCK: case O_BENCH:
+    case O_MKFS: case O_FSCK: case O_BENCH: case O_CORRUPT: case O_RMOBJ:
+      if (c == O_CORRUPT || c == O_RMOBJ)
+        obj_arg = optarg;
       if (mode && mode != c) {
         fprintf(stderr, "blk-osd: choose one of --mkfs, --fsck, --bench\n");
         return 2;
@@ -208,6 +275,9 @@ int main(int argc, char **argv)
       rc = osd.stopping ? 0 : 1;
     }
     osd_stop(&osd);
+  } else if (mode == O_CORRUPT || mode == O_RMOBJ) {
+    rc = debug_object(st, mode == O_CORRUPT, obj_arg);
+    st = NULL;   /* closed by debug_object */
   } else if (mode == O_FSCK) {
     r = store_fsck(st, deep);
     if (r < 0)
@@ -221,7 +291,8 @@ int main(int argc, char **argv)
     r = store_bench(st, base, &bo);
     rc = r < 0 ? 1 : 0;
   }
-  store_close(st);
+  if (st)
+    store_close(st);
 out_base:
   event_base_free(base);
 out_cfg:

@@ -207,6 +207,7 @@ struct pg {
    * waits if none of them and no current member lived through it */
   int32_t prior[2 * PGMAP_MAX_SIZE];
   size_t n_prior;
+  struct scrub *scrub;          /* scrub.c state (primary), or NULL */
 };
 
 /* pg.c, used by peering.c */
@@ -258,5 +259,27 @@ void pg_tick(struct osd *osd);
 void pg_free_all(struct osd *osd);
 /* Fill PgStats for the PGs this OSD is primary of. */
 void pg_send_stats(struct osd *osd);
+
+/* ---- scrub.c ------------------------------------------------------------- */
+
+struct scrub;
+/* Member side of MSG_PG_SCRUB_MAP: build and send this OSD's scrub map. */
+void scrub_on_map_req(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+/* MSG_PG_SCRUB_CMD from a client (blkctl pg scrub/deep-scrub/repair/query):
+ * the reply goes out when the requested scrub ends (query: at once). */
+void scrub_on_cmd(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+/* Timer work: start a due or requested scrub (one per OSD at a time). */
+void scrub_tick(struct osd *osd);
+/* The PG state for PgStats: peering_state plus "+inconsistent" (a
+ * running scrub shows only in `blkctl pg query`).  Borrowed until the next
+ * call for pg. */
+const char *scrub_pg_state(struct pg *pg);
+/* A new interval: abort the running scrub (its requesters get -EAGAIN). */
+void scrub_pg_reset(struct pg *pg, const char *why);
+/* Free pg->scrub (pg_free_all). */
+void scrub_pg_free(struct pg *pg);
+/* True while the object is being repaired: client ops on it must wait
+ * (park; pg_wake runs when the repair is done). */
+bool scrub_blocks(struct pg *pg, const char *name);
 
 #endif

@@ -1581,6 +1581,8 @@ static void handle_op(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
   }
   if (req->op == BLK__OSD_OP_TYPE__OP_LIST) {
     do_list(pg, c, f->tid, req);
+  } else if (scrub_blocks(pg, req->name)) {
+    park_obj(pg, c, f, req->name, "object under repair");
   } else if (is_read_op(req->op)) {
     if (write_in_flight(pg, req->name)) {
       struct pg_parked *p = park_new(c, f, osd->op_timeout * 3, -ETIMEDOUT, "write in flight");
@@ -1742,6 +1744,8 @@ static void dispatch(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
   case MSG_PG_PULL: peering_on_pull(osd, c, f); break;
   case MSG_PG_PUSH: peering_on_push(osd, c, f); break;
   case MSG_PG_ACTIVATE: peering_on_activate(osd, c, f); break;
+  case MSG_PG_SCRUB_MAP: scrub_on_map_req(osd, c, f); break;
+  case MSG_PG_SCRUB_CMD: scrub_on_cmd(osd, c, f); break;
   default: break;
   }
 }
@@ -1766,6 +1770,7 @@ static void pg_end_interval(struct pg *pg, const char *why)
   }
   pg->inflight_tail = NULL;
   peering_free(pg);
+  scrub_pg_reset(pg, why);
 }
 
 /* Remember the previous interval's members (prev map's up set). */
@@ -1895,6 +1900,7 @@ void pg_tick(struct osd *osd)
     osd->last_stats_ms = now;
     pg_send_stats(osd);
   }
+  scrub_tick(osd);
 }
 
 static void on_stats_reply(void *arg, int err, const Blk__MonReply *rep)
@@ -1925,7 +1931,7 @@ void pg_send_stats(struct osd *osd)
       blk__pg_stats__pg__init(&arr[k]);
       arr[k].pool = pg->pool;
       arr[k].pg = pg->id;
-      arr[k].state = (char *)peering_state(pg);
+      arr[k].state = (char *)scrub_pg_state(pg);
       ptrs[k] = &arr[k];
       k++;
     }
@@ -1946,6 +1952,7 @@ void pg_free_all(struct osd *osd)
     while (pg) {
       struct pg *nx = pg->hnext;
       pg_end_interval(pg, "osd is stopping");
+      scrub_pg_free(pg);
       pg_log_clear(pg);
       free(pg->log);
       free(pg);

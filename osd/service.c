@@ -238,6 +238,8 @@ static void on_frame(void *ctx, msgr_conn *c, const struct msgr_frame *f)
   case MSG_PG_PULL:
   case MSG_PG_PUSH:
   case MSG_PG_ACTIVATE:
+  case MSG_PG_SCRUB_MAP:
+  case MSG_PG_SCRUB_CMD:
     pg_on_frame(osd, c, f);
     break;
   default:

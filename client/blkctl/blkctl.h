@@ -69,6 +69,7 @@ int cmd_mon_bench(struct blkctl *b, int argc, char **argv);
 int cmd_mon_watch(struct blkctl *b, int argc, char **argv);
 int cmd_nbd(struct blkctl *b, int argc, char **argv);   /* nbd.c */
 int cmd_auth(struct blkctl *b, int argc, char **argv);
+int cmd_pg(struct blkctl *b, int argc, char **argv);    /* pg.c */
 
 /* json.c: writes to stdout with correct commas and escaping. */
 void json_begin_obj(void);

@@ -35,6 +35,7 @@ static void usage(FILE *f)
           "  osd out N | osd in N | osd down N   mark an OSD out / in / down\n"
           "  osd reweight N WEIGHT          set an OSD's weight (1.0 = 1 TiB)\n"
           "  osd map POOL OBJECT            PG, up and acting sets of an object\n"
+          "  pg scrub|deep-scrub|repair|query PGID | pg ls [POOL]   scrub and repair PGs\n"
           "objects:\n"
           "  object put POOL NAME FILE|-    write a whole object\n"
           "  object get POOL NAME [FILE|-] [--osd N]   read it (--osd: that OSD's copy)\n"
@@ -144,6 +145,7 @@ static const struct command commands[] = {
   { "image", cmd_image },
   { "nbd", cmd_nbd },
   { "auth", cmd_auth },
+  { "pg", cmd_pg },
   { NULL, NULL },
 };
 
