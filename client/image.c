@@ -191,14 +191,14 @@ static int dir_lookup(blk_ioctx *io, const char *name, char id[32])
 
 /* ---- header ---- */
 
-static int header_read(blk_ioctx *io, const char *id, Blk__ImageHeader **out)
+int image_header_read(blk_ioctx *io, const char *id, Blk__ImageHeader **out, uint64_t ver[2])
 {
   char hname[64];
   uint8_t *b;
   size_t len;
-  uint64_t ver[2];
+  uint64_t v[2];
   image_header_name(id, hname, sizeof hname);
-  int r = obj_read_all(io, hname, &b, &len, ver);
+  int r = obj_read_all(io, hname, &b, &len, ver ? ver : v);
   if (r == -ENOENT)
     return lb_err(-ENOENT, "image header %s is missing", hname);
   if (r < 0)
@@ -213,7 +213,12 @@ static int header_read(blk_ioctx *io, const char *id, Blk__ImageHeader **out)
   return 0;
 }
 
-static int header_write(blk_ioctx *io, const Blk__ImageHeader *h)
+static int header_read(blk_ioctx *io, const char *id, Blk__ImageHeader **out)
+{
+  return image_header_read(io, id, out, NULL);
+}
+
+int image_header_write(blk_ioctx *io, const Blk__ImageHeader *h, const uint64_t ver[2])
 {
   char hname[64];
   image_header_name(h->id, hname, sizeof hname);
@@ -224,9 +229,19 @@ static int header_write(blk_ioctx *io, const Blk__ImageHeader *h)
   blk__image_header__pack(h, buf);
   struct objecter_req req = { .name = hname, .op = BLK__OSD_OP_TYPE__OP_WRITEFULL, .data = buf,
                               .data_len = (uint32_t)len, .length = len };
+  if (ver) {
+    req.has_assert_version = true;
+    req.assert_epoch = ver[0];
+    req.assert_v = ver[1];
+  }
   int r = (int)lb_obj_sync(io, &req, NULL, 0, NULL, NULL);
   free(buf);
   return r;
+}
+
+static int header_write(blk_ioctx *io, const Blk__ImageHeader *h)
+{
+  return image_header_write(io, h, NULL);
 }
 
 /* ---- public API ---- */
@@ -378,7 +393,13 @@ LB_API int blk_image_remove(blk_ioctx *io, const char *name)
         return lb_err(r, "image '%s' is open by a writer (its lock is held)", name);
       return r;
     }
-    r = image_io_trim(io, id, h->order, 0, h->size);
+    if (h->n_snaps) {
+      size_t ns = h->n_snaps;
+      blk__image_header__free_unpacked(h, NULL);
+      return lb_err(-ENOTEMPTY, "image '%s' has %zu snapshot(s); remove them first", name, ns);
+    }
+    struct img_snapc sc = { h->snap_seq, NULL, 0 };
+    r = image_io_trim(io, id, h->order, 0, h->size, &sc);
     blk__image_header__free_unpacked(h, NULL);
     if (r < 0)
       return r;
@@ -413,8 +434,10 @@ LB_API int blk_image_open(blk_ioctx *io, const char *name, const char *snap, int
     return lb_err(-EINVAL, "blk_image_open: NULL argument");
   if (!name_ok(name))
     return lb_err(-EINVAL, "bad image name '%s'", name ? name : "");
+  if (snap && !snap[0])
+    snap = NULL;
   if (snap)
-    return lb_err(-EOPNOTSUPP, "snapshots are not supported yet");
+    flags |= BLK_IMAGE_RDONLY;   /* snapshots are read-only */
   if (flags & ~(BLK_IMAGE_RDONLY | BLK_IMAGE_EXCLUSIVE))
     return lb_err(-EINVAL, "unknown open flags 0x%x", (unsigned)flags);
   char id[32];
@@ -435,6 +458,16 @@ LB_API int blk_image_open(blk_ioctx *io, const char *name, const char *snap, int
   img->order = h->order;
   img->size = h->size;
   img->rdonly = flags & BLK_IMAGE_RDONLY;
+  for (size_t i = 0; snap && i < h->n_snaps; i++)
+    if (!strcmp(h->snaps[i]->name, snap)) {
+      img->snap_id = h->snaps[i]->id;
+      img->size = h->snaps[i]->size;
+    }
+  if (snap && !img->snap_id) {
+    blk__image_header__free_unpacked(h, NULL);
+    free(img);
+    return lb_err(-ENOENT, "image '%s' has no snapshot '%s'", name, snap);
+  }
   blk__image_header__free_unpacked(h, NULL);
   if (!img->rdonly) {
     r = image_lock_acquire(img, flags);
@@ -449,7 +482,13 @@ LB_API int blk_image_open(blk_ioctx *io, const char *name, const char *snap, int
       return r;
     }
     img->size = h->size;
+    r = image_snapc_from_header(h, &img->snapc);
     blk__image_header__free_unpacked(h, NULL);
+    if (r < 0) {
+      image_lock_release(img);
+      free(img);
+      return r;
+    }
   }
   *out = img;
   return 0;
@@ -485,6 +524,7 @@ LB_API int blk_image_close(blk_image *img)
   if (!img->rdonly)
     image_lock_release(img);
   free(img->zeroes);
+  image_snapc_free(&img->snapc);
   free(img);
   return r;
 }
@@ -514,7 +554,8 @@ LB_API int blk_image_resize(blk_image *img, uint64_t size)
   if (!img)
     return lb_err(-EINVAL, "image is NULL");
   if (img->rdonly)
-    return lb_err(-EROFS, "image '%s' is open read-only", img->name);
+    return lb_err(-EROFS, "image '%s' is open %s", img->name,
+                  img->snap_id ? "at a snapshot (read-only)" : "read-only");
   if (size == 0)
     return lb_err(-EINVAL, "image size must be greater than zero");
   if (size > (UINT64_MAX >> 1))
@@ -532,14 +573,27 @@ LB_API int blk_image_resize(blk_image *img, uint64_t size)
     __atomic_store_n(&img->size, size, __ATOMIC_RELEASE);
     int fr = blk_image_flush(img);
     (void)fr;   /* a failed earlier write does not stop the resize */
-    r = image_io_trim(img->io, img->id, img->order, size, old);
+    struct img_snapc sc;
+    r = image_snapc_from_header(h, &sc);   /* the header's: the newest */
+    if (r == 0)
+      r = image_io_trim(img->io, img->id, img->order, size, old, &sc);
+    image_snapc_free(&sc);
     if (r < 0) {
       blk__image_header__free_unpacked(h, NULL);
       return r;
     }
   }
-  h->size = size;
-  r = header_write(img->io, h);
+  /* guarded: snapshot operations update the header concurrently */
+  for (int attempt = 0; attempt < DIR_RETRIES; attempt++) {
+    uint64_t ver[2];
+    blk__image_header__free_unpacked(h, NULL);
+    if ((r = image_header_read(img->io, img->id, &h, ver)) < 0)
+      return r;
+    h->size = size;
+    r = image_header_write(img->io, h, ver);
+    if (r != -ECANCELED)
+      break;
+  }
   blk__image_header__free_unpacked(h, NULL);
   if (r < 0)
     return r;

@@ -271,6 +271,15 @@ static void sub_op(struct img_sub *s, Blk__OsdOpType op, uint64_t off, uint64_t 
                    const void *data, objecter_cb cb)
 {
   struct objecter_req req = { .name = s->name, .op = op, .offset = off, .length = len };
+  blk_image *img = s->r->img;
+  if (op == BLK__OSD_OP_TYPE__OP_READ || op == BLK__OSD_OP_TYPE__OP_STAT ||
+      op == BLK__OSD_OP_TYPE__OP_MAPEXT) {
+    req.snapid = img->snap_id;
+  } else {
+    req.snap_seq = img->snapc.seq;   /* copy-on-write for the snapshots */
+    req.snaps = img->snapc.snaps;
+    req.n_snaps = img->snapc.n;
+  }
   if (data) {
     req.data = data;
     req.data_len = (uint32_t)len;
@@ -502,7 +511,8 @@ static int req_submit(blk_image *img, enum req_type type, uint64_t off, uint64_t
     return lb_err(-EINVAL, "NULL callback");
   bool modifying = type == RQ_WRITE || type == RQ_DISCARD || type == RQ_ZERO;
   if (modifying && img->rdonly)
-    return lb_err(-EROFS, "image '%s' is open read-only", img->name);
+    return lb_err(-EROFS, "image '%s' is open %s", img->name,
+                  img->snap_id ? "at a snapshot (read-only)" : "read-only");
   if (modifying) {
     int lr = image_lock_check_write(img);
     if (lr < 0)
@@ -648,6 +658,8 @@ void image_io_drain(blk_image *img, struct lb_sync *s)
 struct trim {
   struct lb_task t;
   blk_ioctx *io;
+  const struct img_snapc *sc;    /* borrowed */
+  Blk__OsdOpType op;             /* OP_REMOVE or OP_SNAPTRIM */
   char id[32];
   uint64_t next, end;            /* objects [next, end) to remove */
   unsigned inflight;
@@ -665,7 +677,8 @@ static void trim_cb(void *arg, int err, const Blk__OsdOpReply *rep, const uint8_
   tr->inflight--;
   if (err < 0 && err != -ENOENT && !tr->err) {
     tr->err = err;
-    snprintf(tr->msg, sizeof tr->msg, "removing data objects of image %s: %s", tr->id,
+    snprintf(tr->msg, sizeof tr->msg, "%s data objects of image %s: %s",
+             tr->op == BLK__OSD_OP_TYPE__OP_SNAPTRIM ? "trimming snapshots of" : "removing", tr->id,
              rep && rep->message && rep->message[0] ? rep->message : strerror(-err));
   }
   trim_issue(tr);
@@ -676,7 +689,12 @@ static void trim_issue(struct trim *tr)
   while (!tr->err && tr->next < tr->end && tr->inflight < TRIM_WINDOW) {
     char name[80];
     image_data_name(tr->id, tr->next++, name, sizeof name);
-    struct objecter_req req = { .name = name, .op = BLK__OSD_OP_TYPE__OP_REMOVE };
+    struct objecter_req req = { .name = name, .op = tr->op };
+    if (tr->sc) {
+      req.snap_seq = tr->sc->seq;
+      req.snaps = tr->sc->snaps;
+      req.n_snaps = tr->sc->n;
+    }
     tr->inflight++;
     int r = lb_objecter_op(tr->io, &req, trim_cb, tr);
     if (r < 0) {
@@ -694,7 +712,18 @@ static void trim_task(struct lb_task *t)
   trim_issue((struct trim *)t);
 }
 
-int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, uint64_t size)
+static int trim_run(blk_ioctx *io, const char *id, uint64_t first, uint64_t end,
+                    const struct img_snapc *sc, Blk__OsdOpType op);
+
+int image_io_snaptrim(blk_ioctx *io, const char *id, uint32_t order, uint64_t size,
+                      const struct img_snapc *sc)
+{
+  uint64_t objsize = 1ull << order;
+  return trim_run(io, id, 0, (size + objsize - 1) >> order, sc, BLK__OSD_OP_TYPE__OP_SNAPTRIM);
+}
+
+int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, uint64_t size,
+                  const struct img_snapc *sc)
 {
   uint64_t objsize = 1ull << order;
   if (from >= size)
@@ -715,7 +744,14 @@ int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, 
         lb_clear_err();
         r = 0;
       } else if (r == 0 && osize > keep) {
-        r = blk_object_truncate(io, name, keep);
+        struct objecter_req req = { .name = name, .op = BLK__OSD_OP_TYPE__OP_TRUNCATE,
+                                    .offset = keep };
+        if (sc) {
+          req.snap_seq = sc->seq;
+          req.snaps = sc->snaps;
+          req.n_snaps = sc->n;
+        }
+        r = (int)lb_obj_sync(io, &req, NULL, 0, NULL, NULL);
         if (r == -EOPNOTSUPP)
           __atomic_store_n(&io->c->no_truncate, true, __ATOMIC_RELAXED);
       }
@@ -739,6 +775,14 @@ int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, 
   }
   if (first_whole >= end)
     return 0;
+  return trim_run(io, id, first_whole, end, sc, BLK__OSD_OP_TYPE__OP_REMOVE);
+}
+
+static int trim_run(blk_ioctx *io, const char *id, uint64_t first_whole, uint64_t end,
+                    const struct img_snapc *sc, Blk__OsdOpType op)
+{
+  if (first_whole >= end)
+    return 0;
   if (lb_on_loop())
     return lb_err(-EDEADLK, "synchronous call from a libblk callback");
   struct trim *tr = calloc(1, sizeof *tr);
@@ -746,6 +790,8 @@ int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, 
     return lb_err(-ENOMEM, "out of memory");
   tr->t.fn = trim_task;
   tr->io = io;
+  tr->sc = sc;
+  tr->op = op;
   snprintf(tr->id, sizeof tr->id, "%s", id);
   tr->next = first_whole;
   tr->end = end;

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "blk/libblk.h"
+#include "proto/image.pb-c.h"
 #include "client/monc.h"
 #include "client/objecter.h"
 #include "common/config.h"
@@ -117,6 +118,13 @@ int64_t lb_obj_sync(blk_ioctx *io, const struct objecter_req *req, void *rbuf, s
 
 struct img_req;
 
+/* A snapshot context: seq and the existing snap ids (descending; owned). */
+struct img_snapc {
+  uint64_t seq;
+  uint64_t *snaps;
+  size_t n;
+};
+
 struct blk_image {
   blk_ioctx *io;
   char name[256];
@@ -135,11 +143,34 @@ struct blk_image {
   uint64_t started;              /* requests started (lock idleness) */
   /* image_lock.c state (NULL: read-only open) */
   struct img_lock *lock;
+  /* snapshots (image_snap.c): the snap context of writes (library thread
+   * after open) and the snapshot a read-only open reads (0 = head) */
+  struct img_snapc snapc;
+  uint64_t snap_id;
 };
 
 /* Object names. */
 void image_header_name(const char *id, char *out, size_t n);
 void image_data_name(const char *id, uint64_t objno, char *out, size_t n);
+
+
+/* Caller thread: read image id's header with its object version (ver may
+ * be NULL).  0 or -errno (message set); *out freed by the caller with
+ * blk__image_header__free_unpacked. */
+int image_header_read(blk_ioctx *io, const char *id, Blk__ImageHeader **out,
+                      uint64_t ver[2]);
+/* Caller thread: write the header, only if its object is still at version
+ * ver (NULL: unconditionally).  0, -ECANCELED (changed meanwhile), -errno. */
+int image_header_write(blk_ioctx *io, const Blk__ImageHeader *h, const uint64_t ver[2]);
+
+/* ---- image_snap.c ------------------------------------------------------- */
+
+/* The snap context a header describes (*sc owned: image_snapc_free). */
+int image_snapc_from_header(const Blk__ImageHeader *h, struct img_snapc *sc);
+void image_snapc_free(struct img_snapc *sc);
+/* Library thread: the lock holder's periodic refresh of img's snap
+ * context from the header; done(arg) runs at the end. */
+void image_snap_refresh(blk_image *img, void (*done)(void *arg), void *arg);
 
 /* ---- image_io.c --------------------------------------------------------- */
 
@@ -149,7 +180,12 @@ void image_io_drain(blk_image *img, struct lb_sync *s);
 /* Caller thread: remove (or cut) the data objects of image id beyond byte
  * `from` (object size 1 << order, image spanning `size` bytes before).
  * 0 or -errno. */
-int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, uint64_t size);
+int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, uint64_t size,
+                  const struct img_snapc *sc);
+/* Caller thread: OP_SNAPTRIM every data object of image id spanning size
+ * bytes with the snap ids still existing (sc), 32 in flight.  0 or -errno. */
+int image_io_snaptrim(blk_ioctx *io, const char *id, uint32_t order, uint64_t size,
+                      const struct img_snapc *sc);
 
 /* ---- image_lock.c ------------------------------------------------------- */
 

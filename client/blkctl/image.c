@@ -13,6 +13,9 @@
  *   image export POOL/NAME FILE|NBD-URI
  *   image bench POOL/NAME --io-type write|read [--io-size 4K]
  *        [--io-threads 16] [--io-pattern rand|seq] [--io-total 1G]
+ *   image snap create|rm|rollback|protect|unprotect POOL/NAME@SNAP
+ *   image snap rename POOL/NAME@SNAP NEWSNAP | image snap ls POOL/NAME
+ * Read-only commands (info, du, export) take POOL/NAME@SNAP too.
  * Import and export are sparse-aware: import reads only the file's data
  * extents (SEEK_DATA/SEEK_HOLE) and skips all-zero chunks; export asks the
  * image for its allocated extents (block status) and writes only data,
@@ -148,9 +151,14 @@ static int open_image(struct blkctl *b, const char *spec, int flags, struct ctx 
   int rc = split_spec(spec, pool, sizeof pool, name, nn);
   if (rc)
     return rc;
+  char *at = strchr(name, '@');   /* NAME@SNAP: the snapshot, read-only */
+  if (at)
+    *at++ = 0;
+  if (at && !*at)
+    return blkctl_fail(EINVAL, "bad image spec '%s' (POOL/NAME[@SNAP])", spec);
   if ((rc = connect_pool(b, pool, x)))
     return rc;
-  int r = blk_image_open(x->io, name, NULL, flags, img);
+  int r = blk_image_open(x->io, name, at, flags, img);
   if (r < 0) {
     rc = fail_lib(r, "cannot open the image");
     ctx_close(x);
@@ -1215,6 +1223,111 @@ out:
   return rc;
 }
 
+/* ---- snapshots ---- */
+
+static void snap_progress(uint64_t done, uint64_t total, void *arg)
+{
+  progress_set(arg, done);
+  (void)total;
+}
+
+static int cmd_snap(struct blkctl *b, int argc, char **argv)
+{
+  const char *usage = "usage: blkctl image snap create|rm|rollback|protect|unprotect "
+                      "POOL/NAME@SNAP | snap rename POOL/NAME@SNAP NEWSNAP | snap ls POOL/NAME";
+  if (argc < 4)
+    return blkctl_fail(EINVAL, "%s", usage);
+  const char *op = argv[2];
+  bool ls = !strcmp(op, "ls") || !strcmp(op, "list");
+  bool rename = !strcmp(op, "rename") || !strcmp(op, "mv");
+  if (argc != (rename ? 5 : 4))
+    return blkctl_fail(EINVAL, "%s", usage);
+  char spec[600];
+  snprintf(spec, sizeof spec, "%s", argv[3]);
+  char *at = strchr(spec, '@');
+  if (ls ? at != NULL : !at || !at[1])
+    return blkctl_fail(EINVAL, "%s: '%s' %s", op, argv[3],
+                       ls ? "names an image, not a snapshot (POOL/NAME)"
+                          : "must name a snapshot (POOL/NAME@SNAP)");
+  const char *snap = NULL;
+  if (at) {
+    *at = 0;
+    snap = at + 1;
+  }
+  bool rollback = !strcmp(op, "rollback");
+  if (!ls && !rename && !rollback && strcmp(op, "create") && strcmp(op, "rm") &&
+      strcmp(op, "remove") && strcmp(op, "protect") && strcmp(op, "unprotect"))
+    return blkctl_fail(EINVAL, "unknown snap command '%s'; %s", op, usage);
+  struct ctx x;
+  blk_image *img;
+  char name[256];
+  int rc = open_image(b, spec, rollback ? BLK_IMAGE_EXCLUSIVE : BLK_IMAGE_RDONLY, &x, &img, name,
+                      sizeof name);
+  if (rc)
+    return rc;
+  int r = 0;
+  if (ls) {
+    struct blk_snap_info *v;
+    size_t n;
+    r = blk_image_snap_list(img, &v, &n);
+    if (r == 0) {
+      if (b->json)
+        json_begin_arr(NULL);
+      else
+        printf("%6s  %-24s %14s  %-19s  %s\n", "SNAPID", "NAME", "SIZE", "TIMESTAMP", "PROTECTED");
+      for (size_t i = 0; i < n; i++) {
+        time_t t = (time_t)(v[i].create_time_ms / 1000);
+        struct tm tm;
+        char ts[32];
+        gmtime_r(&t, &tm);
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (b->json) {
+          json_begin_obj();
+          json_uint("id", v[i].id);
+          json_str("name", v[i].name);
+          json_uint("size", v[i].size);
+          json_uint("timestamp_ms", v[i].create_time_ms);
+          json_bool("protected", v[i].is_protected);
+          json_end_obj();
+        } else {
+          printf("%6llu  %-24s %14llu  %-19s  %s\n", (unsigned long long)v[i].id, v[i].name,
+                 (unsigned long long)v[i].size, ts, v[i].is_protected ? "yes" : "no");
+        }
+      }
+      if (b->json) {
+        json_end_arr();
+        json_done();
+      }
+      blk_image_snap_list_free(v);
+    }
+  } else if (!strcmp(op, "create")) {
+    r = blk_image_snap_create(img, snap);
+  } else if (!strcmp(op, "rm") || !strcmp(op, "remove")) {
+    r = blk_image_snap_remove(img, snap);
+  } else if (!strcmp(op, "protect")) {
+    r = blk_image_snap_protect(img, snap);
+  } else if (!strcmp(op, "unprotect")) {
+    r = blk_image_snap_unprotect(img, snap);
+  } else if (rename) {
+    r = blk_image_snap_rename(img, snap, argv[4]);
+  } else {
+    struct progress pr;
+    progress_init(&pr, "Rolling back", blk_image_size(img));
+    r = blk_image_snap_rollback(img, snap, snap_progress, &pr);
+    progress_done(&pr);
+  }
+  if (r < 0) {
+    char what[300];
+    snprintf(what, sizeof what, "snap %s %s@%s", op, name, snap ? snap : "");
+    rc = fail_lib(r, what);
+  }
+  r = blk_image_close(img);
+  if (r < 0 && !rc)
+    rc = fail_lib(r, "close");
+  ctx_close(&x);
+  return rc;
+}
+
 static void image_usage(FILE *f)
 {
   fprintf(f, "usage: blkctl image COMMAND ...\n"
@@ -1228,7 +1341,10 @@ static void image_usage(FILE *f)
              "  import FILE|NBD-URI POOL/NAME [--object-size 4M]\n"
              "  export POOL/NAME FILE|NBD-URI\n"
              "  bench POOL/NAME --io-type write|read [--io-size 4K] [--io-threads 16]\n"
-             "        [--io-pattern rand|seq] [--io-total 1G]\n");
+             "        [--io-pattern rand|seq] [--io-total 1G]\n"
+             "  snap create|rm|rollback|protect|unprotect POOL/NAME@SNAP\n"
+             "  snap rename POOL/NAME@SNAP NEWSNAP | snap ls POOL/NAME [--format json]\n"
+             "  (info, du and export take POOL/NAME@SNAP: the snapshot, read-only)\n");
 }
 
 int cmd_image(struct blkctl *b, int argc, char **argv)
@@ -1240,7 +1356,7 @@ int cmd_image(struct blkctl *b, int argc, char **argv)
     { "create", cmd_create }, { "ls", cmd_ls }, { "list", cmd_ls }, { "info", cmd_info },
     { "resize", cmd_resize }, { "rm", cmd_rm }, { "remove", cmd_rm }, { "rename", cmd_rename },
     { "mv", cmd_rename }, { "du", cmd_du }, { "import", cmd_import }, { "export", cmd_export },
-    { "bench", cmd_bench },
+    { "bench", cmd_bench }, { "snap", cmd_snap },
   };
   if (argc < 2) {
     image_usage(stderr);
