@@ -261,18 +261,49 @@ LB_API int blk_image_create(blk_ioctx *io, const char *name, uint64_t size, int 
     return lb_err(-EINVAL, "object size must be 2^12 (4 KiB) .. 2^26 (64 MiB), got 2^%d", order);
   if (size > (UINT64_MAX >> 1))
     return lb_err(-EINVAL, "image size too large");
-  unsigned char rb[8];
   char id[32];
-  if (RAND_bytes(rb, sizeof rb) != 1)
-    return lb_err(-EIO, "no random bytes for the image id");
-  for (int i = 0; i < 8; i++)
-    snprintf(id + 2 * i, 3, "%02x", rb[i]);
+  int r = image_new_id(id);
+  if (r < 0)
+    return r;
   Blk__ImageHeader h = BLK__IMAGE_HEADER__INIT;
   h.format = 1;
   h.id = id;
   h.size = size;
   h.order = (uint32_t)order;
   h.create_time_ms = (uint64_t)util_wall_ms();
+  return image_create_hdr(io, name, &h);
+}
+
+int image_new_id(char id[32])
+{
+  unsigned char rb[8];
+  if (RAND_bytes(rb, sizeof rb) != 1)
+    return lb_err(-EIO, "no random bytes for the image id");
+  for (int i = 0; i < 8; i++)
+    snprintf(id + 2 * i, 3, "%02x", rb[i]);
+  return 0;
+}
+
+int image_dir_name_of(blk_ioctx *io, const char *id, char *out, size_t n)
+{
+  struct dir d;
+  int r = dir_read(io, &d);
+  if (r < 0)
+    return r;
+  r = -ENOENT;
+  for (size_t i = 0; d.pb && i < d.pb->n_images; i++)
+    if (!strcmp(d.pb->images[i]->id, id)) {
+      snprintf(out, n, "%s", d.pb->images[i]->name);
+      r = 0;
+    }
+  dir_free(&d);
+  return r;
+}
+
+int image_create_hdr(blk_ioctx *io, const char *name, const Blk__ImageHeader *hp)
+{
+  const char *id = hp->id;
+  const Blk__ImageHeader h = *hp;
   int r = 0;
   bool header_written = false;
   for (int attempt = 0; attempt < DIR_RETRIES; attempt++) {
@@ -400,6 +431,8 @@ LB_API int blk_image_remove(blk_ioctx *io, const char *name)
     }
     struct img_snapc sc = { h->snap_seq, NULL, 0 };
     r = image_io_trim(io, id, h->order, 0, h->size, &sc);
+    if (r == 0 && h->parent && h->parent->image_id[0])
+      r = image_parent_detach(io, h->parent->image_id, id);   /* a clone */
     blk__image_header__free_unpacked(h, NULL);
     if (r < 0)
       return r;
@@ -468,7 +501,16 @@ LB_API int blk_image_open(blk_ioctx *io, const char *name, const char *snap, int
     free(img);
     return lb_err(-ENOENT, "image '%s' has no snapshot '%s'", name, snap);
   }
+  const Blk__ImageHeader__Parent *par = h->parent;
+  for (size_t i = 0; snap && i < h->n_snaps; i++)
+    if (h->snaps[i]->id == img->snap_id)
+      par = h->snaps[i]->parent;   /* the parent of the snapshot */
+  r = image_load_ancestry(img, par);   /* a clone (parents in the same pool) */
   blk__image_header__free_unpacked(h, NULL);
+  if (r < 0) {
+    free(img);
+    return r;
+  }
   if (!img->rdonly) {
     r = image_lock_acquire(img, flags);
     if (r < 0) {
@@ -590,6 +632,8 @@ LB_API int blk_image_resize(blk_image *img, uint64_t size)
     if ((r = image_header_read(img->io, img->id, &h, ver)) < 0)
       return r;
     h->size = size;
+    if (h->parent && h->parent->overlap > size)
+      h->parent->overlap = size;   /* a clone never sees the parent past a shrink */
     r = image_header_write(img->io, h, ver);
     if (r != -ECANCELED)
       break;
@@ -598,5 +642,7 @@ LB_API int blk_image_resize(blk_image *img, uint64_t size)
   if (r < 0)
     return r;
   __atomic_store_n(&img->size, size, __ATOMIC_RELEASE);
+  if (__atomic_load_n(&img->parent_overlap, __ATOMIC_ACQUIRE) > size)
+    __atomic_store_n(&img->parent_overlap, size, __ATOMIC_RELEASE);
   return 0;
 }

@@ -242,6 +242,23 @@ static int fn_create(blk_image *img, Blk__ImageHeader *h, void *arg)
   s->size = h->size;
   s->create_time_ms = (uint64_t)util_wall_ms();
   h->snaps[h->n_snaps++] = s;
+  if (h->parent && h->parent->image_id[0]) {
+    /* a clone's snapshot keeps reading its parent after a flatten */
+    Blk__ImageHeader__Parent *p = malloc(sizeof *p);
+    char *pool = strdup(h->parent->pool), *pid = strdup(h->parent->image_id);
+    if (!p || !pool || !pid) {
+      free(p);
+      free(pool);
+      free(pid);
+      return lb_err(-ENOMEM, "out of memory");
+    }
+    blk__image_header__parent__init(p);
+    p->pool = pool;
+    p->image_id = pid;
+    p->snap_id = h->parent->snap_id;
+    p->overlap = h->parent->overlap < h->size ? h->parent->overlap : h->size;
+    s->parent = p;
+  }
   h->snap_seq = s->id;
   return 0;
 }
@@ -342,7 +359,19 @@ LB_API void blk_image_snap_list_free(struct blk_snap_info *snaps)
 struct rm_arg {
   const char *name;
   uint64_t max_size;             /* largest size of the head and every snapshot */
+  char parent_id[32];            /* the removed snapshot's parent ("" = none) */
 };
+
+/* Does the header still need parent_id (its own parent or a snapshot's)? */
+static bool needs_parent(const Blk__ImageHeader *h, const char *parent_id)
+{
+  if (h->parent && !strcmp(h->parent->image_id, parent_id))
+    return true;
+  for (size_t i = 0; i < h->n_snaps; i++)
+    if (h->snaps[i]->parent && !strcmp(h->snaps[i]->parent->image_id, parent_id))
+      return true;
+  return false;
+}
 
 static int fn_remove(blk_image *img, Blk__ImageHeader *h, void *arg)
 {
@@ -357,6 +386,9 @@ static int fn_remove(blk_image *img, Blk__ImageHeader *h, void *arg)
     return lb_err(-EBUSY, "snapshot '%s' of image '%s' is protected; unprotect it first",
                   a->name, img->name);
   a->max_size = h->size;
+  a->parent_id[0] = 0;
+  if (h->snaps[k]->parent)
+    snprintf(a->parent_id, sizeof a->parent_id, "%s", h->snaps[k]->parent->image_id);
   for (size_t i = 0; i < h->n_snaps; i++)
     if (h->snaps[i]->size > a->max_size)
       a->max_size = h->snaps[i]->size;
@@ -373,11 +405,16 @@ LB_API int blk_image_snap_remove(blk_image *img, const char *snap)
     return lb_err(-EINVAL, "blk_image_snap_remove: NULL argument");
   if (lb_on_loop())
     return lb_err(-EDEADLK, "blk_image_snap_remove from a libblk callback");
-  struct rm_arg a = { snap, 0 };
+  struct rm_arg a = { snap, 0, "" };
   Blk__ImageHeader *h = NULL;
   int r = hdr_update(img, fn_remove, &a, &h);
   if (r < 0)
     return r;
+  if (a.parent_id[0] && !needs_parent(h, a.parent_id) &&
+      (r = image_parent_detach(img->io, a.parent_id, img->id)) < 0) {
+    blk__image_header__free_unpacked(h, NULL);
+    return r;
+  }
   struct img_snapc sc;
   r = image_snapc_from_header(h, &sc);
   uint32_t order = h->order;
@@ -416,6 +453,10 @@ static int fn_flag(blk_image *img, Blk__ImageHeader *h, void *arg)
   }
   if (s->protected_ == (a->op == 1))
     return 1;   /* already so */
+  for (size_t i = 0; a->op == 0 && i < h->n_children; i++)
+    if (h->children[i]->snap_id == s->id)
+      return lb_err(-EBUSY, "snapshot '%s' of image '%s' has clones (image children); flatten "
+                    "or remove them first", a->name, img->name);
   s->protected_ = a->op == 1;
   return 0;
 }
@@ -492,8 +533,303 @@ LB_API int blk_image_snap_rollback(blk_image *img, const char *snap,
   }
   free(buf);
   free(zero);
+  char keep[LB_MSG];
+  snprintf(keep, sizeof keep, "%s", blk_last_error());
   blk_image_close(s);
+  if (r < 0)
+    lb_set_msg(keep);
   if (r == 0)
     r = blk_image_flush(img);
   return r;
+}
+
+/* ---- clones ---- */
+
+struct child_arg {
+  const char *snap;              /* the parent snapshot (create) */
+  const char *child_id;
+  uint64_t snap_id, size;        /* out (create) */
+  bool add;
+};
+
+static int fn_child(blk_image *img, Blk__ImageHeader *h, void *arg)
+{
+  struct child_arg *a = arg;
+  if (!a->add) {
+    size_t k = h->n_children;
+    for (size_t i = 0; i < h->n_children; i++)
+      if (!strcmp(h->children[i]->image_id, a->child_id))
+        k = i;
+    if (k == h->n_children)
+      return 1;
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)h->children[k], NULL);
+    memmove(&h->children[k], &h->children[k + 1], (h->n_children - k - 1) * sizeof *h->children);
+    h->n_children--;
+    return 0;
+  }
+  Blk__ImageHeader__Snapshot *s = find_snap(h, a->snap);
+  if (!s)
+    return lb_err(-ENOENT, "image '%s' has no snapshot '%s'", img->name, a->snap);
+  if (!s->protected_)
+    return lb_err(-EINVAL, "snapshot '%s' of image '%s' is not protected (snap protect it "
+                  "before cloning)", a->snap, img->name);
+  a->snap_id = s->id;
+  a->size = s->size;
+  Blk__ImageHeader__Child **v = realloc(h->children, (h->n_children + 1) * sizeof *v);
+  if (!v)
+    return lb_err(-ENOMEM, "out of memory");
+  h->children = v;
+  Blk__ImageHeader__Child *c = malloc(sizeof *c);
+  char *pool = strdup(img->io->pool), *id = strdup(a->child_id);
+  if (!c || !pool || !id) {
+    free(c);
+    free(pool);
+    free(id);
+    return lb_err(-ENOMEM, "out of memory");
+  }
+  blk__image_header__child__init(c);
+  c->pool = pool;
+  c->image_id = id;
+  c->snap_id = s->id;
+  h->children[h->n_children++] = c;
+  return 0;
+}
+
+int image_parent_detach(blk_ioctx *io, const char *parent_id, const char *child_id)
+{
+  blk_image p = { .io = io };
+  snprintf(p.id, sizeof p.id, "%s", parent_id);
+  snprintf(p.name, sizeof p.name, "(id %s)", parent_id);
+  struct child_arg a = { .child_id = child_id, .add = false };
+  int r = hdr_update(&p, fn_child, &a, NULL);
+  if (r == -ENOENT) {   /* the parent is gone */
+    lb_clear_err();
+    r = 0;
+  }
+  return r;
+}
+
+LB_API int blk_image_clone(blk_ioctx *io, const char *parent, const char *snap,
+                           const char *child)
+{
+  lb_clear_err();
+  if (!io || !parent || !snap || !child)
+    return lb_err(-EINVAL, "blk_image_clone: NULL argument");
+  blk_image *p;
+  int r = blk_image_open(io, parent, NULL, BLK_IMAGE_RDONLY, &p);
+  if (r < 0)
+    return r;
+  char cid[32];
+  struct child_arg a = { .snap = snap, .child_id = cid, .add = true };
+  if ((r = image_new_id(cid)) == 0)
+    r = hdr_update(p, fn_child, &a, NULL);   /* first: unprotect now refuses */
+  if (r == 0) {
+    Blk__ImageHeader h = BLK__IMAGE_HEADER__INIT;
+    Blk__ImageHeader__Parent par = BLK__IMAGE_HEADER__PARENT__INIT;
+    h.format = 1;
+    h.id = cid;
+    h.size = a.size;
+    h.order = p->order;
+    h.create_time_ms = (uint64_t)util_wall_ms();
+    par.pool = io->pool;
+    par.image_id = p->id;
+    par.snap_id = a.snap_id;
+    par.overlap = a.size;
+    h.parent = &par;
+    r = image_create_hdr(io, child, &h);   /* no data is copied */
+    if (r < 0) {
+      char keep[LB_MSG];
+      snprintf(keep, sizeof keep, "%s", blk_last_error());
+      image_parent_detach(io, p->id, cid);
+      lb_set_msg(keep);
+    }
+  }
+  char keep[LB_MSG];
+  snprintf(keep, sizeof keep, "%s", blk_last_error());
+  blk_image_close(p);
+  if (r < 0)
+    lb_set_msg(keep);
+  return r;
+}
+
+LB_API int blk_image_children(blk_image *img, const char *snap, char ***names, size_t *n)
+{
+  lb_clear_err();
+  if (!img || !names || !n)
+    return lb_err(-EINVAL, "blk_image_children: NULL argument");
+  Blk__ImageHeader *h;
+  int r = image_header_read(img->io, img->id, &h, NULL);
+  if (r < 0)
+    return r;
+  uint64_t sid = 0;
+  if (snap) {
+    Blk__ImageHeader__Snapshot *s = find_snap(h, snap);
+    if (!s) {
+      blk__image_header__free_unpacked(h, NULL);
+      return lb_err(-ENOENT, "image '%s' has no snapshot '%s'", img->name, snap);
+    }
+    sid = s->id;
+  }
+  char **v = calloc(h->n_children + 1, sizeof *v);
+  size_t k = 0;
+  for (size_t i = 0; v && i < h->n_children; i++) {
+    if (sid && h->children[i]->snap_id != sid)
+      continue;
+    char nm[256], full[400];
+    if (image_dir_name_of(img->io, h->children[i]->image_id, nm, sizeof nm) < 0)
+      snprintf(nm, sizeof nm, "(id %s, being created or removed)", h->children[i]->image_id);
+    snprintf(full, sizeof full, "%s/%s", h->children[i]->pool, nm);
+    if (!(v[k] = strdup(full)))
+      break;
+    k++;
+  }
+  blk__image_header__free_unpacked(h, NULL);
+  lb_clear_err();
+  if (!v)
+    return lb_err(-ENOMEM, "out of memory");
+  *names = v;
+  *n = k;
+  return 0;
+}
+
+int image_copyup_sync(blk_image *img, uint64_t objno, uint8_t *buf)
+{
+  uint64_t overlap = __atomic_load_n(&img->parent_overlap, __ATOMIC_ACQUIRE);
+  uint64_t start = objno << img->order, objsize = 1ull << img->order;
+  if (start >= overlap)
+    return 0;
+  uint64_t span = overlap - start < objsize ? overlap - start : objsize;
+  char cname[80], pname[80];
+  image_data_name(img->id, objno, cname, sizeof cname);
+  struct objecter_req st = { .name = cname, .op = BLK__OSD_OP_TYPE__OP_STAT };
+  int64_t r = lb_obj_sync(img->io, &st, NULL, 0, NULL, NULL);
+  if (r == 0)
+    return 0;   /* the child has it */
+  if (r != -ENOENT)
+    return (int)r;
+  r = -ENOENT;
+  for (size_t l = 0; r == -ENOENT && l < img->n_anc; l++) {
+    /* the nearest ancestor holding the object */
+    uint64_t ls = img->anc[l].overlap > start ? img->anc[l].overlap - start : 0;
+    if (ls > span)
+      ls = span;
+    if (!ls)
+      break;
+    image_data_name(img->anc[l].id, objno, pname, sizeof pname);
+    struct objecter_req rd = { .name = pname, .op = BLK__OSD_OP_TYPE__OP_READ, .length = ls,
+                               .snapid = img->anc[l].snap };
+    r = lb_obj_sync(img->io, &rd, buf, ls, NULL, NULL);
+  }
+  if (r == -ENOENT) {
+    lb_clear_err();
+    return 0;
+  }
+  if (r < 0)
+    return (int)r;
+  struct objecter_req wr = { .name = cname, .op = BLK__OSD_OP_TYPE__OP_WRITEFULL, .data = buf,
+                             .data_len = (uint32_t)r, .length = (uint64_t)r,
+                             .has_assert_version = true, .snap_seq = img->snapc.seq,
+                             .snaps = img->snapc.snaps, .n_snaps = img->snapc.n };
+  r = lb_obj_sync(img->io, &wr, NULL, 0, NULL, NULL);
+  if (r == -ECANCELED) {   /* written meanwhile */
+    lb_clear_err();
+    r = 0;
+  }
+  return (int)r;
+}
+
+static int fn_unparent(blk_image *img, Blk__ImageHeader *h, void *arg)
+{
+  (void)img;
+  (void)arg;
+  if (!h->parent)
+    return 1;
+  protobuf_c_message_free_unpacked((ProtobufCMessage *)h->parent, NULL);
+  h->parent = NULL;
+  return 0;
+}
+
+LB_API int blk_image_flatten(blk_image *img,
+                             void (*progress)(uint64_t done, uint64_t total, void *arg),
+                             void *arg)
+{
+  lb_clear_err();
+  if (!img)
+    return lb_err(-EINVAL, "image is NULL");
+  if (img->rdonly)
+    return lb_err(-EROFS, "image '%s' must be open read-write to flatten", img->name);
+  if (!img->parent_id[0])
+    return lb_err(-EINVAL, "image '%s' is not a clone", img->name);
+  if (lb_on_loop())
+    return lb_err(-EDEADLK, "blk_image_flatten from a libblk callback");
+  uint64_t overlap = __atomic_load_n(&img->parent_overlap, __ATOMIC_ACQUIRE);
+  uint64_t objsize = 1ull << img->order, nobj = (overlap + objsize - 1) >> img->order;
+  uint8_t *buf = malloc(objsize);
+  if (!buf)
+    return lb_err(-ENOMEM, "out of memory");
+  int r = 0;
+  for (uint64_t o = 0; r == 0 && o < nobj; o++) {
+    r = image_copyup_sync(img, o, buf);
+    if (progress)
+      progress((o + 1) << img->order > overlap ? overlap : (o + 1) << img->order, overlap, arg);
+  }
+  free(buf);
+  if (r < 0)
+    return r;
+  /* every object is the child's now: forget the parent */
+  Blk__ImageHeader *h = NULL;
+  if ((r = hdr_update(img, fn_unparent, NULL, &h)) < 0)
+    return r;
+  __atomic_store_n(&img->parent_overlap, 0, __ATOMIC_RELEASE);
+  /* the child's snapshots taken before may still read the parent */
+  if (!h || !needs_parent(h, img->parent_id))
+    r = image_parent_detach(img->io, img->parent_id, img->id);
+  if (h)
+    blk__image_header__free_unpacked(h, NULL);
+  return r;
+}
+
+int image_load_ancestry(blk_image *img, const Blk__ImageHeader__Parent *p)
+{
+  img->n_anc = 0;
+  img->parent_id[0] = 0;
+  img->parent_overlap = 0;
+  if (!p || !p->image_id[0])
+    return 0;
+  char pool[64], id[32];
+  uint64_t snap = p->snap_id, overlap = p->overlap;
+  snprintf(pool, sizeof pool, "%s", p->pool);
+  snprintf(id, sizeof id, "%s", p->image_id);
+  for (;;) {
+    if (img->n_anc == sizeof img->anc / sizeof img->anc[0])
+      return lb_err(-ELOOP, "image '%s': more than 16 levels of parents", img->name);
+    if (strcmp(pool, img->io->pool))
+      return lb_err(-EXDEV, "image '%s': parent in another pool ('%s')", img->name, pool);
+    struct img_parent *a = &img->anc[img->n_anc++];
+    snprintf(a->id, sizeof a->id, "%s", id);
+    a->snap = snap;
+    a->overlap = overlap;
+    Blk__ImageHeader *h;
+    int r = image_header_read(img->io, a->id, &h, NULL);
+    if (r < 0)
+      return r;
+    const Blk__ImageHeader__Parent *np = NULL;
+    for (size_t i = 0; i < h->n_snaps; i++)
+      if (h->snaps[i]->id == a->snap && h->snaps[i]->parent && h->snaps[i]->parent->image_id[0])
+        np = h->snaps[i]->parent;
+    if (np) {
+      snprintf(pool, sizeof pool, "%s", np->pool);
+      snprintf(id, sizeof id, "%s", np->image_id);
+      snap = np->snap_id;
+      if (np->overlap < overlap)
+        overlap = np->overlap;
+    }
+    blk__image_header__free_unpacked(h, NULL);
+    if (!np)
+      break;
+  }
+  snprintf(img->parent_id, sizeof img->parent_id, "%s", img->anc[0].id);
+  img->parent_snap = img->anc[0].snap;
+  img->parent_overlap = img->anc[0].overlap;
+  return 0;
 }

@@ -147,6 +147,17 @@ struct blk_image {
    * after open) and the snapshot a read-only open reads (0 = head) */
   struct img_snapc snapc;
   uint64_t snap_id;
+  /* clones (image_io.c): reads of missing objects below parent_overlap
+   * fall through to the parent's snapshot; writes copy up first */
+  char parent_id[32];            /* "" = no parent */
+  uint64_t parent_snap;
+  uint64_t parent_overlap;       /* atomic (flatten clears it) */
+  /* the ancestry: anc[0] = the parent snapshot, anc[1] its parent's... */
+  struct img_parent {
+    char id[32];
+    uint64_t snap, overlap;
+  } anc[16];
+  size_t n_anc;
 };
 
 /* Object names. */
@@ -163,7 +174,28 @@ int image_header_read(blk_ioctx *io, const char *id, Blk__ImageHeader **out,
  * ver (NULL: unconditionally).  0, -ECANCELED (changed meanwhile), -errno. */
 int image_header_write(blk_ioctx *io, const Blk__ImageHeader *h, const uint64_t ver[2]);
 
+/* Caller thread: a new random image id (16 hex digits).  0 or -EIO. */
+int image_new_id(char id[32]);
+/* Caller thread: the name of image id in io's pool.  0, -ENOENT, -errno. */
+int image_dir_name_of(blk_ioctx *io, const char *id, char *out, size_t n);
+/* Caller thread: create image `name` with header h (h->id fresh): header
+ * first, then the directory entry.  0, -EEXIST, -errno. */
+int image_create_hdr(blk_ioctx *io, const char *name, const Blk__ImageHeader *h);
+
 /* ---- image_snap.c ------------------------------------------------------- */
+
+/* Caller thread (open): img's parent is p (NULL: none); load the chain of
+ * ancestors from their headers.  0 or -errno. */
+int image_load_ancestry(blk_image *img, const Blk__ImageHeader__Parent *p);
+
+/* Caller thread: drop clone child_id from parent_id's children list.
+ * 0 (also when not listed or the parent is gone) or -errno. */
+int image_parent_detach(blk_ioctx *io, const char *parent_id, const char *child_id);
+
+/* Caller thread: copy up object objno of a clone from its parent's
+ * snapshot (nothing if the child object exists or the parent's is
+ * missing).  0 or -errno. */
+int image_copyup_sync(blk_image *img, uint64_t objno, uint8_t *buf);
 
 /* The snap context a header describes (*sc owned: image_snapc_free). */
 int image_snapc_from_header(const Blk__ImageHeader *h, struct img_snapc *sc);

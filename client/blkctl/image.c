@@ -16,6 +16,8 @@
  *   image snap create|rm|rollback|protect|unprotect POOL/NAME@SNAP
  *   image snap rename POOL/NAME@SNAP NEWSNAP | image snap ls POOL/NAME
  * Read-only commands (info, du, export) take POOL/NAME@SNAP too.
+ *   image clone POOL/NAME@SNAP POOL/CHILD | image children POOL/NAME[@SNAP]
+ *   image flatten POOL/CHILD
  * Import and export are sparse-aware: import reads only the file's data
  * extents (SEEK_DATA/SEEK_HOLE) and skips all-zero chunks; export asks the
  * image for its allocated extents (block status) and writes only data,
@@ -1328,6 +1330,102 @@ static int cmd_snap(struct blkctl *b, int argc, char **argv)
   return rc;
 }
 
+/* ---- clones ---- */
+
+static int cmd_clone(struct blkctl *b, int argc, char **argv)
+{
+  if (argc != 4)
+    return blkctl_fail(EINVAL, "usage: blkctl image clone POOL/NAME@SNAP POOL/CHILD");
+  char pool[64], name[256], cpool[64], child[256];
+  int rc;
+  if ((rc = split_spec(argv[2], pool, sizeof pool, name, sizeof name)) ||
+      (rc = split_spec(argv[3], cpool, sizeof cpool, child, sizeof child)))
+    return rc;
+  char *at = strchr(name, '@');
+  if (!at || !at[1])
+    return blkctl_fail(EINVAL, "clone: '%s' must name a snapshot (POOL/NAME@SNAP)", argv[2]);
+  *at++ = 0;
+  if (strcmp(pool, cpool))
+    return blkctl_fail(EXDEV, "clone: the child must be in the parent's pool '%s'", pool);
+  struct ctx x;
+  if ((rc = connect_pool(b, pool, &x)))
+    return rc;
+  int r = blk_image_clone(x.io, name, at, child);
+  if (r < 0)
+    rc = fail_lib(r, "cannot clone");
+  ctx_close(&x);
+  return rc;
+}
+
+static int cmd_children(struct blkctl *b, int argc, char **argv)
+{
+  if (argc != 3)
+    return blkctl_fail(EINVAL, "usage: blkctl image children POOL/NAME[@SNAP]");
+  char spec[600];
+  snprintf(spec, sizeof spec, "%s", argv[2]);
+  char *at = strchr(spec, '@');
+  if (at)
+    *at++ = 0;
+  struct ctx x;
+  blk_image *img;
+  char name[256];
+  int rc = open_image(b, spec, BLK_IMAGE_RDONLY, &x, &img, name, sizeof name);
+  if (rc)
+    return rc;
+  char **v;
+  size_t n;
+  int r = blk_image_children(img, at, &v, &n);
+  if (r < 0) {
+    rc = fail_lib(r, "cannot list children");
+  } else {
+    if (b->json)
+      json_begin_arr(NULL);
+    for (size_t i = 0; i < n; i++) {
+      if (b->json)
+        json_str(NULL, v[i]);
+      else
+        printf("%s\n", v[i]);
+    }
+    if (b->json) {
+      json_end_arr();
+      json_done();
+    }
+    blk_image_list_free(v, n);
+  }
+  blk_image_close(img);
+  ctx_close(&x);
+  return rc;
+}
+
+static void flat_progress(uint64_t done, uint64_t total, void *arg)
+{
+  progress_set(arg, done);
+  (void)total;
+}
+
+static int cmd_flatten(struct blkctl *b, int argc, char **argv)
+{
+  if (argc != 3)
+    return blkctl_fail(EINVAL, "usage: blkctl image flatten POOL/CHILD");
+  struct ctx x;
+  blk_image *img;
+  char name[256];
+  int rc = open_image(b, argv[2], BLK_IMAGE_EXCLUSIVE, &x, &img, name, sizeof name);
+  if (rc)
+    return rc;
+  struct progress pr;
+  progress_init(&pr, "Flattening", blk_image_size(img));
+  int r = blk_image_flatten(img, flat_progress, &pr);
+  progress_done(&pr);
+  if (r < 0)
+    rc = fail_lib(r, "cannot flatten");
+  r = blk_image_close(img);
+  if (r < 0 && !rc)
+    rc = fail_lib(r, "close");
+  ctx_close(&x);
+  return rc;
+}
+
 static void image_usage(FILE *f)
 {
   fprintf(f, "usage: blkctl image COMMAND ...\n"
@@ -1344,7 +1442,8 @@ static void image_usage(FILE *f)
              "        [--io-pattern rand|seq] [--io-total 1G]\n"
              "  snap create|rm|rollback|protect|unprotect POOL/NAME@SNAP\n"
              "  snap rename POOL/NAME@SNAP NEWSNAP | snap ls POOL/NAME [--format json]\n"
-             "  (info, du and export take POOL/NAME@SNAP: the snapshot, read-only)\n");
+             "  (info, du and export take POOL/NAME@SNAP: the snapshot, read-only)\n"
+             "  clone POOL/NAME@SNAP POOL/CHILD | children POOL/NAME[@SNAP] | flatten POOL/CHILD\n");
 }
 
 int cmd_image(struct blkctl *b, int argc, char **argv)
@@ -1356,7 +1455,8 @@ int cmd_image(struct blkctl *b, int argc, char **argv)
     { "create", cmd_create }, { "ls", cmd_ls }, { "list", cmd_ls }, { "info", cmd_info },
     { "resize", cmd_resize }, { "rm", cmd_rm }, { "remove", cmd_rm }, { "rename", cmd_rename },
     { "mv", cmd_rename }, { "du", cmd_du }, { "import", cmd_import }, { "export", cmd_export },
-    { "bench", cmd_bench }, { "snap", cmd_snap },
+    { "bench", cmd_bench }, { "snap", cmd_snap }, { "clone", cmd_clone },
+    { "children", cmd_children }, { "flatten", cmd_flatten },
   };
   if (argc < 2) {
     image_usage(stderr);

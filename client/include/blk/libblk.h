@@ -286,6 +286,23 @@ int blk_image_snap_protect(blk_image *img, const char *snap);
 int blk_image_snap_unprotect(blk_image *img, const char *snap);
 int blk_image_snap_rename(blk_image *img, const char *src, const char *dst);
 
+/* ---- clones (docs/snapshots.md) ---- */
+
+/* Create image `child` in io's pool as a copy-on-write clone of the
+ * protected snapshot `snap` of image `parent` (same pool): no data is
+ * copied; reads of what the child has not written fall through to the
+ * parent snapshot, a child object's first change copies up the parent's.
+ * 0, -ENOENT, -EINVAL (snapshot not protected), -EEXIST, -errno. */
+int blk_image_clone(blk_ioctx *io, const char *parent, const char *snap, const char *child);
+/* The clones of img's snapshot `snap` (NULL: of every snapshot) as
+ * "POOL/NAME" strings (free with blk_image_list_free).  0 or -errno. */
+int blk_image_children(blk_image *img, const char *snap, char ***names, size_t *n);
+/* Copy up every object the parent backs (img open read-write), then drop
+ * the parent: the child no longer needs it.  progress may be NULL.
+ * 0, -EINVAL (not a clone), -EROFS, -errno. */
+int blk_image_flatten(blk_image *img,
+                      void (*progress)(uint64_t done, uint64_t total, void *arg), void *arg);
+
 #ifdef __cplusplus
 }
 #endif
