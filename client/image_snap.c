@@ -726,10 +726,13 @@ int image_copyup_sync(blk_image *img, uint64_t objno, uint8_t *buf)
   }
   if (r < 0)
     return (int)r;
+  /* no snap context needed (and img->snapc belongs to the library
+   * thread): the object is created with the bytes every snapshot of the
+   * child reads through the parent anyway, so a snapshot that finds it
+   * unchanged (seq 0) reads the same data */
   struct objecter_req wr = { .name = cname, .op = BLK__OSD_OP_TYPE__OP_WRITEFULL, .data = buf,
                              .data_len = (uint32_t)r, .length = (uint64_t)r,
-                             .has_assert_version = true, .snap_seq = img->snapc.seq,
-                             .snaps = img->snapc.snaps, .n_snaps = img->snapc.n };
+                             .has_assert_version = true };
   r = lb_obj_sync(img->io, &wr, NULL, 0, NULL, NULL);
   if (r == -ECANCELED) {   /* written meanwhile */
     lb_clear_err();
