@@ -80,6 +80,35 @@ cmp "$TEST_DIR/v1" "$TEST_DIR/rb" || fail "head after rollback differs from v1"
 "$BLKCTL" image export rbd/vm@second "$TEST_DIR/v2.after" >/dev/null
 cmp "$TEST_DIR/v2.out" "$TEST_DIR/v2.after" || fail "rollback changed another snapshot"
 
+# incremental backup: export-diff of two snapshots applied to a copy
+"$BLKCTL" image import "$TEST_DIR/v1" rbd/src --object-size 1M >/dev/null || fail "import src"
+"$BLKCTL" image snap create rbd/src@a || fail "src@a"
+"$BLKCTL" image bench rbd/src --io-type write --io-size 64K --io-threads 4 --io-pattern rand \
+  --io-total 1M >/dev/null || fail "overwrite src"
+"$BLKCTL" image resize rbd/src --size 9M || fail "grow src"
+"$BLKCTL" image snap create rbd/src@b || fail "src@b"
+"$BLKCTL" image export-diff rbd/src@a "$TEST_DIR/full.diff" || fail "export-diff full"
+"$BLKCTL" image export-diff rbd/src@b --from-snap a "$TEST_DIR/inc.diff" || fail "export-diff a..b"
+"$BLKCTL" image diff rbd/src@b --from-snap a >"$TEST_DIR/diff.txt" || fail "diff"
+changed=$(awk '{s += $2} END {print s + 0}' "$TEST_DIR/diff.txt")
+echo "diff a..b: $(wc -l <"$TEST_DIR/diff.txt") extents, $changed bytes changed; inc.diff $(stat -c %s "$TEST_DIR/inc.diff") bytes, full.diff $(stat -c %s "$TEST_DIR/full.diff") bytes"
+[ "$changed" -gt 0 ] && [ "$changed" -le $((2 << 20)) ] || fail "diff a..b reports $changed bytes"
+"$BLKCTL" image create rbd/dst --size 1M || fail "create dst"
+"$BLKCTL" image import-diff "$TEST_DIR/full.diff" rbd/dst || fail "import-diff full"
+"$BLKCTL" image create rbd/dst2 --size 1M || fail "create dst2"
+expect 2 "has no snapshot 'a'" -- image import-diff "$TEST_DIR/inc.diff" rbd/dst2
+"$BLKCTL" image rm rbd/dst2 || fail "rm dst2"
+"$BLKCTL" image import-diff "$TEST_DIR/inc.diff" rbd/dst || fail "import-diff a..b"
+for v in src@a dst@a src@b dst; do "$BLKCTL" image export "rbd/$v" "$TEST_DIR/x.$v" >/dev/null || fail "export $v"; done
+cmp "$TEST_DIR/x.src@a" "$TEST_DIR/x.dst@a" || fail "dst@a differs from src@a"
+cmp "$TEST_DIR/x.src@b" "$TEST_DIR/x.dst" || fail "dst after import-diff differs from src@b"
+echo "ok: export-diff a, a..b applied to a copy: byte-identical"
+expect 22 "not a blkctl diff stream" -- image import-diff "$TEST_DIR/v1" rbd/dst
+for i in src dst; do
+  for sn in a b; do "$BLKCTL" image snap rm "rbd/$i@$sn" 2>/dev/null || true; done
+  "$BLKCTL" image rm "rbd/$i" || fail "rm $i"
+done
+
 # removal: snapshots, then the image; nothing left in the pool
 "$BLKCTL" image snap rm rbd/vm@v1 || fail "snap rm v1"
 "$BLKCTL" image export rbd/vm@second "$TEST_DIR/v2.after" >/dev/null
