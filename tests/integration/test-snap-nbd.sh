@@ -10,7 +10,7 @@
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/test-nbd-common.inc"
 nbd_cluster
-"$BLKCTL" image create rbd/a --size 64M || fail "create"
+"$BLKCTL" image create rbd/a --size 512M || fail "create"
 P=$(nbd_port)
 start_nbd main --listen 127.0.0.1:$P --pool rbd
 U="nbd://127.0.0.1:$P"
@@ -20,12 +20,13 @@ import time
 log = open('$TEST_DIR/writes', 'w')
 end = time.time() + 7
 k = 0
-while time.time() < end and k < 1000:
+while time.time() < end and k < 8000:
     t0 = time.time()
     h.pwrite(bytes([k % 251 + 1]) * 65536, k * 65536)
     log.write('%d %.6f %.6f\n' % (k, t0, time.time()))
     log.flush()
     k += 1
+    time.sleep(0.002)
 " >"$TEST_DIR/writer.out" 2>&1 &
 wpid=$!
 sleep 2
@@ -33,6 +34,8 @@ t0=$(date +%s.%N)
 "$BLKCTL" image snap create rbd/a@s || fail "snap create under a writer"
 t1=$(date +%s.%N)
 wait $wpid || fail "the NBD writer saw an error: $(cat "$TEST_DIR/writer.out")"
+last=$(tail -1 "$TEST_DIR/writes" | awk '{print $3}')
+python3 -c "import sys; sys.exit(0 if $last > $t1 else 1)" || fail "the writer stopped before snap create returned"
 echo "snap create took $(python3 -c "print('%.3f s' % ($t1 - $t0))") with the writer active"
 
 nbdsh -u "$U/rbd/a@s" -c "
