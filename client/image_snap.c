@@ -761,8 +761,8 @@ LB_API int blk_image_flatten(blk_image *img,
     return lb_err(-EINVAL, "image is NULL");
   if (img->rdonly)
     return lb_err(-EROFS, "image '%s' must be open read-write to flatten", img->name);
-  if (!img->parent_id[0])
-    return lb_err(-EINVAL, "image '%s' is not a clone", img->name);
+  if (!img->parent_id[0] || !__atomic_load_n(&img->parent_overlap, __ATOMIC_ACQUIRE))
+    return lb_err(-EINVAL, "image '%s' is not a clone (or already flattened)", img->name);
   if (lb_on_loop())
     return lb_err(-EDEADLK, "blk_image_flatten from a libblk callback");
   uint64_t overlap = __atomic_load_n(&img->parent_overlap, __ATOMIC_ACQUIRE);

@@ -7,7 +7,9 @@
  *     creates IMAGE (6 MiB, 64 KiB objects so that ops span many objects)
  *     and runs N random ops on a read-write handle: writes, discards,
  *     write-zeroes, resizes (grow/shrink), snapshot create (up to 6 live),
- *     snapshot remove, rollback to a random snapshot, and checks: the head
+ *     snapshot remove, rollback to a random snapshot, clone of a snapshot
+ *     (written through its own handle against a model, sometimes
+ *     flattened, then removed), and checks: the head
  *     against its model every 10 ops, every snapshot (opened at the
  *     snapshot, read whole) after each snapshot op and at the end; the
  *     error paths (write to a snapshot handle, duplicate name, remove of a
@@ -141,7 +143,7 @@ int main(int argc, char **argv)
   blk_image *img;
   if ((r = blk_image_open(io, image, NULL, 0, &img)) < 0)
     die("open: %d", r);
-  unsigned created = 0;
+  unsigned created = 0, clones = 0;
   for (int op = 0; op < ops; op++) {
     unsigned k = (unsigned)(rnd() % 100);
     if (k < 45) {   /* write */
@@ -208,6 +210,60 @@ int main(int argc, char **argv)
       free(snaps[i].data);
       snaps[i].data = NULL;
       check_all(io, image, img);
+    } else if (k < 92 && k >= 88) {   /* clone, write the child, maybe flatten */
+      int i = live_snap();
+      if (i < 0)
+        continue;
+      char child[300];
+      snprintf(child, sizeof child, "%s-c%d", image, op);
+      if (blk_image_clone(io, image, snaps[i].name, child) != -EINVAL)
+        die("op %d: clone of an unprotected snapshot accepted", op);
+      if (blk_image_snap_protect(img, snaps[i].name) < 0 ||
+          (r = blk_image_clone(io, image, snaps[i].name, child)) < 0)
+        die("op %d: clone %s@%s: %d", op, image, snaps[i].name, r);
+      uint8_t *cm = calloc(1, MAX_SIZE);
+      uint64_t csize = snaps[i].size;
+      if (!cm)
+        die("out of memory");
+      memcpy(cm, snaps[i].data, csize);
+      blk_image *ci;
+      if ((r = blk_image_open(io, child, NULL, 0, &ci)) < 0)
+        die("open clone: %d", r);
+      check_range(ci, cm, csize, "fresh clone");
+      for (int w = 0; w < 8; w++) {
+        uint64_t len = 1 + rnd() % (100 << 10), off = rnd() % csize;
+        if (off + len > csize)
+          len = csize - off;
+        if (w == 3) {
+          if (blk_image_discard(ci, off, len) < 0)
+            die("clone discard");
+          memset(cm + off, 0, len);
+          continue;
+        }
+        for (uint64_t b = 0; b < len; b++)
+          wbuf[b] = (uint8_t)rnd();
+        if (blk_image_write(ci, off, len, wbuf) != (int64_t)len)
+          die("clone write");
+        memcpy(cm + off, wbuf, len);
+      }
+      check_range(ci, cm, csize, "clone after writes");
+      check_snap(io, image, &snaps[i]);   /* the parent snapshot is untouched */
+      if (rnd() % 2) {
+        if ((r = blk_image_flatten(ci, NULL, NULL)) < 0)
+          die("flatten: %d", r);
+        check_range(ci, cm, csize, "clone after flatten");
+        if (blk_image_flatten(ci, NULL, NULL) != -EINVAL)
+          die("a flattened image is still a clone");
+      } else if (blk_image_snap_unprotect(img, snaps[i].name) != -EBUSY) {
+        die("op %d: unprotect with a clone was not refused", op);
+      }
+      blk_image_close(ci);
+      free(cm);
+      if ((r = blk_image_remove(io, child)) < 0)
+        die("remove clone: %d", r);
+      if ((r = blk_image_snap_unprotect(img, snaps[i].name)) < 0)
+        die("unprotect after the clone is gone: %d", r);
+      clones++;
     } else if (k < 88) {   /* rollback */
       int i = live_snap();
       if (i < 0)
@@ -271,6 +327,6 @@ int main(int argc, char **argv)
   free(wbuf);
   blk_ioctx_destroy(io);
   blk_cluster_shutdown(c);
-  printf("snap-model: %d ops, %u snapshots created: OK\n", ops, created);
+  printf("snap-model: %d ops, %u snapshots created, %u clones: OK\n", ops, created, clones);
   return 0;
 }
