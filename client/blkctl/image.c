@@ -563,6 +563,66 @@ static int du_one(blk_image *img, const char *name, uint64_t *used_out, char *ms
   return 0;
 }
 
+struct diff_out;
+static int diff_walk(blk_image *from, blk_image *to, struct diff_out *d);
+static uint64_t diff_count(blk_image *from, blk_image *to, int *err);
+
+static void du_row(struct blkctl *b, const char *name, uint64_t prov, uint64_t used)
+{
+  if (b->json) {
+    json_begin_obj();
+    json_str("name", name);
+    json_uint("provisioned_size", prov);
+    json_uint("used_size", used);
+    json_end_obj();
+  } else {
+    char hp[32], hu[32];
+    human(prov, hp, sizeof hp);
+    human(used, hu, sizeof hu);
+    printf("%-30s %14s %14s\n", name, hp, hu);
+  }
+}
+
+/* Snapshot rows of image `name` (open read-only as img): each snapshot's
+ * USED is the bytes that differ from the previous snapshot (the data it
+ * holds on its own at most, as rbd du reports).  0 or an exit code. */
+static int du_snaps(struct blkctl *b, blk_ioctx *io, const char *name, blk_image *img,
+                    uint64_t *tu)
+{
+  struct blk_snap_info *v;
+  size_t n;
+  int r = blk_image_snap_list(img, &v, &n);
+  if (r < 0)
+    return fail_lib(r, "cannot list snapshots");
+  blk_image *prev = NULL;
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    blk_image *si;
+    if ((r = blk_image_open(io, name, v[i].name, BLK_IMAGE_RDONLY, &si)) < 0) {
+      rc = fail_lib(r, "cannot open a snapshot");
+      break;
+    }
+    int err = 0;
+    uint64_t used = diff_count(prev, si, &err);
+    if (err < 0) {
+      rc = fail_lib(err, "du of a snapshot");
+      blk_image_close(si);
+      break;
+    }
+    char row[600];
+    snprintf(row, sizeof row, "%s@%s", name, v[i].name);
+    du_row(b, row, v[i].size, used);
+    *tu += used;
+    if (prev)
+      blk_image_close(prev);
+    prev = si;
+  }
+  if (prev)
+    blk_image_close(prev);
+  blk_image_snap_list_free(v);
+  return rc;
+}
+
 static int cmd_du(struct blkctl *b, int argc, char **argv)
 {
   if (argc != 3)
@@ -599,9 +659,18 @@ static int cmd_du(struct blkctl *b, int argc, char **argv)
   uint64_t tp = 0, tu = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     blk_image *img;
-    int r = blk_image_open(x.io, names[i], NULL, BLK_IMAGE_RDONLY, &img);
+    char nm[256];
+    snprintf(nm, sizeof nm, "%s", names[i]);
+    char *at = strchr(nm, '@');   /* NAME@SNAP: that snapshot only */
+    if (at)
+      *at++ = 0;
+    int r = blk_image_open(x.io, nm, at, BLK_IMAGE_RDONLY, &img);
     if (r < 0) {
       rc = fail_lib(r, "cannot open the image");
+      break;
+    }
+    if (!at && (rc = du_snaps(b, x.io, nm, img, &tu))) {
+      blk_image_close(img);
       break;
     }
     uint64_t used;
@@ -615,18 +684,7 @@ static int cmd_du(struct blkctl *b, int argc, char **argv)
     }
     tp += prov;
     tu += used;
-    if (b->json) {
-      json_begin_obj();
-      json_str("name", names[i]);
-      json_uint("provisioned_size", prov);
-      json_uint("used_size", used);
-      json_end_obj();
-    } else {
-      char hp[32], hu[32];
-      human(prov, hp, sizeof hp);
-      human(used, hu, sizeof hu);
-      printf("%-30s %14s %14s\n", names[i], hp, hu);
-    }
+    du_row(b, names[i], prov, used);
   }
   if (b->json) {
     json_end_arr();
@@ -1439,6 +1497,7 @@ static int cmd_flatten(struct blkctl *b, int argc, char **argv)
 
 struct diff_out {
   bool list;                     /* image diff: text lines */
+  bool count_only;               /* image du: count the bytes only */
   FILE *f;                       /* export-diff stream */
   uint64_t run_off, run_len;     /* pending run */
   int run_kind;                  /* 0 none, 'W' data, 'Z' zero */
@@ -1471,7 +1530,8 @@ static int diff_flush(struct diff_out *d)
     return 0;
   d->bytes += d->run_len;
   int r = 0;
-  if (d->list) {
+  if (d->count_only) {
+  } else if (d->list) {
     printf("%llu %llu %s\n", (unsigned long long)d->run_off, (unsigned long long)d->run_len,
            d->run_kind == 'W' ? "data" : "zero");
   } else if (fputc(d->run_kind, d->f) == EOF || put_u64(d->f, d->run_off) ||
@@ -1557,6 +1617,13 @@ static int diff_walk(blk_image *from, blk_image *to, struct diff_out *d)
   free(a);
   free(b);
   return r;
+}
+
+static uint64_t diff_count(blk_image *from, blk_image *to, int *err)
+{
+  struct diff_out d = { .list = true, .count_only = true };
+  *err = diff_walk(from, to, &d);
+  return d.bytes;
 }
 
 /* Open POOL/NAME[@TO] and, with --from-snap, the FROM snapshot too. */

@@ -53,6 +53,15 @@ grep -qE '^ +1  v1 +8388608 .* no$' "$TEST_DIR/ls" || fail "snap ls: v1"
 grep -qE '^ +2  v2 +8388608 .* no$' "$TEST_DIR/ls" || fail "snap ls: v2"
 "$BLKCTL" --format json image snap ls rbd/vm | grep -q '"name":"v2"' || fail "snap ls json"
 "$BLKCTL" image info rbd/vm@v1 | grep -q "size 8 MiB" || fail "info at a snapshot"
+"$BLKCTL" --format json image du rbd/vm | python3 -c '
+import json, sys
+rows = {r["name"]: r["used_size"] for r in json.load(sys.stdin)}
+print("du:", rows)
+assert rows["vm@v1"] == 8 << 20, rows        # the first snapshot holds all its data
+assert 0 < rows["vm@v2"] < 8 << 20, rows      # v2: what changed since v1 only
+assert rows["vm"] == 8 << 20, rows
+' || fail "image du with snapshots"
+"$BLKCTL" --format json image du rbd/vm@v1 | grep -q '"used_size":8388608' || fail "du at a snapshot"
 
 # errors
 expect 17 "already has a snapshot 'v1'" -- image snap create rbd/vm@v1
