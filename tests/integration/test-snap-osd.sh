@@ -3,7 +3,7 @@
 # Snapshots at the OSDs (issue 8): 3 OSDs, pool size 3 min_size 1.
 #  1. recovery: osd.0 is killed (-9); a snapshot is taken and the image
 #     overwritten while it is down (the clones exist only on osd.1/osd.2);
-#     osd.0 restarts and recovers; then osd.1 and osd.2 are killed and the
+#     osd.0 restarts and is backfilled (PG log of 4 entries); then osd.1 and osd.2 are killed and the
 #     snapshot and the head are read back from osd.0 alone, byte-identical.
 #  2. space: OSD store usage (blk-osd --fsck: used bytes, and a clean
 #     check of every extent's share count) before/after a snapshot with
@@ -13,7 +13,7 @@
 source "$(dirname "$0")/../functions.sh"
 requires python3 cmp
 make_cluster 3
-osd_conf
+OSD_PG_LOG_MAX=4 osd_conf   # a short log: osd.0 is brought back by backfill
 for m in "${MONS[@]}"; do start_mon "$m"; done
 wait_quorum 30
 "$BLKCTL" pool create rbd 16 --size 3 --min-size 1 --failure-domain osd >/dev/null || fail "pool create"
@@ -59,7 +59,7 @@ wait_clean
 kill_osd 0
 wait_osd 0 status down 15 >/dev/null
 "$BLKCTL" image snap create rbd/vm@s1 || fail "snap create with osd.0 down"
-overwrite vm
+overwrite vm 8M   # ~16 writes per object: every PG's log moves past osd.0's
 "$BLKCTL" image export rbd/vm "$TEST_DIR/head1" >/dev/null || fail "export head"
 cmp -s "$TEST_DIR/v1" "$TEST_DIR/head1" && fail "head not overwritten"
 start_osd 0
@@ -73,7 +73,8 @@ wait_osd 2 status down 15 >/dev/null
 cmp "$TEST_DIR/v1" "$TEST_DIR/s1.osd0" || fail "snapshot s1 on the recovered osd.0 differs"
 "$BLKCTL" --timeout 30 image export rbd/vm "$TEST_DIR/head.osd0" >/dev/null || fail "export head from osd.0"
 cmp "$TEST_DIR/head1" "$TEST_DIR/head.osd0" || fail "head on the recovered osd.0 differs"
-echo "ok: snapshot and head read back from the recovered osd.0 alone"
+grep -q "osd.0 is behind the log" "$TEST_DIR"/log/osd.*.log || fail "osd.0 was not backfilled"
+echo "ok: snapshot and head read back from the backfilled osd.0 alone"
 start_osd 1
 start_osd 2
 wait_osds_up 3 30
