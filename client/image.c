@@ -191,14 +191,14 @@ static int dir_lookup(blk_ioctx *io, const char *name, char id[32])
 
 /* ---- header ---- */
 
-static int header_read(blk_ioctx *io, const char *id, Blk__ImageHeader **out)
+int image_header_read(blk_ioctx *io, const char *id, Blk__ImageHeader **out, uint64_t ver[2])
 {
   char hname[64];
   uint8_t *b;
   size_t len;
-  uint64_t ver[2];
+  uint64_t v[2];
   image_header_name(id, hname, sizeof hname);
-  int r = obj_read_all(io, hname, &b, &len, ver);
+  int r = obj_read_all(io, hname, &b, &len, ver ? ver : v);
   if (r == -ENOENT)
     return lb_err(-ENOENT, "image header %s is missing", hname);
   if (r < 0)
@@ -213,7 +213,12 @@ static int header_read(blk_ioctx *io, const char *id, Blk__ImageHeader **out)
   return 0;
 }
 
-static int header_write(blk_ioctx *io, const Blk__ImageHeader *h)
+static int header_read(blk_ioctx *io, const char *id, Blk__ImageHeader **out)
+{
+  return image_header_read(io, id, out, NULL);
+}
+
+int image_header_write(blk_ioctx *io, const Blk__ImageHeader *h, const uint64_t ver[2])
 {
   char hname[64];
   image_header_name(h->id, hname, sizeof hname);
@@ -224,9 +229,19 @@ static int header_write(blk_ioctx *io, const Blk__ImageHeader *h)
   blk__image_header__pack(h, buf);
   struct objecter_req req = { .name = hname, .op = BLK__OSD_OP_TYPE__OP_WRITEFULL, .data = buf,
                               .data_len = (uint32_t)len, .length = len };
+  if (ver) {
+    req.has_assert_version = true;
+    req.assert_epoch = ver[0];
+    req.assert_v = ver[1];
+  }
   int r = (int)lb_obj_sync(io, &req, NULL, 0, NULL, NULL);
   free(buf);
   return r;
+}
+
+static int header_write(blk_ioctx *io, const Blk__ImageHeader *h)
+{
+  return image_header_write(io, h, NULL);
 }
 
 /* ---- public API ---- */
@@ -246,18 +261,49 @@ LB_API int blk_image_create(blk_ioctx *io, const char *name, uint64_t size, int 
     return lb_err(-EINVAL, "object size must be 2^12 (4 KiB) .. 2^26 (64 MiB), got 2^%d", order);
   if (size > (UINT64_MAX >> 1))
     return lb_err(-EINVAL, "image size too large");
-  unsigned char rb[8];
   char id[32];
-  if (RAND_bytes(rb, sizeof rb) != 1)
-    return lb_err(-EIO, "no random bytes for the image id");
-  for (int i = 0; i < 8; i++)
-    snprintf(id + 2 * i, 3, "%02x", rb[i]);
+  int r = image_new_id(id);
+  if (r < 0)
+    return r;
   Blk__ImageHeader h = BLK__IMAGE_HEADER__INIT;
   h.format = 1;
   h.id = id;
   h.size = size;
   h.order = (uint32_t)order;
   h.create_time_ms = (uint64_t)util_wall_ms();
+  return image_create_hdr(io, name, &h);
+}
+
+int image_new_id(char id[32])
+{
+  unsigned char rb[8];
+  if (RAND_bytes(rb, sizeof rb) != 1)
+    return lb_err(-EIO, "no random bytes for the image id");
+  for (int i = 0; i < 8; i++)
+    snprintf(id + 2 * i, 3, "%02x", rb[i]);
+  return 0;
+}
+
+int image_dir_name_of(blk_ioctx *io, const char *id, char *out, size_t n)
+{
+  struct dir d;
+  int r = dir_read(io, &d);
+  if (r < 0)
+    return r;
+  r = -ENOENT;
+  for (size_t i = 0; d.pb && i < d.pb->n_images; i++)
+    if (!strcmp(d.pb->images[i]->id, id)) {
+      snprintf(out, n, "%s", d.pb->images[i]->name);
+      r = 0;
+    }
+  dir_free(&d);
+  return r;
+}
+
+int image_create_hdr(blk_ioctx *io, const char *name, const Blk__ImageHeader *hp)
+{
+  const char *id = hp->id;
+  const Blk__ImageHeader h = *hp;
   int r = 0;
   bool header_written = false;
   for (int attempt = 0; attempt < DIR_RETRIES; attempt++) {
@@ -378,7 +424,15 @@ LB_API int blk_image_remove(blk_ioctx *io, const char *name)
         return lb_err(r, "image '%s' is open by a writer (its lock is held)", name);
       return r;
     }
-    r = image_io_trim(io, id, h->order, 0, h->size);
+    if (h->n_snaps) {
+      size_t ns = h->n_snaps;
+      blk__image_header__free_unpacked(h, NULL);
+      return lb_err(-ENOTEMPTY, "image '%s' has %zu snapshot(s); remove them first", name, ns);
+    }
+    struct img_snapc sc = { h->snap_seq, NULL, 0 };
+    r = image_io_trim(io, id, h->order, 0, h->size, &sc);
+    if (r == 0 && h->parent && h->parent->image_id[0])
+      r = image_parent_detach(io, h->parent->image_id, id);   /* a clone */
     blk__image_header__free_unpacked(h, NULL);
     if (r < 0)
       return r;
@@ -413,8 +467,10 @@ LB_API int blk_image_open(blk_ioctx *io, const char *name, const char *snap, int
     return lb_err(-EINVAL, "blk_image_open: NULL argument");
   if (!name_ok(name))
     return lb_err(-EINVAL, "bad image name '%s'", name ? name : "");
+  if (snap && !snap[0])
+    snap = NULL;
   if (snap)
-    return lb_err(-EOPNOTSUPP, "snapshots are not supported yet");
+    flags |= BLK_IMAGE_RDONLY;   /* snapshots are read-only */
   if (flags & ~(BLK_IMAGE_RDONLY | BLK_IMAGE_EXCLUSIVE))
     return lb_err(-EINVAL, "unknown open flags 0x%x", (unsigned)flags);
   char id[32];
@@ -435,7 +491,26 @@ LB_API int blk_image_open(blk_ioctx *io, const char *name, const char *snap, int
   img->order = h->order;
   img->size = h->size;
   img->rdonly = flags & BLK_IMAGE_RDONLY;
+  for (size_t i = 0; snap && i < h->n_snaps; i++)
+    if (!strcmp(h->snaps[i]->name, snap)) {
+      img->snap_id = h->snaps[i]->id;
+      img->size = h->snaps[i]->size;
+    }
+  if (snap && !img->snap_id) {
+    blk__image_header__free_unpacked(h, NULL);
+    free(img);
+    return lb_err(-ENOENT, "image '%s' has no snapshot '%s'", name, snap);
+  }
+  const Blk__ImageHeader__Parent *par = h->parent;
+  for (size_t i = 0; snap && i < h->n_snaps; i++)
+    if (h->snaps[i]->id == img->snap_id)
+      par = h->snaps[i]->parent;   /* the parent of the snapshot */
+  r = image_load_ancestry(img, par);   /* a clone (parents in the same pool) */
   blk__image_header__free_unpacked(h, NULL);
+  if (r < 0) {
+    free(img);
+    return r;
+  }
   if (!img->rdonly) {
     r = image_lock_acquire(img, flags);
     if (r < 0) {
@@ -449,7 +524,13 @@ LB_API int blk_image_open(blk_ioctx *io, const char *name, const char *snap, int
       return r;
     }
     img->size = h->size;
+    r = image_snapc_from_header(h, &img->snapc);
     blk__image_header__free_unpacked(h, NULL);
+    if (r < 0) {
+      image_lock_release(img);
+      free(img);
+      return r;
+    }
   }
   lb_image_register(img);
   *out = img;
@@ -494,6 +575,7 @@ LB_API int blk_image_close(blk_image *img)
     image_lock_release(img);
   lb_image_unregister(img);
   free(img->zeroes);
+  image_snapc_free(&img->snapc);
   free(img);
   return r;
 }
@@ -523,7 +605,8 @@ LB_API int blk_image_resize(blk_image *img, uint64_t size)
   if (!img)
     return lb_err(-EINVAL, "image is NULL");
   if (img->rdonly)
-    return lb_err(-EROFS, "image '%s' is open read-only", img->name);
+    return lb_err(-EROFS, "image '%s' is open %s", img->name,
+                  img->snap_id ? "at a snapshot (read-only)" : "read-only");
   if (size == 0)
     return lb_err(-EINVAL, "image size must be greater than zero");
   if (size > (UINT64_MAX >> 1))
@@ -545,17 +628,34 @@ LB_API int blk_image_resize(blk_image *img, uint64_t size)
       blk__image_header__free_unpacked(h, NULL);
       return r;
     }
-    r = image_io_trim(img->io, img->id, img->order, size, old);
+    struct img_snapc sc;
+    r = image_snapc_from_header(h, &sc);   /* the header's: the newest */
+    if (r == 0)
+      r = image_io_trim(img->io, img->id, img->order, size, old, &sc);
+    image_snapc_free(&sc);
     if (r < 0) {
       blk__image_header__free_unpacked(h, NULL);
       return r;
     }
   }
-  h->size = size;
-  r = header_write(img->io, h);
+  /* guarded: snapshot operations update the header concurrently */
+  for (int attempt = 0; attempt < DIR_RETRIES; attempt++) {
+    uint64_t ver[2];
+    blk__image_header__free_unpacked(h, NULL);
+    if ((r = image_header_read(img->io, img->id, &h, ver)) < 0)
+      return r;
+    h->size = size;
+    if (h->parent && h->parent->overlap > size)
+      h->parent->overlap = size;   /* a clone never sees the parent past a shrink */
+    r = image_header_write(img->io, h, ver);
+    if (r != -ECANCELED)
+      break;
+  }
   blk__image_header__free_unpacked(h, NULL);
   if (r < 0)
     return r;
   __atomic_store_n(&img->size, size, __ATOMIC_RELEASE);
+  if (__atomic_load_n(&img->parent_overlap, __ATOMIC_ACQUIRE) > size)
+    __atomic_store_n(&img->parent_overlap, size, __ATOMIC_RELEASE);
   return 0;
 }

@@ -73,6 +73,8 @@ struct img_sub {
   uint64_t boff;                 /* offset of that range in the request */
   size_t idx;                    /* index among the request's sub-ops */
   char name[80];
+  bool copied;                   /* clone: copy-up done (or not needed) */
+  unsigned level;                /* clone: the ancestor being read */
 };
 
 static void req_complete(struct img_req *r);
@@ -110,11 +112,80 @@ static void sub_op(struct img_sub *s, Blk__OsdOpType op, uint64_t off, uint64_t 
 
 /* ---- read ---- */
 
+/* Clones: the bytes of object objno the parent snapshot backs (0: none). */
+static uint64_t parent_span(blk_image *img, uint64_t objno)
+{
+  uint64_t overlap = __atomic_load_n(&img->parent_overlap, __ATOMIC_ACQUIRE);
+  uint64_t start = objno << img->order, objsize = 1ull << img->order;
+  if (!img->parent_id[0] || start >= overlap)
+    return 0;
+  return overlap - start < objsize ? overlap - start : objsize;
+}
+
+/* The bytes of object objno ancestor `level` backs (0: none). */
+static uint64_t anc_span(blk_image *img, unsigned level, uint64_t objno)
+{
+  uint64_t span = parent_span(img, objno), start = objno << img->order;
+  if (level >= img->n_anc || start >= img->anc[level].overlap)
+    return 0;
+  uint64_t o = img->anc[level].overlap - start;
+  return o < span ? o : span;
+}
+
+/* Read [off, off+len) of object s->objno of ancestor s->level at its
+ * snapshot.  0 or -errno (cb not called). */
+static int anc_read(struct img_sub *s, uint64_t off, uint64_t len, objecter_cb cb)
+{
+  blk_image *img = s->r->img;
+  char pname[80];
+  image_data_name(img->anc[s->level].id, s->objno, pname, sizeof pname);
+  struct objecter_req req = { .name = pname, .op = BLK__OSD_OP_TYPE__OP_READ, .offset = off,
+                              .length = len, .snapid = img->anc[s->level].snap };
+  return lb_objecter_op(img->io, &req, cb, s);
+}
+
+static void parent_read_cb(void *arg, int err, const Blk__OsdOpReply *rep, const uint8_t *data,
+                           uint32_t len)
+{
+  struct img_sub *s = arg;
+  uint8_t *dst = s->r->rbuf + s->boff;
+  blk_image *img = s->r->img;
+  uint64_t span = anc_span(img, s->level, s->objno);
+  if (err == -ENOENT && anc_span(img, s->level + 1, s->objno) > s->ooff) {
+    s->level++;   /* not in this ancestor either: its parent */
+    if (anc_read(s, s->ooff, s->olen, parent_read_cb) == 0)
+      return;
+    err = -ENOMEM;
+  }
+  if (err == -ENOENT) {
+    memset(dst, 0, s->olen);
+  } else if (err < 0) {
+    req_fail(s->r, err, "read of the parent of %s failed: %s", s->name,
+             rep && rep->message && rep->message[0] ? rep->message : strerror(-err));
+  } else {
+    /* bytes past the overlap read as zeroes (the child was shrunk) */
+    uint64_t n = len < s->olen ? len : s->olen;
+    if (s->ooff + n > span)
+      n = span > s->ooff ? span - s->ooff : 0;
+    memcpy(dst, data, n);
+    memset(dst + n, 0, s->olen - n);
+  }
+  sub_done(s);
+}
+
 static void read_cb(void *arg, int err, const Blk__OsdOpReply *rep, const uint8_t *data,
                     uint32_t len)
 {
   struct img_sub *s = arg;
   uint8_t *dst = s->r->rbuf + s->boff;
+  blk_image *img = s->r->img;
+  if (err == -ENOENT && parent_span(img, s->objno) > s->ooff) {
+    /* a clone's object not written yet: the parent snapshot's bytes */
+    s->level = 0;
+    if (anc_read(s, s->ooff, s->olen, parent_read_cb) == 0)
+      return;
+    err = -ENOMEM;
+  }
   if (err == -ENOENT) {
     memset(dst, 0, s->olen);
   } else if (err < 0) {
@@ -207,7 +278,14 @@ static void bstat_stat_cb(void *arg, int err, const Blk__OsdOpReply *rep, const 
   struct sub_ext *e = &r->bs[s->idx];
   uint64_t base = r->off + s->boff;   /* image offset of s->ooff */
   int rc = 0;
-  if (err == -ENOENT) {
+  uint64_t span = parent_span(r->img, s->objno);
+  if (err == -ENOENT && span > s->ooff) {
+    /* a clone's object not written yet: the parent's bytes count as data */
+    uint64_t d = span - s->ooff < s->olen ? span - s->ooff : s->olen;
+    rc = bs_add(e, base, d, 0);
+    if (rc == 0)
+      rc = bs_add(e, base + d, s->olen - d, HOLE);
+  } else if (err == -ENOENT) {
     rc = bs_add(e, base, s->olen, HOLE);
   } else if (err < 0 || !rep) {
     req_fail(r, err ? err : -EIO, "stat of %s failed: %s", s->name,
@@ -271,6 +349,15 @@ static void sub_op(struct img_sub *s, Blk__OsdOpType op, uint64_t off, uint64_t 
                    const void *data, objecter_cb cb)
 {
   struct objecter_req req = { .name = s->name, .op = op, .offset = off, .length = len };
+  blk_image *img = s->r->img;
+  if (op == BLK__OSD_OP_TYPE__OP_READ || op == BLK__OSD_OP_TYPE__OP_STAT ||
+      op == BLK__OSD_OP_TYPE__OP_MAPEXT) {
+    req.snapid = img->snap_id;
+  } else {
+    req.snap_seq = img->snapc.seq;   /* copy-on-write for the snapshots */
+    req.snaps = img->snapc.snaps;
+    req.n_snaps = img->snapc.n;
+  }
   if (data) {
     req.data = data;
     req.data_len = (uint32_t)len;
@@ -280,10 +367,95 @@ static void sub_op(struct img_sub *s, Blk__OsdOpType op, uint64_t off, uint64_t 
     cb(s, r, NULL, NULL, 0);
 }
 
+static void sub_start(struct img_sub *s);
+
+/* ---- clones: copy-up before the first change of a child object ---- */
+
+static void copyup_write_cb(void *arg, int err, const Blk__OsdOpReply *rep, const uint8_t *data,
+                            uint32_t len)
+{
+  struct img_sub *s = arg;
+  (void)data;
+  (void)len;
+  if (err < 0 && err != -ECANCELED) {   /* -ECANCELED: it exists already */
+    req_fail(s->r, err, "copy-up of %s failed: %s", s->name,
+             rep && rep->message && rep->message[0] ? rep->message : strerror(-err));
+    sub_done(s);
+    return;
+  }
+  s->copied = true;
+  sub_start(s);
+}
+
+static void copyup_read_cb(void *arg, int err, const Blk__OsdOpReply *rep, const uint8_t *data,
+                           uint32_t len)
+{
+  struct img_sub *s = arg;
+  blk_image *img = s->r->img;
+  if (err == -ENOENT && anc_span(img, s->level + 1, s->objno)) {
+    s->level++;   /* not in this ancestor: its parent */
+    if (anc_read(s, 0, anc_span(img, s->level, s->objno), copyup_read_cb) == 0)
+      return;
+    err = -ENOMEM;
+  }
+  if (err == -ENOENT) {   /* no ancestor has anything here */
+    s->copied = true;
+    sub_start(s);
+    return;
+  }
+  if (err < 0) {
+    req_fail(s->r, err, "copy-up read for %s failed: %s", s->name,
+             rep && rep->message && rep->message[0] ? rep->message : strerror(-err));
+    sub_done(s);
+    return;
+  }
+  uint64_t span = anc_span(img, s->level, s->objno);
+  if (len > span)
+    len = (uint32_t)span;
+  /* create the child object from the parent's bytes only if it still
+   * does not exist (version guard 0.0), then do the change itself */
+  struct objecter_req req = { .name = s->name, .op = BLK__OSD_OP_TYPE__OP_WRITEFULL, .data = data,
+                              .data_len = len, .length = len, .has_assert_version = true,
+                              .snap_seq = img->snapc.seq, .snaps = img->snapc.snaps,
+                              .n_snaps = img->snapc.n };
+  if (lb_objecter_op(img->io, &req, copyup_write_cb, s) < 0)
+    copyup_write_cb(s, -ENOMEM, NULL, NULL, 0);
+}
+
+static void copyup_stat_cb(void *arg, int err, const Blk__OsdOpReply *rep, const uint8_t *data,
+                           uint32_t len)
+{
+  struct img_sub *s = arg;
+  blk_image *img = s->r->img;
+  (void)data;
+  (void)len;
+  if (err == 0) {   /* the child object exists */
+    s->copied = true;
+    sub_start(s);
+    return;
+  }
+  if (err != -ENOENT) {
+    req_fail(s->r, err, "stat of %s failed: %s", s->name,
+             rep && rep->message && rep->message[0] ? rep->message : strerror(-err));
+    sub_done(s);
+    return;
+  }
+  s->level = 0;
+  if (anc_read(s, 0, parent_span(img, s->objno), copyup_read_cb) < 0)
+    copyup_read_cb(s, -ENOMEM, NULL, NULL, 0);
+}
+
 static void sub_start(struct img_sub *s)
 {
   struct img_req *r = s->r;
   blk_image *img = r->img;
+  if (r->type != RQ_READ && r->type != RQ_BSTAT && r->type != RQ_FLUSH && !s->copied &&
+      parent_span(img, s->objno)) {
+    struct objecter_req req = { .name = s->name, .op = BLK__OSD_OP_TYPE__OP_STAT };
+    if (lb_objecter_op(img->io, &req, copyup_stat_cb, s) < 0)
+      copyup_stat_cb(s, -ENOMEM, NULL, NULL, 0);
+    return;
+  }
   blk_cluster *c = img->io->c;
   uint64_t objsize = 1ull << img->order;
   switch (r->type) {
@@ -310,7 +482,9 @@ static void sub_start(struct img_sub *s)
     uint64_t size = __atomic_load_n(&img->size, __ATOMIC_ACQUIRE);
     uint64_t obj_start = s->objno << img->order;
     uint64_t span = size - obj_start < objsize ? size - obj_start : objsize;
-    if (s->ooff == 0 && s->olen >= span)
+    /* a clone's object backed by the parent is zeroed, not removed
+     * (removing would expose the parent's bytes again) */
+    if (s->ooff == 0 && s->olen >= span && !parent_span(img, s->objno))
       sub_op(s, BLK__OSD_OP_TYPE__OP_REMOVE, 0, 0, NULL, write_cb);
     else if (!__atomic_load_n(&c->no_zero, __ATOMIC_RELAXED))
       sub_op(s, BLK__OSD_OP_TYPE__OP_ZERO, s->ooff, s->olen, NULL, zero_cb);
@@ -502,7 +676,8 @@ static int req_submit(blk_image *img, enum req_type type, uint64_t off, uint64_t
     return lb_err(-EINVAL, "NULL callback");
   bool modifying = type == RQ_WRITE || type == RQ_DISCARD || type == RQ_ZERO;
   if (modifying && img->rdonly)
-    return lb_err(-EROFS, "image '%s' is open read-only", img->name);
+    return lb_err(-EROFS, "image '%s' is open %s", img->name,
+                  img->snap_id ? "at a snapshot (read-only)" : "read-only");
   if (modifying) {
     int lr = image_lock_check_write(img);
     if (lr < 0)
@@ -648,6 +823,8 @@ void image_io_drain(blk_image *img, struct lb_sync *s)
 struct trim {
   struct lb_task t;
   blk_ioctx *io;
+  const struct img_snapc *sc;    /* borrowed */
+  Blk__OsdOpType op;             /* OP_REMOVE or OP_SNAPTRIM */
   char id[32];
   uint64_t next, end;            /* objects [next, end) to remove */
   unsigned inflight;
@@ -665,7 +842,8 @@ static void trim_cb(void *arg, int err, const Blk__OsdOpReply *rep, const uint8_
   tr->inflight--;
   if (err < 0 && err != -ENOENT && !tr->err) {
     tr->err = err;
-    snprintf(tr->msg, sizeof tr->msg, "removing data objects of image %s: %s", tr->id,
+    snprintf(tr->msg, sizeof tr->msg, "%s data objects of image %s: %s",
+             tr->op == BLK__OSD_OP_TYPE__OP_SNAPTRIM ? "trimming snapshots of" : "removing", tr->id,
              rep && rep->message && rep->message[0] ? rep->message : strerror(-err));
   }
   trim_issue(tr);
@@ -676,7 +854,12 @@ static void trim_issue(struct trim *tr)
   while (!tr->err && tr->next < tr->end && tr->inflight < TRIM_WINDOW) {
     char name[80];
     image_data_name(tr->id, tr->next++, name, sizeof name);
-    struct objecter_req req = { .name = name, .op = BLK__OSD_OP_TYPE__OP_REMOVE };
+    struct objecter_req req = { .name = name, .op = tr->op };
+    if (tr->sc) {
+      req.snap_seq = tr->sc->seq;
+      req.snaps = tr->sc->snaps;
+      req.n_snaps = tr->sc->n;
+    }
     tr->inflight++;
     int r = lb_objecter_op(tr->io, &req, trim_cb, tr);
     if (r < 0) {
@@ -694,7 +877,18 @@ static void trim_task(struct lb_task *t)
   trim_issue((struct trim *)t);
 }
 
-int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, uint64_t size)
+static int trim_run(blk_ioctx *io, const char *id, uint64_t first, uint64_t end,
+                    const struct img_snapc *sc, Blk__OsdOpType op);
+
+int image_io_snaptrim(blk_ioctx *io, const char *id, uint32_t order, uint64_t size,
+                      const struct img_snapc *sc)
+{
+  uint64_t objsize = 1ull << order;
+  return trim_run(io, id, 0, (size + objsize - 1) >> order, sc, BLK__OSD_OP_TYPE__OP_SNAPTRIM);
+}
+
+int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, uint64_t size,
+                  const struct img_snapc *sc)
 {
   uint64_t objsize = 1ull << order;
   if (from >= size)
@@ -715,7 +909,14 @@ int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, 
         lb_clear_err();
         r = 0;
       } else if (r == 0 && osize > keep) {
-        r = blk_object_truncate(io, name, keep);
+        struct objecter_req req = { .name = name, .op = BLK__OSD_OP_TYPE__OP_TRUNCATE,
+                                    .offset = keep };
+        if (sc) {
+          req.snap_seq = sc->seq;
+          req.snaps = sc->snaps;
+          req.n_snaps = sc->n;
+        }
+        r = (int)lb_obj_sync(io, &req, NULL, 0, NULL, NULL);
         if (r == -EOPNOTSUPP)
           __atomic_store_n(&io->c->no_truncate, true, __ATOMIC_RELAXED);
       }
@@ -739,6 +940,14 @@ int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, 
   }
   if (first_whole >= end)
     return 0;
+  return trim_run(io, id, first_whole, end, sc, BLK__OSD_OP_TYPE__OP_REMOVE);
+}
+
+static int trim_run(blk_ioctx *io, const char *id, uint64_t first_whole, uint64_t end,
+                    const struct img_snapc *sc, Blk__OsdOpType op)
+{
+  if (first_whole >= end)
+    return 0;
   if (lb_on_loop())
     return lb_err(-EDEADLK, "synchronous call from a libblk callback");
   struct trim *tr = calloc(1, sizeof *tr);
@@ -746,6 +955,8 @@ int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, 
     return lb_err(-ENOMEM, "out of memory");
   tr->t.fn = trim_task;
   tr->io = io;
+  tr->sc = sc;
+  tr->op = op;
   snprintf(tr->id, sizeof tr->id, "%s", id);
   tr->next = first_whole;
   tr->end = end;

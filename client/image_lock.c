@@ -180,6 +180,15 @@ static void request_cb(void *arg, int err, const Blk__OsdOpReply *rep, const uin
   round_end(l);
 }
 
+static void refreshed(void *arg)
+{
+  struct img_lock *l = arg;
+  struct objecter_req req = { .name = l->hname, .op = BLK__OSD_OP_TYPE__OP_GETXATTR,
+                              .key = REQUEST_KEY };
+  if (lb_objecter_op(l->img->io, &req, request_cb, l) < 0)
+    round_end(l);
+}
+
 static void renew_cb(void *arg, int err, const Blk__OsdOpReply *rep, const uint8_t *data,
                      uint32_t len)
 {
@@ -196,10 +205,8 @@ static void renew_cb(void *arg, int err, const Blk__OsdOpReply *rep, const uint8
     round_end(l);
     return;
   }
-  struct objecter_req req = { .name = l->hname, .op = BLK__OSD_OP_TYPE__OP_GETXATTR,
-                              .key = REQUEST_KEY };
-  if (lb_objecter_op(l->img->io, &req, request_cb, l) < 0)
-    round_end(l);
+  /* pick up snapshots created through other handles (image_snap.c) */
+  image_snap_refresh(l->img, refreshed, l);
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)

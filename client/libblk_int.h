@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "blk/libblk.h"
+#include "proto/image.pb-c.h"
 #include "client/monc.h"
 #include "client/objecter.h"
 #include "common/config.h"
@@ -125,6 +126,13 @@ int64_t lb_obj_sync(blk_ioctx *io, const struct objecter_req *req, void *rbuf, s
 
 struct img_req;
 
+/* A snapshot context: seq and the existing snap ids (descending; owned). */
+struct img_snapc {
+  uint64_t seq;
+  uint64_t *snaps;
+  size_t n;
+};
+
 struct blk_image {
   blk_ioctx *io;
   struct blk_image *prev, *next; /* c->images, under c->reg_lock */
@@ -144,11 +152,66 @@ struct blk_image {
   uint64_t started;              /* requests started (lock idleness) */
   /* image_lock.c state (NULL: read-only open) */
   struct img_lock *lock;
+  /* snapshots (image_snap.c): the snap context of writes (library thread
+   * after open) and the snapshot a read-only open reads (0 = head) */
+  struct img_snapc snapc;
+  uint64_t snap_id;
+  /* clones (image_io.c): reads of missing objects below parent_overlap
+   * fall through to the parent's snapshot; writes copy up first */
+  char parent_id[32];            /* "" = no parent */
+  uint64_t parent_snap;
+  uint64_t parent_overlap;       /* atomic (flatten clears it) */
+  /* the ancestry: anc[0] = the parent snapshot, anc[1] its parent's... */
+  struct img_parent {
+    char id[32];
+    uint64_t snap, overlap;
+  } anc[16];
+  size_t n_anc;
 };
 
 /* Object names. */
 void image_header_name(const char *id, char *out, size_t n);
 void image_data_name(const char *id, uint64_t objno, char *out, size_t n);
+
+
+/* Caller thread: read image id's header with its object version (ver may
+ * be NULL).  0 or -errno (message set); *out freed by the caller with
+ * blk__image_header__free_unpacked. */
+int image_header_read(blk_ioctx *io, const char *id, Blk__ImageHeader **out,
+                      uint64_t ver[2]);
+/* Caller thread: write the header, only if its object is still at version
+ * ver (NULL: unconditionally).  0, -ECANCELED (changed meanwhile), -errno. */
+int image_header_write(blk_ioctx *io, const Blk__ImageHeader *h, const uint64_t ver[2]);
+
+/* Caller thread: a new random image id (16 hex digits).  0 or -EIO. */
+int image_new_id(char id[32]);
+/* Caller thread: the name of image id in io's pool.  0, -ENOENT, -errno. */
+int image_dir_name_of(blk_ioctx *io, const char *id, char *out, size_t n);
+/* Caller thread: create image `name` with header h (h->id fresh): header
+ * first, then the directory entry.  0, -EEXIST, -errno. */
+int image_create_hdr(blk_ioctx *io, const char *name, const Blk__ImageHeader *h);
+
+/* ---- image_snap.c ------------------------------------------------------- */
+
+/* Caller thread (open): img's parent is p (NULL: none); load the chain of
+ * ancestors from their headers.  0 or -errno. */
+int image_load_ancestry(blk_image *img, const Blk__ImageHeader__Parent *p);
+
+/* Caller thread: drop clone child_id from parent_id's children list.
+ * 0 (also when not listed or the parent is gone) or -errno. */
+int image_parent_detach(blk_ioctx *io, const char *parent_id, const char *child_id);
+
+/* Caller thread: copy up object objno of a clone from its parent's
+ * snapshot (nothing if the child object exists or the parent's is
+ * missing).  0 or -errno. */
+int image_copyup_sync(blk_image *img, uint64_t objno, uint8_t *buf);
+
+/* The snap context a header describes (*sc owned: image_snapc_free). */
+int image_snapc_from_header(const Blk__ImageHeader *h, struct img_snapc *sc);
+void image_snapc_free(struct img_snapc *sc);
+/* Library thread: the lock holder's periodic refresh of img's snap
+ * context from the header; done(arg) runs at the end. */
+void image_snap_refresh(blk_image *img, void (*done)(void *arg), void *arg);
 
 /* ---- image_io.c --------------------------------------------------------- */
 
@@ -158,7 +221,12 @@ void image_io_drain(blk_image *img, struct lb_sync *s);
 /* Caller thread: remove (or cut) the data objects of image id beyond byte
  * `from` (object size 1 << order, image spanning `size` bytes before).
  * 0 or -errno. */
-int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, uint64_t size);
+int image_io_trim(blk_ioctx *io, const char *id, uint32_t order, uint64_t from, uint64_t size,
+                  const struct img_snapc *sc);
+/* Caller thread: OP_SNAPTRIM every data object of image id spanning size
+ * bytes with the snap ids still existing (sc), 32 in flight.  0 or -errno. */
+int image_io_snaptrim(blk_ioctx *io, const char *id, uint32_t order, uint64_t size,
+                      const struct img_snapc *sc);
 
 /* ---- image_lock.c ------------------------------------------------------- */
 

@@ -30,6 +30,9 @@ struct obj_op {
   char *key;
   bool has_assert_version;
   Blk__PgVersion assert_version;
+  uint64_t snap_seq, snapid;    /* snapshots */
+  uint64_t *snaps;
+  size_t n_snaps;
   uint32_t list_max;
   int32_t osd;
   char reqid[48];
@@ -81,6 +84,7 @@ static void op_finish(struct obj_op *op, int err, const Blk__OsdOpReply *rep,
   free(op->data);
   free(op->list_after);
   free(op->key);
+  free(op->snaps);
   free(op);
 }
 
@@ -254,6 +258,10 @@ static void op_send(struct obj_op *op)
   req.has_assert_version = op->has_assert_version;
   if (op->has_assert_version)
     req.assert_version = &op->assert_version;
+  req.snap_seq = op->snap_seq;
+  req.snaps = op->snaps;
+  req.n_snaps = op->n_snaps;
+  req.snapid = op->snapid;
   int tmo = left < 10000 ? (int)left : 10000;
   if (msgr_call_pb(c, MSG_OSD_OP, (const ProtobufCMessage *)&req, op->data, op->data_len, tmo,
                    on_reply, op) < 0) {
@@ -345,9 +353,19 @@ int objecter_op(objecter *o, const struct objecter_req *req, objecter_cb cb, voi
     if (op->data)
       memcpy(op->data, req->data, req->data_len);
   }
+  if (req->n_snaps) {
+    op->snaps = malloc(req->n_snaps * sizeof *op->snaps);
+    if (op->snaps) {
+      memcpy(op->snaps, req->snaps, req->n_snaps * sizeof *op->snaps);
+      op->n_snaps = req->n_snaps;
+    }
+  }
+  op->snap_seq = req->snap_seq;
+  op->snapid = req->snapid;
   if ((req->name && !op->name) || (req->list_after && !op->list_after) ||
       (req->key && !op->key) || !op->retry_ev ||
-      (req->data_len && !op->data)) {
+      (req->data_len && !op->data) || (req->n_snaps && !op->snaps)) {
+    free(op->snaps);
     if (op->retry_ev)
       event_free(op->retry_ev);
     free(op->name);

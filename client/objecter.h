@@ -50,6 +50,13 @@ struct objecter_req {
   const char *key;              /* xattr/omap key or lock name (or NULL) */
   bool has_assert_version;      /* guard: apply only at this object version */
   uint64_t assert_epoch, assert_v;
+  /* snapshots (docs/snapshots.md): the writer's snap context (snaps
+   * copied; n_snaps 0 with snap_seq 0 = none) and, for reads, the snap id
+   * to read at (0 = the live object) */
+  uint64_t snap_seq;
+  const uint64_t *snaps;
+  size_t n_snaps;
+  uint64_t snapid;
 };
 
 /* Start an op.  0 (cb will run) or -ENOMEM/-EINVAL (cb will not). */

@@ -286,6 +286,10 @@ int main(int argc, char **argv)
       fprintf(stderr, "blk-osd: fsck found %d problem(s)\n", r);
     else
       printf("fsck: clean\n");
+    struct store_statfs sf;   /* space accounting, for tests and operators */
+    store_statfs(st, &sf);
+    printf("fsck: used %llu of %llu bytes\n", (unsigned long long)sf.used,
+           (unsigned long long)sf.total);
     rc = r == 0 ? 0 : 1;
   } else {
     r = store_bench(st, base, &bo);

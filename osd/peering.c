@@ -39,6 +39,7 @@
 #include "common/msgtypes.h"
 #include "common/util.h"
 #include "osd/osd.h"
+#include "osd/snap.h"
 
 #define RECOVERY_PARALLEL 8
 
@@ -106,6 +107,9 @@ struct pctx {
   /* recovery reads: the object's xattrs and omap (store_kv_free) */
   struct store_kv *attrs, *omap;
   size_t n_attrs, n_omap;
+  /* recovery reads: the object's clones and snap directory (osd/snap.c) */
+  struct snap_obj *so;
+  size_t n_so, cur_so;
 };
 
 static void member_info_free(struct member_info *mi)
@@ -157,6 +161,7 @@ static struct pctx *pctx_new(struct peering *p, int idx)
 
 static void pctx_free(struct pctx *c)
 {
+  snap_objs_free(c->so, c->n_so);
   if (c->conn)
     msgr_conn_put(c->conn);
   store_kv_free(c->attrs, c->n_attrs);
@@ -504,6 +509,10 @@ struct obj_state {
   uint64_t size;
   Blk__PgKv **attrs, **omap;
   size_t n_attrs, n_omap;
+  /* clones and snap directory; their data follows the head's in data */
+  Blk__PgSnapObject **snaps;
+  size_t n_snaps;
+  uint64_t total;               /* bytes at data: head + clones */
 };
 
 /* t := replace the object by st (or remove it): the old object with all
@@ -511,7 +520,10 @@ struct obj_state {
 static int install_txn(store_txn *t, struct pg *pg, const char *name, const struct obj_state *st)
 {
   struct store_oid oid = { pg->pool, pg->id, name, STORE_SNAP_HEAD };
-  int r = pg_txn_object(t, pg, BLK__OSD_OP_TYPE__OP_REMOVE, name, NULL, 0, 0, NULL);
+  int r = snap_install_txn(t, pg, name, st->snaps, st->n_snaps,
+                           st->data + (st->exists ? st->size : 0));
+  if (r == 0)
+    r = pg_txn_object(t, pg, BLK__OSD_OP_TYPE__OP_REMOVE, name, NULL, 0, 0, NULL);
   if (r < 0 || !st->exists)
     return r;
   r = pg_txn_object(t, pg, BLK__OSD_OP_TYPE__OP_WRITEFULL, name, NULL, 0, st->size, st->data);
@@ -563,14 +575,16 @@ static void install(struct peering *p, size_t item, const struct obj_state *os)
     o.epoch = osd->epoch;
     o.exists = exists;
     o.size = size;
-    o.data_crc = crc32c(0, data, size);
+    o.data_crc = crc32c(0, data, os->total);
     o.attrs = os->attrs;
     o.n_attrs = os->n_attrs;
     o.omap = os->omap;
     o.n_omap = os->n_omap;
+    o.snapobjs = os->snaps;
+    o.n_snapobjs = os->n_snaps;
     msgr_conn *pc = osd_peer_conn(osd, pg->acting[i]);
     if (!pc || msgr_call_pb(pc, MSG_PG_PUSH, (const ProtobufCMessage *)&o, data,
-                            (uint32_t)size, (int)osd->op_timeout, push_reply_cb, c) < 0) {
+                            (uint32_t)os->total, (int)osd->op_timeout, push_reply_cb, c) < 0) {
       free(c);
       peering_fail(p, "cannot push");
       return;
@@ -584,12 +598,11 @@ static void pull_reply_cb(void *arg, int err, const struct msgr_frame *f)
   struct peering *p = err == -ECANCELED ? NULL : pctx_peering(c);
   if (p && p->phase == PH_RECOVER) {
     Blk__PgObject *o = err ? NULL : blk__pg_object__unpack(NULL, f->payload_len, f->payload);
-    if (!o || o->err || (o->exists && (o->size != f->data_len ||
-                                        crc32c(0, f->data, f->data_len) != o->data_crc)))
+    if (!o || o->err || !snap_pgobj_data_ok(o, f->data, f->data_len))
       peering_fail(p, "pull from the authoritative member failed");
     else {
-      struct obj_state os = { o->exists, f->data, f->data_len, o->attrs, o->omap,
-                              o->n_attrs, o->n_omap };
+      struct obj_state os = { o->exists, f->data, o->size, o->attrs, o->omap,
+                              o->n_attrs, o->n_omap, o->snapobjs, o->n_snapobjs, f->data_len };
       install(p, c->item, &os);
     }
     if (o)
@@ -602,6 +615,7 @@ static void pull_reply_cb(void *arg, int err, const struct msgr_frame *f)
  * on the primary and MSG_PG_PULL on a replica; local_read_done(c, err)
  * runs at the end. */
 static void local_read_done(void *arg, int result);
+static void local_read_finish(struct pctx *c, int result);
 
 static void local_attrs_done(void *arg, int result)
 {
@@ -652,16 +666,93 @@ static void local_stat_done(void *arg, int result)
   store_read(c->osd->st, &oid, 0, c->size, c->buf, local_data_done, c);
 }
 
-static void local_read_start(struct pctx *c)
+/* The head is read: the clones and snap directory next, one at a time. */
+static void so_next(struct pctx *c);
+
+static void so_attrs_done(void *arg, int result)
 {
-  struct store_oid oid = { c->pool, c->pgid, c->name, STORE_SNAP_HEAD };
-  pg_store_pending++;
-  store_stat(c->osd->st, &oid, &c->st, local_stat_done, c);
+  struct pctx *c = arg;
+  if (result < 0 && result != -ENOENT) {
+    local_read_finish(c, result);
+    return;
+  }
+  c->so[c->cur_so].gone = result == -ENOENT;
+  c->cur_so++;
+  so_next(c);
+}
+
+static void so_data_done(void *arg, int result)
+{
+  struct pctx *c = arg;
+  struct snap_obj *so = &c->so[c->cur_so];
+  if (result < 0) {
+    so_attrs_done(c, result);
+    return;
+  }
+  struct store_oid oid = { c->pool, c->pgid, c->name, so->snap };
+  store_attrs(c->osd->st, &oid, &so->attrs, &so->n_attrs, so_attrs_done, c);
+}
+
+static void so_stat_done(void *arg, int result)
+{
+  struct pctx *c = arg;
+  struct snap_obj *so = &c->so[c->cur_so];
+  if (result < 0) {
+    so_attrs_done(c, result);
+    return;
+  }
+  so->size = so->st.size;
+  so->buf = malloc(so->size ? so->size : 1);
+  if (!so->buf) {
+    so_attrs_done(c, -ENOMEM);
+    return;
+  }
+  if (!so->size) {
+    so_data_done(c, 0);
+    return;
+  }
+  struct store_oid oid = { c->pool, c->pgid, c->name, so->snap };
+  store_read(c->osd->st, &oid, 0, so->size, so->buf, so_data_done, c);
+}
+
+static void so_next(struct pctx *c)
+{
+  if (c->cur_so == c->n_so) {
+    local_read_finish(c, 0);
+    return;
+  }
+  struct snap_obj *so = &c->so[c->cur_so];
+  struct store_oid oid = { c->pool, c->pgid, c->name, so->snap };
+  store_stat(c->osd->st, &oid, &so->st, so_stat_done, c);
 }
 
 static void local_read_done(void *arg, int result)
 {
   struct pctx *c = arg;
+  if (result == -ENOENT) {
+    c->exists = false;
+    result = 0;
+  }
+  if (result < 0 || !c->n_so)
+    local_read_finish(c, result);
+  else
+    so_next(c);
+}
+
+static void local_read_start(struct pctx *c)
+{
+  struct store_oid oid = { c->pool, c->pgid, c->name, STORE_SNAP_HEAD };
+  int r = snap_list_objs(c->osd->st, c->pool, c->pgid, c->name, &c->so, &c->n_so);
+  pg_store_pending++;
+  if (r < 0) {
+    local_read_finish(c, r);
+    return;
+  }
+  store_stat(c->osd->st, &oid, &c->st, local_stat_done, c);
+}
+
+static void local_read_finish(struct pctx *c, int result)
+{
   pg_store_pending--;
   if (result == -ENOENT) {
     /* removed between the stat and a later step */
@@ -669,7 +760,7 @@ static void local_read_done(void *arg, int result)
     result = 0;
   }
   Blk__PgKv *ae = NULL, *oe = NULL;
-  struct obj_state os = { c->exists && result >= 0, c->buf, 0, NULL, NULL, 0, 0 };
+  struct obj_state os = { c->exists && result >= 0, c->buf, 0, NULL, NULL, 0, 0, NULL, 0, 0 };
   if (os.exists) {
     os.size = c->size;
     os.attrs = kv_to_pb(c->attrs, c->n_attrs, &ae);
@@ -678,6 +769,17 @@ static void local_read_done(void *arg, int result)
     os.n_omap = c->n_omap;
     if (!os.attrs || !os.omap)
       result = -ENOMEM;
+  }
+  struct snap_pack pk = { 0 };
+  os.total = os.exists ? os.size : 0;
+  if (result >= 0 && c->n_so) {
+    result = snap_pack(c->buf, os.total, c->so, c->n_so, &pk);
+    if (result >= 0) {
+      os.data = pk.data;
+      os.total = pk.total;
+      os.snaps = pk.arr;
+      os.n_snaps = pk.n;
+    }
   }
   if (c->conn) {
     /* MSG_PG_PULL on a replica: answer the primary */
@@ -689,16 +791,19 @@ static void local_read_done(void *arg, int result)
     o.err = result < 0 ? result : 0;
     o.exists = os.exists;
     o.size = result < 0 || !os.exists ? 0 : os.size;
-    o.data_crc = crc32c(0, c->buf, o.size);
+    uint64_t total = result < 0 ? 0 : os.total;
+    o.data_crc = crc32c(0, os.data, total);
     if (result >= 0) {
       o.attrs = os.attrs;
       o.n_attrs = os.n_attrs;
       o.omap = os.omap;
       o.n_omap = os.n_omap;
+      o.snapobjs = os.snaps;
+      o.n_snapobjs = os.n_snaps;
     }
     struct msgr_frame req = { .tid = c->tid };
-    msgr_reply_pb(c->conn, &req, MSG_PG_PULL, (const ProtobufCMessage *)&o, c->buf,
-                  (uint32_t)o.size);
+    msgr_reply_pb(c->conn, &req, MSG_PG_PULL, (const ProtobufCMessage *)&o, os.data,
+                  (uint32_t)total);
   } else {
     struct peering *p = pctx_peering(c);
     if (p && p->phase == PH_RECOVER) {
@@ -708,6 +813,7 @@ static void local_read_done(void *arg, int result)
         install(p, c->item, &os);
     }
   }
+  snap_pack_free(&pk);
   free(os.attrs);
   free(os.omap);
   free(ae);
@@ -855,7 +961,7 @@ static void choose_and_recover(struct peering *p)
                  pg->pool, pg->id);
       }
       for (int k = 0; k < n_listed; k++)
-        if (listed[k].name[0] != '@' && listed[k].snap == STORE_SNAP_HEAD)
+        if (listed[k].name[0] != '@')   /* clones too: a name may have no head */
           ADD(listed[k].name, i);
       /* objects the member has and the primary does not: removed while
        * the member was away (recovery installs their absence) */
@@ -1298,15 +1404,15 @@ void peering_on_push(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
   int err = -EINVAL;
   struct pg *pg = NULL;
   if (o && strlen(o->name) <= PG_NAME_MAX && o->name[0] != '@' &&
-      (!o->exists || (o->size == f->data_len && crc32c(0, f->data, f->data_len) == o->data_crc)))
+      snap_pgobj_data_ok(o, f->data, f->data_len))
     pg = member_pg(osd, o->pool, o->pg, o->epoch, &err);
   else if (o)
     err = -EBADMSG;
   store_txn *t = pg ? store_txn_new() : NULL;
   struct pctx *x = t ? calloc(1, sizeof *x) : NULL;
   if (x) {
-    struct obj_state os = { o->exists, f->data, f->data_len, o->attrs, o->omap,
-                            o->n_attrs, o->n_omap };
+    struct obj_state os = { o->exists, f->data, o->size, o->attrs, o->omap,
+                            o->n_attrs, o->n_omap, o->snapobjs, o->n_snapobjs, f->data_len };
     err = install_txn(t, pg, o->name, &os);
   }
   if (!x || err < 0) {

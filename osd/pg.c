@@ -56,6 +56,7 @@
 #include "common/msgtypes.h"
 #include "common/util.h"
 #include "osd/osd.h"
+#include "osd/snap.h"
 
 unsigned pg_store_pending;
 
@@ -84,7 +85,7 @@ void pg_meta_oid(const struct pg *pg, struct store_oid *oid)
 }
 
 /* One character per BLK__OSD_OP_TYPE__OP_* value (index = op). */
-static const char op_chars[] = "rwfsdlztgxXoOMLkubim";
+static const char op_chars[] = "rwfsdlztgxXoOMLkubimT";
 
 void pg_log_key(char *buf, size_t n, const struct pg_log_ent *e)
 {
@@ -215,6 +216,8 @@ int pg_txn_object(store_txn *t, struct pg *pg, int op, const char *name, const c
     if ((r = store_txn_touch(t, &oid)) == 0)
       r = key ? store_txn_omap_rm(t, &oid, key) : -EINVAL;
     break;
+  case BLK__OSD_OP_TYPE__OP_SNAPTRIM:
+    break;   /* all in its snap plan (osd/snap.c) */
   default:
     r = -EINVAL;
   }
@@ -644,6 +647,7 @@ static bool is_write_op(int op)
   case BLK__OSD_OP_TYPE__OP_LOCK:
   case BLK__OSD_OP_TYPE__OP_UNLOCK:
   case BLK__OSD_OP_TYPE__OP_LOCK_BREAK:
+  case BLK__OSD_OP_TYPE__OP_SNAPTRIM:
     return true;
   default:
     return false;
@@ -661,7 +665,8 @@ static bool is_lock_op(int op)
 static bool is_rmw(const Blk__OsdOp *req)
 {
   return req->has_assert_version || is_lock_op(req->op) ||
-         req->op == BLK__OSD_OP_TYPE__OP_RMXATTR || req->op == BLK__OSD_OP_TYPE__OP_OMAP_RM;
+         req->op == BLK__OSD_OP_TYPE__OP_RMXATTR || req->op == BLK__OSD_OP_TYPE__OP_OMAP_RM ||
+         snap_needs_plan(req);
 }
 
 static struct pg_ver ver_decode(const void *val, size_t len)
@@ -762,6 +767,9 @@ struct read_ctx {
   uint64_t *ext;                /* OP_MAPEXT */
   size_t n_ext;
   int pending, ver_r, stat_r;   /* READ/STAT: version and stat in parallel */
+  uint64_t snap;                /* store snap read (STORE_SNAP_HEAD or a clone) */
+  void *ssval;                  /* snapset (reads at a snapshot) */
+  size_t sslen;
 };
 
 static void read_ctx_free(struct read_ctx *rc)
@@ -775,6 +783,7 @@ static void read_ctx_free(struct read_ctx *rc)
   free(rc->kval);
   store_kv_free(rc->kv, rc->n_kv);
   free(rc->ext);
+  free(rc->ssval);
   free(rc);
 }
 
@@ -864,7 +873,7 @@ static void stat_done_cb(void *arg, int result)
       if (!rc->buf) {
         result = -ENOMEM;
       } else if (rc->len) {
-        struct store_oid oid = { rc->pg->pool, rc->pg->id, rc->name, STORE_SNAP_HEAD };
+        struct store_oid oid = { rc->pg->pool, rc->pg->id, rc->name, rc->snap };
         store_read(rc->osd->st, &oid, rc->off, rc->len, rc->buf, read_done_cb, rc);
         return;   /* pg_store_pending stays counted */
       }
@@ -920,7 +929,7 @@ static void ver_done_cb(void *arg, int result)
     return;
   }
   rc->ver = ver_decode(rc->vval, rc->vlen);
-  struct store_oid oid = { rc->pg->pool, rc->pg->id, rc->name, STORE_SNAP_HEAD };
+  struct store_oid oid = { rc->pg->pool, rc->pg->id, rc->name, rc->snap };
   store *st = rc->osd->st;
   switch (rc->op) {
   case BLK__OSD_OP_TYPE__OP_GETXATTR:
@@ -942,6 +951,21 @@ static void ver_done_cb(void *arg, int result)
   default:
     store_stat(st, &oid, &rc->st, stat_done_cb, rc);
   }
+}
+
+/* A read at snapshot rc->snap: the snapset is read; resolve and go on. */
+static void snap_read_cb(void *arg, int result)
+{
+  struct read_ctx *rc = arg;
+  uint64_t snapid = rc->snap;
+  if (result == 0 || result == -ENOENT || result == -ENODATA)
+    result = snap_resolve(result ? NULL : rc->ssval, result ? 0 : rc->sslen, snapid, &rc->snap);
+  if (result < 0) {
+    read_done_cb(rc, result);
+    return;
+  }
+  struct store_oid oid = { rc->pg->pool, rc->pg->id, rc->name, rc->snap };
+  store_getattr(rc->osd->st, &oid, PG_VER_ATTR, &rc->vval, &rc->vlen, ver_done_cb, rc);
 }
 
 static void do_read(struct pg *pg, msgr_conn *c, uint64_t tid, const Blk__OsdOp *req)
@@ -973,8 +997,16 @@ static void do_read(struct pg *pg, msgr_conn *c, uint64_t tid, const Blk__OsdOp 
   rc->max = req->list_max ? req->list_max : 1000;
   if (rc->max > 10000)
     rc->max = 10000;
-  struct store_oid oid = { pg->pool, pg->id, rc->name, STORE_SNAP_HEAD };
+  rc->snap = STORE_SNAP_HEAD;
   pg_store_pending++;
+  if (req->snapid) {
+    /* at a snapshot: find the clone first (osd/snap.c) */
+    struct store_oid dir = { pg->pool, pg->id, rc->name, SNAP_DIR };
+    rc->snap = req->snapid;
+    store_getattr(pg->osd->st, &dir, SNAP_ATTR, &rc->ssval, &rc->sslen, snap_read_cb, rc);
+    return;
+  }
+  struct store_oid oid = { pg->pool, pg->id, rc->name, rc->snap };
   if (rc->op == BLK__OSD_OP_TYPE__OP_READ || rc->op == BLK__OSD_OP_TYPE__OP_STAT) {
     rc->pending = 2;
     store_getattr(pg->osd->st, &oid, PG_VER_ATTR, &rc->vval, &rc->vlen, rs_ver_cb, rc);
@@ -1028,6 +1060,7 @@ struct wop {
   uint64_t off, len;            /* len: data length, or OP_ZERO's length */
   const void *data;
   uint32_t data_len, crc;
+  const struct snap_plan *snap; /* snapshot work first (osd/snap.c), or NULL */
 };
 
 /* A resend of a write already in the log or in flight: answered (or
@@ -1070,8 +1103,10 @@ static void do_write(struct pg *pg, msgr_conn *c, uint64_t tid, const struct wop
   struct pg_ver ver = { osd->epoch, pg->last.v + 1 };
   if (ver.epoch < pg->last.epoch)
     ver.epoch = pg->last.epoch;
-  int r = pg_txn_object(t, pg, w->op, w->name, w->key, w->off, w->len, w->data);
-  if (r == 0 && w->op != BLK__OSD_OP_TYPE__OP_REMOVE)
+  int r = w->snap ? snap_txn(t, pg, w->name, w->snap) : 0;
+  if (r == 0)
+    r = pg_txn_object(t, pg, w->op, w->name, w->key, w->off, w->len, w->data);
+  if (r == 0 && w->op != BLK__OSD_OP_TYPE__OP_REMOVE && w->op != BLK__OSD_OP_TYPE__OP_SNAPTRIM)
     r = pg_txn_version(t, pg, w->name, ver);
   if (r == 0)
     r = pg_log_append(pg, t, ver, (uint8_t)w->op, w->reqid, w->name);
@@ -1116,6 +1151,8 @@ static void do_write(struct pg *pg, msgr_conn *c, uint64_t tid, const struct wop
   ro.version = &pv;
   ro.prev = &pp;
   ro.reqid = (char *)w->reqid;
+  if (w->snap)
+    snap_plan_to_repop(w->snap, &ro);
   for (size_t i = 1; i < pg->n_acting; i++) {
     if (!(pg->write_mask & (1u << i)))
       continue;   /* being recovered in the background */
@@ -1145,6 +1182,7 @@ static void wop_from_req(struct wop *w, const Blk__OsdOp *req, const struct msgr
   w->data = f->data;
   w->data_len = f->data_len;
   w->crc = req->data_crc;
+  w->snap = NULL;
 }
 
 /* ---- read-modify-write ops ---- */
@@ -1159,6 +1197,9 @@ struct pg_rmw {
   int pending, ver_r, aux_r;
   void *ver_val, *aux_val;      /* PG_VER_ATTR; the lock or removed xattr */
   size_t ver_len, aux_len;
+  int ss_r;                     /* snapset of the snap directory (osd/snap.c) */
+  void *ss_val;
+  size_t ss_len;
   char aux_key[STORE_NAME_MAX + 1];
 };
 
@@ -1181,6 +1222,7 @@ static void rmw_free(struct pg_rmw *x)
     blk__osd_op__free_unpacked(x->req, NULL);
   free(x->ver_val);
   free(x->aux_val);
+  free(x->ss_val);
   free(x);
 }
 
@@ -1326,6 +1368,37 @@ static void rmw_aux_cb(void *arg, int result)
   rmw_read_cb(x, INT32_MIN);
 }
 
+static void rmw_ss_cb(void *arg, int result)
+{
+  struct pg_rmw *x = arg;
+  x->ss_r = result;
+  rmw_read_cb(x, INT32_MIN);
+}
+
+/* Snapshot work of a decided op (osd/snap.c): false if answered. */
+static bool rmw_snap(struct pg *pg, struct pg_rmw *x, struct wop *w, struct snap_plan *sp)
+{
+  msgr_conn *c = x->p->conn;
+  uint64_t tid = x->p->f.tid;
+  if (!snap_needs_plan(x->req))
+    return true;
+  int r = x->ss_r < 0 && x->ss_r != -ENOENT && x->ss_r != -ENODATA ? x->ss_r : 0;
+  if (r == 0)
+    r = snap_plan_make(x->req, x->ver_r != -ENOENT, x->ss_r ? NULL : x->ss_val,
+                       x->ss_r ? 0 : x->ss_len, sp);
+  if (r < 0) {
+    reply_op(c, tid, r, r == -EUCLEAN ? "corrupt snapset" : "cannot read the snapset",
+             pg->osd->epoch, pg->last);
+    return false;
+  }
+  if (x->req->op == BLK__OSD_OP_TYPE__OP_SNAPTRIM && !sp->clone && !sp->n_remove && !sp->has_ss) {
+    reply_op(c, tid, 0, NULL, pg->osd->epoch, ver_decode(x->ver_val, x->ver_len));
+    return false;   /* nothing to trim */
+  }
+  w->snap = sp;
+  return true;
+}
+
 /* result: the version lookup's, or INT32_MIN from rmw_aux_cb. */
 static void rmw_read_cb(void *arg, int result)
 {
@@ -1362,10 +1435,13 @@ static void rmw_read_cb(void *arg, int result)
   }
   struct wop w;
   uint8_t rec[LOCK_REC_HDR + PG_REQID_MAX + LOCK_COOKIE_MAX];
+  struct snap_plan sp = { 0 };
   /* admitted again at the decision: a map that arrived meanwhile may
    * have blocklisted the client */
-  if (op_admit(osd, x->p->conn, &x->p->f, x->req) == 0 && rmw_decide(pg, x, &w, rec))
+  if (op_admit(osd, x->p->conn, &x->p->f, x->req) == 0 && rmw_decide(pg, x, &w, rec) &&
+      rmw_snap(pg, x, &w, &sp))
     do_write(pg, x->p->conn, x->p->f.tid, &w);
+  snap_plan_free(&sp);
   rmw_free(x);
   if (pg->waiting)
     pg_wake(pg);
@@ -1404,11 +1480,17 @@ static void rmw_start(struct pg *pg, msgr_conn *c, const struct msgr_frame *f)
     snprintf(x->aux_key, sizeof x->aux_key, "%s", req->key);
     x->pending++;
   }
+  bool ss = snap_needs_plan(req);
+  x->pending += ss;
   pg_store_pending += (unsigned)x->pending;
-  bool aux = x->pending > 1;
+  bool aux = x->pending - ss > 1;
   store_getattr(osd->st, &oid, PG_VER_ATTR, &x->ver_val, &x->ver_len, rmw_read_cb, x);
   if (aux)
     store_getattr(osd->st, &oid, x->aux_key, &x->aux_val, &x->aux_len, rmw_aux_cb, x);
+  if (ss) {
+    struct store_oid dir = { pg->pool, pg->id, req->name, SNAP_DIR };
+    store_getattr(osd->st, &dir, SNAP_ATTR, &x->ss_val, &x->ss_len, rmw_ss_cb, x);
+  }
 }
 
 /* Orphan the read-modify-write ops of an ending interval (their reads
@@ -1473,6 +1555,9 @@ static const char *op_bad_args(const Blk__OsdOp *req, const struct msgr_frame *f
     return "offset + length overflows";
   if (op == BLK__OSD_OP_TYPE__OP_ZERO && f->data_len)
     return "zero carries no data";
+  const char *sbad = snap_bad_args(req);
+  if (sbad)
+    return sbad;
   if ((op == BLK__OSD_OP_TYPE__OP_TRUNCATE || op == BLK__OSD_OP_TYPE__OP_REMOVE ||
        op == BLK__OSD_OP_TYPE__OP_RMXATTR || op == BLK__OSD_OP_TYPE__OP_OMAP_RM) && f->data_len)
     return "this op carries no data";
@@ -1705,10 +1790,12 @@ static void handle_repop(struct osd *osd, msgr_conn *c, const struct msgr_frame 
     goto out;
   } else {
     t = store_txn_new();
-    r = t ? pg_txn_object(t, pg, ro->op, ro->name, ro->key[0] ? ro->key : NULL, ro->offset,
-                          zero ? ro->length : f->data_len, f->data)
-          : -ENOMEM;
-    if (r == 0 && ro->op != BLK__OSD_OP_TYPE__OP_REMOVE)
+    struct snap_plan sp;
+    r = !t ? -ENOMEM : snap_plan_from_repop(ro, &sp) ? snap_txn(t, pg, ro->name, &sp) : 0;
+    if (r == 0)
+      r = pg_txn_object(t, pg, ro->op, ro->name, ro->key[0] ? ro->key : NULL, ro->offset,
+                        zero ? ro->length : f->data_len, f->data);
+    if (r == 0 && ro->op != BLK__OSD_OP_TYPE__OP_REMOVE && ro->op != BLK__OSD_OP_TYPE__OP_SNAPTRIM)
       r = pg_txn_version(t, pg, ro->name, ver);
     if (r == 0)
       r = pg_log_append(pg, t, ver, (uint8_t)ro->op, ro->reqid, ro->name);

@@ -13,6 +13,17 @@
  *   image export POOL/NAME FILE|NBD-URI
  *   image bench POOL/NAME --io-type write|read [--io-size 4K]
  *        [--io-threads 16] [--io-pattern rand|seq] [--io-total 1G]
+ *   image snap create|rm|rollback|protect|unprotect POOL/NAME@SNAP
+ *   image snap rename POOL/NAME@SNAP NEWSNAP | image snap ls POOL/NAME
+ * Read-only commands (info, du, export) take POOL/NAME@SNAP too.
+ *   image clone POOL/NAME@SNAP POOL/CHILD | image children POOL/NAME[@SNAP]
+ *   image flatten POOL/CHILD
+ *   image diff POOL/NAME[@TO] [--from-snap FROM]      changed extents
+ *   image export-diff POOL/NAME[@TO] [--from-snap FROM] FILE|-
+ *   image import-diff FILE|- POOL/NAME
+ * Diffs compare the two versions in 64 KiB chunks (ranges that are holes
+ * in both are skipped by block status); the diff stream format is in
+ * docs/snapshots.md.
  * Import and export are sparse-aware: import reads only the file's data
  * extents (SEEK_DATA/SEEK_HOLE) and skips all-zero chunks; export asks the
  * image for its allocated extents (block status) and writes only data,
@@ -158,9 +169,14 @@ static int open_image(struct blkctl *b, const char *spec, int flags, struct ctx 
   int rc = split_spec(spec, pool, sizeof pool, name, nn);
   if (rc)
     return rc;
+  char *at = strchr(name, '@');   /* NAME@SNAP: the snapshot, read-only */
+  if (at)
+    *at++ = 0;
+  if (at && !*at)
+    return blkctl_fail(EINVAL, "bad image spec '%s' (POOL/NAME[@SNAP])", spec);
   if ((rc = connect_pool(b, pool, x)))
     return rc;
-  int r = blk_image_open(x->io, name, NULL, flags, img);
+  int r = blk_image_open(x->io, name, at, flags, img);
   if (r < 0) {
     rc = fail_lib(r, "cannot open the image");
     ctx_close(x);
@@ -557,6 +573,66 @@ static int du_one(blk_image *img, const char *name, uint64_t *used_out, char *ms
   return 0;
 }
 
+struct diff_out;
+static int diff_walk(blk_image *from, blk_image *to, struct diff_out *d);
+static uint64_t diff_count(blk_image *from, blk_image *to, int *err);
+
+static void du_row(struct blkctl *b, const char *name, uint64_t prov, uint64_t used)
+{
+  if (b->json) {
+    json_begin_obj();
+    json_str("name", name);
+    json_uint("provisioned_size", prov);
+    json_uint("used_size", used);
+    json_end_obj();
+  } else {
+    char hp[32], hu[32];
+    human(prov, hp, sizeof hp);
+    human(used, hu, sizeof hu);
+    printf("%-30s %14s %14s\n", name, hp, hu);
+  }
+}
+
+/* Snapshot rows of image `name` (open read-only as img): each snapshot's
+ * USED is the bytes that differ from the previous snapshot (the data it
+ * holds on its own at most, as rbd du reports).  0 or an exit code. */
+static int du_snaps(struct blkctl *b, blk_ioctx *io, const char *name, blk_image *img,
+                    uint64_t *tu)
+{
+  struct blk_snap_info *v;
+  size_t n;
+  int r = blk_image_snap_list(img, &v, &n);
+  if (r < 0)
+    return fail_lib(r, "cannot list snapshots");
+  blk_image *prev = NULL;
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    blk_image *si;
+    if ((r = blk_image_open(io, name, v[i].name, BLK_IMAGE_RDONLY, &si)) < 0) {
+      rc = fail_lib(r, "cannot open a snapshot");
+      break;
+    }
+    int err = 0;
+    uint64_t used = diff_count(prev, si, &err);
+    if (err < 0) {
+      rc = fail_lib(err, "du of a snapshot");
+      blk_image_close(si);
+      break;
+    }
+    char row[600];
+    snprintf(row, sizeof row, "%s@%s", name, v[i].name);
+    du_row(b, row, v[i].size, used);
+    *tu += used;
+    if (prev)
+      blk_image_close(prev);
+    prev = si;
+  }
+  if (prev)
+    blk_image_close(prev);
+  blk_image_snap_list_free(v);
+  return rc;
+}
+
 static int cmd_du(struct blkctl *b, int argc, char **argv)
 {
   if (argc != 3)
@@ -593,9 +669,18 @@ static int cmd_du(struct blkctl *b, int argc, char **argv)
   uint64_t tp = 0, tu = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     blk_image *img;
-    int r = blk_image_open(x.io, names[i], NULL, BLK_IMAGE_RDONLY, &img);
+    char nm[256];
+    snprintf(nm, sizeof nm, "%s", names[i]);
+    char *at = strchr(nm, '@');   /* NAME@SNAP: that snapshot only */
+    if (at)
+      *at++ = 0;
+    int r = blk_image_open(x.io, nm, at, BLK_IMAGE_RDONLY, &img);
     if (r < 0) {
       rc = fail_lib(r, "cannot open the image");
+      break;
+    }
+    if (!at && (rc = du_snaps(b, x.io, nm, img, &tu))) {
+      blk_image_close(img);
       break;
     }
     uint64_t used;
@@ -609,18 +694,7 @@ static int cmd_du(struct blkctl *b, int argc, char **argv)
     }
     tp += prov;
     tu += used;
-    if (b->json) {
-      json_begin_obj();
-      json_str("name", names[i]);
-      json_uint("provisioned_size", prov);
-      json_uint("used_size", used);
-      json_end_obj();
-    } else {
-      char hp[32], hu[32];
-      human(prov, hp, sizeof hp);
-      human(used, hu, sizeof hu);
-      printf("%-30s %14s %14s\n", names[i], hp, hu);
-    }
+    du_row(b, names[i], prov, used);
   }
   if (b->json) {
     json_end_arr();
@@ -1225,6 +1299,505 @@ out:
   return rc;
 }
 
+/* ---- snapshots ---- */
+
+static void snap_progress(uint64_t done, uint64_t total, void *arg)
+{
+  progress_set(arg, done);
+  (void)total;
+}
+
+static int cmd_snap(struct blkctl *b, int argc, char **argv)
+{
+  const char *usage = "usage: blkctl image snap create|rm|rollback|protect|unprotect "
+                      "POOL/NAME@SNAP | snap rename POOL/NAME@SNAP NEWSNAP | snap ls POOL/NAME";
+  if (argc < 4)
+    return blkctl_fail(EINVAL, "%s", usage);
+  const char *op = argv[2];
+  bool ls = !strcmp(op, "ls") || !strcmp(op, "list");
+  bool rename = !strcmp(op, "rename") || !strcmp(op, "mv");
+  if (argc != (rename ? 5 : 4))
+    return blkctl_fail(EINVAL, "%s", usage);
+  char spec[600];
+  snprintf(spec, sizeof spec, "%s", argv[3]);
+  char *at = strchr(spec, '@');
+  if (ls ? at != NULL : !at || !at[1])
+    return blkctl_fail(EINVAL, "%s: '%s' %s", op, argv[3],
+                       ls ? "names an image, not a snapshot (POOL/NAME)"
+                          : "must name a snapshot (POOL/NAME@SNAP)");
+  const char *snap = NULL;
+  if (at) {
+    *at = 0;
+    snap = at + 1;
+  }
+  bool rollback = !strcmp(op, "rollback");
+  if (!ls && !rename && !rollback && strcmp(op, "create") && strcmp(op, "rm") &&
+      strcmp(op, "remove") && strcmp(op, "protect") && strcmp(op, "unprotect"))
+    return blkctl_fail(EINVAL, "unknown snap command '%s'; %s", op, usage);
+  struct ctx x;
+  blk_image *img;
+  char name[256];
+  int rc = open_image(b, spec, rollback ? BLK_IMAGE_EXCLUSIVE : BLK_IMAGE_RDONLY, &x, &img, name,
+                      sizeof name);
+  if (rc)
+    return rc;
+  int r = 0;
+  if (ls) {
+    struct blk_snap_info *v;
+    size_t n;
+    r = blk_image_snap_list(img, &v, &n);
+    if (r == 0) {
+      if (b->json)
+        json_begin_arr(NULL);
+      else
+        printf("%6s  %-24s %14s  %-19s  %s\n", "SNAPID", "NAME", "SIZE", "TIMESTAMP", "PROTECTED");
+      for (size_t i = 0; i < n; i++) {
+        time_t t = (time_t)(v[i].create_time_ms / 1000);
+        struct tm tm;
+        char ts[32];
+        gmtime_r(&t, &tm);
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (b->json) {
+          json_begin_obj();
+          json_uint("id", v[i].id);
+          json_str("name", v[i].name);
+          json_uint("size", v[i].size);
+          json_uint("timestamp_ms", v[i].create_time_ms);
+          json_bool("protected", v[i].is_protected);
+          json_end_obj();
+        } else {
+          printf("%6llu  %-24s %14llu  %-19s  %s\n", (unsigned long long)v[i].id, v[i].name,
+                 (unsigned long long)v[i].size, ts, v[i].is_protected ? "yes" : "no");
+        }
+      }
+      if (b->json) {
+        json_end_arr();
+        json_done();
+      }
+      blk_image_snap_list_free(v);
+    }
+  } else if (!strcmp(op, "create")) {
+    r = blk_image_snap_create(img, snap);
+  } else if (!strcmp(op, "rm") || !strcmp(op, "remove")) {
+    r = blk_image_snap_remove(img, snap);
+  } else if (!strcmp(op, "protect")) {
+    r = blk_image_snap_protect(img, snap);
+  } else if (!strcmp(op, "unprotect")) {
+    r = blk_image_snap_unprotect(img, snap);
+  } else if (rename) {
+    r = blk_image_snap_rename(img, snap, argv[4]);
+  } else {
+    struct progress pr;
+    progress_init(&pr, "Rolling back", blk_image_size(img));
+    r = blk_image_snap_rollback(img, snap, snap_progress, &pr);
+    progress_done(&pr);
+  }
+  if (r < 0) {
+    char what[300];
+    snprintf(what, sizeof what, "snap %s %s@%s", op, name, snap ? snap : "");
+    rc = fail_lib(r, what);
+  }
+  r = blk_image_close(img);
+  if (r < 0 && !rc)
+    rc = fail_lib(r, "close");
+  ctx_close(&x);
+  return rc;
+}
+
+/* ---- clones ---- */
+
+static int cmd_clone(struct blkctl *b, int argc, char **argv)
+{
+  if (argc != 4)
+    return blkctl_fail(EINVAL, "usage: blkctl image clone POOL/NAME@SNAP POOL/CHILD");
+  char pool[64], name[256], cpool[64], child[256];
+  int rc;
+  if ((rc = split_spec(argv[2], pool, sizeof pool, name, sizeof name)) ||
+      (rc = split_spec(argv[3], cpool, sizeof cpool, child, sizeof child)))
+    return rc;
+  char *at = strchr(name, '@');
+  if (!at || !at[1])
+    return blkctl_fail(EINVAL, "clone: '%s' must name a snapshot (POOL/NAME@SNAP)", argv[2]);
+  *at++ = 0;
+  if (strcmp(pool, cpool))
+    return blkctl_fail(EXDEV, "clone: the child must be in the parent's pool '%s'", pool);
+  struct ctx x;
+  if ((rc = connect_pool(b, pool, &x)))
+    return rc;
+  int r = blk_image_clone(x.io, name, at, child);
+  if (r < 0)
+    rc = fail_lib(r, "cannot clone");
+  ctx_close(&x);
+  return rc;
+}
+
+static int cmd_children(struct blkctl *b, int argc, char **argv)
+{
+  if (argc != 3)
+    return blkctl_fail(EINVAL, "usage: blkctl image children POOL/NAME[@SNAP]");
+  char spec[600];
+  snprintf(spec, sizeof spec, "%s", argv[2]);
+  char *at = strchr(spec, '@');
+  if (at)
+    *at++ = 0;
+  struct ctx x;
+  blk_image *img;
+  char name[256];
+  int rc = open_image(b, spec, BLK_IMAGE_RDONLY, &x, &img, name, sizeof name);
+  if (rc)
+    return rc;
+  char **v;
+  size_t n;
+  int r = blk_image_children(img, at, &v, &n);
+  if (r < 0) {
+    rc = fail_lib(r, "cannot list children");
+  } else {
+    if (b->json)
+      json_begin_arr(NULL);
+    for (size_t i = 0; i < n; i++) {
+      if (b->json)
+        json_str(NULL, v[i]);
+      else
+        printf("%s\n", v[i]);
+    }
+    if (b->json) {
+      json_end_arr();
+      json_done();
+    }
+    blk_image_list_free(v, n);
+  }
+  blk_image_close(img);
+  ctx_close(&x);
+  return rc;
+}
+
+static void flat_progress(uint64_t done, uint64_t total, void *arg)
+{
+  progress_set(arg, done);
+  (void)total;
+}
+
+static int cmd_flatten(struct blkctl *b, int argc, char **argv)
+{
+  if (argc != 3)
+    return blkctl_fail(EINVAL, "usage: blkctl image flatten POOL/CHILD");
+  struct ctx x;
+  blk_image *img;
+  char name[256];
+  int rc = open_image(b, argv[2], BLK_IMAGE_EXCLUSIVE, &x, &img, name, sizeof name);
+  if (rc)
+    return rc;
+  struct progress pr;
+  progress_init(&pr, "Flattening", blk_image_size(img));
+  int r = blk_image_flatten(img, flat_progress, &pr);
+  progress_done(&pr);
+  if (r < 0)
+    rc = fail_lib(r, "cannot flatten");
+  r = blk_image_close(img);
+  if (r < 0 && !rc)
+    rc = fail_lib(r, "close");
+  ctx_close(&x);
+  return rc;
+}
+
+/* ---- diffs ---- */
+
+#define DIFF_CHUNK (64u << 10)
+#define DIFF_MAGIC "blkdiff1"
+
+struct diff_out {
+  bool list;                     /* image diff: text lines */
+  bool count_only;               /* image du: count the bytes only */
+  FILE *f;                       /* export-diff stream */
+  uint64_t run_off, run_len;     /* pending run */
+  int run_kind;                  /* 0 none, 'W' data, 'Z' zero */
+  uint8_t *run_buf;              /* data of a pending 'W' run (up to COPY_CHUNK) */
+  uint64_t bytes;
+};
+
+static int put_u64(FILE *f, uint64_t v)
+{
+  uint8_t b[8];
+  for (int i = 0; i < 8; i++)
+    b[i] = (uint8_t)(v >> (8 * i));
+  return fwrite(b, 1, 8, f) == 8 ? 0 : -EIO;
+}
+
+static int get_u64(FILE *f, uint64_t *v)
+{
+  uint8_t b[8];
+  if (fread(b, 1, 8, f) != 8)
+    return -EIO;
+  *v = 0;
+  for (int i = 7; i >= 0; i--)
+    *v = *v << 8 | b[i];
+  return 0;
+}
+
+static int diff_flush(struct diff_out *d)
+{
+  if (!d->run_kind)
+    return 0;
+  d->bytes += d->run_len;
+  int r = 0;
+  if (d->count_only) {
+  } else if (d->list) {
+    printf("%llu %llu %s\n", (unsigned long long)d->run_off, (unsigned long long)d->run_len,
+           d->run_kind == 'W' ? "data" : "zero");
+  } else if (fputc(d->run_kind, d->f) == EOF || put_u64(d->f, d->run_off) ||
+             put_u64(d->f, d->run_len) ||
+             (d->run_kind == 'W' && fwrite(d->run_buf, 1, d->run_len, d->f) != d->run_len)) {
+    r = -EIO;
+  }
+  d->run_kind = 0;
+  return r;
+}
+
+static int diff_emit(struct diff_out *d, int kind, uint64_t off, uint64_t len, const uint8_t *data)
+{
+  if (d->run_kind == kind && d->run_off + d->run_len == off && d->run_len + len <= COPY_CHUNK) {
+    if (kind == 'W' && !d->list)
+      memcpy(d->run_buf + d->run_len, data, len);
+    d->run_len += len;
+    return 0;
+  }
+  int r = diff_flush(d);
+  d->run_kind = kind;
+  d->run_off = off;
+  d->run_len = len;
+  if (kind == 'W' && !d->list)
+    memcpy(d->run_buf, data, len);
+  return r;
+}
+
+/* Walk `to` against `from` (NULL: against zeroes) and emit what differs. */
+static int diff_walk(blk_image *from, blk_image *to, struct diff_out *d)
+{
+  uint64_t size = blk_image_size(to);
+  uint64_t fsize = from ? blk_image_size(from) : 0;
+  uint8_t *a = malloc(DIFF_CHUNK), *b = malloc(DIFF_CHUNK);
+  int r = a && b ? 0 : -ENOMEM;
+  for (uint64_t off = 0; r == 0 && off < size;) {
+    /* skip what is a hole in both */
+    struct blk_extent *ex = NULL, *fx = NULL;
+    size_t n = 0, fn = 0;
+    uint64_t span = size - off < COPY_CHUNK * 16ull ? size - off : COPY_CHUNK * 16ull;
+    char msg[256];
+    if ((r = block_status(to, off, span, &ex, &n, msg, sizeof msg)) < 0)
+      break;
+    if (from && off < fsize &&
+        (r = block_status(from, off, fsize - off < span ? fsize - off : span, &fx, &fn, msg,
+                          sizeof msg)) < 0) {
+      free(ex);
+      break;
+    }
+    for (uint64_t c = off; r == 0 && c < off + span; c += DIFF_CHUNK) {
+      uint64_t len = off + span - c < DIFF_CHUNK ? off + span - c : DIFF_CHUNK;
+      bool data = false;
+      for (size_t i = 0; i < n; i++)
+        data |= !(ex[i].flags & BLK_EXTENT_HOLE) && ex[i].offset < c + len &&
+                ex[i].offset + ex[i].length > c;
+      for (size_t i = 0; i < fn; i++)
+        data |= !(fx[i].flags & BLK_EXTENT_HOLE) && fx[i].offset < c + len &&
+                fx[i].offset + fx[i].length > c;
+      if (!data)
+        continue;
+      if (blk_image_read(to, c, len, b) != (int64_t)len) {
+        r = -EIO;
+        break;
+      }
+      memset(a, 0, len);
+      if (from && c < fsize) {
+        uint64_t fl = fsize - c < len ? fsize - c : len;
+        if (blk_image_read(from, c, fl, a) != (int64_t)fl) {
+          r = -EIO;
+          break;
+        }
+      }
+      if (!memcmp(a, b, len))
+        continue;
+      r = diff_emit(d, all_zero(b, len) ? 'Z' : 'W', c, len, b);
+    }
+    free(ex);
+    free(fx);
+    off += span;
+  }
+  if (r == 0)
+    r = diff_flush(d);
+  free(a);
+  free(b);
+  return r;
+}
+
+static uint64_t diff_count(blk_image *from, blk_image *to, int *err)
+{
+  struct diff_out d = { .list = true, .count_only = true };
+  *err = diff_walk(from, to, &d);
+  return d.bytes;
+}
+
+/* Open POOL/NAME[@TO] and, with --from-snap, the FROM snapshot too. */
+static int diff_open(struct blkctl *b, int argc, char **argv, int first_opt, struct ctx *x,
+                     blk_image **to, blk_image **from, const char **from_snap, char *name,
+                     size_t nn, const char **to_snap, char *spec, size_t sn)
+{
+  *from = NULL;
+  *from_snap = NULL;
+  for (int i = first_opt; i < argc; i++) {
+    if (!strcmp(argv[i], "--from-snap") && i + 1 < argc)
+      *from_snap = argv[++i];
+    else
+      return blkctl_fail(EINVAL, "unknown option '%s'", argv[i]);
+  }
+  snprintf(spec, sn, "%s", argv[2]);
+  char *at = strchr(spec, '@');
+  *to_snap = at ? at + 1 : NULL;
+  int rc = open_image(b, argv[2], BLK_IMAGE_RDONLY, x, to, name, nn);
+  if (rc)
+    return rc;
+  if (*from_snap) {
+    char *a2 = strchr(name, '@');
+    if (a2)
+      *a2 = 0;
+    int r = blk_image_open(x->io, name, *from_snap, BLK_IMAGE_RDONLY, from);
+    if (r < 0) {
+      rc = fail_lib(r, "cannot open the --from-snap snapshot");
+      blk_image_close(*to);
+      ctx_close(x);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+static int cmd_diff(struct blkctl *b, int argc, char **argv)
+{
+  bool exp = !strcmp(argv[1], "export-diff");
+  if (argc < (exp ? 4 : 3))
+    return blkctl_fail(EINVAL, "usage: blkctl image %s POOL/NAME[@TO] [--from-snap FROM]%s",
+                       argv[1], exp ? " FILE|-" : "");
+  const char *file = exp ? argv[argc - 1] : NULL;
+  struct ctx x;
+  blk_image *to, *from;
+  const char *from_snap = NULL, *to_snap = NULL;
+  char name[256], spec[600];
+  int rc = diff_open(b, exp ? argc - 1 : argc, argv, 3, &x, &to, &from, &from_snap, name,
+                     sizeof name, &to_snap, spec, sizeof spec);
+  if (rc)
+    return rc;
+  struct diff_out d = { .list = !exp };
+  int r = 0;
+  if (exp) {
+    d.run_buf = malloc(COPY_CHUNK);
+    d.f = !strcmp(file, "-") ? stdout : fopen(file, "wb");
+    if (!d.f || !d.run_buf) {
+      rc = blkctl_fail(EIO, "cannot write '%s': %s", file, strerror(errno));
+      goto out;
+    }
+    const char *fs = from_snap ? from_snap : "", *ts = to_snap ? to_snap : "";
+    fwrite(DIFF_MAGIC, 1, 8, d.f);
+    fputc('F', d.f);
+    put_u64(d.f, strlen(fs));
+    fwrite(fs, 1, strlen(fs), d.f);
+    fputc('T', d.f);
+    put_u64(d.f, strlen(ts));
+    fwrite(ts, 1, strlen(ts), d.f);
+    fputc('S', d.f);
+    put_u64(d.f, blk_image_size(to));
+  }
+  r = diff_walk(from, to, &d);
+  if (exp && r == 0 && (fputc('E', d.f) == EOF || fflush(d.f)))
+    r = -EIO;
+  if (r < 0)
+    rc = fail_lib(r, "diff");
+  else if (exp)
+    fprintf(stderr, "exported %llu changed bytes\n", (unsigned long long)d.bytes);
+out:
+  if (d.f && d.f != stdout && fclose(d.f) && !rc)
+    rc = blkctl_fail(EIO, "cannot write '%s'", file);
+  free(d.run_buf);
+  if (from)
+    blk_image_close(from);
+  blk_image_close(to);
+  ctx_close(&x);
+  return rc;
+}
+
+static int cmd_import_diff(struct blkctl *b, int argc, char **argv)
+{
+  if (argc != 4)
+    return blkctl_fail(EINVAL, "usage: blkctl image import-diff FILE|- POOL/NAME");
+  FILE *f = !strcmp(argv[2], "-") ? stdin : fopen(argv[2], "rb");
+  if (!f)
+    return blkctl_fail(errno == ENOENT ? ENOENT : EIO, "cannot read '%s': %s", argv[2],
+                       strerror(errno));
+  char magic[8];
+  char fs[256] = "", ts[256] = "";
+  uint64_t n, size;
+  int rc = 0;
+  if (fread(magic, 1, 8, f) != 8 || memcmp(magic, DIFF_MAGIC, 8) || fgetc(f) != 'F' ||
+      get_u64(f, &n) || n >= sizeof fs || fread(fs, 1, n, f) != n || fgetc(f) != 'T' ||
+      get_u64(f, &n) || n >= sizeof ts || fread(ts, 1, n, f) != (size_t)n || fgetc(f) != 'S' ||
+      get_u64(f, &size)) {
+    if (f != stdin)
+      fclose(f);
+    return blkctl_fail(EINVAL, "'%s' is not a blkctl diff stream", argv[2]);
+  }
+  ts[n] = 0;
+  struct ctx x;
+  blk_image *img;
+  char name[256];
+  if ((rc = open_image(b, argv[3], BLK_IMAGE_EXCLUSIVE, &x, &img, name, sizeof name))) {
+    if (f != stdin)
+      fclose(f);
+    return rc;
+  }
+  uint8_t *buf = malloc(COPY_CHUNK);
+  int r = buf ? 0 : -ENOMEM;
+  if (r == 0 && fs[0]) {
+    /* the target must hold the diff's base snapshot */
+    blk_image *base;
+    r = blk_image_open(x.io, name, fs, BLK_IMAGE_RDONLY, &base);
+    if (r == 0)
+      blk_image_close(base);   /* else: "image ... has no snapshot 'FROM'" */
+  }
+  if (r == 0 && size != blk_image_size(img))
+    r = blk_image_resize(img, size);
+  for (int k; r == 0 && (k = fgetc(f)) != 'E';) {
+    uint64_t off, len;
+    if ((k != 'W' && k != 'Z') || get_u64(f, &off) || get_u64(f, &len) || len > COPY_CHUNK ||
+        off + len > size) {
+      rc = blkctl_fail(EINVAL, "'%s': corrupt diff record", argv[2]);
+      r = 1;
+      break;
+    }
+    if (k == 'W') {
+      if (fread(buf, 1, len, f) != len) {
+        rc = blkctl_fail(EINVAL, "'%s': truncated diff", argv[2]);
+        r = 1;
+        break;
+      }
+      r = blk_image_write(img, off, len, buf) == (int64_t)len ? 0 : -EIO;
+    } else {
+      r = blk_image_discard(img, off, len);
+    }
+  }
+  if (r == 0)
+    r = blk_image_flush(img);
+  if (r == 0 && ts[0])
+    r = blk_image_snap_create(img, ts);   /* the target now matches TO */
+  if (r < 0)
+    rc = fail_lib(r, "import-diff");
+  free(buf);
+  if (f != stdin)
+    fclose(f);
+  int cr = blk_image_close(img);
+  if (cr < 0 && !rc)
+    rc = fail_lib(cr, "close");
+  ctx_close(&x);
+  return rc;
+}
+
 static void image_usage(FILE *f)
 {
   fprintf(f, "usage: blkctl image COMMAND ...\n"
@@ -1238,7 +1811,14 @@ static void image_usage(FILE *f)
              "  import FILE|NBD-URI POOL/NAME [--object-size 4M]\n"
              "  export POOL/NAME FILE|NBD-URI\n"
              "  bench POOL/NAME --io-type write|read [--io-size 4K] [--io-threads 16]\n"
-             "        [--io-pattern rand|seq] [--io-total 1G]\n");
+             "        [--io-pattern rand|seq] [--io-total 1G]\n"
+             "  snap create|rm|rollback|protect|unprotect POOL/NAME@SNAP\n"
+             "  snap rename POOL/NAME@SNAP NEWSNAP | snap ls POOL/NAME [--format json]\n"
+             "  (info, du and export take POOL/NAME@SNAP: the snapshot, read-only)\n"
+             "  clone POOL/NAME@SNAP POOL/CHILD | children POOL/NAME[@SNAP] | flatten POOL/CHILD\n"
+             "  diff POOL/NAME[@TO] [--from-snap FROM]\n"
+             "  export-diff POOL/NAME[@TO] [--from-snap FROM] FILE|-\n"
+             "  import-diff FILE|- POOL/NAME\n");
 }
 
 int cmd_image(struct blkctl *b, int argc, char **argv)
@@ -1250,7 +1830,9 @@ int cmd_image(struct blkctl *b, int argc, char **argv)
     { "create", cmd_create }, { "ls", cmd_ls }, { "list", cmd_ls }, { "info", cmd_info },
     { "resize", cmd_resize }, { "rm", cmd_rm }, { "remove", cmd_rm }, { "rename", cmd_rename },
     { "mv", cmd_rename }, { "du", cmd_du }, { "import", cmd_import }, { "export", cmd_export },
-    { "bench", cmd_bench },
+    { "bench", cmd_bench }, { "snap", cmd_snap }, { "clone", cmd_clone },
+    { "children", cmd_children }, { "flatten", cmd_flatten }, { "diff", cmd_diff },
+    { "export-diff", cmd_diff }, { "import-diff", cmd_import_diff },
   };
   if (argc < 2) {
     image_usage(stderr);

@@ -165,8 +165,9 @@ void blk_image_list_free(char **names, size_t n);
 #define BLK_IMAGE_RDONLY 1     /* open read-only: no lock taken, writes fail with -EROFS */
 #define BLK_IMAGE_EXCLUSIVE 2  /* fail with -EBUSY instead of waiting for / requesting the lock */
 
-/* Open image `name` (snap must be NULL: the head; snapshots are not yet
- * supported and give -EOPNOTSUPP).  A read-write open takes the image's
+/* Open image `name`: the head (snap NULL or ""), or snapshot `snap`
+ * (always read-only, whatever flags say: reads return the image as it was
+ * when the snapshot was taken; -ENOENT if no such snapshot).  A read-write open takes the image's
  * exclusive lock: if another client holds it, the open asks the holder to
  * release it (the holder does when it has no I/O in flight, see
  * docs/images.md) and waits up to the option image_lock_timeout, then
@@ -251,6 +252,59 @@ typedef void (*blk_extent_callback)(void *arg, int result, const struct blk_exte
  * or -errno (-EINVAL: off past the end or len 0). */
 int blk_image_aio_block_status(blk_image *img, uint64_t off, uint64_t len,
                                blk_extent_callback cb, void *arg);
+
+/* ---- snapshots (docs/snapshots.md) ---- */
+
+struct blk_snap_info {
+  uint64_t id;                 /* snapshot id (per image, ascending, never reused) */
+  char name[256];
+  uint64_t size;               /* image size at the snapshot */
+  uint64_t create_time_ms;     /* wall clock at creation */
+  int is_protected;            /* 1: cannot be removed */
+};
+/* Take snapshot `snap` (1..200 bytes, no '/' or '@') of img's head.  On a
+ * read-write handle: flushes, then every write acknowledged before is in
+ * the snapshot and none started after.  On another handle while some
+ * client writes the image: waits (up to image_lock_lease + 2 s) until that
+ * writer switched to the new snapshot context (-ETIMEDOUT if it did not:
+ * the snapshot exists but may hold later writes).  0, -EEXIST, -EINVAL,
+ * -EROFS (img open at a snapshot), -errno. */
+int blk_image_snap_create(blk_image *img, const char *snap);
+/* The snapshots, ascending id: *snaps (n entries) owned by the caller,
+ * free with blk_image_snap_list_free.  0 or -errno. */
+int blk_image_snap_list(blk_image *img, struct blk_snap_info **snaps, size_t *n);
+void blk_image_snap_list_free(struct blk_snap_info *snaps);
+/* Remove snapshot `snap` and free the space only it used (OP_SNAPTRIM on
+ * every data object).  0, -ENOENT, -EBUSY (protected), -errno. */
+int blk_image_snap_remove(blk_image *img, const char *snap);
+/* Make img's head (open read-write) equal to snapshot `snap` (size and
+ * data); the other snapshots are untouched.  progress (may be NULL) is
+ * called after each object with bytes done / total.  0, -EROFS, -ENOENT. */
+int blk_image_snap_rollback(blk_image *img, const char *snap,
+                            void (*progress)(uint64_t done, uint64_t total, void *arg),
+                            void *arg);
+/* Protect / unprotect (a protected snapshot cannot be removed); rename.
+ * 0, -ENOENT, -EEXIST (rename target exists), -EINVAL. */
+int blk_image_snap_protect(blk_image *img, const char *snap);
+int blk_image_snap_unprotect(blk_image *img, const char *snap);
+int blk_image_snap_rename(blk_image *img, const char *src, const char *dst);
+
+/* ---- clones (docs/snapshots.md) ---- */
+
+/* Create image `child` in io's pool as a copy-on-write clone of the
+ * protected snapshot `snap` of image `parent` (same pool): no data is
+ * copied; reads of what the child has not written fall through to the
+ * parent snapshot, a child object's first change copies up the parent's.
+ * 0, -ENOENT, -EINVAL (snapshot not protected), -EEXIST, -errno. */
+int blk_image_clone(blk_ioctx *io, const char *parent, const char *snap, const char *child);
+/* The clones of img's snapshot `snap` (NULL: of every snapshot) as
+ * "POOL/NAME" strings (free with blk_image_list_free).  0 or -errno. */
+int blk_image_children(blk_image *img, const char *snap, char ***names, size_t *n);
+/* Copy up every object the parent backs (img open read-write), then drop
+ * the parent: the child no longer needs it.  progress may be NULL.
+ * 0, -EINVAL (not a clone), -EROFS, -errno. */
+int blk_image_flatten(blk_image *img,
+                      void (*progress)(uint64_t done, uint64_t total, void *arg), void *arg);
 
 #ifdef __cplusplus
 }
