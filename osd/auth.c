@@ -278,7 +278,7 @@ bool osd_auth_gate(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
     msgr_conn_close(c);
     return false;
   }
-  if (f->type != MSG_OSD_OP && !s->peer) {
+  if (f->type != MSG_OSD_OP && f->type != MSG_PG_SCRUB_CMD && !s->peer) {
     log_warn("auth", "%s (%s) sent an OSD-to-OSD message (type %u); closing", s->s.entity,
              msgr_conn_peer(c), f->type);
     msgr_conn_close(c);
@@ -309,8 +309,8 @@ static unsigned op_need(int op)
   }
 }
 
-int osd_op_allowed(struct osd *osd, msgr_conn *c, const char *pool, int op, char *msg,
-                   size_t msglen)
+static int allowed_need(struct osd *osd, msgr_conn *c, const char *pool, unsigned need,
+                        char *msg, size_t msglen)
 {
   struct osd_auth *oa = osd->auth;
   if (!oa || oa->p.mode == AUTH_MODE_NONE)
@@ -324,11 +324,22 @@ int osd_op_allowed(struct osd *osd, msgr_conn *c, const char *pool, int op, char
     snprintf(msg, msglen, "the ticket of %s expired; authenticate again", s->s.entity);
     return -EKEYEXPIRED;
   }
-  unsigned need = op_need(op);
   if (s->osd_caps && caps_allows(s->osd_caps, CAPS_OSD, pool, need))
     return 0;
   snprintf(msg, msglen, "permission denied: %s (osd caps '%s') may not %s%s in pool %s",
            s->s.entity, s->s.caps_osd ? s->s.caps_osd : "",
            need & CAP_W ? "write" : "read", need & CAP_X ? "/lock" : "", pool);
   return -EACCES;
+}
+
+int osd_op_allowed(struct osd *osd, msgr_conn *c, const char *pool, int op, char *msg,
+                   size_t msglen)
+{
+  return allowed_need(osd, c, pool, op_need(op), msg, msglen);
+}
+
+int osd_pg_cmd_allowed(struct osd *osd, msgr_conn *c, const char *pool, bool change, char *msg,
+                       size_t msglen)
+{
+  return allowed_need(osd, c, pool, change ? CAP_R | CAP_W | CAP_X : CAP_R, msg, msglen);
 }

@@ -127,6 +127,11 @@ bool osd_auth_gate(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
  * -EACCES / -EKEYEXPIRED with the reason in msg. */
 int osd_op_allowed(struct osd *osd, msgr_conn *c, const char *pool, int op, char *msg,
                    size_t msglen);
+/* `blkctl pg` commands on a PG of pool: query needs r, scrub/deep-scrub/
+ * repair (change) rwx in the client's osd caps.  0, or -EACCES/-EKEYEXPIRED
+ * with the reason in msg. */
+int osd_pg_cmd_allowed(struct osd *osd, msgr_conn *c, const char *pool, bool change, char *msg,
+                       size_t msglen);
 
 /* ---- heartbeat.c -------------------------------------------------------- */
 

@@ -1171,6 +1171,7 @@ void scrub_on_cmd(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
 {
   Blk__PgScrubCmd *q = blk__pg_scrub_cmd__unpack(NULL, f->payload_len, f->payload);
   char msg[160];
+  int aerr;
   if (!q) {
     cmd_reply(osd, c, f, NULL, -EINVAL, "malformed request");
     return;
@@ -1181,6 +1182,10 @@ void scrub_on_cmd(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
     snprintf(msg, sizeof msg, "no PG %u.%x at epoch %llu", q->pool, q->pg,
              (unsigned long long)osd->epoch);
     cmd_reply(osd, c, f, NULL, q->epoch > osd->epoch ? -ESTALE : -ENOENT, msg);
+  } else if ((aerr = osd_pg_cmd_allowed(osd, c, pool->name,
+                                        q->what != BLK__PG_SCRUB_CMD__WHAT__QUERY, msg,
+                                        sizeof msg)) < 0) {
+    cmd_reply(osd, c, f, NULL, aerr, msg);
   } else if (!pg || !pg->primary) {
     snprintf(msg, sizeof msg, "osd.%d is not the primary of PG %u.%x at epoch %llu", osd->id,
              q->pool, q->pg, (unsigned long long)osd->epoch);

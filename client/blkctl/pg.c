@@ -314,6 +314,9 @@ int cmd_pg(struct blkctl *b, int argc, char **argv)
   if (!x.msgr)
     return blkctl_fail(ENOMEM, "out of memory");
   msgr_set_timeouts(x.msgr, (int)config_get_int(b->cfg, "msgr_connect_timeout"), 500);
+  /* OSDs accept only authenticated connections: present an authorizer */
+  if (monc_auth_mode(b->monc) != AUTH_MODE_NONE)
+    msgr_set_client_auth(x.msgr, monc_osd_auth_start, b->monc);
   if ((r = pgctx_map(&x)))
     goto out;
   if (ls) {
