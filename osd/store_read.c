@@ -177,12 +177,13 @@ static uint64_t obj_wait_seq(struct store *st, const struct store_oid *oid)
 /* The common start of an object lookup: a request for (cb, arg), checked
  * arguments (args_ok and the oid), ordered after writes in flight on the
  * object, and the object's onode loaded into *o (without its attributes,
- * counted in *hdr_attrs, when hdr_attrs is set).  Returns the request, or
+ * counted in *hdr_attrs, when hdr_attrs is set; with only the attribute
+ * only_attr when that is set).  Returns the request, or
  * NULL when it already failed (-EINVAL, -ENOENT, or a load error) and was
  * parked to call back from the loop. */
 static struct rreq *rreq_start_hdr(store *st, const struct store_oid *oid, bool args_ok,
                                    store_cb cb, void *arg, struct onode *o,
-                                   uint32_t *hdr_attrs)
+                                   uint32_t *hdr_attrs, const char *only_attr)
 {
   struct rreq *r = rreq_new(cb, arg);
   if (!args_ok || st_oid_check(oid) < 0) {
@@ -191,7 +192,9 @@ static struct rreq *rreq_start_hdr(store *st, const struct store_oid *oid, bool 
     return NULL;
   }
   r->wait_seq = obj_wait_seq(st, oid);
-  int rc = hdr_attrs ? st_load_onode_hdr(st, oid, o, hdr_attrs) : st_load_onode(st, oid, o);
+  int rc = hdr_attrs   ? st_load_onode_hdr(st, oid, o, hdr_attrs)
+           : only_attr ? st_load_onode_attr(st, oid, o, only_attr)
+                       : st_load_onode(st, oid, o);
   if (rc <= 0) {
     r->result = rc == 0 ? -ENOENT : rc;
     rreq_park(st, r);
@@ -203,7 +206,7 @@ static struct rreq *rreq_start_hdr(store *st, const struct store_oid *oid, bool 
 static struct rreq *rreq_start(store *st, const struct store_oid *oid, bool args_ok,
                                store_cb cb, void *arg, struct onode *o)
 {
-  return rreq_start_hdr(st, oid, args_ok, cb, arg, o, NULL);
+  return rreq_start_hdr(st, oid, args_ok, cb, arg, o, NULL, NULL);
 }
 
 void store_read(store *st, const struct store_oid *oid, uint64_t off,
@@ -211,7 +214,7 @@ void store_read(store *st, const struct store_oid *oid, uint64_t off,
 {
   struct onode o;
   uint32_t na;
-  struct rreq *r = rreq_start_hdr(st, oid, off + len >= off, cb, arg, &o, &na);
+  struct rreq *r = rreq_start_hdr(st, oid, off + len >= off, cb, arg, &o, &na, NULL);
   if (!r)
     return;
   uint64_t size = o.size;
@@ -317,7 +320,7 @@ static void stat_common(store *st, const struct store_oid *oid, struct store_sta
 {
   struct onode o;
   uint32_t na;
-  struct rreq *r = rreq_start_hdr(st, oid, true, cb, arg, &o, &na);
+  struct rreq *r = rreq_start_hdr(st, oid, true, cb, arg, &o, &na, NULL);
   if (!r)
     return;
   memset(out, 0, sizeof *out);
@@ -357,7 +360,10 @@ static void lookup_kv(store *st, const struct store_oid *oid, const char *name,
   *val = NULL;
   *len = 0;
   struct onode o;
-  struct rreq *r = rreq_start(st, oid, name && strlen(name) <= STORE_NAME_MAX, cb, arg, &o);
+  uint32_t na;
+  /* only the attribute looked up (xattr), or none (omap: the omap id) */
+  struct rreq *r = rreq_start_hdr(st, oid, name && strlen(name) <= STORE_NAME_MAX, cb, arg, &o,
+                                  omap ? &na : NULL, omap ? NULL : name);
   if (!r)
     return;
   r->result = -ENODATA;
