@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "osd/internal.h"
 
@@ -92,12 +93,24 @@ struct hnode *hmap_next_same(struct hnode *e)
 
 uint64_t hash_bytes(const void *p, size_t n)
 {
-  /* FNV-1a, then a final mix */
+  /* eight bytes per step (each step a bijection of the state for a given
+   * word), the tail packed into one last word with the length, then a
+   * final mix: in memory only, so the values may change between builds.
+   * Byte-wise FNV-1a cost a dependent multiply per byte of 40-70 byte
+   * metadata keys, several times per op. */
   const uint8_t *s = p;
   uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; i++) {
-    h ^= s[i];
-    h *= 0x100000001b3ull;
+  while (n >= 8) {
+    uint64_t w;
+    memcpy(&w, s, 8);
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    h ^= h >> 29;
+    s += 8;
+    n -= 8;
   }
+  uint64_t t = (uint64_t)n << 56;
+  for (size_t i = 0; i < n; i++)
+    t |= (uint64_t)s[i] << (8 * i);
+  h = (h ^ t) * 0x9e3779b97f4a7c15ull;
   return hash_u64(h);
 }

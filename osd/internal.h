@@ -275,6 +275,11 @@ bool chunk_empty(const struct chunk_map *c);
 /* Onode codec: encode returns malloc'd bytes (NULL on ENOMEM). */
 uint8_t *onode_encode(const struct onode *o, size_t *len);
 int onode_decode(const uint8_t *buf, size_t len, struct onode *o);
+/* onode_decode without copying the attributes (o->n_attrs stays 0, their
+ * count goes to *n_attrs): the size-only lookups of the I/O path. */
+int onode_decode_hdr(const uint8_t *buf, size_t len, struct onode *o, uint32_t *n_attrs);
+/* onode_decode keeping only the attribute called name (if present). */
+int onode_decode_attr(const uint8_t *buf, size_t len, struct onode *o, const char *name);
 void onode_clear(struct onode *o);
 int onode_copy(struct onode *dst, const struct onode *src);
 struct onode_attr *onode_find_attr(const struct onode *o, const char *name);

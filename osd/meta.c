@@ -116,7 +116,11 @@ void onode_clear(struct onode *o)
   memset(o, 0, sizeof *o);
 }
 
-int onode_decode(const uint8_t *buf, size_t len, struct onode *o)
+/* onode_decode, or with keep false onode_decode_hdr: the same checks of
+ * the whole encoding, attributes counted in *na_out but not copied; with
+ * only set, just the attribute of that name is copied. */
+static int onode_parse(const uint8_t *buf, size_t len, struct onode *o, bool keep,
+                       const char *only, uint32_t *na_out)
 {
   memset(o, 0, sizeof *o);
   if (len < ONODE_HDR || get_le32(buf) != 1)
@@ -143,16 +147,33 @@ int onode_decode(const uint8_t *buf, size_t len, struct onode *o)
     p += 4;
     if ((size_t)(end - p) < vl)
       goto out_bad;
-    if (onode_set_attr(o, name, p, vl) < 0)
+    if (keep && (!only || strcmp(name, only) == 0) && onode_set_attr(o, name, p, vl) < 0)
       goto out_bad;
     p += vl;
   }
   if (p != end)
     goto out_bad;
+  if (na_out)
+    *na_out = na;
   return 0;
 out_bad:
   onode_clear(o);
   return -EINVAL;
+}
+
+int onode_decode(const uint8_t *buf, size_t len, struct onode *o)
+{
+  return onode_parse(buf, len, o, true, NULL, NULL);
+}
+
+int onode_decode_attr(const uint8_t *buf, size_t len, struct onode *o, const char *name)
+{
+  return onode_parse(buf, len, o, true, name, NULL);
+}
+
+int onode_decode_hdr(const uint8_t *buf, size_t len, struct onode *o, uint32_t *n_attrs)
+{
+  return onode_parse(buf, len, o, false, NULL, n_attrs);
 }
 
 struct onode_attr *onode_find_attr(const struct onode *o, const char *name)

@@ -949,7 +949,7 @@ static void ver_done_cb(void *arg, int result)
     store_mapext(st, &oid, rc->off, rc->len, &rc->ext, &rc->n_ext, read_done_cb, rc);
     break;
   default:
-    store_stat(st, &oid, &rc->st, stat_done_cb, rc);
+    store_stat_size(st, &oid, &rc->st, stat_done_cb, rc);
   }
 }
 
@@ -1010,7 +1010,7 @@ static void do_read(struct pg *pg, msgr_conn *c, uint64_t tid, const Blk__OsdOp 
   if (rc->op == BLK__OSD_OP_TYPE__OP_READ || rc->op == BLK__OSD_OP_TYPE__OP_STAT) {
     rc->pending = 2;
     store_getattr(pg->osd->st, &oid, PG_VER_ATTR, &rc->vval, &rc->vlen, rs_ver_cb, rc);
-    store_stat(pg->osd->st, &oid, &rc->st, rs_stat_cb, rc);
+    store_stat_size(pg->osd->st, &oid, &rc->st, rs_stat_cb, rc);
     return;
   }
   store_getattr(pg->osd->st, &oid, PG_VER_ATTR, &rc->vval, &rc->vlen, ver_done_cb, rc);

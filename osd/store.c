@@ -465,8 +465,10 @@ int meta_get(struct store *st, const uint8_t *key, size_t klen, uint8_t **val,
   return 1;
 }
 
-int st_load_onode(struct store *st, const struct store_oid *oid,
-                  struct onode *o)
+/* st_load_onode, or with n_attrs set st_load_onode_hdr, or with only set
+ * st_load_onode_attr. */
+static int load_onode(struct store *st, const struct store_oid *oid,
+                      struct onode *o, uint32_t *n_attrs, const char *only)
 {
   uint8_t key[STORE_NAME_MAX + 32];
   size_t kl = meta_okey(key, KEY_ONODE, oid->pool, oid->pg, oid->name,
@@ -478,7 +480,9 @@ int st_load_onode(struct store *st, const struct store_oid *oid,
   int r = meta_get(st, key, kl, &v, &vl, &b);
   if (r <= 0)
     return r;
-  r = onode_decode(v, vl, o);
+  r = n_attrs ? onode_decode_hdr(v, vl, o, n_attrs)
+      : only  ? onode_decode_attr(v, vl, o, only)
+              : onode_decode(v, vl, o);
   if (!b)
     free(v);
   if (r < 0) {
@@ -486,6 +490,24 @@ int st_load_onode(struct store *st, const struct store_oid *oid,
     return -EUCLEAN;
   }
   return 1;
+}
+
+int st_load_onode(struct store *st, const struct store_oid *oid,
+                  struct onode *o)
+{
+  return load_onode(st, oid, o, NULL, NULL);
+}
+
+int st_load_onode_hdr(struct store *st, const struct store_oid *oid,
+                      struct onode *o, uint32_t *n_attrs)
+{
+  return load_onode(st, oid, o, n_attrs, NULL);
+}
+
+int st_load_onode_attr(struct store *st, const struct store_oid *oid,
+                       struct onode *o, const char *name)
+{
+  return load_onode(st, oid, o, NULL, name);
 }
 
 int st_load_chunk(struct store *st, const struct store_oid *oid, uint32_t ci,

@@ -147,6 +147,10 @@ void store_read(store *st, const struct store_oid *oid, uint64_t off,
 /* Fill *out (borrowed until cb). -ENOENT if missing. */
 void store_stat(store *st, const struct store_oid *oid, struct store_stat *out,
                 store_cb cb, void *arg);
+/* store_stat without the allocated count (out->allocated = 0): no chunk
+ * map is read, so its cost does not grow with the object size (I/O path). */
+void store_stat_size(store *st, const struct store_oid *oid, struct store_stat *out,
+                     store_cb cb, void *arg);
 /* On success *val is malloc'd (caller frees), *len its length. -ENODATA if
  * the object has no such attribute/key, -ENOENT if no object. */
 void store_getattr(store *st, const struct store_oid *oid, const char *name,

@@ -297,6 +297,12 @@ int meta_get(struct store *st, const uint8_t *key, size_t klen, uint8_t **val,
              size_t *vlen, bool *borrowed);
 int st_load_onode(struct store *st, const struct store_oid *oid,
                   struct onode *o);
+/* st_load_onode without the attributes (onode_decode_hdr): 1, 0, -errno. */
+int st_load_onode_hdr(struct store *st, const struct store_oid *oid,
+                      struct onode *o, uint32_t *n_attrs);
+/* st_load_onode with only the attribute called name: 1, 0, -errno. */
+int st_load_onode_attr(struct store *st, const struct store_oid *oid,
+                       struct onode *o, const char *name);
 int st_load_chunk(struct store *st, const struct store_oid *oid, uint32_t ci,
                   struct chunk_map *cm);
 uint64_t st_objw_seq(struct store *st, const uint8_t *okey, size_t klen);

@@ -176,11 +176,14 @@ static uint64_t obj_wait_seq(struct store *st, const struct store_oid *oid)
 
 /* The common start of an object lookup: a request for (cb, arg), checked
  * arguments (args_ok and the oid), ordered after writes in flight on the
- * object, and the object's onode loaded into *o.  Returns the request, or
+ * object, and the object's onode loaded into *o (without its attributes,
+ * counted in *hdr_attrs, when hdr_attrs is set; with only the attribute
+ * only_attr when that is set).  Returns the request, or
  * NULL when it already failed (-EINVAL, -ENOENT, or a load error) and was
  * parked to call back from the loop. */
-static struct rreq *rreq_start(store *st, const struct store_oid *oid, bool args_ok,
-                               store_cb cb, void *arg, struct onode *o)
+static struct rreq *rreq_start_hdr(store *st, const struct store_oid *oid, bool args_ok,
+                                   store_cb cb, void *arg, struct onode *o,
+                                   uint32_t *hdr_attrs, const char *only_attr)
 {
   struct rreq *r = rreq_new(cb, arg);
   if (!args_ok || st_oid_check(oid) < 0) {
@@ -189,7 +192,9 @@ static struct rreq *rreq_start(store *st, const struct store_oid *oid, bool args
     return NULL;
   }
   r->wait_seq = obj_wait_seq(st, oid);
-  int rc = st_load_onode(st, oid, o);
+  int rc = hdr_attrs   ? st_load_onode_hdr(st, oid, o, hdr_attrs)
+           : only_attr ? st_load_onode_attr(st, oid, o, only_attr)
+                       : st_load_onode(st, oid, o);
   if (rc <= 0) {
     r->result = rc == 0 ? -ENOENT : rc;
     rreq_park(st, r);
@@ -198,11 +203,18 @@ static struct rreq *rreq_start(store *st, const struct store_oid *oid, bool args
   return r;
 }
 
+static struct rreq *rreq_start(store *st, const struct store_oid *oid, bool args_ok,
+                               store_cb cb, void *arg, struct onode *o)
+{
+  return rreq_start_hdr(st, oid, args_ok, cb, arg, o, NULL, NULL);
+}
+
 void store_read(store *st, const struct store_oid *oid, uint64_t off,
                 uint64_t len, void *buf, store_cb cb, void *arg)
 {
   struct onode o;
-  struct rreq *r = rreq_start(st, oid, off + len >= off, cb, arg, &o);
+  uint32_t na;
+  struct rreq *r = rreq_start_hdr(st, oid, off + len >= off, cb, arg, &o, &na, NULL);
   if (!r)
     return;
   uint64_t size = o.size;
@@ -300,18 +312,22 @@ void store_read(store *st, const struct store_oid *oid, uint64_t off,
 
 /* ---- lookups ---- */
 
-void store_stat(store *st, const struct store_oid *oid, struct store_stat *out,
-                store_cb cb, void *arg)
+/* store_stat and store_stat_size: with_alloc walks every chunk map of the
+ * object (32 for a 4 MiB object) to count allocated blocks, which the I/O
+ * path does not need. */
+static void stat_common(store *st, const struct store_oid *oid, struct store_stat *out,
+                        bool with_alloc, store_cb cb, void *arg)
 {
   struct onode o;
-  struct rreq *r = rreq_start(st, oid, true, cb, arg, &o);
+  uint32_t na;
+  struct rreq *r = rreq_start_hdr(st, oid, true, cb, arg, &o, &na, NULL);
   if (!r)
     return;
   memset(out, 0, sizeof *out);
   out->size = o.size;
-  out->n_attrs = o.n_attrs;
+  out->n_attrs = na;
   out->has_omap = o.omap_id != 0;
-  if (o.size) {
+  if (o.size && with_alloc) {
     for (uint64_t ci = 0; ci <= (o.size - 1) / STORE_CHUNK_SIZE; ci++) {
       struct chunk_map cm;
       if (st_load_chunk(st, oid, (uint32_t)ci, &cm) <= 0)
@@ -325,6 +341,18 @@ void store_stat(store *st, const struct store_oid *oid, struct store_stat *out,
   rreq_park(st, r);
 }
 
+void store_stat(store *st, const struct store_oid *oid, struct store_stat *out,
+                store_cb cb, void *arg)
+{
+  stat_common(st, oid, out, true, cb, arg);
+}
+
+void store_stat_size(store *st, const struct store_oid *oid, struct store_stat *out,
+                     store_cb cb, void *arg)
+{
+  stat_common(st, oid, out, false, cb, arg);
+}
+
 static void lookup_kv(store *st, const struct store_oid *oid, const char *name,
                       void **val, size_t *len, store_cb cb, void *arg,
                       bool omap)
@@ -332,7 +360,10 @@ static void lookup_kv(store *st, const struct store_oid *oid, const char *name,
   *val = NULL;
   *len = 0;
   struct onode o;
-  struct rreq *r = rreq_start(st, oid, name && strlen(name) <= STORE_NAME_MAX, cb, arg, &o);
+  uint32_t na;
+  /* only the attribute looked up (xattr), or none (omap: the omap id) */
+  struct rreq *r = rreq_start_hdr(st, oid, name && strlen(name) <= STORE_NAME_MAX, cb, arg, &o,
+                                  omap ? &na : NULL, omap ? NULL : name);
   if (!r)
     return;
   r->result = -ENODATA;
