@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # `blkctl image bench` (libblk in process: the counterpart of fio's rbd
-# engine) on a local cluster: 3 monitors, 3 OSDs on 2 GiB files in $TMPDIR,
+# engine) on a local cluster: 3 monitors, 3 OSDs on 4 GiB files in $TMPDIR,
 # pool KVMpool (128 PGs, size 3, failure domain osd), one 2 GiB image
 # written once sequentially first.  Six workloads of RUNTIME-equivalent
 # size.  A measurement, not a test (results in docs/benchmarks.md):
@@ -13,7 +13,7 @@ osd_conf
 for m in "${MONS[@]}"; do start_mon "$m"; done
 wait_quorum 30
 "$BLKCTL" --timeout 30 pool create KVMpool 128 --failure-domain osd >/dev/null || fail "pool create"
-for i in 0 1 2; do mkfs_osd $i 2G; done
+for i in 0 1 2; do mkfs_osd $i 4G; done
 for i in 0 1 2; do start_osd $i; done
 wait_osds_up 3 30
 "$BLKCTL" image create KVMpool/bench --size 2G >/dev/null || fail "image create"
