@@ -524,8 +524,12 @@ static void op_local_cb(void *arg, int result)
             op->name, (unsigned long long)op->ver.v, strerror(-result));
     /* the store refused it: the replicas may have it; fail the client, the
      * next peering makes the members agree again */
-    if (op->conn)
-      reply_op(op->conn, op->tid, result, "local store error", op->pg->osd->epoch, op->ver);
+    if (op->conn) {
+      char why[96];
+      snprintf(why, sizeof why, "osd.%d store: %s%s", op->pg->osd->id, strerror(-result),
+               result == -ENOSPC ? " (OSD full)" : "");
+      reply_op(op->conn, op->tid, result, why, op->pg->osd->epoch, op->ver);
+    }
     struct pg *pg = op->pg;
     op_unlink(pg, op);
     op_free(op);
