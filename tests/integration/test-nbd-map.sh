@@ -9,7 +9,21 @@ source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/test-nbd-common.inc"
 nbd_cluster
 # map's servers log to <run dir>/nbd/; the sanitizer check reads log/
-collect_map_logs() { cp "$TEST_DIR"/nbd/*.log "$TEST_DIR/log/" 2>/dev/null || true; }
+# map's servers are daemons (not our children): on any exit, stop each one
+# still running by the PID its pid file names, then keep their logs
+collect_map_logs() {
+  local f p
+  for f in "$TEST_DIR"/nbd/*.pid; do
+    [ -e "$f" ] || continue
+    p=$(cat "$f" 2>/dev/null) || continue
+    [ -n "$p" ] && kill -TERM "$p" 2>/dev/null && for _ in $(seq 50); do
+      kill -0 "$p" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  cp "$TEST_DIR"/nbd/*.log "$TEST_DIR/log/" 2>/dev/null || true
+}
 cleanup_fn collect_map_logs
 "$BLKCTL" image create rbd/m --size 8M >/dev/null || fail "create"
 
