@@ -197,3 +197,28 @@ print(sum(1 for n in json.load(sys.stdin)['nodes'] if n.get('type')=='osd' and n
   done
   fail "only $c of $n OSDs up+in after ${secs}s"
 }
+
+# ---- image tests ------------------------------------------------------------
+#   rbd_cluster               3 monitors, 3 OSDs (${OSD_SIZE:-512M}), pool rbd
+#                             (16 PGs, size 3, min 2, failure domain osd)
+#   expect CODE REGEX -- blkctl ARGS...   blkctl exits CODE with a message
+#                             matching REGEX
+rbd_cluster() {
+  make_cluster 3
+  osd_conf
+  for m in "${MONS[@]}"; do start_mon "$m"; done
+  wait_quorum 30
+  # a loaded 2-core machine may still be electing: allow 30 s
+  "$BLKCTL" --timeout 30 pool create rbd 16 --size 3 --min-size 2 --failure-domain osd >/dev/null \
+    || fail "pool create"
+  for i in 0 1 2; do mkfs_osd $i ${OSD_SIZE:-512M}; done
+  for i in 0 1 2; do start_osd $i; done
+  wait_osds_up 3 30
+}
+expect() {   # expect CODE REGEX -- blkctl args...
+  local code=$1 re=$2; shift 3
+  set +e; out=$("$BLKCTL" "$@" 2>&1); rc=$?; set -e
+  [ "$rc" -eq "$code" ] || fail "blkctl $*: exit $rc, want $code ($out)"
+  echo "$out" | grep -qE -- "$re" || fail "blkctl $*: message '$out' does not match /$re/"
+  echo "ok: blkctl $* -> $rc: $out"
+}

@@ -6,22 +6,8 @@
 # message and exit code (2 ENOENT, 16 EBUSY, 17 EEXIST, 22 EINVAL).
 source "$(dirname "$0")/../functions.sh"
 requires python3 cmp
-make_cluster 3
-osd_conf
-for m in "${MONS[@]}"; do start_mon "$m"; done
-wait_quorum 30
-"$BLKCTL" pool create rbd 16 --size 3 --min-size 2 --failure-domain osd >/dev/null || fail "pool create"
-for i in 0 1 2; do mkfs_osd $i 512M; done
-for i in 0 1 2; do start_osd $i; done
-wait_osds_up 3 30
+rbd_cluster
 
-expect() {   # expect CODE REGEX -- blkctl args...
-  local code=$1 re=$2; shift 3
-  set +e; out=$("$BLKCTL" "$@" 2>&1); rc=$?; set -e
-  [ "$rc" -eq "$code" ] || fail "blkctl $*: exit $rc, want $code ($out)"
-  echo "$out" | grep -qE -- "$re" || fail "blkctl $*: message '$out' does not match /$re/"
-  echo "ok: blkctl $* -> $rc: $out"
-}
 
 "$BLKCTL" image create rbd/one --size 64M || fail "create"
 "$BLKCTL" image create rbd/two --size 10M --object-size 1M || fail "create with object size"

@@ -8,14 +8,7 @@
 # back from it, compare.
 source "$(dirname "$0")/../functions.sh"
 requires python3 cmp
-make_cluster 3
-osd_conf
-for m in "${MONS[@]}"; do start_mon "$m"; done
-wait_quorum 30
-"$BLKCTL" pool create rbd 16 --size 3 --min-size 2 --failure-domain osd >/dev/null || fail "pool create"
-for i in 0 1 2; do mkfs_osd $i 512M; done
-for i in 0 1 2; do start_osd $i; done
-wait_osds_up 3 30
+rbd_cluster
 
 IN=$TEST_DIR/in.raw
 python3 - "$IN" <<'PY'

@@ -10,14 +10,7 @@ source "$(dirname "$0")/../functions.sh"
 requires python3
 MODEL=$BLK_BUILD_DIR/tests/integration/image-model
 [ -x "$MODEL" ] || fail "image-model not built ($MODEL)"
-make_cluster 3
-osd_conf
-for m in "${MONS[@]}"; do start_mon "$m"; done
-wait_quorum 30
-"$BLKCTL" pool create rbd 16 --size 3 --min-size 2 --failure-domain osd >/dev/null || fail "pool create"
-for i in 0 1 2; do mkfs_osd $i 512M; done
-for i in 0 1 2; do start_osd $i; done
-wait_osds_up 3 30
+rbd_cluster
 for seed in ${MODEL_SEEDS:-1 7}; do
   "$MODEL" rbd "m$seed" model --ops "${MODEL_OPS:-300}" --seed $seed || fail "model seed $seed"
 done

@@ -10,14 +10,7 @@
 source "$(dirname "$0")/../functions.sh"
 MODEL=$BLK_BUILD_DIR/tests/integration/image-model
 [ -x "$MODEL" ] || fail "image-model not built ($MODEL)"
-make_cluster 3
-osd_conf
-for m in "${MONS[@]}"; do start_mon "$m"; done
-wait_quorum 30
-"$BLKCTL" pool create rbd 16 --size 3 --min-size 2 --failure-domain osd >/dev/null || fail "pool create"
-for i in 0 1 2; do mkfs_osd $i 512M; done
-for i in 0 1 2; do start_osd $i; done
-wait_osds_up 3 30
+rbd_cluster
 
 "$MODEL" rbd vm stress --seconds "${STRESS_SECS:-30}" --qd 16 --seed 11 >"$TEST_DIR/stress.out" 2>&1 &
 SPID=$!

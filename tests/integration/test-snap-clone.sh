@@ -9,22 +9,8 @@
 # killed (-9) during a flatten: the flatten completes, nothing lost.
 source "$(dirname "$0")/../functions.sh"
 requires python3 cmp
-make_cluster 3
-osd_conf
-for m in "${MONS[@]}"; do start_mon "$m"; done
-wait_quorum 30
-"$BLKCTL" pool create rbd 16 --size 3 --min-size 2 --failure-domain osd >/dev/null || fail "pool create"
-for i in 0 1 2; do mkfs_osd $i 512M; done
-for i in 0 1 2; do start_osd $i; done
-wait_osds_up 3 30
+rbd_cluster
 
-expect() {   # expect CODE REGEX -- blkctl args...
-  local code=$1 re=$2; shift 3
-  set +e; out=$("$BLKCTL" "$@" 2>&1); rc=$?; set -e
-  [ "$rc" -eq "$code" ] || fail "blkctl $*: exit $rc, want $code ($out)"
-  echo "$out" | grep -qE -- "$re" || fail "blkctl $*: message '$out' does not match /$re/"
-  echo "ok: blkctl $* -> $rc: $out"
-}
 overwrite() {
   "$BLKCTL" image bench "rbd/$1" --io-type write --io-size 64K --io-threads 8 --io-pattern rand \
     --io-total "${2:-2M}" >/dev/null || fail "bench overwrite of $1"

@@ -12,27 +12,13 @@ source "$(dirname "$0")/../functions.sh"
 requires python3 cmp
 MODEL=$BLK_BUILD_DIR/tests/integration/snap-model
 [ -x "$MODEL" ] || fail "snap-model not built ($MODEL)"
-make_cluster 3
-osd_conf
-for m in "${MONS[@]}"; do start_mon "$m"; done
-wait_quorum 30
-"$BLKCTL" pool create rbd 16 --size 3 --min-size 2 --failure-domain osd >/dev/null || fail "pool create"
-for i in 0 1 2; do mkfs_osd $i 512M; done
-for i in 0 1 2; do start_osd $i; done
-wait_osds_up 3 30
+rbd_cluster
 
 for seed in ${SNAP_SEEDS:-1 5}; do
   "$MODEL" rbd "m$seed" --ops "${SNAP_OPS:-150}" --seed $seed || fail "snap-model seed $seed"
 done
 [ -z "$("$BLKCTL" image ls rbd | grep '^m')" ] || fail "model images not removed"
 
-expect() {   # expect CODE REGEX -- blkctl args...
-  local code=$1 re=$2; shift 3
-  set +e; out=$("$BLKCTL" "$@" 2>&1); rc=$?; set -e
-  [ "$rc" -eq "$code" ] || fail "blkctl $*: exit $rc, want $code ($out)"
-  echo "$out" | grep -qE -- "$re" || fail "blkctl $*: message '$out' does not match /$re/"
-  echo "ok: blkctl $* -> $rc: $out"
-}
 
 # a snapshot reads back exactly after many overwrites of its image
 python3 -c "import os,sys; sys.stdout.buffer.write(os.urandom(8<<20))" >"$TEST_DIR/v1"
