@@ -565,6 +565,10 @@ static int apply_blocklist(struct cluster_map *m, const Blk__BlocklistChange *bc
       break;
     }
   }
+  if (!bc->remove && bc->expire_s &&
+      (stamp < 0 || stamp > INT64_MAX - (int64_t)bc->expire_s * 1000))
+    return fail(err, errlen, -EINVAL, "blocklist expiry needs a valid txn stamp (got %lld ms)",
+                (long long)stamp);
   if (bc->remove && !found)
     return fail(err, errlen, -ENOENT, "client %s is not blocklisted", bc->nonce);
   if (!bc->remove && !found && m->n_blocklist >= CM_MAX_BLOCKLIST)
