@@ -1237,11 +1237,17 @@ bool auth_replay_check_insert(auth_replay_cache *rc, const uint8_t nonce[AUTH_NO
 
 /* ---- wire protection ----------------------------------------------------- */
 
+/* Both modes are AES-256-GCM under a per-direction key with the 96-bit IV
+ * dir(4) || seq(8, LE).  cephx authenticates the whole frame as AAD and
+ * encrypts nothing (GMAC, NIST SP 800-38D); secure encrypts the body.
+ * Each direction has its own key (the label and dir are inputs of the
+ * derivation) and a counter that only goes up, so an IV is never reused
+ * under a key.  The key schedule runs once per connection; a frame only
+ * sets the IV on the context it already has. */
 struct wire_dir {
   uint64_t seq;
   uint8_t dir;                    /* 1 = client to server, 2 = server to client */
-  EVP_MAC_CTX *mac;               /* cephx */
-  EVP_CIPHER_CTX *cipher;         /* secure */
+  EVP_CIPHER_CTX *cipher;         /* owned; key set once in wire_dir_init */
 };
 
 struct auth_wire {
@@ -1251,7 +1257,7 @@ struct auth_wire {
 
 size_t auth_wire_trailer_len(enum auth_mode mode)
 {
-  return mode == AUTH_MODE_CEPHX ? AUTH_MAC_LEN : mode == AUTH_MODE_SECURE ? AUTH_GCM_TAG_LEN : 0;
+  return mode == AUTH_MODE_CEPHX || mode == AUTH_MODE_SECURE ? AUTH_GCM_TAG_LEN : 0;
 }
 
 static int wire_dir_init(struct wire_dir *d, enum auth_mode mode,
@@ -1259,21 +1265,15 @@ static int wire_dir_init(struct wire_dir *d, enum auth_mode mode,
 {
   uint8_t k[AUTH_KEY_LEN];
   struct iovec part = { &dir, 1 };
-  if (derive(conn_key, mode == AUTH_MODE_CEPHX ? "blk-wire-sign-v1" : "blk-wire-gcm-v1",
+  if (derive(conn_key, mode == AUTH_MODE_CEPHX ? "blk-wire-gmac-v1" : "blk-wire-gcm-v1",
              &part, 1, k) < 0)
     return -EIO;
   d->dir = dir;
   d->seq = 0;
   int r = 0;
-  if (mode == AUTH_MODE_CEPHX) {
-    d->mac = hmac_ctx_new(k);
-    if (!d->mac)
-      r = -EIO;
-  } else {
-    d->cipher = EVP_CIPHER_CTX_new();
-    if (!d->cipher || EVP_CipherInit_ex(d->cipher, gcm_alg, NULL, k, NULL, enc) != 1)
-      r = -EIO;
-  }
+  d->cipher = EVP_CIPHER_CTX_new();
+  if (!d->cipher || EVP_CipherInit_ex(d->cipher, gcm_alg, NULL, k, NULL, enc) != 1)
+    r = -EIO;
   OPENSSL_cleanse(k, sizeof k);
   return r;
 }
@@ -1309,11 +1309,8 @@ void auth_wire_free(struct auth_wire *w)
 {
   if (!w)
     return;
-  struct wire_dir *d[2] = { &w->tx, &w->rx };
-  for (int i = 0; i < 2; i++) {
-    EVP_MAC_CTX_free(d[i]->mac);
-    EVP_CIPHER_CTX_free(d[i]->cipher);
-  }
+  EVP_CIPHER_CTX_free(w->tx.cipher);
+  EVP_CIPHER_CTX_free(w->rx.cipher);
   OPENSSL_cleanse(w, sizeof *w);
   free(w);
 }
@@ -1323,35 +1320,33 @@ enum auth_mode auth_wire_mode(const struct auth_wire *w)
   return w->mode;
 }
 
-static int wire_mac(struct wire_dir *d, const uint8_t *hdr, size_t hdrlen,
-                    const uint8_t *body, size_t bodylen, uint8_t out[AUTH_MAC_LEN])
-{
-  uint8_t pre[9];
-  pre[0] = d->dir;
-  put64(pre + 1, d->seq);
-  size_t ol = 0;
-  /* EVP_MAC_init with no key restarts HMAC with the key already set */
-  if (EVP_MAC_init(d->mac, NULL, 0, NULL) != 1 || EVP_MAC_update(d->mac, pre, sizeof pre) != 1 ||
-      EVP_MAC_update(d->mac, hdr, hdrlen) != 1 ||
-      (bodylen && EVP_MAC_update(d->mac, body, bodylen) != 1) ||
-      EVP_MAC_final(d->mac, out, &ol, AUTH_MAC_LEN) != 1 || ol != AUTH_MAC_LEN)
-    return -EIO;
-  return 0;
-}
-
-static int wire_gcm(struct wire_dir *d, bool enc, const uint8_t *aad, size_t aadlen,
+/* One frame through d's GCM context.  gmac: aad = dir || seq || hdr ||
+ * body, nothing encrypted.  Otherwise aad = hdr and body is encrypted
+ * (enc) or decrypted in place.  Opening checks the tag in constant time
+ * (EVP_CipherFinal_ex); a mismatch is -EBADMSG. */
+static int wire_gcm(struct wire_dir *d, bool enc, bool gmac, const uint8_t *hdr, size_t hdrlen,
                     uint8_t *body, size_t bodylen, uint8_t tag[AUTH_GCM_TAG_LEN])
 {
   uint8_t iv[AUTH_GCM_NONCE_LEN] = { 0 };
   iv[0] = d->dir;                 /* bytes 0..3: direction, 4..11: counter (LE) */
   put64(iv + 4, d->seq);
   int ol;
-  if (bodylen > INT32_MAX || aadlen > INT32_MAX)
+  if (bodylen > INT32_MAX || hdrlen > INT32_MAX)
     return -EIO;
-  if (EVP_CipherInit_ex(d->cipher, NULL, NULL, NULL, iv, enc) != 1 ||
-      EVP_CipherUpdate(d->cipher, NULL, &ol, aad, (int)aadlen) != 1 ||
-      (bodylen && EVP_CipherUpdate(d->cipher, body, &ol, body, (int)bodylen) != 1))
+  if (EVP_CipherInit_ex(d->cipher, NULL, NULL, NULL, iv, enc) != 1)
     return -EIO;
+  if (gmac) {
+    uint8_t pre[9];
+    pre[0] = d->dir;
+    put64(pre + 1, d->seq);
+    if (EVP_CipherUpdate(d->cipher, NULL, &ol, pre, sizeof pre) != 1 ||
+        EVP_CipherUpdate(d->cipher, NULL, &ol, hdr, (int)hdrlen) != 1 ||
+        (bodylen && EVP_CipherUpdate(d->cipher, NULL, &ol, body, (int)bodylen) != 1))
+      return -EIO;
+  } else if (EVP_CipherUpdate(d->cipher, NULL, &ol, hdr, (int)hdrlen) != 1 ||
+             (bodylen && EVP_CipherUpdate(d->cipher, body, &ol, body, (int)bodylen) != 1)) {
+    return -EIO;
+  }
   if (!enc && EVP_CIPHER_CTX_ctrl(d->cipher, EVP_CTRL_GCM_SET_TAG, AUTH_GCM_TAG_LEN, tag) != 1)
     return -EIO;
   uint8_t fin[16];
@@ -1365,9 +1360,8 @@ static int wire_gcm(struct wire_dir *d, bool enc, const uint8_t *aad, size_t aad
 int auth_wire_seal(struct auth_wire *w, const uint8_t *hdr, size_t hdrlen,
                    uint8_t *body, size_t bodylen, uint8_t *trailer)
 {
-  int r = w->mode == AUTH_MODE_CEPHX
-              ? wire_mac(&w->tx, hdr, hdrlen, body, bodylen, trailer)
-              : wire_gcm(&w->tx, true, hdr, hdrlen, body, bodylen, trailer);
+  int r = wire_gcm(&w->tx, true, w->mode == AUTH_MODE_CEPHX, hdr, hdrlen, body, bodylen,
+                   trailer);
   if (r == 0)
     w->tx.seq++;
   return r;
@@ -1376,17 +1370,9 @@ int auth_wire_seal(struct auth_wire *w, const uint8_t *hdr, size_t hdrlen,
 int auth_wire_open(struct auth_wire *w, const uint8_t *hdr, size_t hdrlen,
                    uint8_t *body, size_t bodylen, const uint8_t *trailer)
 {
-  int r;
-  if (w->mode == AUTH_MODE_CEPHX) {
-    uint8_t mac[AUTH_MAC_LEN];
-    r = wire_mac(&w->rx, hdr, hdrlen, body, bodylen, mac);
-    if (r == 0 && !auth_equal(mac, trailer, AUTH_MAC_LEN))
-      r = -EBADMSG;
-  } else {
-    uint8_t tag[AUTH_GCM_TAG_LEN];
-    memcpy(tag, trailer, sizeof tag);
-    r = wire_gcm(&w->rx, false, hdr, hdrlen, body, bodylen, tag);
-  }
+  uint8_t tag[AUTH_GCM_TAG_LEN];
+  memcpy(tag, trailer, sizeof tag);
+  int r = wire_gcm(&w->rx, false, w->mode == AUTH_MODE_CEPHX, hdr, hdrlen, body, bodylen, tag);
   if (r == 0)
     w->rx.seq++;
   return r;

@@ -271,9 +271,12 @@ struct auth_wire *auth_wire_new(enum auth_mode mode, const uint8_t key[AUTH_KEY_
                                 bool is_client);
 void auth_wire_free(struct auth_wire *w);
 enum auth_mode auth_wire_mode(const struct auth_wire *w);
-/* Bytes appended after the data segment: 32 (cephx) or 16 (secure). */
+/* Bytes appended after the data segment: 16 (the GCM tag) for cephx and
+ * secure, 0 otherwise. */
 size_t auth_wire_trailer_len(enum auth_mode mode);
-/* cephx: trailer = HMAC(key, dir || seq || hdr || body).
+/* Both modes: AES-256-GCM under the direction's key, IV = dir(4) || seq(8).
+ * cephx (GMAC): trailer = tag over AAD dir(1) || seq(8) || hdr || body,
+ * nothing encrypted.
  * secure: encrypt body in place; aad = the header fields that do not
  * depend on the ciphertext (aadlen bytes); trailer = GCM tag.  For secure
  * the caller fills the header's crcs after sealing.  0 or -EIO. */

@@ -22,8 +22,9 @@
  * exchange; a protected frame carries one of two flags and a trailer:
  *
  *   flag            trailer after the data segment
- *   FRAME_F_SIGNED  32 bytes HMAC-SHA256(k_dir, dir(1) || seq(8, LE) ||
- *                   header bytes 0..39 || payload || data)
+ *   FRAME_F_SIGNED  16 bytes GMAC: AES-256-GCM tag, nonce as below, no
+ *                   plaintext, AAD = dir(1) || seq(8, LE) ||
+ *                   header bytes 0..39 || payload || data
  *   FRAME_F_SECURE  16 bytes AES-256-GCM tag; payload and data are the
  *                   ciphertext (same lengths), nonce = dir(4) || seq(8, LE),
  *                   AAD = header bytes 0..23 (magic .. data_len)
@@ -56,15 +57,15 @@
 enum {
   FRAME_F_REPLY = 0x01,     /* answers the request with the same tid */
   FRAME_F_ONEWAY = 0x02,    /* needs no reply */
-  FRAME_F_SIGNED = 0x04,    /* cephx mode: 32-byte HMAC trailer */
+  FRAME_F_SIGNED = 0x04,    /* cephx mode: 16-byte GMAC trailer */
   FRAME_F_SECURE = 0x08,    /* secure mode: encrypted, 16-byte GCM tag trailer */
 };
 #define FRAME_F_PROTECTED (FRAME_F_SIGNED | FRAME_F_SECURE)
-#define FRAME_SIGNED_TRAILER 32
+#define FRAME_SIGNED_TRAILER 16
 #define FRAME_SECURE_TRAILER 16
 #define FRAME_SECURE_AAD_LEN 24   /* header bytes covered as GCM AAD */
 
-/* Trailer bytes a frame with these flags carries (0, 16 or 32). */
+/* Trailer bytes a frame with these flags carries (0 or 16). */
 static inline uint32_t frame_trailer_len(uint8_t flags)
 {
   return (flags & FRAME_F_SIGNED) ? FRAME_SIGNED_TRAILER

@@ -51,7 +51,7 @@ def read_frame(s):
     h = recv_exact(s, HDR)
     flags = h[5]
     plen, dlen = struct.unpack_from("<II", h, 16)
-    tlen = 32 if flags & F_SIGNED else 16 if flags & F_SECURE else 0
+    tlen = 16 if flags & (F_SIGNED | F_SECURE) else 0   # GMAC or GCM tag
     return h + recv_exact(s, plen + dlen + tlen)
 
 
@@ -69,7 +69,7 @@ def tamper(f, region):
     f = bytearray(f)
     flags = f[5]
     plen, dlen = struct.unpack_from("<II", f, 16)
-    tlen = 32 if flags & F_SIGNED else 16 if flags & F_SECURE else 0
+    tlen = 16 if flags & (F_SIGNED | F_SECURE) else 0   # GMAC or GCM tag
     if region == "trailer":
         if not tlen:
             raise SystemExit("frame has no trailer to tamper with")

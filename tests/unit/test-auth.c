@@ -560,7 +560,7 @@ static void wire_roundtrip(enum auth_mode mode)
   assert_non_null(cli);
   assert_non_null(srv);
   size_t tl = auth_wire_trailer_len(mode);
-  uint8_t hdr[40], body[3][100], orig[3][100], tr[3][32];
+  uint8_t hdr[40], body[3][100], orig[3][100], tr[3][16];
   memset(hdr, 0x42, sizeof hdr);
   for (int f = 0; f < 3; f++) {
     for (int i = 0; i < 100; i++)
@@ -568,6 +568,8 @@ static void wire_roundtrip(enum auth_mode mode)
     assert_int_equal(auth_wire_seal(cli, hdr, 24, body[f], 100, tr[f]), 0);
     if (mode == AUTH_MODE_SECURE)
       assert_memory_not_equal(body[f], orig[f], 100);
+    else                          /* GMAC signs and leaves the body as it is */
+      assert_memory_equal(body[f], orig[f], 100);
   }
   /* reordered: frame 1 first fails */
   uint8_t tmp[100];
@@ -589,25 +591,70 @@ static void wire_roundtrip(enum auth_mode mode)
   memcpy(tmp, body[0], 100);
   assert_int_equal(auth_wire_open(cli2, hdr, 24, tmp, 100, tr[0]), -EBADMSG);
   auth_wire_free(cli2);
-  /* a header bit flip fails */
+  /* dropped: skipping frame 0 makes frame 1 fail */
   struct auth_wire *srv2 = auth_wire_new(mode, key, false);
+  memcpy(tmp, body[1], 100);
+  assert_int_equal(auth_wire_open(srv2, hdr, 24, tmp, 100, tr[1]), -EBADMSG);
+  auth_wire_free(srv2);
+  /* a body bit flip, a tag bit flip, a last-byte flip each fail */
+  for (int t = 0; t < 3; t++) {
+    uint8_t trc[16];
+    srv2 = auth_wire_new(mode, key, false);
+    memcpy(tmp, body[0], 100);
+    memcpy(trc, tr[0], 16);
+    if (t == 0)
+      tmp[50] ^= 0x10;
+    else if (t == 1)
+      trc[0] ^= 1;
+    else
+      tmp[99] ^= 0x80;
+    assert_int_equal(auth_wire_open(srv2, hdr, 24, tmp, 100, trc), -EBADMSG);
+    auth_wire_free(srv2);
+  }
+  /* a header bit flip fails */
+  srv2 = auth_wire_new(mode, key, false);
   hdr[6] ^= 1;
   memcpy(tmp, body[0], 100);
   assert_int_equal(auth_wire_open(srv2, hdr, 24, tmp, 100, tr[0]), -EBADMSG);
   auth_wire_free(srv2);
-  assert_true(tl == (mode == AUTH_MODE_CEPHX ? 32u : 16u));
+  hdr[6] ^= 1;
+  /* another key (another connection) does not verify the frame */
+  uint8_t key2[32];
+  keyring_generate_key(key2);
+  srv2 = auth_wire_new(mode, key2, false);
+  memcpy(tmp, body[0], 100);
+  assert_int_equal(auth_wire_open(srv2, hdr, 24, tmp, 100, tr[0]), -EBADMSG);
+  auth_wire_free(srv2);
+  assert_true(tl == 16u);
   auth_wire_free(cli);
   auth_wire_free(srv);
   assert_null(auth_wire_new(AUTH_MODE_NONE, key, true));
 }
 
-/* The wire trailers are exactly what docs/auth.md §7 says, checked with
+/* Reference GMAC with a fresh OpenSSL context: tag of AES-256-GCM(key,
+ * iv) over aad with no plaintext. */
+static void ref_gmac(const uint8_t key[32], const uint8_t iv[12], const uint8_t *aad,
+                     size_t aadlen, uint8_t tag[16])
+{
+  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+  int ol;
+  uint8_t fin[16];
+  assert_non_null(c);
+  assert_int_equal(EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv), 1);
+  assert_int_equal(EVP_EncryptUpdate(c, NULL, &ol, aad, (int)aadlen), 1);
+  assert_int_equal(EVP_EncryptFinal_ex(c, fin, &ol), 1);
+  assert_int_equal(EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag), 1);
+  EVP_CIPHER_CTX_free(c);
+}
+
+/* The wire trailers are exactly what docs/auth.md §3 says, checked with
  * independent one-shot OpenSSL calls (so a context reused per frame can
- * not silently degrade, e.g. to an empty key, with both ends agreeing). */
+ * not silently degrade, e.g. to an empty key or a repeated IV, with both
+ * ends agreeing). */
 static void test_wire_known_answer(void **st)
 {
   (void)st;
-  uint8_t ck[32], hdr[40], body[300], orig[300], tr[32];
+  uint8_t ck[32], hdr[40], body[300], orig[300], tr[16];
   keyring_generate_key(ck);
   for (int i = 0; i < 40; i++)
     hdr[i] = (uint8_t)(i + 1);
@@ -615,8 +662,8 @@ static void test_wire_known_answer(void **st)
     orig[i] = (uint8_t)(i * 13);
   for (int mode = AUTH_MODE_CEPHX; mode <= AUTH_MODE_SECURE; mode++) {
     /* k_dir = HMAC(conn_key, label NUL dir), client -> server is dir 1 */
-    const char *label = mode == AUTH_MODE_CEPHX ? "blk-wire-sign-v1" : "blk-wire-gcm-v1";
-    uint8_t dir = 1, kdir[32];
+    const char *label = mode == AUTH_MODE_CEPHX ? "blk-wire-gmac-v1" : "blk-wire-gcm-v1";
+    uint8_t dir = 1, kdir[32], prev[16] = { 0 };
     struct iovec kv[2] = { { (void *)label, strlen(label) + 1 }, { &dir, 1 } };
     assert_int_equal(auth_hmac(ck, kv, 2, kdir), 0);
     struct auth_wire *w = auth_wire_new((enum auth_mode)mode, ck, true);
@@ -624,22 +671,25 @@ static void test_wire_known_answer(void **st)
       memcpy(body, orig, sizeof body);
       size_t aadlen = mode == AUTH_MODE_CEPHX ? 40 : 24;
       assert_int_equal(auth_wire_seal(w, hdr, aadlen, body, sizeof body, tr), 0);
+      uint8_t iv[12] = { 1, 0, 0, 0 };
+      for (int i = 0; i < 8; i++)
+        iv[4 + i] = (uint8_t)(seq >> (8 * i));
       if (mode == AUTH_MODE_CEPHX) {
-        uint8_t in[9 + 40 + 300], ref[32];
-        size_t rl = 0;
-        in[0] = 1;
-        for (int i = 0; i < 8; i++)
-          in[1 + i] = (uint8_t)(seq >> (8 * i));
-        memcpy(in + 9, hdr, 40);
-        memcpy(in + 49, orig, 300);
-        assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, kdir, 32, in, sizeof in,
-                                  ref, sizeof ref, &rl));
-        assert_memory_equal(tr, ref, 32);
+        /* GMAC: AES-256-GCM tag over dir || seq || header || body, no
+         * plaintext; the body goes out unchanged */
+        uint8_t aad[9 + 40 + 300], ref[16];
+        aad[0] = 1;
+        memcpy(aad + 1, iv + 4, 8);
+        memcpy(aad + 9, hdr, 40);
+        memcpy(aad + 49, orig, 300);
+        ref_gmac(kdir, iv, aad, sizeof aad, ref);
+        assert_memory_equal(tr, ref, 16);
         assert_memory_equal(body, orig, 300);
+        /* a fresh IV per frame gives a fresh tag for the same frame */
+        assert_memory_not_equal(tr, prev, 16);
+        memcpy(prev, tr, 16);
       } else {
-        uint8_t iv[12] = { 1, 0, 0, 0 }, ct[300 + 16], pt[300];
-        for (int i = 0; i < 8; i++)
-          iv[4 + i] = (uint8_t)(seq >> (8 * i));
+        uint8_t ct[300 + 16], pt[300];
         memcpy(ct, body, 300);
         memcpy(ct + 300, tr, 16);
         assert_int_equal(auth_open(kdir, hdr, 24, iv, ct, sizeof ct, pt), 0);
