@@ -96,6 +96,35 @@ void mon_fill_status(const struct mon *mon, Blk__MonStatus *st, uint32_t *quorum
   *n_quorum = n;
 }
 
+/* Propose the packed txn and answer c/tid when it is applied.  w (owned,
+ * filled by the caller except index/term/conn) is linked before
+ * raft_propose: with a single monitor the entry commits and is applied
+ * inside raft_propose, and commands_on_apply must already find (and free)
+ * w then.  raft_propose sets w->index before it commits anything.  On
+ * failure w is unlinked and freed (its text too) and the error returned. */
+static int propose_pending(struct mon *mon, msgr_conn *c, uint64_t tid,
+                           struct mon_pending_write *w, const uint8_t *buf, size_t len)
+{
+  w->index = 0;                   /* no entry has index 0 */
+  w->conn = msgr_conn_get(c);
+  w->tid = tid;
+  w->next = mon->writes;
+  mon->writes = w;
+  int r = raft_propose(mon->raft, buf, len, &w->index, &w->term);
+  if (r < 0) {
+    for (struct mon_pending_write **pp = &mon->writes; *pp; pp = &(*pp)->next) {
+      if (*pp == w) {
+        *pp = w->next;
+        break;
+      }
+    }
+    msgr_conn_put(w->conn);
+    free(w->text);
+    free(w);
+  }
+  return r;
+}
+
 static void handle_txn(struct mon *mon, msgr_conn *c, uint64_t tid, Blk__MapTxn *txn)
 {
   if (!raft_is_leader(mon->raft)) {
@@ -134,18 +163,10 @@ static void handle_txn(struct mon *mon, msgr_conn *c, uint64_t tid, Blk__MapTxn 
     return;
   }
   blk__map_txn__pack(txn, buf);
-  int r = raft_propose(mon->raft, buf, len, &w->index, &w->term);
+  int r = propose_pending(mon, c, tid, w, buf, len);   /* w may be gone now */
   free(buf);
-  if (r < 0) {
-    free(w);
-    reply_err(c, tid, r == -ENOTCONN ? -ENOTCONN : r, "proposal failed",
-              quorum_leader_addr(mon));
-    return;
-  }
-  w->conn = msgr_conn_get(c);
-  w->tid = tid;
-  w->next = mon->writes;
-  mon->writes = w;
+  if (r < 0)
+    reply_err(c, tid, r, "proposal failed", quorum_leader_addr(mon));
 }
 
 void commands_reply(msgr_conn *c, uint64_t tid, uint16_t type, int err, const char *msg,
@@ -176,19 +197,10 @@ int commands_propose_for(struct mon *mon, msgr_conn *c, uint64_t tid, Blk__MapTx
     return -ENOMEM;
   }
   blk__map_txn__pack(txn, buf);
-  int r = raft_propose(mon->raft, buf, len, &w->index, &w->term);
-  free(buf);
-  if (r < 0) {
-    free(w);
-    free(t);
-    return r;
-  }
-  w->conn = msgr_conn_get(c);
-  w->tid = tid;
   w->text = t;
-  w->next = mon->writes;
-  mon->writes = w;
-  return 0;
+  int r = propose_pending(mon, c, tid, w, buf, len);   /* w may be gone now */
+  free(buf);
+  return r < 0 ? r : 0;
 }
 
 int commands_propose(struct mon *mon, Blk__MapTxn *txn)
