@@ -6,7 +6,9 @@
  * that answers at once; for each of the modes none, cephx and secure
  * (after the real auth exchange) it measures throughput, latency
  * percentiles and process CPU per operation.  Modes are interleaved
- * over several rounds and the median round is reported, because these
+ * over several rounds, in a fresh random order each round (so no mode
+ * always runs right after another), and the median round is reported
+ * (ops/s and CPU per op each as their own median), because these
  * machines are shared and noisy.  Built, not run by CTest.
  *
  *   msgr-auth-bench [-q QD] [-s SIZE] [-t SECONDS] [-r ROUNDS] [-o write|read]
@@ -320,6 +322,12 @@ static int cmpres(const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
+static int cmpdbl(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
 int main(int argc, char **argv)
 {
   int qd = 32, rounds = 3, opt;
@@ -348,23 +356,43 @@ int main(int argc, char **argv)
   for (uint32_t i = 0; i < op_size; i++)
     databuf[i] = (uint8_t)(i * 31 + 7);
   struct result res[3][20];
-  for (int round = 0; round < rounds; round++)
-    for (int m = 0; m < 3; m++)
+  double cpu[3][20];
+  srand((unsigned)time(NULL) ^ (unsigned)getpid());
+  for (int round = 0; round < rounds; round++) {
+    int order[3] = { 0, 1, 2 };
+    for (int i = 2; i > 0; i--) {   /* Fisher-Yates */
+      int j = rand() % (i + 1), t = order[i];
+      order[i] = order[j];
+      order[j] = t;
+    }
+    for (int k = 0; k < 3; k++) {
+      int m = order[k];
       if (one_run((enum auth_mode)m, type, qd, secs, &res[m][round]) < 0)
         return 1;
-  printf("# %s %u B, QD %d, %d rounds of %.1f s, median round by ops/s\n",
+      cpu[m][round] = res[m][round].cpu_us_op;
+      printf("# round %d: %-6s %10.0f ops/s %8.2f cpu_us/op\n", round + 1,
+             auth_mode_name((enum auth_mode)m), res[m][round].ops_s, res[m][round].cpu_us_op);
+    }
+  }
+  printf("# %s %u B, QD %d, %d rounds of %.1f s, median round by ops/s; cpu_us/op is the\n"
+         "# median of the rounds' CPU (both ends) per op\n",
          type == T_WRITE ? "write" : "read", op_size, qd, rounds, secs);
-  printf("%-7s %10s %9s %9s %9s %11s %9s\n", "mode", "ops/s", "MB/s", "p50_us", "p99_us",
-         "cpu_us/op", "vs_none");
-  double base_ops = 0;
+  printf("%-7s %10s %9s %9s %9s %11s %9s %9s\n", "mode", "ops/s", "MB/s", "p50_us", "p99_us",
+         "cpu_us/op", "vs_none", "cpu_vs");
+  double base_ops = 0, base_cpu = 0;
   for (int m = 0; m < 3; m++) {
     qsort(res[m], (size_t)rounds, sizeof res[m][0], cmpres);
+    qsort(cpu[m], (size_t)rounds, sizeof cpu[m][0], cmpdbl);
     struct result *r = &res[m][rounds / 2];
-    if (m == 0)
+    double c = cpu[m][rounds / 2];
+    if (m == 0) {
       base_ops = r->ops_s;
-    printf("%-7s %10.0f %9.1f %9.1f %9.1f %11.2f %8.1f%%\n", auth_mode_name((enum auth_mode)m),
-           r->ops_s, r->mb_s, r->p50_us, r->p99_us, r->cpu_us_op,
-           base_ops ? 100.0 * (r->ops_s - base_ops) / base_ops : 0.0);
+      base_cpu = c;
+    }
+    printf("%-7s %10.0f %9.1f %9.1f %9.1f %11.2f %8.1f%% %8.1f%%\n",
+           auth_mode_name((enum auth_mode)m), r->ops_s, r->mb_s, r->p50_us, r->p99_us, c,
+           base_ops ? 100.0 * (r->ops_s - base_ops) / base_ops : 0.0,
+           base_cpu ? 100.0 * (c - base_cpu) / base_cpu : 0.0);
   }
   free(databuf);
   return 0;
