@@ -49,16 +49,19 @@ daemon_ticks() {
 one_run() {
   local r=$1 mode=$2 op=$3 t0 t1 out ops bcpu; shift 3
   t0=$(daemon_ticks)
+  # a failed bench (ops timed out while the OSDs flap, §9.2) is reported,
+  # not fatal: the other runs still count
   out=$(/usr/bin/time -f "%U %S" -o "$TEST_DIR/time" \
-        "$BLKCTL" object bench bench --seconds "$SECS" --size 4K --qd "$QD" --objects 1024 "$@")
+        "$BLKCTL" object bench bench --seconds "$SECS" --size 4K --qd "$QD" --objects 1024 "$@" 2>&1) ||
+    out="FAILED: $(echo "$out" | tail -1)"
   t1=$(daemon_ticks)
   ops=$(echo "$out" | sed -n 's/.*: \([0-9]*\) ops in .*/\1/p')
-  bcpu=$(awk '{print $1 + $2}' "$TEST_DIR/time")
+  bcpu=$(awk '/^[0-9.]+ [0-9.]+$/ {print $1 + $2}' "$TEST_DIR/time")
   python3 - "$r" "$mode" "$op" "$ops" "$t0" "$t1" "$TCK" "$bcpu" "$out" <<'PY' | tee -a "$RESULTS"
 import sys
 r, mode, op, ops, t0, t1, tck, bcpu, out = sys.argv[1:]
 ops = int(ops or 0)
-cpu = (int(t1) - int(t0)) / int(tck) + float(bcpu)
+cpu = (int(t1) - int(t0)) / int(tck) + float(bcpu or 0)
 per = cpu / ops * 1e6 if ops else float("nan")
 print(f"round {r} mode {mode} {op}: {out.strip()} | CPU {cpu:.2f} s = {per:.1f} us/op")
 PY
