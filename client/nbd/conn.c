@@ -459,6 +459,10 @@ void nbd_conn_transmission_input(struct nbd_conn *c)
       return;
     }
     uint64_t payload;
+    /* the image's current size: libblk's header watch follows a resize
+     * made through another handle (docs/images.md), so a client that knows
+     * the new size (or ignores the old one) may use it */
+    c->sess.size = blk_image_size(c->exp->img);
     int chk = nbd_request_check(&r, &c->sess, &payload);
     if (chk == 0 && r.type == NBD_CMD_WRITE && avail < sizeof h + payload) {
       /* wait for the whole payload (at most NBD_MAX_PAYLOAD) */

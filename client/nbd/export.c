@@ -327,7 +327,7 @@ int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, b
   }
   for (struct nbd_export *e = srv->exports; e; e = e->next)
     if (e->img && !e->stale && !strcmp(e->name, name)) {
-      *size = e->size;
+      *size = blk_image_size(e->img);
       *ro = e->read_only;
       return 0;
     }

@@ -75,7 +75,7 @@ struct nbd_export {
   struct nbd_server *srv;
   char *name;           /* POOL/IMAGE[@SNAP] */
   blk_image *img;
-  uint64_t size;
+  uint64_t size;        /* at open (logs); requests use blk_image_size */
   bool read_only;
   bool stale;           /* lock handed over: new connections open afresh */
   int refs;
