@@ -113,6 +113,8 @@ struct nbd_server {
   int cq_fd;                  /* eventfd */
   struct event *cq_ev;
   uint64_t next_conn_id;
+  struct nbd_req *req_cache;  /* free small requests (loop thread only) */
+  unsigned n_req_cache;
 };
 
 enum nbd_phase { NBD_PH_FLAGS, NBD_PH_OPTIONS, NBD_PH_TRANSMISSION };
@@ -165,7 +167,14 @@ struct nbd_req {
   int bs_result;
   struct nbd_extent *ext;    /* block status result, owned */
   size_t next;
+  /* small requests (len <= NBD_REQ_SMALL) use small_buf and are recycled
+   * through srv->req_cache instead of two mallocs and frees per request */
+  bool small;
+  struct nbd_req *cache_next;
+  uint8_t small_buf[];
 };
+#define NBD_REQ_SMALL 4096u
+#define NBD_REQ_CACHE 256u
 
 /* server.c */
 /* Build the server on base (listeners, TLS, completion queue) from cfg
@@ -196,6 +205,8 @@ void nbd_conn_open_done(struct nbd_conn *c, struct nbd_export *e, int r, const c
 void nbd_conn_transmission_input(struct nbd_conn *c);
 /* Drain the completion queue (runs on the loop when the eventfd fires). */
 void nbd_conn_completions(struct nbd_server *srv);
+/* Free the cache of recycled small requests (server teardown). */
+void nbd_req_cache_free(struct nbd_server *srv);
 /* Output buffer dropped below the high mark: resume reading if paused. */
 void nbd_conn_output_drained(struct nbd_conn *c);
 

@@ -891,6 +891,7 @@ void nbd_server_free(struct nbd_server *srv)
       e->img = NULL;
     }
   nbd_conn_completions(srv);
+  nbd_req_cache_free(srv);
   while (srv->exports) {
     struct nbd_export *e = srv->exports;
     srv->exports = e->next;
