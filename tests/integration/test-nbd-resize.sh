@@ -9,7 +9,13 @@
 #     reads the pattern at 12 MiB within 5 s; a new connection sees 16 MiB;
 #  4. blkctl image resize --allow-shrink to 4 MiB: within 5 s A's read at
 #     6 MiB fails with EINVAL while a read at 0 still works; a new
-#     connection sees 4 MiB.
+#     connection sees 4 MiB;
+#  5. blkctl image resize while a read-write blk-nbd serves the image to
+#     connection B fails at once with exit 16 ("in use": resize takes the
+#     lock exclusively rather than make the server hand it over, which
+#     would fail B's writes), and B keeps writing; once B has left (the
+#     export closed, lock released) the resize works and a new connection
+#     sees the new size.
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/test-nbd-common.inc"
 nbd_cluster
@@ -88,6 +94,40 @@ a.pread(4096, 0)
 assert size_of(RO) == 4 * M
 print("ok: A still reads at 0; a new connection sees 4 MiB")
 a.shutdown()
+
+b = nbd.NBD()
+b.connect_uri(RW)
+assert b.get_size() == 4 * M, b.get_size()
+b.pwrite(b"B" * 4096, 0)
+b.flush()
+r = subprocess.run([os.environ["BLKCTL"], "image", "resize", "rbd/r", "--size", "12M"],
+                   capture_output=True, text=True)
+if r.returncode != 16 or "in use" not in r.stderr:
+    sys.exit("resize under a writer: exit %d: %s" % (r.returncode, r.stderr))
+print("ok: resize under a read-write export refused: %s" % r.stderr.strip())
+b.pwrite(b"b" * 4096, 4096)
+b.flush()
+assert b.pread(4096, 4096) == b"b" * 4096
+b.shutdown()
+print("ok: B still writes")
+t0 = time.time()
+while True:   # the export closes (and unlocks) once B is gone
+    r = subprocess.run([os.environ["BLKCTL"], "image", "resize", "rbd/r", "--size", "12M"],
+                       capture_output=True, text=True)
+    if r.returncode == 0:
+        break
+    if time.time() - t0 > 10:
+        sys.exit("resize after B left: exit %d: %s" % (r.returncode, r.stderr))
+    time.sleep(0.2)
+n = nbd.NBD()
+n.connect_uri(RW)
+assert n.get_size() == 12 * M, n.get_size()
+n.pwrite(b"N" * 4096, 8 * M)
+n.flush()
+assert n.pread(4096, 8 * M) == b"N" * 4096
+assert n.pread(4096, 0) == b"B" * 4096
+n.shutdown()
+print("ok: after B left, resized to 12 MiB; a new connection sees it and writes at 8 MiB")
 PY
 kill -TERM $NBDPID_ro; wait $NBDPID_ro || fail "ro exit status"
 kill -TERM $NBDPID_rw; wait $NBDPID_rw || fail "rw exit status"
