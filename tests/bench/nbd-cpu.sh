@@ -8,7 +8,9 @@
 # printing IOPS and the client process's CPU (utime+stime from
 # /proc/PID/stat, or /usr/bin/time for blkctl) divided by the ops done.
 # CPU per op does not depend much on what else runs on the machine; IOPS
-# do.  PERF=DIR records `perf record -g` of the clients into DIR.
+# do, and so does the batching: fewer ops per wakeup cost more per op, so
+# RATE=N caps fio at N IOPS (--rate_iops) to compare builds at the same
+# load.  PERF=DIR records `perf record -g` of the clients into DIR.
 #   BLK_BUILD_DIR=$PWD/build tests/bench/nbd-cpu.sh
 export BLK_TEST_TIMEOUT=${BLK_TEST_TIMEOUT:-1500}
 source "$(dirname "$0")/../functions.sh"
@@ -52,18 +54,20 @@ nbd() {  # nbd RW
   t0=$(ticks "$NBDPID_main")
   fio --name=cpu --ioengine=nbd --uri="nbd://127.0.0.1:$P/rbd/bench" --rw="$1" --bs=4k \
     --iodepth=32 --size=256M --time_based --runtime="$RUNTIME" --norandommap --randrepeat=0 \
+    ${RATE:+--rate_iops=$RATE} \
     --output-format=json >"$TEST_DIR/fio.json" 2>"$TEST_DIR/fio.err" || fail "fio: $(cat "$TEST_DIR/fio.err")"
   t1=$(ticks "$NBDPID_main")
   [ -n "$perfpid" ] && { kill -INT "$perfpid"; wait "$perfpid" 2>/dev/null || true; }
-  python3 - "$TEST_DIR/fio.json" "$1" $((t1 - t0)) "$HZ" "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
+  python3 - "$TEST_DIR/fio.json" "$1" $((t1 - t0)) "$HZ" "$(cut -d' ' -f1 /proc/loadavg)" \
+    "${RATE:+ rate $RATE}" <<'PY'
 import json, sys
 t = open(sys.argv[1]).read()
 j = json.loads(t[t.index("{"):])["jobs"][0]
 d = j["write"] if j["write"]["io_bytes"] else j["read"]
 ops = d["total_ios"]
 cpu_us = int(sys.argv[3]) * 1e6 / int(sys.argv[4])
-print("| fio nbd 4K %s QD32 (blk-nbd) | %.0f IOPS | %d | %.1f us | %s |" % (
-    sys.argv[2], d["iops"], ops, cpu_us / ops, sys.argv[5]))
+print("| fio nbd 4K %s QD32 (blk-nbd)%s | %.0f IOPS | %d | %.1f us | %s |" % (
+    sys.argv[2], sys.argv[6], d["iops"], ops, cpu_us / ops, sys.argv[5]))
 PY
 }
 echo "| workload | IOPS | ops | client CPU per op | load |"
