@@ -19,16 +19,25 @@
  * deletes data, then the header, then the entry; shrink deletes data
  * beyond the new end before the header records the smaller size, so a
  * later grow never exposes old bytes.
+ * Resize visibility: only the lock holder resizes, so its size is the
+ * truth.  Every other open handle of the head (read-only opens, and a
+ * writer that handed its lock over) runs a header watch on the library
+ * thread: every image_refresh_interval it reads the header (one small
+ * OP_READ) and adopts the size it finds (docs/images.md says why a poll
+ * and not a notify).
  */
 #include "client/libblk_int.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <inttypes.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/config.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "proto/image.pb-c.h"
 
@@ -43,7 +52,22 @@ void image_header_name(const char *id, char *out, size_t n)
 
 void image_data_name(const char *id, uint64_t objno, char *out, size_t n)
 {
-  snprintf(out, n, "blk_data.%s.%016" PRIx64, id, objno);
+  /* on every I/O: formatted by hand (snprintf showed in client profiles) */
+  static const char pre[] = "blk_data.", hex[] = "0123456789abcdef";
+  size_t il = strlen(id);
+  if (n < sizeof pre - 1 + il + 1 + 16 + 1) {
+    snprintf(out, n, "blk_data.%s.%016" PRIx64, id, objno);
+    return;
+  }
+  char *p = out;
+  memcpy(p, pre, sizeof pre - 1);
+  p += sizeof pre - 1;
+  memcpy(p, id, il);
+  p += il;
+  *p++ = '.';
+  for (int i = 15; i >= 0; i--)
+    *p++ = hex[(objno >> (4 * i)) & 15];
+  *p = '\0';
 }
 
 /* Read a whole object into *buf (caller frees) with its version.  0 with
@@ -459,6 +483,145 @@ LB_API int blk_image_remove(blk_ioctx *io, const char *name)
   return lb_err(r, "directory of pool '%s' kept changing", io->pool);
 }
 
+/* ---- header watch (library thread) ---- */
+
+/* The periodic header refresh of one handle.  Created by watch_start on
+ * the library thread, freed by watch_stop there (or by the read callback
+ * when a stop came while a read was in flight). */
+struct img_watch {
+  blk_image *img;
+  struct event *timer;
+  int64_t interval_ms;
+  char hname[64];
+  bool busy;                 /* a header read is in flight */
+  bool stopping;
+  struct lb_sync *stopped;   /* watch_stop waits here while busy */
+};
+
+static void watch_arm(struct img_watch *w)
+{
+  struct timeval tv = { w->interval_ms / 1000, (w->interval_ms % 1000) * 1000 };
+  evtimer_add(w->timer, &tv);
+}
+
+static void watch_free(struct img_watch *w)
+{
+  if (w->timer)
+    event_free(w->timer);
+  free(w);
+}
+
+static void watch_read_cb(void *arg, int err, const Blk__OsdOpReply *rep, const uint8_t *data,
+                          uint32_t len)
+{
+  struct img_watch *w = arg;
+  blk_image *img = w->img;
+  (void)rep;
+  w->busy = false;
+  if (w->stopping) {
+    struct lb_sync *s = w->stopped;
+    img->watch = NULL;
+    watch_free(w);
+    if (s)
+      lb_sync_done(s, 0, NULL);
+    return;
+  }
+  Blk__ImageHeader *h = err < 0 ? NULL : blk__image_header__unpack(NULL, len, data);
+  /* the holder's own size is the truth (a shrink lowers it before the
+   * header): adopt the header's only while this handle holds no lock */
+  if (h && !strcmp(h->id, img->id) && !image_lock_held(img)) {
+    uint64_t old = __atomic_load_n(&img->size, __ATOMIC_ACQUIRE);
+    if (h->size != old) {
+      __atomic_store_n(&img->size, h->size, __ATOMIC_RELEASE);
+      uint64_t ov = h->parent ? h->parent->overlap : 0;
+      if (__atomic_load_n(&img->parent_overlap, __ATOMIC_ACQUIRE) > ov)
+        __atomic_store_n(&img->parent_overlap, ov, __ATOMIC_RELEASE);
+      log_info("libblk", "image '%s': resized by another client: %" PRIu64 " -> %" PRIu64
+               " bytes", img->name, old, h->size);
+    }
+  }
+  if (h)
+    blk__image_header__free_unpacked(h, NULL);
+  watch_arm(w);
+}
+
+static void watch_tick(evutil_socket_t fd, short what, void *arg)
+{
+  struct img_watch *w = arg;
+  (void)fd;
+  (void)what;
+  if (w->stopping)
+    return;
+  if (image_lock_held(w->img)) {
+    watch_arm(w);   /* the holder needs no refresh; look again later */
+    return;
+  }
+  struct objecter_req req = { .name = w->hname, .op = BLK__OSD_OP_TYPE__OP_READ };
+  w->busy = true;
+  if (lb_objecter_op(w->img->io, &req, watch_read_cb, w) < 0) {
+    w->busy = false;
+    watch_arm(w);
+  }
+}
+
+struct watch_task {
+  struct lb_task t;
+  blk_image *img;
+  struct lb_sync s;
+};
+
+static void watch_start_fn(struct lb_task *t)
+{
+  struct watch_task *wt = (struct watch_task *)t;
+  blk_image *img = wt->img;
+  int64_t ms = config_get_int(img->io->c->cfg, "image_refresh_interval");
+  struct img_watch *w = ms > 0 ? calloc(1, sizeof *w) : NULL;
+  if (w) {
+    w->img = img;
+    w->interval_ms = ms;
+    image_header_name(img->id, w->hname, sizeof w->hname);
+    w->timer = evtimer_new(img->io->c->base, watch_tick, w);
+    if (!w->timer) {
+      free(w);
+      w = NULL;
+    } else {
+      watch_arm(w);
+    }
+  }
+  img->watch = w;   /* NULL: no watch (disabled or out of memory) */
+  lb_sync_done(&wt->s, 0, NULL);
+}
+
+static void watch_stop_fn(struct lb_task *t)
+{
+  struct watch_task *wt = (struct watch_task *)t;
+  struct img_watch *w = wt->img->watch;
+  if (!w) {
+    lb_sync_done(&wt->s, 0, NULL);
+    return;
+  }
+  w->stopping = true;
+  evtimer_del(w->timer);
+  if (w->busy) {
+    w->stopped = &wt->s;   /* the read callback frees w and completes s */
+    return;
+  }
+  wt->img->watch = NULL;
+  watch_free(w);
+  lb_sync_done(&wt->s, 0, NULL);
+}
+
+/* Caller thread: start / stop img's header watch (snapshot opens have a
+ * fixed size and none). */
+static void image_watch_run(blk_image *img, void (*fn)(struct lb_task *t))
+{
+  struct watch_task wt = { .t.fn = fn, .img = img };
+  lb_sync_init(&wt.s);
+  if (lb_submit(img->io->c, &wt.t) == 0)
+    lb_sync_wait(&wt.s);
+  lb_sync_destroy(&wt.s);
+}
+
 LB_API int blk_image_open(blk_ioctx *io, const char *name, const char *snap, int flags,
                           blk_image **out)
 {
@@ -533,6 +696,8 @@ LB_API int blk_image_open(blk_ioctx *io, const char *name, const char *snap, int
     }
   }
   lb_image_register(img);
+  if (!img->snap_id)
+    image_watch_run(img, watch_start_fn);
   *out = img;
   return 0;
 }
@@ -568,6 +733,8 @@ LB_API int blk_image_close(blk_image *img)
     return 0;
   if (lb_on_loop())
     return lb_err(-EDEADLK, "blk_image_close from a libblk callback");
+  if (!img->snap_id)
+    image_watch_run(img, watch_stop_fn);
   int r = image_drain(img);
   if (r == 0 && img->write_err < 0)
     r = lb_err(img->write_err, "a write of image '%s' failed before close", img->name);

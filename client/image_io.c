@@ -45,6 +45,17 @@ struct sub_ext {
   size_t n;
 };
 
+struct img_req;
+struct img_sub {
+  struct img_req *r;
+  uint64_t objno, ooff, olen;    /* range inside the object */
+  uint64_t boff;                 /* offset of that range in the request */
+  size_t idx;                    /* index among the request's sub-ops */
+  char name[80];
+  bool copied;                   /* clone: copy-up done (or not needed) */
+  unsigned level;                /* clone: the ancestor being read */
+};
+
 struct img_req {
   struct lb_task t;
   blk_image *img;
@@ -65,17 +76,10 @@ struct img_req {
   struct img_req *fnext;         /* img->flushes list */
   struct sub_ext *bs;            /* block status: extents per object */
   size_t n_bs;
+  struct img_sub sub0;           /* the first sub-op, inline (most requests
+                                  * touch one object: no allocation) */
 };
 
-struct img_sub {
-  struct img_req *r;
-  uint64_t objno, ooff, olen;    /* range inside the object */
-  uint64_t boff;                 /* offset of that range in the request */
-  size_t idx;                    /* index among the request's sub-ops */
-  char name[80];
-  bool copied;                   /* clone: copy-up done (or not needed) */
-  unsigned level;                /* clone: the ancestor being read */
-};
 
 static void req_complete(struct img_req *r);
 
@@ -95,7 +99,8 @@ static void req_fail(struct img_req *r, int err, const char *fmt, ...)
 static void sub_done(struct img_sub *s)
 {
   struct img_req *r = s->r;
-  free(s);
+  if (s != &r->sub0)
+    free(s);
   if (--r->pending == 0)
     req_complete(r);
 }
@@ -359,8 +364,11 @@ static void sub_op(struct img_sub *s, Blk__OsdOpType op, uint64_t off, uint64_t 
     req.n_snaps = img->snapc.n;
   }
   if (data) {
+    /* r->wbuf (borrowed until the request's callback) or the image's zero
+     * buffer: both outlive the op, so the objecter keeps no copy */
     req.data = data;
     req.data_len = (uint32_t)len;
+    req.data_borrowed = true;
   }
   int r = lb_objecter_op(s->r->img->io, &req, cb, s);
   if (r < 0)
@@ -643,7 +651,7 @@ static void req_task(struct lb_task *t)
     uint64_t objno = pos >> img->order;
     uint64_t ooff = pos & (objsize - 1);
     uint64_t olen = objsize - ooff < end - pos ? objsize - ooff : end - pos;
-    struct img_sub *s = calloc(1, sizeof *s);
+    struct img_sub *s = idx == 0 ? &r->sub0 : calloc(1, sizeof *s);
     if (!s) {
       req_fail(r, -ENOMEM, "out of memory");
       break;

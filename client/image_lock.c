@@ -115,6 +115,11 @@ int image_lock_check_free(blk_ioctx *io, const char *id)
   return 0;
 }
 
+bool image_lock_held(blk_image *img)
+{
+  return img->lock && __atomic_load_n(&img->lock->state, __ATOMIC_ACQUIRE) == LOCK_HELD;
+}
+
 int image_lock_check_write(blk_image *img)
 {
   if (!img->lock)

@@ -152,6 +152,8 @@ struct blk_image {
   uint64_t started;              /* requests started (lock idleness) */
   /* image_lock.c state (NULL: read-only open) */
   struct img_lock *lock;
+  /* image.c: the header watch of a handle that does not hold the lock */
+  struct img_watch *watch;
   /* snapshots (image_snap.c): the snap context of writes (library thread
    * after open) and the snapshot a read-only open reads (0 = head) */
   struct img_snapc snapc;
@@ -238,6 +240,8 @@ void image_lock_release(blk_image *img);
 /* Caller thread: is image id locked by a live writer?  0 (no), -EBUSY
  * (yes), or -errno. */
 int image_lock_check_free(blk_ioctx *io, const char *id);
+/* Any thread: does img hold its exclusive lock right now? */
+bool image_lock_held(blk_image *img);
 /* Any thread: may img be modified now?  0, or -EBUSY (the lock was handed
  * over or lost; message set). */
 int image_lock_check_write(blk_image *img);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <stddef.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ struct obj_op {
   Blk__OsdOpType op;
   uint64_t offset, length;
   uint8_t *data;
+  bool data_owned;              /* data is our copy (else borrowed from the caller) */
   uint32_t data_len, crc;
   uint32_t pg;
   char *list_after;
@@ -41,7 +43,8 @@ struct obj_op {
   bool in_call;
   msgr_conn *conn;              /* the OSD connection of the call (borrowed from conns) */
   unsigned attempts;
-  struct event *retry_ev;
+  struct event *retry_ev;       /* in the op's own allocation (event_assign) */
+  char name_buf[96];            /* name, when it fits (image data objects do) */
   char last_why[160];
   objecter_cb cb;
   void *arg;
@@ -57,6 +60,14 @@ struct objecter {
   monc *mc;
   msgr *msgr;
   struct pgmap *pgmap;
+  /* primaries computed from the current map, per pool id (index) and PG:
+   * placement runs once per PG and map instead of once per op.  Entries
+   * are PRIMARY_UNKNOWN until computed; dropped at every new map. */
+  struct pg_primaries {
+    int32_t *primary;
+    uint32_t pg_num;
+  } *prim;
+  size_t n_prim;
   const struct cluster_map *map;
   struct obj_op *ops;
   struct osd_conn *conns;
@@ -66,7 +77,11 @@ struct objecter {
   int64_t op_timeout;
 };
 
-static void op_send(struct obj_op *op);
+static void op_send_first(struct obj_op *op, bool first);
+static void op_send(struct obj_op *op)
+{
+  op_send_first(op, false);
+}
 
 static void op_finish(struct obj_op *op, int err, const Blk__OsdOpReply *rep,
                       const uint8_t *data, uint32_t len)
@@ -78,10 +93,12 @@ static void op_finish(struct obj_op *op, int err, const Blk__OsdOpReply *rep,
     o->ops = op->next;
   if (op->next)
     op->next->prev = op->prev;
-  event_free(op->retry_ev);
+  event_del(op->retry_ev);
   op->cb(op->arg, err, rep, data, len);
-  free(op->name);
-  free(op->data);
+  if (op->name != op->name_buf)
+    free(op->name);
+  if (op->data_owned)
+    free(op->data);
   free(op->list_after);
   free(op->key);
   free(op->snaps);
@@ -128,6 +145,35 @@ static msgr_conn *osd_conn(objecter *o, int32_t id)
   return oc->c;
 }
 
+/* A bump allocator for decoding one reply on the stack: an OsdOpReply is
+ * a few small allocations (the struct, its message, the version); they
+ * come from buf, anything beyond falls back to malloc.  Saves several
+ * malloc/free pairs per op. */
+struct reply_arena {
+  size_t used;
+  _Alignas(max_align_t) uint8_t buf[1024];
+};
+
+static void *arena_alloc(void *data, size_t size)
+{
+  struct reply_arena *a = data;
+  size_t need = (size + 15) & ~(size_t)15;
+  if (need <= sizeof a->buf - a->used) {
+    void *p = a->buf + a->used;
+    a->used += need;
+    return p;
+  }
+  return malloc(size);
+}
+
+static void arena_free(void *data, void *p)
+{
+  struct reply_arena *a = data;
+  if ((uint8_t *)p >= a->buf && (uint8_t *)p < a->buf + sizeof a->buf)
+    return;   /* freed with the arena */
+  free(p);
+}
+
 static void on_reply(void *arg, int err, const struct msgr_frame *f)
 {
   struct obj_op *op = arg;
@@ -153,7 +199,10 @@ static void on_reply(void *arg, int err, const struct msgr_frame *f)
     op_later(op, 100);
     return;
   }
-  Blk__OsdOpReply *rep = blk__osd_op_reply__unpack(NULL, f->payload_len, f->payload);
+  struct reply_arena arena;
+  arena.used = 0;
+  ProtobufCAllocator alloc = { .alloc = arena_alloc, .free = arena_free, .allocator_data = &arena };
+  Blk__OsdOpReply *rep = blk__osd_op_reply__unpack(&alloc, f->payload_len, f->payload);
   if (!rep) {
     snprintf(op->last_why, sizeof op->last_why, "undecodable reply");
     op_later(op, 100);
@@ -163,7 +212,7 @@ static void on_reply(void *arg, int err, const struct msgr_frame *f)
   if (e == -EKEYEXPIRED && monc_renew_ticket(o->mc)) {
     /* our ticket expired on this OSD: a new one, a new connection */
     snprintf(op->last_why, sizeof op->last_why, "%s", rep->message);
-    blk__osd_op_reply__free_unpacked(rep, NULL);
+    blk__osd_op_reply__free_unpacked(rep, &alloc);
     if (op->conn && msgr_conn_protection(op->conn) != AUTH_MODE_NONE)
       msgr_conn_close(op->conn);   /* the next connection presents the new ticket */
     op_later(op, 100);
@@ -182,22 +231,85 @@ static void on_reply(void *arg, int err, const struct msgr_frame *f)
     } else {
       monc_renew(o->mc);
     }
-    blk__osd_op_reply__free_unpacked(rep, NULL);
+    blk__osd_op_reply__free_unpacked(rep, &alloc);
     op_later(op, e == -ESTALE && op->need_epoch ? 0 : 100);
     return;
   }
+  char *msg = rep->message;   /* decoded: freed with the reply */
   if (e == 0 && f->data_len && crc32c(0, f->data, f->data_len) != rep->data_crc) {
     e = -EIO;
-    rep->message = "read data failed its crc32c";
+    rep->message = (char *)"read data failed its crc32c";
   }
   op_finish(op, e, rep, f->data, f->data_len);
-  blk__osd_op_reply__free_unpacked(rep, NULL);
+  rep->message = msg;         /* never hand the literal to the decoder's free */
+  blk__osd_op_reply__free_unpacked(rep, &alloc);
 }
 
-static void op_send(struct obj_op *op)
+#define PRIMARY_UNKNOWN INT32_MIN
+
+static void primaries_drop(objecter *o)
+{
+  for (size_t i = 0; i < o->n_prim; i++)
+    free(o->prim[i].primary);
+  free(o->prim);
+  o->prim = NULL;
+  o->n_prim = 0;
+}
+
+/* The primary (first up member) of PG pg of pool in the current map, or
+ * -1 when no member is up.  0, or -EINVAL (no such PG). */
+static int primary_lookup(objecter *o, const struct cm_pool *pool, uint32_t pg, int32_t *out)
+{
+  if (pg >= pool->pg_num)
+    return -EINVAL;
+  struct pg_primaries *pp = NULL;
+  if (pool->id < 4096) {
+    size_t id = (size_t)pool->id;
+    if (id >= o->n_prim) {
+      struct pg_primaries *np = realloc(o->prim, (id + 1) * sizeof *np);
+      if (np) {
+        memset(np + o->n_prim, 0, (id + 1 - o->n_prim) * sizeof *np);
+        o->prim = np;
+        o->n_prim = id + 1;
+      }
+    }
+    if (id < o->n_prim) {
+      pp = &o->prim[id];
+      if (pp->primary && pp->pg_num != pool->pg_num) {
+        free(pp->primary);
+        pp->primary = NULL;
+      }
+      if (!pp->primary && (pp->primary = malloc(pool->pg_num * sizeof *pp->primary))) {
+        pp->pg_num = pool->pg_num;
+        for (uint32_t i = 0; i < pool->pg_num; i++)
+          pp->primary[i] = PRIMARY_UNKNOWN;
+      }
+      if (pp->primary && pp->primary[pg] != PRIMARY_UNKNOWN) {
+        *out = pp->primary[pg];
+        return 0;
+      }
+    }
+  }
+  int32_t raw[PGMAP_MAX_SIZE], up[PGMAP_MAX_SIZE];
+  size_t nr = 0, nu = 0;
+  if (pgmap_pg_sets(o->pgmap, o->map, pool, pg, raw, &nr, up, &nu) < 0)
+    return -EINVAL;
+  *out = nu ? up[0] : -1;
+  if (pp && pp->primary)
+    pp->primary[pg] = *out;
+  return 0;
+}
+
+/* Send op now.  first: called from objecter_op, where the callback must
+ * not run: anything that would finish the op goes through the loop. */
+static void op_send_first(struct obj_op *op, bool first)
 {
   objecter *o = op->o;
   int64_t left = op->deadline - util_now_ms();
+  if (first && left <= 0) {
+    op_later(op, 0);
+    return;
+  }
   if (left <= 0) {
     Blk__OsdOpReply rep = BLK__OSD_OP_REPLY__INIT;
     char msg[240];
@@ -214,6 +326,10 @@ static void op_send(struct obj_op *op)
     return;
   }
   const struct cm_pool *pool = clustermap_pool_by_name(o->map, op->pool);
+  if (!pool && first) {
+    op_later(op, 0);
+    return;
+  }
   if (!pool) {
     Blk__OsdOpReply rep = BLK__OSD_OP_REPLY__INIT;
     rep.err = -ENOENT;
@@ -224,16 +340,18 @@ static void op_send(struct obj_op *op)
   uint32_t pg = op->pg;
   if (op->op != BLK__OSD_OP_TYPE__OP_LIST)
     pgmap_object_pg(pool, op->name, &pg);
-  int32_t raw[PGMAP_MAX_SIZE], up[PGMAP_MAX_SIZE];
-  size_t nr = 0, nu = 0;
-  if (pg >= pool->pg_num || pgmap_pg_sets(o->pgmap, o->map, pool, pg, raw, &nr, up, &nu) < 0) {
+  int32_t target = op->osd;
+  if (pg >= pool->pg_num || (target < 0 && primary_lookup(o, pool, pg, &target) < 0)) {
+    if (first) {
+      op_later(op, 0);
+      return;
+    }
     Blk__OsdOpReply rep = BLK__OSD_OP_REPLY__INIT;
     rep.err = -EINVAL;
     rep.message = "no such PG";
     op_finish(op, -EINVAL, &rep, NULL, 0);
     return;
   }
-  int32_t target = op->osd >= 0 ? op->osd : nu ? up[0] : -1;
   msgr_conn *c = target >= 0 ? osd_conn(o, target) : NULL;
   if (!c) {
     snprintf(op->last_why, sizeof op->last_why, "PG %u.%x has no up OSD", pool->id, pg);
@@ -281,6 +399,7 @@ static void on_map(void *arg, const struct cluster_map *map, const struct cluste
     return;
   pgmap_free(o->pgmap);
   o->pgmap = pm;
+  primaries_drop(o);   /* computed from the previous map */
   o->map = map;
   for (struct obj_op *op = o->ops; op; op = op->next)
     if (!op->in_call && evtimer_pending(op->retry_ev, NULL) && map->epoch >= op->need_epoch &&
@@ -331,6 +450,7 @@ void objecter_free(objecter *o)
     op_finish(o->ops, -ECANCELED, NULL, NULL, 0);
   free(o->conns);
   pgmap_free(o->pgmap);
+  primaries_drop(o);
   free(o);
 }
 
@@ -339,17 +459,31 @@ int objecter_op(objecter *o, const struct objecter_req *req, objecter_cb cb, voi
   if (!req->pool || strlen(req->pool) >= CM_MAX_NAME ||
       (req->op != BLK__OSD_OP_TYPE__OP_LIST && (!req->name || !req->name[0])))
     return -EINVAL;
-  struct obj_op *op = calloc(1, sizeof *op);
+  /* one allocation for the op and its retry timer */
+  size_t evsz = event_get_struct_event_size();
+  size_t opsz = (sizeof(struct obj_op) + 15) & ~(size_t)15;
+  struct obj_op *op = calloc(1, opsz + evsz);
   if (!op)
     return -ENOMEM;
   op->o = o;
   strcpy(op->pool, req->pool);
-  op->name = req->name ? strdup(req->name) : NULL;
+  size_t nl = req->name ? strlen(req->name) : 0;
+  if (req->name && nl < sizeof op->name_buf) {
+    memcpy(op->name_buf, req->name, nl + 1);
+    op->name = op->name_buf;
+  } else {
+    op->name = req->name ? strdup(req->name) : NULL;
+  }
   op->list_after = req->list_after ? strdup(req->list_after) : NULL;
   op->key = req->key ? strdup(req->key) : NULL;
-  op->retry_ev = evtimer_new(o->base, retry_cb, op);
-  if (req->data_len) {
+  op->retry_ev = (struct event *)((uint8_t *)op + opsz);
+  if (evtimer_assign(op->retry_ev, o->base, retry_cb, op) < 0)
+    op->retry_ev = NULL;
+  if (req->data_len && req->data_borrowed) {
+    op->data = (uint8_t *)req->data;   /* the caller keeps it until cb */
+  } else if (req->data_len) {
     op->data = malloc(req->data_len);
+    op->data_owned = true;
     if (op->data)
       memcpy(op->data, req->data, req->data_len);
   }
@@ -366,12 +500,12 @@ int objecter_op(objecter *o, const struct objecter_req *req, objecter_cb cb, voi
       (req->key && !op->key) || !op->retry_ev ||
       (req->data_len && !op->data) || (req->n_snaps && !op->snaps)) {
     free(op->snaps);
-    if (op->retry_ev)
-      event_free(op->retry_ev);
-    free(op->name);
+    if (op->name != op->name_buf)
+      free(op->name);
     free(op->list_after);
     free(op->key);
-    free(op->data);
+    if (op->data_owned)
+      free(op->data);
     free(op);
     return -ENOMEM;
   }
@@ -387,7 +521,22 @@ int objecter_op(objecter *o, const struct objecter_req *req, objecter_cb cb, voi
   blk__pg_version__init(&op->assert_version);
   op->assert_version.epoch = req->assert_epoch;
   op->assert_version.v = req->assert_v;
-  snprintf(op->reqid, sizeof op->reqid, "%s.%llu", o->nonce, (unsigned long long)++o->seq);
+  /* "<nonce>.<seq>", formatted by hand: this runs for every op */
+  {
+    size_t nnl = strlen(o->nonce);
+    char dig[24];
+    int nd = 0;
+    uint64_t v = ++o->seq;
+    do {
+      dig[nd++] = (char)('0' + v % 10);
+      v /= 10;
+    } while (v);
+    memcpy(op->reqid, o->nonce, nnl);   /* nonce < 20 bytes, seq < 21 digits: fits 48 */
+    op->reqid[nnl] = '.';
+    for (int i = 0; i < nd; i++)
+      op->reqid[nnl + 1 + i] = dig[nd - 1 - i];
+    op->reqid[nnl + 1 + nd] = '\0';
+  }
   op->deadline = util_now_ms() + o->op_timeout;
   op->cb = cb;
   op->arg = arg;
@@ -395,7 +544,9 @@ int objecter_op(objecter *o, const struct objecter_req *req, objecter_cb cb, voi
   if (o->ops)
     o->ops->prev = op;
   o->ops = op;
-  op_later(op, 0);
+  /* send now rather than from a zero timer (one loop pass per op saved);
+   * anything that would complete the op is deferred to the loop */
+  op_send_first(op, true);
   return 0;
 }
 

@@ -41,8 +41,10 @@ struct objecter_req {
   const char *name;             /* object name (ignored for OP_LIST) */
   Blk__OsdOpType op;
   uint64_t offset, length;      /* read: length 0 = to the end */
-  const void *data;             /* write data (copied) */
+  const void *data;             /* write data (copied, unless data_borrowed) */
   uint32_t data_len;
+  bool data_borrowed;           /* data stays valid and unchanged until cb has
+                                 * run: sent from there without a copy */
   uint32_t pg;                  /* OP_LIST: the PG to list */
   const char *list_after;
   uint32_t list_max;
@@ -59,7 +61,9 @@ struct objecter_req {
   uint64_t snapid;
 };
 
-/* Start an op.  0 (cb will run) or -ENOMEM/-EINVAL (cb will not). */
+/* Start an op: sent at once when the map allows (else from the loop).
+ * 0 (cb will run, never from inside this call) or -ENOMEM/-EINVAL (cb
+ * will not). */
 int objecter_op(objecter *o, const struct objecter_req *req, objecter_cb cb, void *arg);
 /* The current map (NULL before the first), borrowed until the next map. */
 const struct cluster_map *objecter_map(objecter *o);

@@ -73,6 +73,7 @@ const struct config_option config_options[] = {
   /* images (libblk, issue 5; docs/images.md) */
   { "image_lock_lease", CFG_MS, "10s", "lease of an image's exclusive lock; the holder renews it every quarter lease, a holder silent this long is fenced and its lock broken" },
   { "image_lock_timeout", CFG_MS, "30s", "how long a read-write open waits for another client to release the image's lock before failing with EBUSY" },
+  { "image_refresh_interval", CFG_MS, "1s", "how often an open image that does not hold the exclusive lock re-reads its header to see a resize made through another handle (0 = only at open)" },
   /* scrub (osd/scrub.c; docs/osd.md "Scrub") */
   { "osd_scrub_interval", CFG_MS, "24h", "a primary scrubs each active+clean PG this often (0 = never periodically)" },
   { "osd_deep_scrub_interval", CFG_MS, "168h", "a primary deep-scrubs (reads and checksums all data of) each PG this often (0 = never periodically)" },

@@ -51,7 +51,12 @@ static void req_done(struct nbd_req *q)
   if (__atomic_sub_fetch(&q->pending, 1, __ATOMIC_ACQ_REL) != 0)
     return;
   struct nbd_server *srv = q->conn->srv; /* srv outlives every request */
-  cds_wfcq_enqueue(&srv->cq_head, &srv->cq_tail, &q->qnode);
+  /* Wake the loop only when the queue was empty: the loop drains until
+   * the queue is empty, so a completion queued behind others is found by
+   * the drain that the first one's wakeup started (one eventfd write per
+   * batch, not per request). */
+  if (cds_wfcq_enqueue(&srv->cq_head, &srv->cq_tail, &q->qnode))
+    return;
   uint64_t one = 1;
   ssize_t w = write(srv->cq_fd, &one, sizeof one);
   (void)w; /* EAGAIN: the counter is saturated, the loop wakes anyway */
@@ -91,11 +96,73 @@ static void bs_cb(void *arg, int result, const struct blk_extent *ext, size_t n)
 
 /* ---- loop side ---- */
 
+static void free_ref_cb(const void *data, size_t len, void *arg);
+
 static void req_free(struct nbd_req *q)
 {
-  free(q->buf);
   free(q->ext);
-  free(q);
+  if (!q->small) {
+    free(q->buf);
+    free(q);
+    return;
+  }
+  struct nbd_server *srv = q->conn->srv;
+  if (srv->n_req_cache >= NBD_REQ_CACHE) {
+    free(q);
+    return;
+  }
+  q->cache_next = srv->req_cache;
+  srv->req_cache = q;
+  srv->n_req_cache++;
+}
+
+/* A zeroed request; I/O up to NBD_REQ_SMALL bytes gets the inline buffer
+ * (recycled), larger I/O a buffer of its own.  NULL when out of memory. */
+static struct nbd_req *req_alloc(struct nbd_server *srv, uint32_t len, bool io)
+{
+  struct nbd_req *q;
+  if (!io || len > NBD_REQ_SMALL) {
+    q = calloc(1, sizeof *q);
+    if (q && io && !(q->buf = malloc(len))) {
+      free(q);
+      return NULL;
+    }
+    return q;
+  }
+  if ((q = srv->req_cache) != NULL) {
+    srv->req_cache = q->cache_next;
+    srv->n_req_cache--;
+  } else if (!(q = malloc(sizeof *q + NBD_REQ_SMALL))) {
+    return NULL;
+  }
+  memset(q, 0, sizeof *q);
+  q->small = true;
+  q->buf = q->small_buf;
+  return q;
+}
+
+void nbd_req_cache_free(struct nbd_server *srv)
+{
+  while (srv->req_cache) {
+    struct nbd_req *q = srv->req_cache;
+    srv->req_cache = q->cache_next;
+    free(q);
+  }
+  srv->n_req_cache = 0;
+}
+
+/* Append q's read data to out: a large buffer is handed over without a
+ * copy; a small inline one (4 KiB: cheaper to copy than to reference)
+ * is copied and the request recycled. */
+static void add_read_data(struct evbuffer *out, struct nbd_req *q, const uint8_t *p,
+                          uint32_t len)
+{
+  if (!q->small && p == q->buf && len == q->r.len &&
+      evbuffer_add_reference(out, q->buf, len, free_ref_cb, q->buf) == 0) {
+    q->buf = NULL;
+    return;
+  }
+  evbuffer_add(out, p, len);
 }
 
 static void reply_simple(struct nbd_conn *c, uint64_t cookie, int neg_errno)
@@ -188,10 +255,7 @@ static void reply_read_holes(struct nbd_conn *c, struct nbd_req *q)
                      q->r.len + 8);
     nbd_put64(h + NBD_CHUNK_HDR_LEN, q->r.offset);
     evbuffer_add(out, h, sizeof h);
-    if (evbuffer_add_reference(out, q->buf, q->r.len, free_ref_cb, q->buf) == 0)
-      q->buf = NULL;
-    else
-      evbuffer_add(out, q->buf, q->r.len);
+    add_read_data(out, q, q->buf, q->r.len);
     return;
   }
   /* merge neighbours into data or verified-zero runs */
@@ -261,11 +325,8 @@ static void reply_read(struct nbd_conn *c, struct nbd_req *q)
     nbd_simple_reply_encode(h, 0, q->r.cookie);
     evbuffer_add(out, h, sizeof h);
   }
-  /* hand the buffer to the evbuffer: no copy of the data */
-  if (evbuffer_add_reference(out, q->buf, q->r.len, free_ref_cb, q->buf) == 0)
-    q->buf = NULL;
-  else
-    evbuffer_add(out, q->buf, q->r.len);
+  /* hand a large buffer to the evbuffer: no copy of the data */
+  add_read_data(out, q, q->buf, q->r.len);
 }
 
 static void reply_block_status(struct nbd_conn *c, struct nbd_req *q)
@@ -459,6 +520,10 @@ void nbd_conn_transmission_input(struct nbd_conn *c)
       return;
     }
     uint64_t payload;
+    /* the image's current size: libblk's header watch follows a resize
+     * made through another handle (docs/images.md), so a client that knows
+     * the new size (or ignores the old one) may use it */
+    c->sess.size = blk_image_size(c->exp->img);
     int chk = nbd_request_check(&r, &c->sess, &payload);
     if (chk == 0 && r.type == NBD_CMD_WRITE && avail < sizeof h + payload) {
       /* wait for the whole payload (at most NBD_MAX_PAYLOAD) */
@@ -494,22 +559,16 @@ void nbd_conn_transmission_input(struct nbd_conn *c)
       conn_reply_now(c, &r, -ENOTSUP);
       continue;
     }
-    struct nbd_req *q = calloc(1, sizeof *q);
+    bool io = r.type == NBD_CMD_READ || r.type == NBD_CMD_WRITE;
+    struct nbd_req *q = req_alloc(c->srv, r.len, io);
     if (!q) {
       nbd_conn_close(c);
       return;
     }
     q->r = r;
-    if (r.type == NBD_CMD_READ || r.type == NBD_CMD_WRITE) {
-      q->buf = malloc(r.len);
-      if (!q->buf) {
-        free(q);
-        nbd_conn_close(c);
-        return;
-      }
-      if (r.type == NBD_CMD_WRITE)
-        evbuffer_remove(in, q->buf, r.len);
-    }
+    q->conn = c;
+    if (r.type == NBD_CMD_WRITE)
+      evbuffer_remove(in, q->buf, r.len);
     conn_submit(c, q);
   }
   if (c->bev && !c->closing && !c->disc && !conn_may_read(c))

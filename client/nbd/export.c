@@ -14,6 +14,14 @@
  * visible to a read on connection B, and FLUSH (or FUA) on any connection
  * has nothing left to make durable.
  *
+ * Opening a read-write image may wait for its exclusive lock (up to
+ * libblk's image_lock_timeout, blk-nbd --lock-wait).  nbd_export_get_async
+ * therefore runs blk_image_open on a helper thread (libblk's API may be
+ * called from any thread) while the export sits in the list with
+ * opening set; connections that select it meanwhile queue on it.  The
+ * thread only stores its result and writes the export's eventfd; the loop
+ * joins it and answers every waiter, so export state stays loop-only.
+ *
  * If another client takes the image's exclusive lock (libblk hands it
  * over when asked, e.g. for live migration), every later write on this
  * handle fails with -EBUSY.  The export is then marked stale: connections
@@ -21,9 +29,13 @@
  * connections open the image afresh, which asks for the lock back.
  */
 #include <errno.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "client/nbd/nbd.h"
 #include "common/log.h"
@@ -115,6 +127,171 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
   return 0;
 }
 
+static void *open_thread(void *arg)
+{
+  struct nbd_export *e = arg;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int r = blk_image_open(e->io, e->image, e->snap[0] ? e->snap : NULL,
+                         e->read_only ? BLK_IMAGE_RDONLY : 0, &e->img);
+  if (r < 0) {
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    snprintf(e->open_err, sizeof e->open_err, "cannot open image %s: %s (after %.1f s)", e->name,
+             blk_last_error()[0] ? blk_last_error() : strerror(-r), waited);
+    e->img = NULL;
+  }
+  e->open_r = r;
+  uint64_t one = 1;
+  if (write(e->open_fd, &one, sizeof one) != (ssize_t)sizeof one)
+    abort(); /* an eventfd write cannot fail here; a lost wakeup would hang the waiters */
+  return NULL;
+}
+
+/* Loop thread (or teardown): the helper thread has finished. */
+static void open_finish(struct nbd_export *e)
+{
+  struct nbd_server *srv = e->srv;
+  pthread_join(e->thread, NULL);
+  if (e->open_ev)
+    event_free(e->open_ev);
+  e->open_ev = NULL;
+  close(e->open_fd);
+  e->open_fd = -1;
+  e->opening = false;
+  struct nbd_conn *w = e->waiters;
+  e->waiters = NULL;
+  if (e->open_r < 0) {
+    log_warn(SUB, "%s", e->open_err);
+    struct nbd_export **pp = &srv->exports;
+    while (*pp && *pp != e)
+      pp = &(*pp)->next;
+    if (*pp)
+      *pp = e->next;
+    while (w) {
+      struct nbd_conn *next = w->wait_next;
+      nbd_conn_open_done(w, NULL, e->open_r, e->open_err);
+      w = next;
+    }
+    free(e->name);
+    free(e);
+    return;
+  }
+  e->size = blk_image_size(e->img);
+  log_info(SUB, "export %s opened (%llu bytes%s)", e->name, (unsigned long long)e->size,
+           e->read_only ? ", read-only" : "");
+  /* each waiter owns one of e->refs; keep e alive while answering them */
+  e->refs++;
+  while (w) {
+    struct nbd_conn *next = w->wait_next;
+    nbd_conn_open_done(w, e, 0, NULL);
+    w = next;
+  }
+  nbd_export_put(e);
+}
+
+static void open_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  open_finish(arg);
+}
+
+int nbd_export_get_async(struct nbd_server *srv, const char *name, struct nbd_conn *c,
+                         struct nbd_export **out, char *err, size_t errlen)
+{
+  char pool[256], image[256], snap[256];
+  if (nbd_export_name_split(name, strlen(name), pool, image, snap) < 0) {
+    snprintf(err, errlen, "export name '%.200s' is not POOL/IMAGE[@SNAP]", name);
+    return -EINVAL;
+  }
+  if (!nbd_export_allowed(srv, name)) {
+    snprintf(err, errlen, "'%s' is not exported by this server", name);
+    return -EACCES;
+  }
+  for (struct nbd_export *e = srv->exports; e; e = e->next) {
+    if (e->stale || strcmp(e->name, name))
+      continue;
+    if (e->img) {
+      e->refs++;
+      *out = e;
+      return 0;
+    }
+    if (e->opening) {
+      e->refs++;
+      c->refs++;
+      c->wait_next = e->waiters;
+      e->waiters = c;
+      return 1;
+    }
+  }
+  blk_ioctx *io = nbd_pool_ioctx(srv, pool);
+  if (!io) {
+    int e = errno;
+    snprintf(err, errlen, "pool '%s': %s", pool, strerror(e));
+    return -e;
+  }
+  struct nbd_export *e = calloc(1, sizeof *e);
+  if (!e || !(e->name = strdup(name))) {
+    free(e);
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  e->srv = srv;
+  e->io = io;
+  e->read_only = srv->cfg->read_only || snap[0];
+  snprintf(e->image, sizeof e->image, "%s", image);
+  snprintf(e->snap, sizeof e->snap, "%s", snap);
+  e->open_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (e->open_fd < 0) {
+    int er = errno;
+    snprintf(err, errlen, "eventfd: %s", strerror(er));
+    goto out_free;
+  }
+  e->open_ev = event_new(srv->base, e->open_fd, EV_READ, open_ev_cb, e);
+  if (!e->open_ev || event_add(e->open_ev, NULL) < 0) {
+    snprintf(err, errlen, "cannot add the open event");
+    goto out_close_fd;
+  }
+  e->opening = true;
+  int pr = pthread_create(&e->thread, NULL, open_thread, e);
+  if (pr != 0) {
+    snprintf(err, errlen, "cannot start the open thread: %s", strerror(pr));
+    goto out_close_fd;
+  }
+  e->refs = 1;
+  c->refs++;
+  e->waiters = c;
+  c->wait_next = NULL;
+  e->next = srv->exports;
+  srv->exports = e;
+  log_info(SUB, "opening export %s%s", name,
+           e->read_only ? " (read-only)" : " (waits for the exclusive lock if held)");
+  return 1;
+
+out_close_fd:
+  if (e->open_ev)
+    event_free(e->open_ev);
+  close(e->open_fd);
+out_free:
+  free(e->name);
+  free(e);
+  return -ENOMEM;
+}
+
+void nbd_export_finish_opens(struct nbd_server *srv)
+{
+  for (;;) {
+    struct nbd_export *e = srv->exports;
+    while (e && !e->opening)
+      e = e->next;
+    if (!e)
+      return;
+    log_info(SUB, "waiting for the open of %s to finish", e->name);
+    open_finish(e);
+  }
+}
+
 void nbd_export_put(struct nbd_export *e)
 {
   if (--e->refs > 0)
@@ -150,7 +327,7 @@ int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, b
   }
   for (struct nbd_export *e = srv->exports; e; e = e->next)
     if (e->img && !e->stale && !strcmp(e->name, name)) {
-      *size = e->size;
+      *size = blk_image_size(e->img);
       *ro = e->read_only;
       return 0;
     }

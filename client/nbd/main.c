@@ -12,7 +12,7 @@
  *           [--socket-mode OCTAL] [--read-only] [--pool POOL ...]
  *           [--tls off|on|require] [--tls-certs DIR] [--tls-psk FILE]
  *           [--tls-verify-peer] [--max-inflight N] [--read-holes scan|map|off]
- *           [--daemon]
+ *           [--lock-wait SECONDS] [--daemon]
  *           [--pid-file PATH] [--log-file PATH] [--log-level LEVEL]
  *           [POOL/IMAGE[@SNAP] ...]
  */
@@ -40,7 +40,7 @@ static void usage(FILE *f)
           "               [--socket-mode OCTAL] [--read-only] [--pool POOL ...]\n"
           "               [--tls off|on|require] [--tls-certs DIR] [--tls-psk FILE]\n"
           "               [--tls-verify-peer] [--max-inflight N] [--read-holes scan|map|off]\n"
-          "               [--daemon]\n"
+          "               [--lock-wait SECONDS] [--daemon]\n"
           "               [--pid-file PATH] [--log-file PATH] [--log-level LEVEL]\n"
           "               [POOL/IMAGE[@SNAP] ...]\n"
           "Exports blkstore images over NBD.  With no image named, any POOL/IMAGE the\n"
@@ -175,6 +175,15 @@ static int parse_args(int argc, char **argv, struct nbd_config *cfg, bool *daemo
         fprintf(stderr, "blk-nbd: bad --read-holes '%s' (scan, map or off)\n", v);
         return -EINVAL;
       }
+    } else if (!strcmp(a, "--lock-wait")) {
+      NEED();
+      char *end;
+      long n = strtol(v, &end, 10);
+      if (*end || end == v || n < 1 || n > 3600) {
+        fprintf(stderr, "blk-nbd: bad --lock-wait '%s' (seconds, 1..3600)\n", v);
+        return -EINVAL;
+      }
+      cfg->lock_wait_s = (unsigned)n;
     } else if (!strcmp(a, "--daemon") || !strcmp(a, "-d")) {
       *daemonize = true;
     } else if (!strcmp(a, "--pid-file")) {
@@ -309,6 +318,16 @@ int main(int argc, char **argv)
     fprintf(stderr, "blk-nbd: --key-file %s: %s\n", cfg.key_file, strerror(-r));
     rc = -r;
     goto out;
+  }
+  if (cfg.lock_wait_s) {
+    /* how long a read-write open waits for another writer's lock */
+    char v[32];
+    snprintf(v, sizeof v, "%us", cfg.lock_wait_s);
+    if ((r = blk_cluster_conf_set(cluster, "image_lock_timeout", v)) < 0) {
+      fprintf(stderr, "blk-nbd: --lock-wait %s: %s\n", v, strerror(-r));
+      rc = -r;
+      goto out;
+    }
   }
   r = blk_cluster_connect(cluster);
   if (r < 0) {

@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <urcu/wfcqueue.h>
 
@@ -57,6 +58,7 @@ struct nbd_config {
   bool tls_verify_peer;
   unsigned max_inflight;      /* per connection */
   enum nbd_read_holes read_holes;
+  unsigned lock_wait_s;       /* image_lock_timeout override, 0 = config's */
   const char *ready_file;     /* written once listening (tests, blkctl map) */
 };
 
@@ -73,10 +75,24 @@ struct nbd_export {
   struct nbd_server *srv;
   char *name;           /* POOL/IMAGE[@SNAP] */
   blk_image *img;
-  uint64_t size;
+  uint64_t size;        /* at open (logs); requests use blk_image_size */
   bool read_only;
   bool stale;           /* lock handed over: new connections open afresh */
   int refs;
+  /* asynchronous open (img == NULL while opening): blk_image_open runs on
+   * a helper thread so that waiting for the exclusive lock never blocks
+   * the loop; the thread writes open_fd when done, the loop joins it and
+   * answers the waiting connections (each holds a ref on the export and
+   * one on itself) */
+  bool opening;
+  pthread_t thread;
+  int open_fd;          /* eventfd, -1 when not opening */
+  struct event *open_ev;
+  blk_ioctx *io;        /* borrowed from srv->pools */
+  char image[256], snap[256];
+  int open_r;           /* written by the thread before open_fd */
+  char open_err[512];
+  struct nbd_conn *waiters; /* linked by wait_next */
 };
 
 struct nbd_server {
@@ -97,6 +113,8 @@ struct nbd_server {
   int cq_fd;                  /* eventfd */
   struct event *cq_ev;
   uint64_t next_conn_id;
+  struct nbd_req *req_cache;  /* free small requests (loop thread only) */
+  unsigned n_req_cache;
 };
 
 enum nbd_phase { NBD_PH_FLAGS, NBD_PH_OPTIONS, NBD_PH_TRANSMISSION };
@@ -124,6 +142,13 @@ struct nbd_conn {
   struct event *flush_timer; /* polls TLS's lower buffer while closing */
   unsigned flush_polls;
   bool disc;                 /* NBD_CMD_DISC seen: read nothing more */
+  /* NBD_OPT_GO / EXPORT_NAME waiting for an asynchronous open: input is
+   * left unparsed until nbd_conn_open_done */
+  bool opening;
+  struct nbd_conn *wait_next;
+  uint32_t go_opt;
+  bool go_want_name, go_want_desc;
+  char *go_name;             /* owned while opening */
   /* transmission */
   struct nbd_export *exp;
   struct nbd_session sess;
@@ -142,7 +167,14 @@ struct nbd_req {
   int bs_result;
   struct nbd_extent *ext;    /* block status result, owned */
   size_t next;
+  /* small requests (len <= NBD_REQ_SMALL) use small_buf and are recycled
+   * through srv->req_cache instead of two mallocs and frees per request */
+  bool small;
+  struct nbd_req *cache_next;
+  uint8_t small_buf[];
 };
+#define NBD_REQ_SMALL 4096u
+#define NBD_REQ_CACHE 256u
 
 /* server.c */
 /* Build the server on base (listeners, TLS, completion queue) from cfg
@@ -162,12 +194,19 @@ void nbd_conn_put(struct nbd_conn *c);
 void nbd_conn_close(struct nbd_conn *c);
 /* Close once the output buffer is written. */
 void nbd_conn_close_after_flush(struct nbd_conn *c);
+/* Loop thread: the asynchronous open c waited for has finished: e holds a
+ * new reference for c (NULL when r < 0, err then says why).  Answers the
+ * pending option (or closes) and drops the connection reference the
+ * waiter held. */
+void nbd_conn_open_done(struct nbd_conn *c, struct nbd_export *e, int r, const char *err);
 
 /* conn.c */
 /* Parse and run the requests in c's input (transmission phase). */
 void nbd_conn_transmission_input(struct nbd_conn *c);
 /* Drain the completion queue (runs on the loop when the eventfd fires). */
 void nbd_conn_completions(struct nbd_server *srv);
+/* Free the cache of recycled small requests (server teardown). */
+void nbd_req_cache_free(struct nbd_server *srv);
 /* Output buffer dropped below the high mark: resume reading if paused. */
 void nbd_conn_output_drained(struct nbd_conn *c);
 
@@ -181,6 +220,15 @@ bool nbd_export_allowed(const struct nbd_server *srv, const char *name);
  * exported) with a message in err. */
 int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export **out,
                    char *err, size_t errlen);
+/* As nbd_export_get, but never waits on the loop: returns 0 with *out
+ * (export already open), 1 when c was queued on an open running on a
+ * helper thread (nbd_conn_open_done(c, ...) follows on the loop; c got a
+ * reference for it), or -errno with a message in err. */
+int nbd_export_get_async(struct nbd_server *srv, const char *name, struct nbd_conn *c,
+                         struct nbd_export **out, char *err, size_t errlen);
+/* Wait for the helper threads of opens still running and answer their
+ * waiters (server teardown, loop no longer running). */
+void nbd_export_finish_opens(struct nbd_server *srv);
 /* Drop a reference; the image is closed at the last. */
 void nbd_export_put(struct nbd_export *e);
 /* Size and read-only-ness of an export for NBD_OPT_INFO without taking

@@ -7,7 +7,11 @@
  * messages as the input holds.  Options are read whole (at most
  * NBD_MAX_OPT_LEN bytes; larger ones get ERR_TOO_BIG and their data is
  * skipped without buffering).  NBD_OPT_GO / EXPORT_NAME take a reference on
- * a shared export and switch the connection to conn.c's transmission code.
+ * a shared export and switch the connection to conn.c's transmission code;
+ * when the export must be opened first (which may wait for the image's
+ * exclusive lock) the open runs on a helper thread (export.c), the
+ * connection stops parsing its input and the reply is sent by
+ * nbd_conn_open_done, while the loop keeps serving everyone else.
  * A protocol violation that leaves the stream out of sync (bad magic,
  * unknown client flags) closes the connection; everything else gets the
  * specified error reply.  Option state (structured replies, meta context)
@@ -47,6 +51,7 @@ static void conn_free(struct nbd_conn *c)
 {
   if (c->exp)
     nbd_export_put(c->exp);
+  free(c->go_name);
   free(c->meta_export);
   free(c);
 }
@@ -227,12 +232,12 @@ static void conn_start_transmission(struct nbd_conn *c, struct nbd_export *e)
 {
   c->exp = e;
   c->phase = NBD_PH_TRANSMISSION;
-  c->sess.size = e->size;
+  c->sess.size = blk_image_size(e->img);
   c->sess.tflags = nbd_export_tflags(e);
   c->sess.structured = c->structured;
   c->sess.meta_alloc = c->meta_alloc && c->meta_export && !strcmp(c->meta_export, e->name);
   log_info(SUB, "conn %llu %s: export %s (%llu bytes%s%s%s%s)", (unsigned long long)c->id,
-           c->peer, e->name, (unsigned long long)e->size, e->read_only ? ", read-only" : "",
+           c->peer, e->name, (unsigned long long)c->sess.size, e->read_only ? ", read-only" : "",
            c->structured ? ", structured" : "", c->sess.meta_alloc ? ", base:allocation" : "",
            c->tls ? ", TLS" : "");
 }
@@ -246,7 +251,48 @@ static const char *default_name(struct nbd_conn *c, const char *name)
   return name;
 }
 
-/* NBD_OPT_INFO and NBD_OPT_GO. Returns 1 when transmission starts. */
+/* The INFO/GO replies for an export of size and read-only-ness ro. */
+static void opt_reply_info_go(struct nbd_conn *c, uint32_t opt, const char *real, uint64_t size,
+                              bool ro, bool want_name, bool want_desc)
+{
+  opt_reply_info_export(c, opt, size, nbd_tflags(ro));
+  if (want_name)
+    opt_reply_info_string(c, opt, NBD_INFO_NAME, real);
+  if (want_desc) {
+    char desc[NBD_MAX_STRING + 64];
+    snprintf(desc, sizeof desc, "blkstore image %s%s", real, ro ? " (read-only)" : "");
+    opt_reply_info_string(c, opt, NBD_INFO_DESCRIPTION, desc);
+  }
+  opt_reply_info_block_size(c, opt);
+  opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+}
+
+/* The reply to NBD_OPT_EXPORT_NAME (size, flags, maybe 124 zeroes). */
+static void opt_reply_export_name(struct nbd_conn *c, struct nbd_export *e)
+{
+  uint8_t rep[10 + 124];
+  memset(rep, 0, sizeof rep);
+  nbd_put64(rep, blk_image_size(e->img));
+  nbd_put16(rep + 8, nbd_export_tflags(e));
+  evbuffer_add(bufferevent_get_output(c->bev), rep,
+               (c->cflags & NBD_FLAG_C_NO_ZEROES) ? 10 : sizeof rep);
+}
+
+/* Remember what the option waiting for an asynchronous open must answer. */
+static void conn_wait_open(struct nbd_conn *c, uint32_t opt, const char *real, bool want_name,
+                           bool want_desc)
+{
+  c->opening = true;
+  c->go_opt = opt;
+  c->go_want_name = want_name;
+  c->go_want_desc = want_desc;
+  c->go_name = strdup(real); /* NULL (no memory) only loses NBD_INFO_NAME */
+  log_debug(SUB, "conn %llu %s: waiting for export %s to open", (unsigned long long)c->id,
+            c->peer, real);
+}
+
+/* NBD_OPT_INFO and NBD_OPT_GO. Returns 1 when transmission starts or the
+ * connection waits for an asynchronous open. */
 static int opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
 {
   struct nbd_info_req ir;
@@ -269,25 +315,20 @@ static int opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint3
   uint64_t size;
   bool ro;
   int r = opt == NBD_OPT_INFO ? nbd_export_probe(c->srv, real, &size, &ro, err, sizeof err)
-                              : nbd_export_get(c->srv, real, &e, err, sizeof err);
+                              : nbd_export_get_async(c->srv, real, c, &e, err, sizeof err);
   if (r < 0) {
     opt_error(c, opt, r == -EACCES ? NBD_REP_ERR_POLICY : NBD_REP_ERR_UNKNOWN, err);
     return 0;
   }
+  if (r == 1) {
+    conn_wait_open(c, opt, real, want_name, want_desc);
+    return 1;
+  }
   if (e) {
-    size = e->size;
+    size = blk_image_size(e->img);
     ro = e->read_only;
   }
-  opt_reply_info_export(c, opt, size, nbd_tflags(ro));
-  if (want_name)
-    opt_reply_info_string(c, opt, NBD_INFO_NAME, real);
-  if (want_desc) {
-    char desc[NBD_MAX_STRING + 64];
-    snprintf(desc, sizeof desc, "blkstore image %s%s", real, ro ? " (read-only)" : "");
-    opt_reply_info_string(c, opt, NBD_INFO_DESCRIPTION, desc);
-  }
-  opt_reply_info_block_size(c, opt);
-  opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+  opt_reply_info_go(c, opt, real, size, ro, want_name, want_desc);
   if (!e)
     return 0;
   conn_start_transmission(c, e);
@@ -306,20 +347,58 @@ static int opt_export_name(struct nbd_conn *c, const uint8_t *d, uint32_t len)
   }
   memcpy(name, d, len);
   name[len] = '\0';
-  int r = nbd_export_get(c->srv, default_name(c, name), &e, err, sizeof err);
+  const char *real = default_name(c, name);
+  int r = nbd_export_get_async(c->srv, real, c, &e, err, sizeof err);
   if (r < 0) {
     log_info(SUB, "conn %llu %s: NBD_OPT_EXPORT_NAME '%s': %s, closing",
              (unsigned long long)c->id, c->peer, name, err);
     return -1;
   }
-  uint8_t rep[10 + 124];
-  memset(rep, 0, sizeof rep);
-  nbd_put64(rep, e->size);
-  nbd_put16(rep + 8, nbd_export_tflags(e));
-  evbuffer_add(bufferevent_get_output(c->bev), rep,
-               (c->cflags & NBD_FLAG_C_NO_ZEROES) ? 10 : sizeof rep);
+  if (r == 1) {
+    conn_wait_open(c, NBD_OPT_EXPORT_NAME, real, false, false);
+    return 1;
+  }
+  opt_reply_export_name(c, e);
   conn_start_transmission(c, e);
   return 1;
+}
+
+static void conn_options_input(struct nbd_conn *c);
+
+void nbd_conn_open_done(struct nbd_conn *c, struct nbd_export *e, int r, const char *err)
+{
+  char *name = c->go_name;
+  c->go_name = NULL;
+  c->opening = false;
+  if (!c->bev || c->closing) {
+    /* the client left (or the server is stopping) while we waited */
+    if (e)
+      nbd_export_put(e);
+  } else if (c->go_opt == NBD_OPT_EXPORT_NAME) {
+    if (r < 0) {
+      log_info(SUB, "conn %llu %s: NBD_OPT_EXPORT_NAME: %s, closing", (unsigned long long)c->id,
+               c->peer, err);
+      nbd_conn_close(c);
+    } else {
+      opt_reply_export_name(c, e);
+      conn_start_transmission(c, e);
+      nbd_conn_transmission_input(c);
+    }
+  } else if (r < 0) {
+    log_info(SUB, "conn %llu %s: NBD_OPT_GO refused: %s", (unsigned long long)c->id, c->peer,
+             err);
+    /* a lock held by another writer is a refusal, not a missing export
+     * (libnbd words ERR_UNKNOWN as "no export named ...") */
+    opt_error(c, c->go_opt, r == -EBUSY ? NBD_REP_ERR_POLICY : NBD_REP_ERR_UNKNOWN, err);
+    conn_options_input(c); /* options the client sent meanwhile */
+  } else {
+    opt_reply_info_go(c, c->go_opt, name ? name : e->name, blk_image_size(e->img), e->read_only,
+                      c->go_want_name && name, c->go_want_desc);
+    conn_start_transmission(c, e);
+    nbd_conn_transmission_input(c);
+  }
+  free(name);
+  nbd_conn_put(c);
 }
 
 static void opt_list(struct nbd_conn *c, uint32_t len)
@@ -555,8 +634,8 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
   struct nbd_conn *c = arg;
   (void)bev;
-  if (c->closing)
-    return;
+  if (c->closing || c->opening)
+    return; /* an open in progress: the input waits for its answer */
   if (c->phase == NBD_PH_TRANSMISSION)
     nbd_conn_transmission_input(c);
   else
@@ -802,6 +881,8 @@ void nbd_server_free(struct nbd_server *srv)
   srv->nlisteners = 0;
   if (srv->cfg && srv->cfg->socket_path)
     unlink(srv->cfg->socket_path);
+  /* opens still waiting for a lock: bounded by image_lock_timeout */
+  nbd_export_finish_opens(srv);
   /* libblk completes or cancels in-flight I/O when images close; drain
    * the completions so requests and connections are freed */
   for (struct nbd_export *e = srv->exports; e; e = e->next)
@@ -810,6 +891,7 @@ void nbd_server_free(struct nbd_server *srv)
       e->img = NULL;
     }
   nbd_conn_completions(srv);
+  nbd_req_cache_free(srv);
   while (srv->exports) {
     struct nbd_export *e = srv->exports;
     srv->exports = e->next;
