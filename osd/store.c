@@ -1850,7 +1850,8 @@ void st_apply(struct store *st)
       }
     }
   }
-  qsort(st->apply_kv, st->apply_nkv, sizeof *st->apply_kv, cmp_apply_kv);
+  if (st->apply_nkv > 1)
+    qsort(st->apply_kv, st->apply_nkv, sizeof *st->apply_kv, cmp_apply_kv);
   for (size_t i = 0; i < st->apply_nkv; i++) {
     const struct jop *op = &st->apply_kv[i].op;
     if (i + 1 < st->apply_nkv && op->klen == st->apply_kv[i + 1].op.klen &&
