@@ -652,6 +652,7 @@ static void px_put(struct pctx *c, const uint8_t *key, size_t klen,
     abort();
   n->seq = c->seq;
   n->tomb = val == NULL;
+  n->gone = false;
   n->klen = klen;
   n->vlen = val ? vlen : 0;
   memcpy(n->key, key, klen);
@@ -662,6 +663,7 @@ static void px_put(struct pctx *c, const uint8_t *key, size_t klen,
   struct ovl *old = ovl_find_h(st, key, klen, h);
   if (old) {
     hmap_remove(&st->ovl, &old->hn);
+    old->gone = true;
     if (old->seq == 0)
       st->ovl_clean--;
   }
@@ -1119,7 +1121,15 @@ static int px_op(struct pctx *c, const struct txn_op *op)
                              (const char *)t->arena + op->dname, op->dsnap };
     return px_clone(c, &oid, &dst);
   }
-  r = st_load_onode(st, &oid, &o);
+  /* ops that change at most the size or omap id decode only the header
+   * (no attribute copies); the attributes are loaded if it must be
+   * rewritten */
+  bool hdr_only = op->type == OP_WRITE || op->type == OP_ZERO ||
+                  op->type == OP_TOUCH || op->type == OP_OMAP_SET ||
+                  op->type == OP_OMAP_RM;
+  uint32_t n_attrs = 0;
+  r = hdr_only ? st_load_onode_hdr(st, &oid, &o, &n_attrs)
+               : st_load_onode(st, &oid, &o);
   if (r < 0)
     return r;
   bool exists = r == 1;
@@ -1197,6 +1207,18 @@ static int px_op(struct pctx *c, const struct txn_op *op)
   default:
     r = -EINVAL;
   }
+  if (r >= 0 && dirty && hdr_only && n_attrs) {
+    struct onode full;
+    r = st_load_onode(st, &oid, &full);
+    if (r == 1) {
+      full.size = o.size;
+      full.omap_id = o.omap_id;
+      onode_clear(&o);
+      o = full;
+    } else if (r == 0) {
+      r = -EUCLEAN;   /* it was there a moment ago */
+    }
+  }
   if (r >= 0 && dirty)
     px_put_onode(c, &oid, &o);
   else if (r >= 0)
@@ -1214,6 +1236,7 @@ static void px_rollback(struct pctx *c)
     free(p->ou[i].newe);
     if (p->ou[i].olde) {
       hmap_insert(&st->ovl, &p->ou[i].olde->hn, p->ou[i].olde->hn.hash);
+      p->ou[i].olde->gone = false;
       if (p->ou[i].olde->seq == 0)
         st->ovl_clean++;
     }
@@ -1250,7 +1273,7 @@ static int px_commit(struct pctx *c, struct jtx *j)
   /* the overlay entries this transaction left in place */
   for (size_t i = 0; i < p->nou; i++) {
     struct ovl *n = p->ou[i].newe;
-    if (ovl_find(st, n->key, n->klen) != n)
+    if (n->gone)
       continue;
     ops_bytes += n->tomb ? jop_size(JOP_DEL, n->klen, 0)
                          : jop_size(JOP_PUT, n->klen, n->vlen);
@@ -1280,7 +1303,7 @@ static int px_commit(struct pctx *c, struct jtx *j)
   uint8_t *q = rec + JREC_HDR;
   for (size_t i = 0; i < p->nou; i++) {
     struct ovl *n = p->ou[i].newe;
-    if (ovl_find(st, n->key, n->klen) != n)
+    if (n->gone)
       continue;
     q = jop_encode(q, n->tomb ? JOP_DEL : JOP_PUT, n->key, n->klen, n->val,
                    n->vlen);

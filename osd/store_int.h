@@ -44,6 +44,9 @@ struct ovl {
   struct hnode hn;
   uint64_t seq;
   bool tomb;
+  bool gone;          /* replaced by a later write of the same transaction
+                       * (set while one is prepared, so px_commit needs no
+                       * lookup to know which entries it left in place) */
   size_t klen, vlen;
   uint8_t *val;       /* points into the same allocation */
   uint8_t key[];
