@@ -1917,9 +1917,19 @@ void st_apply(struct store *st)
   } else {
     st->meta_seq = last;
     /* the entries whose newest writer was applied become clean cached
-     * copies of what RocksDB now holds */
+     * copies of what RocksDB now holds (omap entries are dropped) */
     for (size_t i = 0; i < st->apply_nclean; i++) {
-      st->apply_clean[i]->seq = 0;
+      struct ovl *o = st->apply_clean[i];
+      if (o->key[0] == KEY_OMAP) {
+        /* omap entries are not kept as cached copies: most are PG log
+         * entries (one new key per write, never read again), which
+         * would fill the cache and flush the onodes and chunk maps out
+         * of it at every trim */
+        hmap_remove(&st->ovl, &o->hn);
+        free(o);
+        continue;
+      }
+      o->seq = 0;
       st->ovl_clean++;
     }
   }
