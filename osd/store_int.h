@@ -44,6 +44,9 @@ struct ovl {
   struct hnode hn;
   uint64_t seq;
   bool tomb;
+  bool gone;          /* replaced by a later write of the same transaction
+                       * (set while one is prepared, so px_commit needs no
+                       * lookup to know which entries it left in place) */
   size_t klen, vlen;
   uint8_t *val;       /* points into the same allocation */
   uint8_t key[];
@@ -192,6 +195,12 @@ struct release {
   uint64_t blk, seq;
 };
 
+/* A point write of a deferred metadata batch and its position in it. */
+struct apply_kv {
+  struct jop op;
+  size_t idx;
+};
+
 struct store {
   int fd;
   char *dev_path;
@@ -211,6 +220,7 @@ struct store {
   bool submit_pending;
   int efd;
   struct event *ev_ring, *ev_defer, *ev_timer;
+  struct event *ev_apply;  /* one-shot: apply the deferred metadata */
 
   struct alloc *alloc;
   struct hmap ovl, pend, objw;
@@ -220,8 +230,14 @@ struct store {
   uint64_t next_seq;      /* next to assign */
   uint64_t acked_seq;     /* durable, callbacks run */
   uint64_t meta_seq;      /* metadata written to RocksDB (<= acked_seq) */
-  bool retire_later;
+  /* durable records whose metadata is not yet in RocksDB (seq order;
+   * owned here, freed by st_apply); applied together in one batch */
   struct jtx *retire_head, *retire_tail;
+  uint32_t apply_n;       /* records on that list */
+  bool apply_armed;       /* ev_apply is pending */
+  rocksdb_writebatch_t *apply_b;   /* reused batch (cleared after use) */
+  struct ovl **apply_clean; size_t apply_nclean, apply_cclean;
+  struct apply_kv *apply_kv; size_t apply_nkv, apply_ckv;   /* point writes */
   uint32_t last_crc;      /* crc of record next_seq-1 */
 
   /* journal (logical byte positions; physical = pos % journal_size) */
@@ -264,7 +280,8 @@ struct store {
   struct event *ev_sync;
   /* statistics (logged at close) */
   uint64_t jw_count, jw_records, jw_ns, jw_start_ns, ck_ns, ck_start_ns, ck_blocks;
-  uint64_t jw_done_ns, prep_ns, prep_count, apply_ns;
+  uint64_t jw_done_ns, prep_ns, prep_count, apply_ns, apply_count, apply_recs,
+           apply_ops, apply_skipped;
 
   /* reads */
   struct rreq *waiting;     /* waiting for io and/or acks */
@@ -312,6 +329,12 @@ bool st_read_overlaps(struct store *st, uint64_t lba);
 void st_on_ring(int fd, short what, void *arg);
 void st_on_defer(int fd, short what, void *arg);
 void st_on_timer(int fd, short what, void *arg);
+/* Timer of the deferred metadata apply (st_apply). */
+void st_on_apply(int fd, short what, void *arg);
+/* Write the metadata of every durable record on the retire list to
+ * RocksDB in one batch (with "Sapplied"), then retire their overlay
+ * entries and free them.  Loop thread; no-op when the list is empty. */
+void st_apply(struct store *st);
 void st_on_sync(int fd, short what, void *arg);
 void *st_sync_thread(void *arg);
 int st_drain(struct store *st);

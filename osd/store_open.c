@@ -650,7 +650,9 @@ int store_open(const char *dev_path, const char *data_dir,
   st->ev_ring = event_new(base, st->efd, EV_READ | EV_PERSIST, st_on_ring, st);
   st->ev_defer = event_new(base, -1, 0, st_on_defer, st);
   st->ev_timer = event_new(base, -1, EV_PERSIST, st_on_timer, st);
-  if (!st->ev_ring || !st->ev_defer || !st->ev_timer) {
+  st->ev_apply = event_new(base, -1, 0, st_on_apply, st);
+  st->apply_b = rocksdb_writebatch_create();
+  if (!st->ev_ring || !st->ev_defer || !st->ev_timer || !st->ev_apply || !st->apply_b) {
     r = -ENOMEM;
     goto out_free;
   }
@@ -705,6 +707,20 @@ void st_free_runtime(struct store *st)
     event_free(st->ev_defer);
   if (st->ev_timer)
     event_free(st->ev_timer);
+  if (st->ev_apply)
+    event_free(st->ev_apply);
+  while (st->retire_head) {   /* a failed store's unapplied records */
+    struct jtx *j = st->retire_head;
+    st->retire_head = j->next;
+    rb_put(st, j->rb);
+    free(j->dw);
+    free(j);
+  }
+  st->retire_tail = NULL;
+  if (st->apply_b)
+    rocksdb_writebatch_destroy(st->apply_b);
+  free(st->apply_clean);
+  free(st->apply_kv);
   if (st->efd >= 0) {
     io_uring_queue_exit(&st->ring);
     close(st->efd);
@@ -768,6 +784,7 @@ void store_close(store *st)
   st_drain(st);
   if (!st->failed)
     store_checkpoint_sync(st);
+  st_apply(st);
   while (st->ck_busy || st->reading)
     event_base_loop(st->base, EVLOOP_ONCE);
   if (st->jw_count)
@@ -781,10 +798,16 @@ void store_close(store *st)
              (unsigned long long)st->ck_blocks);
   if (st->prep_count)
     log_info(SUB, "closing %s: %llu transactions prepared (%.1f us each), "
-             "metadata apply %.1f us per journal write", st->dev_path,
+             "metadata apply %.1f us CPU per journal write (%llu batches of %.1f "
+             "records, %.1f us CPU each; %llu of %llu key writes coalesced)",
+             st->dev_path,
              (unsigned long long)st->prep_count,
              (double)st->prep_ns / 1000.0 / (double)st->prep_count,
-             st->jw_count ? (double)st->apply_ns / 1000.0 / (double)st->jw_count : 0);
+             st->jw_count ? (double)st->apply_ns / 1000.0 / (double)st->jw_count : 0,
+             (unsigned long long)st->apply_count,
+             st->apply_count ? (double)st->apply_recs / (double)st->apply_count : 0,
+             st->apply_count ? (double)st->apply_ns / 1000.0 / (double)st->apply_count : 0,
+             (unsigned long long)st->apply_skipped, (unsigned long long)st->apply_ops);
   st_free_runtime(st);
 }
 

@@ -31,12 +31,26 @@ osd_rss() {
   echo
 }
 HZ=$(getconf CLK_TCK)
+# PERF=DIR: perf record (cpu-clock, call graphs) of the three OSDs during
+# each workload, into DIR/N.data (N = 1.. in the order below).
+# ONLY="1 3": run only those workloads (numbered as below).
+NB=0
 # bench ARGS...: run one workload, then print the OSDs' CPU per op.
 bench() {
-  local t0 t1 out ops
+  local t0 t1 out ops pp=""
+  NB=$((NB + 1))
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $NB "* ]]; then return 0; fi
+  if [ -n "${PERF:-}" ]; then
+    mkdir -p "$PERF"
+    perf record -q -e cpu-clock ${PERF_CG:--g} -p "$(osd_pid 0),$(osd_pid 1),$(osd_pid 2)" \
+      -o "$PERF/$NB.data" >/dev/null 2>&1 &
+    pp=$!
+    sleep 0.5
+  fi
   t0=$(osd_ticks)
   out=$("$BLKCTL" object bench bench --seconds "$SECS" "$@")
   t1=$(osd_ticks)
+  if [ -n "$pp" ]; then kill -INT "$pp"; wait "$pp" || true; fi
   echo "$out"
   ops=$(echo "$out" | sed -n 's/.* \([0-9][0-9]*\) ops.*/\1/p' | head -1)
   if [ -n "$ops" ] && [ "$ops" -gt 0 ]; then
@@ -45,9 +59,11 @@ bench() {
   echo "  RSS: $(osd_rss)"
 }
 echo "idle RSS: $(osd_rss)"
-bench --size 4K --qd 16 --objects 1024
-bench --size 4K --qd 16 --objects 1024 --read
-bench --size 4K --qd 1 --objects 1024
+bench --size 4K --qd 16 --objects "${BENCH_OBJECTS:-1024}"
+bench --size 4K --qd 16 --objects "${BENCH_OBJECTS:-1024}" --read
+bench --size 4K --qd 1 --objects "${BENCH_OBJECTS:-1024}"
 bench --size 64K --qd 4 --objects 256
 for i in 0 1 2; do stop_osd $i; done
 for m in "${MONS[@]}"; do stop_mon "$m"; done
+# the store's own counters (group size, prepare and metadata apply time)
+grep -h "closing" "$TEST_DIR"/log/osd.*.log | sed 's/^/  /'
