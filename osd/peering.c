@@ -20,13 +20,17 @@
  *             every xattr, every omap entry: PgObject.attrs/omap) from
  *             the authoritative member (locally or MSG_PG_PULL) and
  *             installed on the targets (locally or MSG_PG_PUSH) as a
- *             whole-object replace or a remove; at most 8 at a time.
+ *             whole-object replace or a remove; at most
+ *             osd_recovery_max_active (8) at a time, and within
+ *             osd_recovery_max_bytes_per_sec (token bucket, per OSD).
  *  4. activate PgActivate (authoritative log, last, trim point) to every
  *             replica, which replaces its log with it; the primary does the
  *             same if it was not authoritative.  When all are durable the PG
  *             is active: parked ops run, in-flight writes the log holds are
  *             acknowledged.
  * A failure (timeout, refused push) restarts peering one second later.
+ * Before 1, a primary that replaces a down one waits until that one's
+ * lease has surely expired (heartbeat_fence_until; docs/osd.md "Lease").
  * Callbacks find their PG by (pool, pg) and ignore answers for an older
  * peering (seq).
  */
@@ -44,6 +48,38 @@
 #define RECOVERY_PARALLEL 8
 
 enum phase { PH_QUERY, PH_RECOVER, PH_ACTIVATE, PH_FAILED };
+
+/* Recovery rate limit (osd_recovery_max_bytes_per_sec): a token bucket per
+ * OSD shared by all its PGs.  It refills at the rate, holds at most a
+ * fifth of a second's worth, and is charged when an object is installed
+ * (its size times the number of targets, plus RECOVERY_OBJ_COST for the
+ * metadata), so it may go negative; no new object starts while it is
+ * not positive (the ones in flight finish).  peering_tick retries. */
+#define RECOVERY_OBJ_COST 4096
+
+static bool recovery_may_start(struct osd *osd)
+{
+  if (osd->recovery_rate <= 0)
+    return true;
+  int64_t now = util_now_ms();
+  double cap = (double)osd->recovery_rate / 5;
+  if (!osd->recovery_tokens_ms) {
+    osd->recovery_tokens = cap;
+  } else if (now > osd->recovery_tokens_ms) {
+    osd->recovery_tokens += (double)osd->recovery_rate * (double)(now - osd->recovery_tokens_ms) / 1000;
+    if (osd->recovery_tokens > cap)
+      osd->recovery_tokens = cap;
+  }
+  osd->recovery_tokens_ms = now;
+  return osd->recovery_tokens > 0;
+}
+
+static void recovery_charge(struct osd *osd, uint64_t bytes)
+{
+  if (osd->recovery_rate > 0)
+    osd->recovery_tokens -= (double)bytes;
+}
+
 
 struct member_info {
   bool got;
@@ -72,6 +108,7 @@ struct peering {
   int32_t who[2 * PGMAP_MAX_SIZE];
   size_t n_who;
   bool blocked;                 /* waiting for a down prior member */
+  int64_t fence_wall_ms;        /* waiting for an old primary's lease (wall) */
   struct member_info info[2 * PGMAP_MAX_SIZE];
   int auth;
   struct rec_item *items;
@@ -310,7 +347,7 @@ static void go_active(struct peering *p)
   struct pg *pg = p->pg;
   pg->state = PG_ACTIVE;
   pg->clean = pg->n_acting >= pg->size;
-  pg->n_prior = 0;
+  pg->n_prior = pg->n_prior_primaries = 0;
   pg->write_mask = (1u << pg->n_acting) - 1;
   log_info("peering", "%u.%x: active at epoch %llu, last %llu'%llu, %zu members%s%s", pg->pool,
            pg->id, (unsigned long long)pg->osd->epoch, (unsigned long long)pg->last.epoch,
@@ -546,6 +583,7 @@ static void install(struct peering *p, size_t item, const struct obj_state *os)
   struct osd *osd = pg->osd;
   struct rec_item *it = &p->items[item];
   uint32_t targets = it->pending;
+  recovery_charge(osd, (uint64_t)__builtin_popcount(targets) * ((exists ? size : 0) + RECOVERY_OBJ_COST));
   for (int i = 0; i < (int)pg->n_acting; i++) {
     if (!(targets & (1u << i)))
       continue;
@@ -851,7 +889,10 @@ static void recover_one(struct peering *p, size_t item)
 
 static void recover_next(struct peering *p)
 {
-  while (p->phase == PH_RECOVER && p->active < RECOVERY_PARALLEL && p->next_item < p->n_items)
+  size_t max_active = p->pg->osd->recovery_max_active ? p->pg->osd->recovery_max_active
+                                                       : RECOVERY_PARALLEL;
+  while (p->phase == PH_RECOVER && p->active < (int)max_active && p->next_item < p->n_items &&
+         recovery_may_start(p->pg->osd))
     recover_one(p, p->next_item++);
   if (p->phase == PH_RECOVER && p->active == 0 && p->next_item == p->n_items) {
     if (p->n_items)
@@ -1063,7 +1104,7 @@ static bool go_background(struct peering *p, uint32_t need)
   pg->write_mask = ((1u << pg->n_acting) - 1) & ~need;
   pg->state = PG_ACTIVE;
   pg->clean = false;
-  pg->n_prior = 0;
+  pg->n_prior = pg->n_prior_primaries = 0;
   log_info("peering", "%u.%x: active at epoch %llu for %u of %zu members; recovering %zu objects in the background",
            pg->pool, pg->id, (unsigned long long)pg->osd->epoch,
            (unsigned)__builtin_popcount(pg->write_mask), pg->n_acting, p->n_items);
@@ -1236,6 +1277,18 @@ void peering_start(struct pg *pg)
     peering_fail(p, "every member of the previous interval is down; waiting for one");
     return;
   }
+  int64_t fence = heartbeat_fence_until(osd, pg);
+  if (fence) {
+    /* a previous primary, now down, may still serve reads until its
+     * lease runs out: going active earlier could let a client read stale
+     * data there after writing here (I2; docs/osd.md "Lease") */
+    log_info("peering", "%u.%x: waiting %lld ms for the previous primary's lease to expire",
+             pg->pool, pg->id, (long long)(fence - util_wall_ms()));
+    p->fence_wall_ms = fence;
+    p->phase = PH_FAILED;
+    p->phase_ms = util_now_ms();
+    return;
+  }
   Blk__PgQuery q = BLK__PG_QUERY__INIT;
   q.pool = pg->pool;
   q.pg = pg->id;
@@ -1256,6 +1309,18 @@ void peering_start(struct pg *pg)
 void peering_tick(struct pg *pg, int64_t now)
 {
   struct peering *b = pg->bg;
+  /* recovery held back by the rate limit: not stuck (each pull and push
+   * has its own timeout) */
+  struct peering *held[2] = { b, pg->peering };
+  for (int k = 0; k < 2; k++) {
+    if (held[k] && held[k]->phase == PH_RECOVER && held[k]->next_item < held[k]->n_items &&
+        pg->osd->recovery_rate > 0) {
+      held[k]->phase_ms = now;
+      recover_next(held[k]);   /* may activate and free held[k] */
+      break;
+    }
+  }
+  b = pg->bg;
   if (b && (b->phase == PH_FAILED || now - b->phase_ms > 4 * pg->osd->op_timeout)) {
     log_info("peering", "%u.%x: background recovery %s; peering again", pg->pool, pg->id,
              b->phase == PH_FAILED ? "failed" : "stuck");
@@ -1265,8 +1330,12 @@ void peering_tick(struct pg *pg, int64_t now)
   struct peering *p = pg->peering;
   if (!p)
     return;
-  if (p->phase == PH_FAILED && now - p->phase_ms >= (p->blocked ? 3000 : 1000))
+  if (p->phase == PH_FAILED && p->fence_wall_ms) {
+    if (util_wall_ms() >= p->fence_wall_ms)
+      peering_start(pg);
+  } else if (p->phase == PH_FAILED && now - p->phase_ms >= (p->blocked ? 3000 : 1000)) {
     peering_start(pg);
+  }
   else if (p->phase != PH_FAILED && now - p->phase_ms > 4 * pg->osd->op_timeout)
     peering_fail(p, "stuck");
 }
