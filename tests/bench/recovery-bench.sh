@@ -5,7 +5,7 @@
 # osd), pool of RB_PGS PGs, size 3.  Writes RB_DATA (default 512M) into an
 # image with `blkctl image bench --io-type write --io-pattern seq
 # --io-size 4M`, kills -9 osd.3,
-# marks it out and times how long until every PG is active+clean,
+# marks it down and out and times how long until every PG is active+clean,
 # sampling `blkctl status` (PG state counts = the progress) every second.
 #   RB_RATE=32M   osd_recovery_max_bytes_per_sec (default 0 = unlimited)
 #   RB_ACTIVE=8   osd_recovery_max_active
@@ -42,6 +42,7 @@ print(sum(x["count"] for x in s["pgs_by_state"] if x["state_name"]=="active+clea
 for _ in $(seq 60); do set -- $(clean_count); [ "$1" = "$2" ] && break; sleep 1; done
 echo "before: $(clean_count)"
 kill_osd 3
+"$BLKCTL" --timeout 30 osd down 3 >/dev/null || fail "osd down"
 "$BLKCTL" --timeout 30 osd out 3 >/dev/null || fail "osd out"
 t0=$(ms_now)
 while :; do
