@@ -82,5 +82,6 @@ const struct config_option config_options[] = {
   { "osd_lease_margin", CFG_MS, "3s", "a new primary replacing a down one waits until the map's down stamp + osd_lease + this: covers wall-clock skew between monitors and OSDs and a deposed leader monitor's CheckQuorum window (about 2 x mon_election_timeout)" },
   { "osd_recovery_max_bytes_per_sec", CFG_SIZE, "0", "recovery and backfill copy at most this many bytes per second per OSD (token bucket on the primary; 0 = unlimited)" },
   { "osd_recovery_max_active", CFG_INT, "8", "objects a primary recovers or backfills at a time per PG (1..64)" },
+  { "osd_store_db_write_buffer", CFG_SIZE, "16M", "size of one RocksDB memtable of the OSD's metadata (RocksDB keeps up to two): bounds the OSD's memory (docs/osd.md \"Memory\")" },
   { NULL, CFG_STR, NULL, NULL },
 };
