@@ -18,6 +18,9 @@
  * previous primary is down now must not go active before that primary's
  * lease has surely run out (heartbeat_fence_until: the map's down stamp +
  * osd_lease + osd_lease_margin, on the wall clock).
+ *
+ * On each map this file also sets the per-PG log limit from the OSD's
+ * budget of log entries (osd_pg_log_entries_per_osd / its PGs).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -48,7 +51,7 @@ void heartbeat_on_map(struct osd *osd)
   bool *want = calloc(m->n_osds + 1, sizeof *want);
   if (!want)
     return;
-  size_t nwant = 0;
+  size_t nwant = 0, nmine = 0;
   for (size_t p = 0; p < m->n_pools; p++) {
     const struct cm_pool *pool = &m->pools[p];
     for (uint32_t pg = 0; pg < pool->pg_num; pg++) {
@@ -61,6 +64,7 @@ void heartbeat_on_map(struct osd *osd)
         mine |= up[i] == osd->id;
       if (!mine)
         continue;
+      nmine++;
       for (size_t i = 0; i < nu; i++)
         if (up[i] != osd->id && !want[up[i]]) {
           want[up[i]] = true;
@@ -68,6 +72,18 @@ void heartbeat_on_map(struct osd *osd)
         }
     }
   }
+  /* PG log budget: the in-memory logs of all this OSD's PGs share
+   * osd_pg_log_entries_per_osd entries (each PG keeps at least 100, at
+   * most osd_pg_log_max); a lower limit stops the growth of longer logs
+   * (docs/osd.md "Memory") */
+  size_t cfg_max = (size_t)config_get_int(osd->cfg, "osd_pg_log_max");
+  size_t budget = (size_t)config_get_int(osd->cfg, "osd_pg_log_entries_per_osd");
+  size_t per_pg = budget && nmine ? budget / nmine : cfg_max;
+  if (per_pg < 100)
+    per_pg = 100;
+  if (per_pg > cfg_max)
+    per_pg = cfg_max;
+  osd->pg_log_max = per_pg < 16 ? 16 : per_pg;
   /* neighbours by id */
   for (size_t k = 1; k < m->n_osds && nwant < 2; k++) {
     size_t id = ((size_t)osd->id + k) % m->n_osds;

@@ -1374,9 +1374,46 @@ static struct pg *member_pg(struct osd *osd, uint32_t pool, uint32_t pgid, uint6
   return pg;
 }
 
+/* A query from a newer epoch reaching the PG's primary of our (older) map:
+ * that map must be ours before we answer, or we could go on serving reads
+ * as primary after the new primary, having our answer, goes active (I2).
+ * The frame waits in osd->map_waiting (re-dispatched on every new map;
+ * dropped after osd_op_timeout, when the querier has given up). */
+static bool query_wait_map(struct osd *osd, msgr_conn *c, const struct msgr_frame *f,
+                           const Blk__PgQuery *q)
+{
+  if (!osd->map || q->epoch <= osd->epoch)
+    return false;
+  struct pg *pg = pg_get(osd, q->pool, q->pg, false);
+  if (!pg || !pg->primary)
+    return false;
+  struct pg_parked *p = malloc(sizeof *p + f->payload_len + f->data_len);
+  if (!p)
+    return false;
+  memset(p, 0, sizeof *p);
+  p->conn = msgr_conn_get(c);
+  p->f = *f;
+  memcpy(p->buf, f->payload, f->payload_len);
+  memcpy(p->buf + f->payload_len, f->data, f->data_len);
+  p->f.payload = p->buf;
+  p->f.data = p->buf + f->payload_len;
+  p->deadline_ms = util_now_ms() + osd->op_timeout;
+  p->err_on_timeout = -ETIMEDOUT;
+  snprintf(p->why, sizeof p->why, "PG query at epoch %llu waits for that map",
+           (unsigned long long)q->epoch);
+  p->next = osd->map_waiting;
+  osd->map_waiting = p;
+  monc_want_epoch(osd->monc, q->epoch);
+  return true;
+}
+
 void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
 {
   Blk__PgQuery *q = blk__pg_query__unpack(NULL, f->payload_len, f->payload);
+  if (q && query_wait_map(osd, c, f, q)) {
+    blk__pg_query__free_unpacked(q, NULL);
+    return;
+  }
   Blk__PgInfo info = BLK__PG_INFO__INIT;
   Blk__PgVersion last = BLK__PG_VERSION__INIT, tail = BLK__PG_VERSION__INIT;
   Blk__PgLogEntry *es = NULL, **arr = NULL;
