@@ -99,6 +99,7 @@ struct osd {
   int64_t recovery_rate;        /* bytes/s, 0 = unlimited */
   double recovery_tokens;       /* token bucket (bytes; may go negative) */
   int64_t recovery_tokens_ms;   /* last refill (monotonic) */
+  double recovery_est;          /* estimated cost of one object (bytes) */
   size_t recovery_max_active;   /* osd_recovery_max_active: objects in flight per PG */
 };
 

@@ -50,11 +50,14 @@
 enum phase { PH_QUERY, PH_RECOVER, PH_ACTIVATE, PH_FAILED };
 
 /* Recovery rate limit (osd_recovery_max_bytes_per_sec): a token bucket per
- * OSD shared by all its PGs.  It refills at the rate, holds at most a
- * fifth of a second's worth, and is charged when an object is installed
- * (its size times the number of targets, plus RECOVERY_OBJ_COST for the
- * metadata), so it may go negative; no new object starts while it is
- * not positive (the ones in flight finish).  peering_tick retries. */
+ * OSD shared by all its PGs.  It refills at the rate and holds at most a
+ * fifth of a second's worth.  Starting an object takes an estimate of its
+ * cost (a running average of the objects installed, 4 MiB at first), so
+ * that the many PGs of an OSD cannot all start at once; installing it
+ * settles the difference with its real cost (size times the number of
+ * targets, plus RECOVERY_OBJ_COST for the metadata).  The bucket may go
+ * negative; no object starts while it is not positive (those in flight
+ * finish), and peering_tick tries again. */
 #define RECOVERY_OBJ_COST 4096
 
 static bool recovery_may_start(struct osd *osd)
@@ -74,10 +77,24 @@ static bool recovery_may_start(struct osd *osd)
   return osd->recovery_tokens > 0;
 }
 
-static void recovery_charge(struct osd *osd, uint64_t bytes)
+/* Take the estimate for an object that starts (returns it). */
+static double recovery_take(struct osd *osd)
 {
-  if (osd->recovery_rate > 0)
-    osd->recovery_tokens -= (double)bytes;
+  if (osd->recovery_rate <= 0)
+    return 0;
+  if (osd->recovery_est <= 0)
+    osd->recovery_est = 4.0 * 1024 * 1024 + RECOVERY_OBJ_COST;
+  osd->recovery_tokens -= osd->recovery_est;
+  return osd->recovery_est;
+}
+
+/* An object is installed: its real cost replaces what it took. */
+static void recovery_charge(struct osd *osd, double taken, uint64_t bytes)
+{
+  if (osd->recovery_rate <= 0)
+    return;
+  osd->recovery_tokens += taken - (double)bytes;
+  osd->recovery_est = 0.8 * osd->recovery_est + 0.2 * (double)bytes;
 }
 
 
@@ -96,6 +113,7 @@ struct rec_item {
   char *name;
   uint32_t targets;             /* bit i = acting[i] */
   uint32_t pending;             /* targets not yet installed */
+  double charged;               /* rate limit: tokens taken at the start */
 };
 
 struct peering {
@@ -583,7 +601,9 @@ static void install(struct peering *p, size_t item, const struct obj_state *os)
   struct osd *osd = pg->osd;
   struct rec_item *it = &p->items[item];
   uint32_t targets = it->pending;
-  recovery_charge(osd, (uint64_t)__builtin_popcount(targets) * ((exists ? size : 0) + RECOVERY_OBJ_COST));
+  recovery_charge(osd, it->charged,
+                  (uint64_t)__builtin_popcount(targets) * ((exists ? size : 0) + RECOVERY_OBJ_COST));
+  it->charged = 0;
   for (int i = 0; i < (int)pg->n_acting; i++) {
     if (!(targets & (1u << i)))
       continue;
@@ -892,8 +912,10 @@ static void recover_next(struct peering *p)
   size_t max_active = p->pg->osd->recovery_max_active ? p->pg->osd->recovery_max_active
                                                        : RECOVERY_PARALLEL;
   while (p->phase == PH_RECOVER && p->active < (int)max_active && p->next_item < p->n_items &&
-         recovery_may_start(p->pg->osd))
+         recovery_may_start(p->pg->osd)) {
+    p->items[p->next_item].charged = recovery_take(p->pg->osd);
     recover_one(p, p->next_item++);
+  }
   if (p->phase == PH_RECOVER && p->active == 0 && p->next_item == p->n_items) {
     if (p->n_items)
       log_info("peering", "%u.%x: recovered %zu objects", p->pg->pool, p->pg->id, p->n_items);
