@@ -78,5 +78,12 @@ const struct config_option config_options[] = {
   { "osd_scrub_interval", CFG_MS, "24h", "a primary scrubs each active+clean PG this often (0 = never periodically)" },
   { "osd_deep_scrub_interval", CFG_MS, "168h", "a primary deep-scrubs (reads and checksums all data of) each PG this often (0 = never periodically)" },
   { "osd_scrub_chunk", CFG_INT, "64", "objects per scrub chunk (writes to a chunk being scrubbed make it retry)" },
+  /* lease and recovery rate (docs/osd.md "Lease", "Recovery rate") */
+  { "osd_lease", CFG_MS, "6s", "an OSD serves client ops only within this long of sending a beacon the leader monitor acknowledged; needs osd_beacon_interval < osd_lease < mon_osd_beacon_grace (0 = no lease, unsafe)" },
+  { "osd_lease_margin", CFG_MS, "3s", "a new primary replacing a down one waits until the map's down stamp + osd_lease + this: covers wall-clock skew between monitors and OSDs and a deposed leader monitor's CheckQuorum window (about 2 x mon_election_timeout)" },
+  { "osd_recovery_max_bytes_per_sec", CFG_SIZE, "0", "recovery and backfill copy at most this many bytes per second per OSD (token bucket on the primary; 0 = unlimited)" },
+  { "osd_recovery_max_active", CFG_INT, "8", "objects a primary recovers or backfills at a time per PG (1..64)" },
+  { "osd_store_db_write_buffer", CFG_SIZE, "16M", "size of one RocksDB memtable of the OSD's metadata (RocksDB keeps up to two): bounds the OSD's memory (docs/osd.md \"Memory\")" },
+  { "osd_pg_log_entries_per_osd", CFG_INT, "150000", "in-memory PG log entries an OSD keeps over all its PGs: each PG keeps budget / PGs (at least 100, at most osd_pg_log_max; 0 = osd_pg_log_max each)" },
   { NULL, CFG_STR, NULL, NULL },
 };

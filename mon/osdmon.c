@@ -5,7 +5,9 @@
  * (OsdMark), so all monitors and subscribers see the same map.
  *  - Beacons: every OSD sends MSG_OSD_BEACON to the leader each
  *    osd_beacon_interval.  An up OSD silent for mon_osd_beacon_grace is
- *    marked down.  A new leader (or an OSD that just booted: its up_from
+ *    marked down.  The ack of a beacon renews the OSD's lease, so it is
+ *    given only to an OSD up in the map and not being marked down.  A new
+ *    leader (or an OSD that just booted: its up_from
  *    changed) starts every clock afresh, so a leadership change never marks
  *    anyone down early.
  *  - Failure reports: OSDs report peers that miss heartbeats
@@ -55,6 +57,7 @@ struct osdmon_osd {
   int64_t beacon_ms;            /* monotonic; 0 = clock not started */
   uint64_t up_from;
   int64_t proposed_ms;
+  int64_t down_proposed_ms;     /* this leader proposed marking it down */
   struct osdmon_report reports[OSDMON_MAX_REPORTS];
   int n_reports;
   int64_t stats_ms;
@@ -107,6 +110,8 @@ static void propose_mark(struct osdmon *om, int32_t id, Blk__OsdMark__What what,
   if (!s || (s->proposed_ms && now - s->proposed_ms < 1000))
     return;
   s->proposed_ms = now;
+  if (what == BLK__OSD_MARK__WHAT__DOWN)
+    s->down_proposed_ms = now;   /* no more lease renewals (on_beacon) */
   Blk__MapTxn txn = BLK__MAP_TXN__INIT;
   Blk__OsdMark mark = BLK__OSD_MARK__INIT;
   int32_t ids[1] = { id };
@@ -173,6 +178,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
       om->osds[i].beacon_ms = 0;
       om->osds[i].n_reports = 0;
       om->osds[i].proposed_ms = 0;
+      om->osds[i].down_proposed_ms = 0;
     }
   }
   int64_t grace = config_get_int(mon->cfg, "mon_osd_beacon_grace");
@@ -190,6 +196,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
       s->up_from = o->up_from;
       s->beacon_ms = now;
       s->n_reports = 0;
+      s->down_proposed_ms = 0;
     }
     if (o->up) {
       if (!s->beacon_ms)
@@ -220,10 +227,27 @@ static void on_beacon(struct osdmon *om, msgr_conn *c, const struct msgr_frame *
     return;
   }
   struct osdmon_osd *s = osd_slot(om, b->id);
+  int64_t now = util_now_ms();
   if (s)
-    s->beacon_ms = util_now_ms();
+    s->beacon_ms = now;
+  /* The ack renews the OSD's lease (docs/osd.md "Lease"): only for an OSD
+   * up in the committed map that this leader has not proposed to mark
+   * down (a proposal stamps the map with a time that new primaries wait
+   * from; an ack after it could outlive that wait).  A proposal that did
+   * not commit within 5 s is taken as lost. */
+  const struct cm_osd *o = clustermap_osd(mon_state_map(om->mon->state), b->id);
+  char why[96];
+  int err = 0;
+  if (!o || !o->up) {
+    snprintf(why, sizeof why, "osd.%d is not up in epoch %llu", b->id,
+             (unsigned long long)mon_state_map(om->mon->state)->epoch);
+    err = -ESTALE;
+  } else if (s && s->down_proposed_ms && now - s->down_proposed_ms < 5000) {
+    snprintf(why, sizeof why, "osd.%d is being marked down", b->id);
+    err = -ESTALE;
+  }
   blk__osd_beacon__free_unpacked(b, NULL);
-  reply_status(om->mon, c, f, 0, NULL);
+  reply_status(om->mon, c, f, err, err ? why : NULL);
 }
 
 static void on_failure(struct osdmon *om, msgr_conn *c, const struct msgr_frame *f)

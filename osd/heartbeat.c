@@ -8,6 +8,19 @@
  * started, which restarts when its up_from changes) is reported to the
  * leader (OsdFailure), again every interval while it stays silent; when it
  * answers again the report is withdrawn (alive = true).
+ *
+ * The lease (DESIGN.md I2, docs/osd.md "Lease"): this file also sends the
+ * beacons.  Each beacon remembers when it left (monotonic clock); an
+ * acknowledgement from the leader monitor (which acks only an OSD that is
+ * up in its map and that it has not proposed to mark down) extends the
+ * lease to that send time + osd_lease.  Client ops are served only while
+ * the lease holds (heartbeat_lease_valid).  The other half: a PG whose
+ * previous primary is down now must not go active before that primary's
+ * lease has surely run out (heartbeat_fence_until: the map's down stamp +
+ * osd_lease + osd_lease_margin, on the wall clock).
+ *
+ * On each map this file also sets the per-PG log limit from the OSD's
+ * budget of log entries (osd_pg_log_entries_per_osd / its PGs).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,6 +31,12 @@
 #include "common/util.h"
 #include "osd/osd.h"
 
+struct beacon_ctx {
+  struct osd *osd;
+  int64_t sent_ms;              /* monotonic */
+  uint64_t up_from;             /* our up_from when sent */
+};
+
 struct ping_ctx {
   struct osd *osd;
   int32_t id;
@@ -27,10 +46,12 @@ struct ping_ctx {
 void heartbeat_on_map(struct osd *osd)
 {
   const struct cluster_map *m = osd->map;
+  if (!osd->lease_first_epoch)
+    osd->lease_first_epoch = m->epoch;
   bool *want = calloc(m->n_osds + 1, sizeof *want);
   if (!want)
     return;
-  size_t nwant = 0;
+  size_t nwant = 0, nmine = 0;
   for (size_t p = 0; p < m->n_pools; p++) {
     const struct cm_pool *pool = &m->pools[p];
     for (uint32_t pg = 0; pg < pool->pg_num; pg++) {
@@ -43,6 +64,7 @@ void heartbeat_on_map(struct osd *osd)
         mine |= up[i] == osd->id;
       if (!mine)
         continue;
+      nmine++;
       for (size_t i = 0; i < nu; i++)
         if (up[i] != osd->id && !want[up[i]]) {
           want[up[i]] = true;
@@ -50,6 +72,18 @@ void heartbeat_on_map(struct osd *osd)
         }
     }
   }
+  /* PG log budget: the in-memory logs of all this OSD's PGs share
+   * osd_pg_log_entries_per_osd entries (each PG keeps at least 100, at
+   * most osd_pg_log_max); a lower limit stops the growth of longer logs
+   * (docs/osd.md "Memory") */
+  size_t cfg_max = (size_t)config_get_int(osd->cfg, "osd_pg_log_max");
+  size_t budget = (size_t)config_get_int(osd->cfg, "osd_pg_log_entries_per_osd");
+  size_t per_pg = budget && nmine ? budget / nmine : cfg_max;
+  if (per_pg < 100)
+    per_pg = 100;
+  if (per_pg > cfg_max)
+    per_pg = cfg_max;
+  osd->pg_log_max = per_pg < 16 ? 16 : per_pg;
   /* neighbours by id */
   for (size_t k = 1; k < m->n_osds && nwant < 2; k++) {
     size_t id = ((size_t)osd->id + k) % m->n_osds;
@@ -182,4 +216,98 @@ void heartbeat_on_ping(struct osd *osd, msgr_conn *c, const struct msgr_frame *f
   const struct cm_osd *me = osd->map ? clustermap_osd(osd->map, osd->id) : NULL;
   out.up_from = me ? me->up_from : 0;
   msgr_reply_pb(c, f, MSG_OSD_PING, (const ProtobufCMessage *)&out, NULL, 0);
+}
+
+/* ---- lease ------------------------------------------------------------------ */
+
+static void on_beacon_reply(void *arg, int err, const Blk__MonReply *rep)
+{
+  struct beacon_ctx *bc = arg;
+  struct osd *osd = bc->osd;
+  int64_t sent = bc->sent_ms;
+  uint64_t up_from = bc->up_from;
+  free(bc);
+  if (err == -ECANCELED)
+    return;
+  if (err < 0) {
+    log_debug("osd", "beacon not delivered: %s", strerror(-err));
+    return;
+  }
+  if (rep->err < 0) {
+    log_info("osd", "beacon refused by the leader: %s", rep->message);
+    return;
+  }
+  /* an ack for an older incarnation (before we were marked down and
+   * booted again) says nothing about this one */
+  const struct cm_osd *me = osd->map ? clustermap_osd(osd->map, osd->id) : NULL;
+  if (!me || !me->up || me->up_from != up_from || !osd->booted)
+    return;
+  int64_t until = sent + osd->lease_ms;
+  if (until > osd->lease_until_ms) {
+    if (osd->lease_lapsed)
+      log_info("osd", "lease renewed (%lld ms left)", (long long)(until - util_now_ms()));
+    osd->lease_lapsed = false;
+    osd->lease_until_ms = until;
+  }
+}
+
+void heartbeat_beacon(struct osd *osd)
+{
+  const struct cm_osd *me = osd->map ? clustermap_osd(osd->map, osd->id) : NULL;
+  struct beacon_ctx *bc = malloc(sizeof *bc);
+  if (!bc)
+    return;
+  bc->osd = osd;
+  bc->sent_ms = util_now_ms();
+  bc->up_from = me ? me->up_from : 0;
+  Blk__OsdBeacon b = BLK__OSD_BEACON__INIT;
+  b.id = osd->id;
+  b.epoch = osd->epoch;
+  if (monc_call_async(osd->monc, MSG_OSD_BEACON, (const ProtobufCMessage *)&b,
+                      (int)osd->beacon_interval, on_beacon_reply, bc) < 0)
+    free(bc);
+}
+
+bool heartbeat_lease_valid(struct osd *osd, char *why, size_t n)
+{
+  if (osd->lease_ms <= 0)
+    return true;
+  int64_t now = util_now_ms();
+  if (now < osd->lease_until_ms)
+    return true;
+  if (!osd->lease_lapsed && osd->lease_until_ms) {
+    osd->lease_lapsed = true;
+    log_warn("osd", "lease expired: no beacon acknowledged by the monitors for %lld ms; not "
+             "serving client ops until renewed",
+             (long long)(now - osd->lease_until_ms + osd->lease_ms));
+  }
+  if (why)
+    snprintf(why, n, "osd.%d has no valid lease (no monitor ack for %lld ms); retry with a "
+             "newer map", osd->id,
+             osd->lease_until_ms ? (long long)(now - osd->lease_until_ms + osd->lease_ms) : -1LL);
+  return false;
+}
+
+int64_t heartbeat_fence_until(struct osd *osd, const struct pg *pg)
+{
+  if (osd->lease_ms <= 0 || !osd->map)
+    return 0;
+  const struct cluster_map *m = osd->map;
+  int64_t until = 0;
+  int64_t span = osd->lease_ms + osd->lease_margin_ms;
+  /* Whose lease must have run out: the previous intervals' primaries; if
+   * this PG's history began with the first map this OSD saw (it just
+   * started), every OSD that is down (we cannot tell which was primary). */
+  bool unknown = pg->interval <= osd->lease_first_epoch;
+  for (size_t i = 0; i < m->n_osds; i++) {
+    const struct cm_osd *o = &m->osds[i];
+    if (!o->exists || o->up || !o->down_stamp_ms || o->id == osd->id)
+      continue;
+    bool was_primary = unknown;
+    for (size_t k = 0; k < pg->n_prior_primaries && !was_primary; k++)
+      was_primary = pg->prior_primaries[k] == o->id;
+    if (was_primary && o->down_stamp_ms + span > until)
+      until = o->down_stamp_ms + span;
+  }
+  return until > util_wall_ms() ? until : 0;
 }

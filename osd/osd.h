@@ -2,9 +2,9 @@
 /*
  * Design notes: the private header of the blk-osd daemon (the replication
  * layer above the local store), sectioned by file:
- *   service.c    life cycle: identity, boot, map subscription, beacons,
+ *   service.c    life cycle: identity, boot, map subscription,
  *                clean stop; dispatch of incoming frames
- *   heartbeat.c  pings to PG peers, failure reports
+ *   heartbeat.c  pings to PG peers, failure reports, beacons, the lease
  *   pg.c         PGs: state per map epoch, client ops on the primary,
  *                replication to the acting set, replica side, PG log
  *   peering.c    peering and recovery (by log) of a PG's acting set
@@ -90,6 +90,17 @@ struct osd {
   bool stats_dirty;             /* a PG changed state: report soon */
   struct pg_parked *map_waiting;   /* requests from a newer epoch */
   struct osd_auth *auth;        /* auth.c */
+  /* heartbeat.c: the lease (docs/osd.md "Lease") */
+  int64_t lease_ms, lease_margin_ms;   /* osd_lease, osd_lease_margin (0 = off) */
+  int64_t lease_until_ms;       /* monotonic: client ops only before this */
+  bool lease_lapsed;            /* expiry logged */
+  uint64_t lease_first_epoch;   /* first map this process saw */
+  /* peering.c: recovery rate limit (osd_recovery_max_bytes_per_sec) */
+  int64_t recovery_rate;        /* bytes/s, 0 = unlimited */
+  double recovery_tokens;       /* token bucket (bytes; may go negative) */
+  int64_t recovery_tokens_ms;   /* last refill (monotonic) */
+  double recovery_est;          /* estimated cost of one object (bytes) */
+  size_t recovery_max_active;   /* osd_recovery_max_active: objects in flight per PG */
 };
 
 /* ---- service.c ---------------------------------------------------------- */
@@ -140,6 +151,15 @@ void heartbeat_on_map(struct osd *osd);
 /* Timer work: send pings, report silent peers. */
 void heartbeat_tick(struct osd *osd);
 void heartbeat_on_ping(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+/* Send a beacon to the leader monitor; its ack renews the lease. */
+void heartbeat_beacon(struct osd *osd);
+/* May this OSD serve client ops (its lease holds)?  If not, why (a
+ * message for the client) goes to why[0..n) when why is not NULL. */
+bool heartbeat_lease_valid(struct osd *osd, char *why, size_t n);
+/* Wall-clock ms before which pg (this OSD its new primary) must not go
+ * active: a previous primary now down may still hold its lease until
+ * then.  0 when nothing to wait for. */
+int64_t heartbeat_fence_until(struct osd *osd, const struct pg *pg);
 
 /* ---- pg.c --------------------------------------------------------------- */
 
@@ -212,6 +232,9 @@ struct pg {
    * waits if none of them and no current member lived through it */
   int32_t prior[2 * PGMAP_MAX_SIZE];
   size_t n_prior;
+  /* the primaries among them (their leases fence activation) */
+  int32_t prior_primaries[2 * PGMAP_MAX_SIZE];
+  size_t n_prior_primaries;
   struct scrub *scrub;          /* scrub.c state (primary), or NULL */
 };
 

@@ -20,13 +20,17 @@
  *             every xattr, every omap entry: PgObject.attrs/omap) from
  *             the authoritative member (locally or MSG_PG_PULL) and
  *             installed on the targets (locally or MSG_PG_PUSH) as a
- *             whole-object replace or a remove; at most 8 at a time.
+ *             whole-object replace or a remove; at most
+ *             osd_recovery_max_active (8) at a time, and within
+ *             osd_recovery_max_bytes_per_sec (token bucket, per OSD).
  *  4. activate PgActivate (authoritative log, last, trim point) to every
  *             replica, which replaces its log with it; the primary does the
  *             same if it was not authoritative.  When all are durable the PG
  *             is active: parked ops run, in-flight writes the log holds are
  *             acknowledged.
  * A failure (timeout, refused push) restarts peering one second later.
+ * Before 1, a primary that replaces a down one waits until that one's
+ * lease has surely expired (heartbeat_fence_until; docs/osd.md "Lease").
  * Callbacks find their PG by (pool, pg) and ignore answers for an older
  * peering (seq).
  */
@@ -45,6 +49,55 @@
 
 enum phase { PH_QUERY, PH_RECOVER, PH_ACTIVATE, PH_FAILED };
 
+/* Recovery rate limit (osd_recovery_max_bytes_per_sec): a token bucket per
+ * OSD shared by all its PGs.  It refills at the rate and holds at most a
+ * fifth of a second's worth.  Starting an object takes an estimate of its
+ * cost (a running average of the objects installed, 4 MiB at first), so
+ * that the many PGs of an OSD cannot all start at once; installing it
+ * settles the difference with its real cost (size times the number of
+ * targets, plus RECOVERY_OBJ_COST for the metadata).  The bucket may go
+ * negative; no object starts while it is not positive (those in flight
+ * finish), and peering_tick tries again. */
+#define RECOVERY_OBJ_COST 4096
+
+static bool recovery_may_start(struct osd *osd)
+{
+  if (osd->recovery_rate <= 0)
+    return true;
+  int64_t now = util_now_ms();
+  double cap = (double)osd->recovery_rate / 5;
+  if (!osd->recovery_tokens_ms) {
+    osd->recovery_tokens = cap;
+  } else if (now > osd->recovery_tokens_ms) {
+    osd->recovery_tokens += (double)osd->recovery_rate * (double)(now - osd->recovery_tokens_ms) / 1000;
+    if (osd->recovery_tokens > cap)
+      osd->recovery_tokens = cap;
+  }
+  osd->recovery_tokens_ms = now;
+  return osd->recovery_tokens > 0;
+}
+
+/* Take the estimate for an object that starts (returns it). */
+static double recovery_take(struct osd *osd)
+{
+  if (osd->recovery_rate <= 0)
+    return 0;
+  if (osd->recovery_est <= 0)
+    osd->recovery_est = 4.0 * 1024 * 1024 + RECOVERY_OBJ_COST;
+  osd->recovery_tokens -= osd->recovery_est;
+  return osd->recovery_est;
+}
+
+/* An object is installed: its real cost replaces what it took. */
+static void recovery_charge(struct osd *osd, double taken, uint64_t bytes)
+{
+  if (osd->recovery_rate <= 0)
+    return;
+  osd->recovery_tokens += taken - (double)bytes;
+  osd->recovery_est = 0.8 * osd->recovery_est + 0.2 * (double)bytes;
+}
+
+
 struct member_info {
   bool got;
   struct pg_ver last, tail;
@@ -60,6 +113,7 @@ struct rec_item {
   char *name;
   uint32_t targets;             /* bit i = acting[i] */
   uint32_t pending;             /* targets not yet installed */
+  double charged;               /* rate limit: tokens taken at the start */
 };
 
 struct peering {
@@ -72,6 +126,7 @@ struct peering {
   int32_t who[2 * PGMAP_MAX_SIZE];
   size_t n_who;
   bool blocked;                 /* waiting for a down prior member */
+  int64_t fence_wall_ms;        /* waiting for an old primary's lease (wall) */
   struct member_info info[2 * PGMAP_MAX_SIZE];
   int auth;
   struct rec_item *items;
@@ -310,7 +365,7 @@ static void go_active(struct peering *p)
   struct pg *pg = p->pg;
   pg->state = PG_ACTIVE;
   pg->clean = pg->n_acting >= pg->size;
-  pg->n_prior = 0;
+  pg->n_prior = pg->n_prior_primaries = 0;
   pg->write_mask = (1u << pg->n_acting) - 1;
   log_info("peering", "%u.%x: active at epoch %llu, last %llu'%llu, %zu members%s%s", pg->pool,
            pg->id, (unsigned long long)pg->osd->epoch, (unsigned long long)pg->last.epoch,
@@ -546,6 +601,9 @@ static void install(struct peering *p, size_t item, const struct obj_state *os)
   struct osd *osd = pg->osd;
   struct rec_item *it = &p->items[item];
   uint32_t targets = it->pending;
+  recovery_charge(osd, it->charged,
+                  (uint64_t)__builtin_popcount(targets) * ((exists ? size : 0) + RECOVERY_OBJ_COST));
+  it->charged = 0;
   for (int i = 0; i < (int)pg->n_acting; i++) {
     if (!(targets & (1u << i)))
       continue;
@@ -851,8 +909,13 @@ static void recover_one(struct peering *p, size_t item)
 
 static void recover_next(struct peering *p)
 {
-  while (p->phase == PH_RECOVER && p->active < RECOVERY_PARALLEL && p->next_item < p->n_items)
+  size_t max_active = p->pg->osd->recovery_max_active ? p->pg->osd->recovery_max_active
+                                                       : RECOVERY_PARALLEL;
+  while (p->phase == PH_RECOVER && p->active < (int)max_active && p->next_item < p->n_items &&
+         recovery_may_start(p->pg->osd)) {
+    p->items[p->next_item].charged = recovery_take(p->pg->osd);
     recover_one(p, p->next_item++);
+  }
   if (p->phase == PH_RECOVER && p->active == 0 && p->next_item == p->n_items) {
     if (p->n_items)
       log_info("peering", "%u.%x: recovered %zu objects", p->pg->pool, p->pg->id, p->n_items);
@@ -1063,7 +1126,7 @@ static bool go_background(struct peering *p, uint32_t need)
   pg->write_mask = ((1u << pg->n_acting) - 1) & ~need;
   pg->state = PG_ACTIVE;
   pg->clean = false;
-  pg->n_prior = 0;
+  pg->n_prior = pg->n_prior_primaries = 0;
   log_info("peering", "%u.%x: active at epoch %llu for %u of %zu members; recovering %zu objects in the background",
            pg->pool, pg->id, (unsigned long long)pg->osd->epoch,
            (unsigned)__builtin_popcount(pg->write_mask), pg->n_acting, p->n_items);
@@ -1236,6 +1299,18 @@ void peering_start(struct pg *pg)
     peering_fail(p, "every member of the previous interval is down; waiting for one");
     return;
   }
+  int64_t fence = heartbeat_fence_until(osd, pg);
+  if (fence) {
+    /* a previous primary, now down, may still serve reads until its
+     * lease runs out: going active earlier could let a client read stale
+     * data there after writing here (I2; docs/osd.md "Lease") */
+    log_info("peering", "%u.%x: waiting %lld ms for the previous primary's lease to expire",
+             pg->pool, pg->id, (long long)(fence - util_wall_ms()));
+    p->fence_wall_ms = fence;
+    p->phase = PH_FAILED;
+    p->phase_ms = util_now_ms();
+    return;
+  }
   Blk__PgQuery q = BLK__PG_QUERY__INIT;
   q.pool = pg->pool;
   q.pg = pg->id;
@@ -1256,6 +1331,18 @@ void peering_start(struct pg *pg)
 void peering_tick(struct pg *pg, int64_t now)
 {
   struct peering *b = pg->bg;
+  /* recovery held back by the rate limit: not stuck (each pull and push
+   * has its own timeout) */
+  struct peering *held[2] = { b, pg->peering };
+  for (int k = 0; k < 2; k++) {
+    if (held[k] && held[k]->phase == PH_RECOVER && held[k]->next_item < held[k]->n_items &&
+        pg->osd->recovery_rate > 0) {
+      held[k]->phase_ms = now;
+      recover_next(held[k]);   /* may activate and free held[k] */
+      break;
+    }
+  }
+  b = pg->bg;
   if (b && (b->phase == PH_FAILED || now - b->phase_ms > 4 * pg->osd->op_timeout)) {
     log_info("peering", "%u.%x: background recovery %s; peering again", pg->pool, pg->id,
              b->phase == PH_FAILED ? "failed" : "stuck");
@@ -1265,8 +1352,12 @@ void peering_tick(struct pg *pg, int64_t now)
   struct peering *p = pg->peering;
   if (!p)
     return;
-  if (p->phase == PH_FAILED && now - p->phase_ms >= (p->blocked ? 3000 : 1000))
+  if (p->phase == PH_FAILED && p->fence_wall_ms) {
+    if (util_wall_ms() >= p->fence_wall_ms)
+      peering_start(pg);
+  } else if (p->phase == PH_FAILED && now - p->phase_ms >= (p->blocked ? 3000 : 1000)) {
     peering_start(pg);
+  }
   else if (p->phase != PH_FAILED && now - p->phase_ms > 4 * pg->osd->op_timeout)
     peering_fail(p, "stuck");
 }
@@ -1305,9 +1396,46 @@ static struct pg *member_pg(struct osd *osd, uint32_t pool, uint32_t pgid, uint6
   return pg;
 }
 
+/* A query from a newer epoch reaching the PG's primary of our (older) map:
+ * that map must be ours before we answer, or we could go on serving reads
+ * as primary after the new primary, having our answer, goes active (I2).
+ * The frame waits in osd->map_waiting (re-dispatched on every new map;
+ * dropped after osd_op_timeout, when the querier has given up). */
+static bool query_wait_map(struct osd *osd, msgr_conn *c, const struct msgr_frame *f,
+                           const Blk__PgQuery *q)
+{
+  if (!osd->map || q->epoch <= osd->epoch)
+    return false;
+  struct pg *pg = pg_get(osd, q->pool, q->pg, false);
+  if (!pg || !pg->primary)
+    return false;
+  struct pg_parked *p = malloc(sizeof *p + f->payload_len + f->data_len);
+  if (!p)
+    return false;
+  memset(p, 0, sizeof *p);
+  p->conn = msgr_conn_get(c);
+  p->f = *f;
+  memcpy(p->buf, f->payload, f->payload_len);
+  memcpy(p->buf + f->payload_len, f->data, f->data_len);
+  p->f.payload = p->buf;
+  p->f.data = p->buf + f->payload_len;
+  p->deadline_ms = util_now_ms() + osd->op_timeout;
+  p->err_on_timeout = -ETIMEDOUT;
+  snprintf(p->why, sizeof p->why, "PG query at epoch %llu waits for that map",
+           (unsigned long long)q->epoch);
+  p->next = osd->map_waiting;
+  osd->map_waiting = p;
+  monc_want_epoch(osd->monc, q->epoch);
+  return true;
+}
+
 void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
 {
   Blk__PgQuery *q = blk__pg_query__unpack(NULL, f->payload_len, f->payload);
+  if (q && query_wait_map(osd, c, f, q)) {
+    blk__pg_query__free_unpacked(q, NULL);
+    return;
+  }
   Blk__PgInfo info = BLK__PG_INFO__INIT;
   Blk__PgVersion last = BLK__PG_VERSION__INIT, tail = BLK__PG_VERSION__INIT;
   Blk__PgLogEntry *es = NULL, **arr = NULL;

@@ -1646,6 +1646,10 @@ static void handle_op(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
     }
     goto out;
   }
+  if (!heartbeat_lease_valid(osd, msg, sizeof msg)) {   /* I2: heartbeat.c */
+    reply_op(c, f->tid, -ESTALE, msg, osd->epoch, (struct pg_ver){ 0, 0 });
+    goto out;
+  }
   if (!pg || !pg->primary) {
     snprintf(msg, sizeof msg, "osd.%d is not the primary of PG %u.%x at epoch %llu", osd->id,
              req->pool, req->pg, (unsigned long long)osd->epoch);
@@ -1869,13 +1873,15 @@ static void note_prior(struct pg *pg, const struct cluster_map *prev,
                        const struct pgmap *prev_pm)
 {
   if (pg->state != PG_PEERING)
-    pg->n_prior = 0;   /* the last interval went active (as far as we know) */
+    pg->n_prior = pg->n_prior_primaries = 0;   /* the last interval went active (as far as we know) */
   const struct cm_pool *pp = prev ? clustermap_pool_by_id(prev, pg->pool) : NULL;
   int32_t raw[PGMAP_MAX_SIZE], up[PGMAP_MAX_SIZE];
   size_t nr, nu = 0;
   if (!pp || !prev_pm || pg->id >= pp->pg_num ||
       pgmap_pg_sets(prev_pm, prev, pp, pg->id, raw, &nr, up, &nu) < 0)
     return;
+  if (nu && pg->n_prior_primaries < 2 * PGMAP_MAX_SIZE)
+    pg->prior_primaries[pg->n_prior_primaries++] = up[0];
   for (size_t i = 0; i < nu; i++) {
     bool dup = false;
     for (size_t k = 0; k < pg->n_prior && !dup; k++)

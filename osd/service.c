@@ -131,23 +131,6 @@ static void send_boot(struct osd *osd)
   }
 }
 
-static void on_beacon_reply(void *arg, int err, const Blk__MonReply *rep)
-{
-  (void)arg;
-  if (err < 0 && err != -ECANCELED)
-    log_debug("osd", "beacon not delivered: %s", strerror(-err));
-  (void)rep;
-}
-
-static void send_beacon(struct osd *osd)
-{
-  Blk__OsdBeacon b = BLK__OSD_BEACON__INIT;
-  b.id = osd->id;
-  b.epoch = osd->epoch;
-  monc_call_async(osd->monc, MSG_OSD_BEACON, (const ProtobufCMessage *)&b,
-                  (int)osd->beacon_interval, on_beacon_reply, osd);
-}
-
 static void on_stop_reply(void *arg, int err, const Blk__MonReply *rep)
 {
   struct osd *osd = arg;
@@ -259,7 +242,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     send_boot(osd);
   if (osd->booted && !osd->stopping && now - osd->last_beacon_ms >= osd->beacon_interval) {
     osd->last_beacon_ms = now;
-    send_beacon(osd);
+    heartbeat_beacon(osd);   /* heartbeat.c: renews the lease */
   }
   if (now - osd->last_hb_ms >= osd->hb_interval) {
     osd->last_hb_ms = now;
@@ -288,6 +271,16 @@ int osd_start(struct osd *osd)
   osd->pg_log_max = (size_t)config_get_int(osd->cfg, "osd_pg_log_max");
   osd->lock_lease_ms = config_get_int(osd->cfg, "osd_lock_lease_ms");
   osd->async_recovery = config_get_bool(osd->cfg, "osd_async_recovery");
+  osd->lease_ms = config_get_int(osd->cfg, "osd_lease");
+  osd->lease_margin_ms = config_get_int(osd->cfg, "osd_lease_margin");
+  osd->recovery_rate = config_get_int(osd->cfg, "osd_recovery_max_bytes_per_sec");
+  int64_t ma = config_get_int(osd->cfg, "osd_recovery_max_active");
+  osd->recovery_max_active = ma < 1 ? 1 : ma > 64 ? 64 : (size_t)ma;
+  if (osd->lease_ms > 0 && osd->lease_ms <= osd->beacon_interval) {
+    log_err("osd", "osd_lease (%lld ms) must be longer than osd_beacon_interval (%lld ms)",
+            (long long)osd->lease_ms, (long long)osd->beacon_interval);
+    return -EINVAL;
+  }
   if (osd->pg_log_max < 16)
     osd->pg_log_max = 16;
   const char *h = config_get_str(osd->cfg, "osd_host");

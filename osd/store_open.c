@@ -538,6 +538,11 @@ int store_open(const char *dev_path, const char *data_dir,
 
   /* metadata */
   st->dbopt = db_options(false);
+  /* memtables bounded (RocksDB's default is 64 MiB each, two of them:
+   * most of an OSD's RSS after a large write; docs/osd.md "Memory") */
+  if (cfg)
+    rocksdb_options_set_write_buffer_size(st->dbopt,
+                                          (size_t)config_get_int(cfg, "osd_store_db_write_buffer"));
   /* The WAL is written by RocksDB only when a checkpoint asks for it: the
    * journal already holds every unapplied change, and replay re-applies
    * whatever RocksDB lost (a lost tail is a prefix: "Sapplied" tells). */

@@ -132,6 +132,8 @@ osd_host = ${OSD_HOST:-testhost}
 osd_store_journal_size = 16M
 osd_async_recovery = ${OSD_ASYNC_RECOVERY:-false}
 osd_pg_log_max = ${OSD_PG_LOG_MAX:-3000}
+osd_lease = ${OSD_LEASE:-2s}
+osd_lease_margin = ${OSD_LEASE_MARGIN:-1s}
 CONF
 }
 
