@@ -317,6 +317,21 @@ static void raft_maybe_commit(raft *r)
     return;
   r->commit = idx;
   raft_apply(r);
+  /* Tell followers that are otherwise idle at once instead of at the next
+   * heartbeat, so that every monitor applies (and, e.g., authenticates
+   * with) a committed change within one round trip of its commit. */
+  for (size_t i = 0; i < r->cfg.n_peers; i++) {
+    struct raft_peer *p = &r->peers[i];
+    if (i != r->self && r->role == ROLE_LEADER && p->state == PEER_REPLICATE &&
+        p->next > raft_last(r)) {
+      struct raft_msg m = {
+        .type = RAFT_MSG_APPEND, .prev_index = p->next - 1,
+        .prev_term = raft_term_at(r, p->next - 1),
+        .commit = r->commit, .read_seq = r->read_seq,
+      };
+      raft_send(r, &m, p->id);
+    }
+  }
 }
 
 /* ---- sending ------------------------------------------------------------ */
