@@ -198,8 +198,10 @@ static void auth_tick(evutil_socket_t fd, short what, void *arg)
   db_refresh(mon);
   if (!raft_is_leader(mon->raft) || ma->p.mode == AUTH_MODE_NONE)
     return;
-  /* only a leader whose state covers its term's entries decides */
-  if (raft_applied_index(mon->raft) < raft_commit_index(mon->raft))
+  /* only a leader whose state covers its term's entries decides, and only
+   * once the initial map is in (before it every change is refused) */
+  if (raft_applied_index(mon->raft) < raft_commit_index(mon->raft) ||
+      mon_state_map(mon->state)->epoch == 0)
     return;
   int64_t now = util_now_ms();
   if (ma->proposed_ms && now - ma->proposed_ms < AUTH_PROPOSE_RETRY_MS)

@@ -135,6 +135,12 @@ static void handle_txn(struct mon *mon, msgr_conn *c, uint64_t tid, Blk__MapTxn 
     reply_err(c, tid, -EPERM, "this change cannot be requested by a client", NULL);
     return;
   }
+  if (mon_state_map(mon->state)->epoch == 0) {
+    /* the new leader has not applied the initial map yet: retry shortly
+     * (proposing now would only log a failure under this req_id) */
+    reply_err(c, tid, -EAGAIN, "cluster map not initialized yet; retry", quorum_leader_addr(mon));
+    return;
+  }
   if (txn->pool_create) {
     char msg[160];
     int64_t maxpg = config_get_int(mon->cfg, "mon_max_pg_num");

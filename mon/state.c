@@ -186,7 +186,9 @@ int mon_state_apply(mon_state *st, const struct raft_entry *e, char *err, size_t
       st->auth_len = txn->auth.len;
     }
   }
-  if (has_id)
+  /* a transient refusal (map not initialized yet) is not remembered: the
+   * client's retry under the same req_id must be decided afresh */
+  if (has_id && r != -EAGAIN)
     dedup_add(st, txn->req_id, r);
   blk__map_txn__free_unpacked(txn, NULL);
   return r;
