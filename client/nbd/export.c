@@ -76,10 +76,11 @@ bool nbd_export_allowed(const struct nbd_server *srv, const char *name)
   return false;
 }
 
-int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export **out,
-                   char *err, size_t errlen)
+/* Split NAME into pool/image/snap (each 256 bytes) and check that this
+ * server exports it; 0 or -EINVAL/-EACCES with err filled. */
+static int export_name_check(struct nbd_server *srv, const char *name, char *pool, char *image,
+                             char *snap, char *err, size_t errlen)
 {
-  char pool[256], image[256], snap[256];
   if (nbd_export_name_split(name, strlen(name), pool, image, snap) < 0) {
     snprintf(err, errlen, "export name '%.200s' is not POOL/IMAGE[@SNAP]", name);
     return -EINVAL;
@@ -88,12 +89,16 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
     snprintf(err, errlen, "'%s' is not exported by this server", name);
     return -EACCES;
   }
-  for (struct nbd_export *e = srv->exports; e; e = e->next)
-    if (e->img && !e->stale && !strcmp(e->name, name)) {
-      e->refs++;
-      *out = e;
-      return 0;
-    }
+  return 0;
+}
+
+/* A new, unlinked, not yet opened export of pool/image@snap named NAME
+ * (the caller owns *out and frees e->name and e on failure); 0 or -errno
+ * with err filled. */
+static int export_alloc(struct nbd_server *srv, const char *name, const char *pool,
+                        const char *image, const char *snap, struct nbd_export **out,
+                        char *err, size_t errlen)
+{
   blk_ioctx *io = nbd_pool_ioctx(srv, pool);
   if (!io) {
     int e = errno;
@@ -107,9 +112,33 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
     return -ENOMEM;
   }
   e->srv = srv;
+  e->io = io;
   e->read_only = srv->cfg->read_only || snap[0];
-  int r = blk_image_open(io, image, snap[0] ? snap : NULL, e->read_only ? BLK_IMAGE_RDONLY : 0,
-                         &e->img);
+  snprintf(e->image, sizeof e->image, "%s", image);
+  snprintf(e->snap, sizeof e->snap, "%s", snap);
+  *out = e;
+  return 0;
+}
+
+int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export **out,
+                   char *err, size_t errlen)
+{
+  char pool[256], image[256], snap[256];
+  int cr = export_name_check(srv, name, pool, image, snap, err, errlen);
+  if (cr < 0)
+    return cr;
+  for (struct nbd_export *e = srv->exports; e; e = e->next)
+    if (e->img && !e->stale && !strcmp(e->name, name)) {
+      e->refs++;
+      *out = e;
+      return 0;
+    }
+  struct nbd_export *e;
+  int r = export_alloc(srv, name, pool, image, snap, &e, err, errlen);
+  if (r < 0)
+    return r;
+  r = blk_image_open(e->io, image, snap[0] ? snap : NULL, e->read_only ? BLK_IMAGE_RDONLY : 0,
+                     &e->img);
   if (r < 0) {
     snprintf(err, errlen, "cannot open image %s: %s", name, strerror(-r));
     log_info(SUB, "%s", err);
@@ -201,14 +230,9 @@ int nbd_export_get_async(struct nbd_server *srv, const char *name, struct nbd_co
                          struct nbd_export **out, char *err, size_t errlen)
 {
   char pool[256], image[256], snap[256];
-  if (nbd_export_name_split(name, strlen(name), pool, image, snap) < 0) {
-    snprintf(err, errlen, "export name '%.200s' is not POOL/IMAGE[@SNAP]", name);
-    return -EINVAL;
-  }
-  if (!nbd_export_allowed(srv, name)) {
-    snprintf(err, errlen, "'%s' is not exported by this server", name);
-    return -EACCES;
-  }
+  int cr = export_name_check(srv, name, pool, image, snap, err, errlen);
+  if (cr < 0)
+    return cr;
   for (struct nbd_export *e = srv->exports; e; e = e->next) {
     if (e->stale || strcmp(e->name, name))
       continue;
@@ -225,23 +249,10 @@ int nbd_export_get_async(struct nbd_server *srv, const char *name, struct nbd_co
       return 1;
     }
   }
-  blk_ioctx *io = nbd_pool_ioctx(srv, pool);
-  if (!io) {
-    int e = errno;
-    snprintf(err, errlen, "pool '%s': %s", pool, strerror(e));
-    return -e;
-  }
-  struct nbd_export *e = calloc(1, sizeof *e);
-  if (!e || !(e->name = strdup(name))) {
-    free(e);
-    snprintf(err, errlen, "out of memory");
-    return -ENOMEM;
-  }
-  e->srv = srv;
-  e->io = io;
-  e->read_only = srv->cfg->read_only || snap[0];
-  snprintf(e->image, sizeof e->image, "%s", image);
-  snprintf(e->snap, sizeof e->snap, "%s", snap);
+  struct nbd_export *e;
+  int ar = export_alloc(srv, name, pool, image, snap, &e, err, errlen);
+  if (ar < 0)
+    return ar;
   e->open_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (e->open_fd < 0) {
     int er = errno;
@@ -317,14 +328,9 @@ int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, b
                      char *err, size_t errlen)
 {
   char pool[256], image[256], snap[256];
-  if (nbd_export_name_split(name, strlen(name), pool, image, snap) < 0) {
-    snprintf(err, errlen, "export name '%.200s' is not POOL/IMAGE[@SNAP]", name);
-    return -EINVAL;
-  }
-  if (!nbd_export_allowed(srv, name)) {
-    snprintf(err, errlen, "'%s' is not exported by this server", name);
-    return -EACCES;
-  }
+  int cr = export_name_check(srv, name, pool, image, snap, err, errlen);
+  if (cr < 0)
+    return cr;
   for (struct nbd_export *e = srv->exports; e; e = e->next)
     if (e->img && !e->stale && !strcmp(e->name, name)) {
       *size = blk_image_size(e->img);
