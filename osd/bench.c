@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -121,6 +122,17 @@ static void bop_start(struct bop *op)
 
 static void settle(store *st, const struct bench_opts *o);
 
+/* CPU time (user + system) of the whole process so far, in microseconds:
+ * the loop thread, the store's sync thread, RocksDB's threads and the
+ * io_uring workers the kernel runs on the process's behalf. */
+static double cpu_us(void)
+{
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec +
+         (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec;
+}
+
 static int cmp_u64(const void *a, const void *c)
 {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)c;
@@ -150,6 +162,7 @@ static int run(struct bench *b, const char *name, bool write, uint32_t bs,
     for (uint32_t k = 0; k < bs; k++)
       ops[i].buf[k] = (uint8_t)(k * 31 + i);
   }
+  double cpu0 = cpu_us();
   b->t0 = now_ns();
   b->deadline_ns = b->t0 + (uint64_t)(secs * 1e9);
   for (unsigned i = 0; i < qd; i++)
@@ -157,6 +170,11 @@ static int run(struct bench *b, const char *name, bool write, uint32_t bs,
   while (b->inflight)
     event_base_loop(b->base, EVLOOP_ONCE);
   uint64_t el = now_ns() - b->t0;
+  /* the CPU per operation includes writing the test's journaled blocks
+   * home: checkpoint before reading the clock */
+  if (write && !b->err)
+    store_checkpoint_sync(b->st);
+  double cpu = cpu_us() - cpu0;
   for (unsigned i = 0; i < qd; i++)
     free(ops[i].buf);
   free(ops);
@@ -170,9 +188,10 @@ static int run(struct bench *b, const char *name, bool write, uint32_t bs,
   size_t p99 = b->nlat ? (b->nlat * 99) / 100 : 0;
   if (p99 >= b->nlat && b->nlat)
     p99 = b->nlat - 1;
-  printf("%-16s %4u %9zu %10.0f %9.1f %9.1f %9.1f\n", name, qd, b->nlat, iops,
-         iops * bs / 1e6, b->nlat ? sum / (double)b->nlat / 1000 : 0,
-         b->nlat ? (double)b->lat[p99] / 1000 : 0);
+  printf("%-16s %4u %9zu %10.0f %9.1f %9.1f %9.1f %9.1f\n", name, qd, b->nlat,
+         iops, iops * bs / 1e6, b->nlat ? sum / (double)b->nlat / 1000 : 0,
+         b->nlat ? (double)b->lat[p99] / 1000 : 0,
+         b->nlat ? cpu / (double)b->nlat : 0);
   fflush(stdout);
   return 0;
 }
@@ -199,19 +218,22 @@ int store_bench(struct store *st, struct event_base *base,
   printf("data set: %llu objects of 4 MiB (%llu MiB)\n",
          (unsigned long long)b.nobj,
          (unsigned long long)(b.nobj * OBJ_SIZE >> 20));
-  printf("%-16s %4s %9s %10s %9s %9s %9s\n", "test", "qd", "ops", "IOPS",
-         "MB/s", "mean_us", "p99_us");
+  printf("%-16s %4s %9s %10s %9s %9s %9s %9s\n", "test", "qd", "ops", "IOPS",
+         "MB/s", "mean_us", "p99_us", "cpu_us/op");
 #define ONLY(n) (!o->only || strstr(n, o->only) || strstr(n, "seqwrite"))
   int r = 0;
   if (!r && ONLY("seqwrite-1M"))
     r = run(&b, "seqwrite-1M", true, 1 << 20, true, sqd, secs);
   if (!r)
     settle(st, o);
-  if (!r && ONLY("randwrite-4K"))
+  /* --bench-only randwrite-4K-qd32: the QD32 random write alone (for
+   * profiles of the CPU per write) */
+  bool qd32 = o->only && strcmp(o->only, "randwrite-4K-qd32") == 0;
+  if (!r && ONLY("randwrite-4K") && !qd32)
     r = run(&b, "randwrite-4K", true, 4096, false, 1, secs);
-  if (!r)
+  if (!r && !qd32)
     settle(st, o);
-  if (!r && ONLY("randwrite-4K"))
+  if (!r && (ONLY("randwrite-4K") || qd32))
     r = run(&b, "randwrite-4K", true, 4096, false, 32, secs);
   if (!r)
     settle(st, o);
