@@ -148,6 +148,14 @@ uint8_t *jop_encode(uint8_t *p, enum jop_type t, const void *key, size_t klen,
 /* Write the header (computing crc over the record's len bytes, whose
  * metadata and data must already be in place) into rec. */
 void jrec_seal(uint8_t *rec, struct jrec_hdr *h);
+/* jrec_seal for a record whose n_data journaled blocks (the last n_data x
+ * 4096 bytes) have the crc32c values data_crcs[0..n_data) already: only the
+ * header and metadata are read, the record crc is combined from the block
+ * crcs (same value as jrec_seal's).  data_crcs is borrowed for the call. */
+void jrec_seal_crcs(uint8_t *rec, struct jrec_hdr *h, const uint32_t *data_crcs);
+/* crc32c(0, X || B) from crc = crc32c(0, X) and block_crc = crc32c(0, B),
+ * B being 4096 bytes long. */
+uint32_t jrec_crc_append_block(uint32_t crc, uint32_t block_crc);
 /* Parse and check a header at buf (only the first 4096 bytes are looked at):
  * 0 if the header is plausible (magic, sizes within max_len), -EINVAL. */
 int jrec_parse_hdr(const uint8_t *buf, uint64_t max_len, struct jrec_hdr *h);

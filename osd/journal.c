@@ -7,6 +7,7 @@
  * in store.c; this file only knows what a record looks like.
  */
 #include <errno.h>
+#include <pthread.h>
 
 #include "common/crc32c.h"
 #include "osd/internal.h"
@@ -45,7 +46,40 @@ uint8_t *jop_encode(uint8_t *p, enum jop_type t, const void *key, size_t klen,
   return p;
 }
 
-void jrec_seal(uint8_t *rec, struct jrec_hdr *h)
+/* The crc of X || B from crc32c(0, X) and crc32c(0, B) for a 4096-byte B:
+ * crc32c with its pre- and post-inversion is affine in the register, and
+ * the inversions cancel, so crc(X || B) = Z(crc(X)) ^ crc(B), where Z is
+ * the (linear) advance of the raw register over 4096 zero bytes.  Z is
+ * kept as four byte tables, built once from crc32c itself: Z(x) =
+ * ~crc32c(~x, zeros) because crc32c(c, .) runs the raw register from ~c
+ * and returns its complement. */
+static uint32_t zshift[4][256];
+static pthread_once_t zshift_once = PTHREAD_ONCE_INIT;
+
+static void zshift_init(void)
+{
+  static const uint8_t zeros[STORE_BLOCK];
+  uint32_t basis[32];
+  for (int b = 0; b < 32; b++)
+    basis[b] = ~crc32c(~(1u << b), zeros, sizeof zeros);
+  for (int t = 0; t < 4; t++)
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t v = 0;
+      for (int b = 0; b < 8; b++)
+        if (i & (1u << b))
+          v ^= basis[8 * t + b];
+      zshift[t][i] = v;
+    }
+}
+
+uint32_t jrec_crc_append_block(uint32_t crc, uint32_t block_crc)
+{
+  pthread_once(&zshift_once, zshift_init);
+  return zshift[0][crc & 0xff] ^ zshift[1][(crc >> 8) & 0xff] ^
+         zshift[2][(crc >> 16) & 0xff] ^ zshift[3][crc >> 24] ^ block_crc;
+}
+
+static void jrec_put_hdr(uint8_t *rec, const struct jrec_hdr *h)
 {
   put_le32(rec, JREC_MAGIC);
   put_le32(rec + 4, 0);
@@ -57,7 +91,23 @@ void jrec_seal(uint8_t *rec, struct jrec_hdr *h)
   put_le32(rec + 32, h->n_data);
   put_le32(rec + 36, h->n_direct);
   put_le64(rec + 40, h->nonce);
+}
+
+void jrec_seal(uint8_t *rec, struct jrec_hdr *h)
+{
+  jrec_put_hdr(rec, h);
   h->crc = crc32c(0, rec, h->len);
+  put_le32(rec + 4, h->crc);
+}
+
+void jrec_seal_crcs(uint8_t *rec, struct jrec_hdr *h, const uint32_t *data_crcs)
+{
+  jrec_put_hdr(rec, h);
+  size_t head = h->len - (size_t)h->n_data * STORE_BLOCK;
+  uint32_t c = crc32c(0, rec, head);
+  for (uint32_t i = 0; i < h->n_data; i++)
+    c = jrec_crc_append_block(c, data_crcs[i]);
+  h->crc = c;
   put_le32(rec + 4, h->crc);
 }
 

@@ -642,14 +642,46 @@ static void prep_reset(struct prep *p)
   p->omap_ids = 0;
 }
 
+/* An overlay entry with room for n bytes of key and value (a pooled one
+ * when its class has one); aborts when out of memory.  Free with
+ * st_ovl_free. */
+static struct ovl *st_ovl_new(struct store *st, size_t n)
+{
+  size_t cls = (sizeof(struct ovl) + n + 63) / 64;
+  if (cls < OVL_POOL_CLASSES && st->ovl_pool[cls]) {
+    struct ovl *o = st->ovl_pool[cls];
+    st->ovl_pool[cls] = (struct ovl *)o->hn.next;
+    st->ovl_pool_n[cls]--;
+    return o;
+  }
+  struct ovl *o = malloc(cls * 64);
+  if (!o)
+    abort();
+  o->cls = (uint16_t)(cls < OVL_POOL_CLASSES ? cls : 0);
+  return o;
+}
+
+/* Give back an entry of st_ovl_new (not in the overlay map any more). */
+static void st_ovl_free(struct store *st, struct ovl *o)
+{
+  if (!o)
+    return;
+  unsigned cls = o->cls;
+  if (cls == 0 || st->ovl_pool_n[cls] >= OVL_POOL_MAX) {
+    free(o);
+    return;
+  }
+  o->hn.next = (struct hnode *)st->ovl_pool[cls];
+  st->ovl_pool[cls] = o;
+  st->ovl_pool_n[cls]++;
+}
+
 /* Set (val != NULL) or delete key in the overlay, remembering the undo. */
 static void px_put(struct pctx *c, const uint8_t *key, size_t klen,
                    const uint8_t *val, size_t vlen)
 {
   struct store *st = c->st;
-  struct ovl *n = malloc(sizeof *n + klen + vlen);
-  if (!n)
-    abort();
+  struct ovl *n = st_ovl_new(st, klen + vlen);
   n->seq = c->seq;
   n->tomb = val == NULL;
   n->gone = false;
@@ -1233,7 +1265,7 @@ static void px_rollback(struct pctx *c)
   struct prep *p = c->p;
   for (size_t i = p->nou; i-- > 0;) {
     hmap_remove(&st->ovl, &p->ou[i].newe->hn);
-    free(p->ou[i].newe);
+    st_ovl_free(st, p->ou[i].newe);
     if (p->ou[i].olde) {
       hmap_insert(&st->ovl, &p->ou[i].olde->hn, p->ou[i].olde->hn.hash);
       p->ou[i].olde->gone = false;
@@ -1295,6 +1327,13 @@ static int px_commit(struct pctx *c, struct jtx *j)
             (unsigned long long)rlen);
     return -E2BIG;
   }
+  if (n_data > p->cdcrc) {
+    uint32_t *d = realloc(p->dcrc, n_data * sizeof *d);
+    if (!d)
+      return -ENOMEM;
+    p->dcrc = d;
+    p->cdcrc = n_data;
+  }
   struct recbuf *rb = rb_get(st, rlen + (uint64_t)n_direct * STORE_BLOCK);
   if (!rb)
     return -ENOMEM;
@@ -1342,7 +1381,11 @@ static int px_commit(struct pctx *c, struct jtx *j)
   for (uint32_t i = 0; i < n_direct; i++)
     memcpy(rec + rlen + (size_t)i * STORE_BLOCK, p->pb[n_data + i].data,
            STORE_BLOCK);
-  jrec_seal(rec, &h);
+  /* the record crc from the block crcs computed by px_place: the journaled
+   * blocks are not read a second time */
+  for (uint32_t i = 0; i < n_data; i++)
+    p->dcrc[i] = p->pb[i].crc;
+  jrec_seal_crcs(rec, &h, p->dcrc);
 
   /* publish */
   for (uint32_t i = 0; i < n_data; i++)
@@ -1352,8 +1395,7 @@ static int px_commit(struct pctx *c, struct jtx *j)
     pend_set(st, p->pb[n_data + i].lba, rb,
              (uint32_t)(rlen + (size_t)i * STORE_BLOCK), c->seq, true);
   for (size_t i = 0; i < p->nou; i++)
-    if (p->ou[i].olde)
-      free(p->ou[i].olde);
+    st_ovl_free(st, p->ou[i].olde);
   for (size_t i = 0; i < p->nfree; i++) {
     GROW(st->rel, st->nrel, st->crel);
     st->rel[st->nrel++] = (struct release){ p->frees[i], c->seq };
@@ -1929,7 +1971,7 @@ void st_apply(struct store *st)
          * would fill the cache and flush the onodes and chunk maps out
          * of it at every trim */
         hmap_remove(&st->ovl, &o->hn);
-        free(o);
+        st_ovl_free(st, o);
         continue;
       }
       o->seq = 0;
@@ -1974,7 +2016,7 @@ static void ovl_trim(struct store *st)
     struct ovl *o = (struct ovl *)e;
     if (o->seq == 0) {
       hmap_remove(&st->ovl, e);
-      free(o);
+      st_ovl_free(st, o);
     }
   }
   st->ovl_clean = 0;

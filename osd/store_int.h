@@ -47,10 +47,18 @@ struct ovl {
   bool gone;          /* replaced by a later write of the same transaction
                        * (set while one is prepared, so px_commit needs no
                        * lookup to know which entries it left in place) */
+  uint16_t cls;       /* size class of the allocation (st_ovl_new) */
   size_t klen, vlen;
   uint8_t *val;       /* points into the same allocation */
   uint8_t key[];
 };
+
+/* Overlay entries are allocated in 64-byte size classes; freed ones of
+ * up to OVL_POOL_CLASSES * 64 bytes are kept on per-class free lists (at
+ * most OVL_POOL_MAX each) for the next transaction: a 4 KiB overwrite
+ * replaces two entries (onode, chunk map) of the same sizes every time. */
+#define OVL_POOL_CLASSES 16
+#define OVL_POOL_MAX 512
 
 /* A data-area block whose newest content is in memory (a recbuf) and not
  * yet known to be on the device.  dirty: a journaled (deferred) version is
@@ -186,6 +194,7 @@ struct prep {
   uint64_t *delr; size_t ndelr, cdelr;      /* omap ids to drop */
   uint64_t *objs; size_t nobj, cobj;        /* object key hashes */
   uint8_t **areas; size_t nareas, careas;    /* RMW block contents */
+  uint32_t *dcrc; size_t cdcrc;             /* px_commit: journaled blocks' crcs */
   size_t nscr;
   size_t ops_bytes;
   uint32_t omap_ids;
@@ -225,6 +234,8 @@ struct store {
   struct alloc *alloc;
   struct hmap ovl, pend, objw;
   size_t ovl_clean;       /* overlay entries with seq 0 (clean cache) */
+  struct ovl *ovl_pool[OVL_POOL_CLASSES];   /* free lists (via hn.next) */
+  uint32_t ovl_pool_n[OVL_POOL_CLASSES];
 
   /* sequence numbers */
   uint64_t next_seq;      /* next to assign */

@@ -732,6 +732,12 @@ void st_free_runtime(struct store *st)
   }
   hmap_foreach(&st->ovl, i, e)
     free(e);
+  for (int c = 0; c < OVL_POOL_CLASSES; c++)
+    while (st->ovl_pool[c]) {
+      struct ovl *o = st->ovl_pool[c];
+      st->ovl_pool[c] = (struct ovl *)o->hn.next;
+      free(o);
+    }
   hmap_foreach(&st->pend, i, e) {
     struct pend *p = (struct pend *)e;
     rb_put(st, p->rb);
@@ -757,6 +763,7 @@ void st_free_runtime(struct store *st)
   free(p->frees);
   free(p->delr);
   free(p->objs);
+  free(p->dcrc);
   for (size_t i = 0; i < p->nareas; i++)
     free(p->areas[i]);
   free(p->areas);
