@@ -302,6 +302,8 @@ struct store {
   /* buffer pool */
   struct recbuf *pool[16];
   uint32_t pool_n[16];
+  uint64_t pool_bytes;    /* bytes of the buffers in pool[0..5] */
+  uint64_t rb_gets, rb_allocs;   /* rb_get calls, of them new buffers */
 
   /* config */
   uint64_t deferred_max;

@@ -820,6 +820,10 @@ void store_close(store *st)
              st->apply_count ? (double)st->apply_recs / (double)st->apply_count : 0,
              st->apply_count ? (double)st->apply_ns / 1000.0 / (double)st->apply_count : 0,
              (unsigned long long)st->apply_skipped, (unsigned long long)st->apply_ops);
+  if (st->rb_gets)
+    log_info(SUB, "closing %s: %llu aligned buffers taken, %llu of them newly "
+             "allocated", st->dev_path, (unsigned long long)st->rb_gets,
+             (unsigned long long)st->rb_allocs);
   st_free_runtime(st);
 }
 
