@@ -1308,7 +1308,8 @@ out:
 
 /* ---- snapshots ---- */
 
-static void snap_progress(uint64_t done, uint64_t total, void *arg)
+/* progress callback of rollback and flatten: arg is the progress bar */
+static void lib_progress(uint64_t done, uint64_t total, void *arg)
 {
   progress_set(arg, done);
   (void)total;
@@ -1396,7 +1397,7 @@ static int cmd_snap(struct blkctl *b, int argc, char **argv)
   } else {
     struct progress pr;
     progress_init(&pr, "Rolling back", blk_image_size(img));
-    r = blk_image_snap_rollback(img, snap, snap_progress, &pr);
+    r = blk_image_snap_rollback(img, snap, lib_progress, &pr);
     progress_done(&pr);
   }
   if (r < 0) {
@@ -1478,12 +1479,6 @@ static int cmd_children(struct blkctl *b, int argc, char **argv)
   return rc;
 }
 
-static void flat_progress(uint64_t done, uint64_t total, void *arg)
-{
-  progress_set(arg, done);
-  (void)total;
-}
-
 static int cmd_flatten(struct blkctl *b, int argc, char **argv)
 {
   if (argc != 3)
@@ -1496,7 +1491,7 @@ static int cmd_flatten(struct blkctl *b, int argc, char **argv)
     return rc;
   struct progress pr;
   progress_init(&pr, "Flattening", blk_image_size(img));
-  int r = blk_image_flatten(img, flat_progress, &pr);
+  int r = blk_image_flatten(img, lib_progress, &pr);
   progress_done(&pr);
   if (r < 0)
     rc = fail_lib(r, "cannot flatten");
