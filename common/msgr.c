@@ -586,44 +586,60 @@ msgr_conn *msgr_connect(msgr *m, const char *addr)
 
 /* ---- output ------------------------------------------------------------- */
 
+/* One writev of the head of the output queue; what was written is
+ * dequeued.  Bytes written or -errno. */
+static ssize_t conn_write_once(msgr_conn *c)
+{
+  struct iovec iov[MAX_IOV];
+  int n = 0;
+  for (struct outbuf *o = c->oq_head; o && n < MAX_IOV; o = o->next, n++) {
+    iov[n].iov_base = o->buf + o->off;
+    iov[n].iov_len = o->len - o->off;
+  }
+  ssize_t w = writev(c->fd, iov, n);
+  if (w < 0)
+    return -errno;
+  size_t left = (size_t)w;
+  while (left && c->oq_head) {
+    struct outbuf *o = c->oq_head;
+    size_t avail = o->len - o->off;
+    if (left < avail) {
+      o->off += left;
+      break;
+    }
+    left -= avail;
+    c->oq_head = o->next;
+    if (!c->oq_head)
+      c->oq_tail = NULL;
+    outbuf_free(c->m, o);
+  }
+  return w;
+}
+
 static void conn_flush(msgr_conn *c)
 {
   while (c->oq_head) {
-    struct iovec iov[MAX_IOV];
-    int n = 0;
-    for (struct outbuf *o = c->oq_head; o && n < MAX_IOV; o = o->next, n++) {
-      iov[n].iov_base = o->buf + o->off;
-      iov[n].iov_len = o->len - o->off;
-    }
-    ssize_t w = writev(c->fd, iov, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        event_add(c->wev, NULL);
-        return;
-      }
-      int e = errno;
-      log_debug("msgr", "write to %s: %s", c->peer, strerror(e));
-      conn_fail(c, -e);
+    ssize_t w = conn_write_once(c);
+    if (w == -EINTR)
+      continue;
+    if (w == -EAGAIN || w == -EWOULDBLOCK) {
+      event_add(c->wev, NULL);
       return;
     }
-    size_t left = (size_t)w;
-    while (left && c->oq_head) {
-      struct outbuf *o = c->oq_head;
-      size_t avail = o->len - o->off;
-      if (left >= avail) {
-        left -= avail;
-        c->oq_head = o->next;
-        if (!c->oq_head)
-          c->oq_tail = NULL;
-        outbuf_free(c->m, o);
-      } else {
-        o->off += left;
-        left = 0;
-      }
+    if (w < 0) {
+      log_debug("msgr", "write to %s: %s", c->peer, strerror((int)-w));
+      conn_fail(c, (int)w);
+      return;
     }
   }
+}
+
+void msgr_conn_flush_now(msgr_conn *c)
+{
+  /* errors and a full socket buffer are left to the write event, which
+   * is active already (the frames were queued in this callback) */
+  if (c->state == C_OPEN && c->oq_head && !c->held_head && !c->auth_running)
+    (void)conn_write_once(c);
 }
 
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg)

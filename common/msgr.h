@@ -166,6 +166,12 @@ int msgr_call(msgr_conn *c, uint16_t type, const void *payload, uint32_t payload
               const void *data, uint32_t data_len, int timeout_ms,
               msgr_reply_fn cb, void *arg);
 
+/* Write c's queued frames now instead of when the current callback returns
+ * (latency: e.g. a primary forwards a write to its replicas before its own
+ * local work).  Never runs a callback: anything but a full socket buffer
+ * is left to the write event, which reports errors as usual. */
+void msgr_conn_flush_now(msgr_conn *c);
+
 /* Run base's loop until the call completes: the synchronous form for
  * tools.  On success *reply_out gets a malloc'ed copy of the reply frame
  * (free with msgr_frame_free). */

@@ -1135,8 +1135,9 @@ static void do_write(struct pg *pg, msgr_conn *c, uint64_t tid, const struct wop
   else
     pg->inflight = op;
   pg->inflight_tail = op;
-  pg_store_pending++;
-  store_queue(osd->st, t, op_local_cb, op);
+  /* replicas first, written at once: their journal writes are the
+   * critical path (they start a network hop after ours), so they should
+   * not also wait for our own transaction preparation */
   Blk__RepOp ro = BLK__REP_OP__INIT;
   Blk__PgVersion pv = BLK__PG_VERSION__INIT, pp = BLK__PG_VERSION__INIT;
   ro.pool = pg->pool;
@@ -1169,7 +1170,10 @@ static void do_write(struct pg *pg, msgr_conn *c, uint64_t tid, const struct wop
       continue;
     }
     *rc = (struct repop_ctx){ osd, pg->pool, pg->id, ver, op->seq, pg->acting[i] };
+    msgr_conn_flush_now(pc);
   }
+  pg_store_pending++;
+  store_queue(osd->st, t, op_local_cb, op);
   if (op->failed)
     peering_start(pg);
 }

@@ -1810,8 +1810,8 @@ void st_batch_record(rocksdb_writebatch_t *b, const uint8_t *rec,
 
 /* Deferred metadata apply: a durable group's RocksDB changes are not
  * written when its journal write completes but gathered over several
- * groups (up to APPLY_MAX_RECS records, or APPLY_DELAY_MS after the first,
- * or before a checkpoint) and written in one batch.  Larger batches find
+ * groups (up to osd_store_apply_batch records, or osd_store_apply_delay
+ * after the first, or before a checkpoint) and written in one batch.  Larger batches find
  * more repeated keys (image objects: 64/5 ms coalesced 9% of the key
  * writes, 256/25 ms 24%) at the price of a longer stall of the loop per
  * batch (about 1.3 ms of CPU for 120 records).  Until then the
@@ -1821,8 +1821,6 @@ void st_batch_record(rocksdb_writebatch_t *b, const uint8_t *rec,
  * (the overlay entry's seq names its newest writer): one RocksDB write and
  * one memtable search per key instead of one per record, which is most of
  * the metadata cost of a 4 KiB write (docs/performance.md). */
-#define APPLY_MAX_RECS 256
-#define APPLY_DELAY_MS 25
 
 static void jw_done(struct store *st)
 {
@@ -1862,10 +1860,15 @@ static void jw_done(struct store *st)
   st_complete_head(st);
   st->jw_busy = false;
   journal_kick(st);
-  if (st->apply_n >= APPLY_MAX_RECS) {
+  if (st->apply_n >= st->apply_max) {
     st_apply(st);
   } else if (st->apply_n && !st->apply_armed) {
-    struct timeval tv = { 0, APPLY_DELAY_MS * 1000 };
+    /* busy (another group being written): gather a large batch; idle
+     * (low queue depth): apply soon, in a batch of a few records, because
+     * the batch runs on this loop and an op arriving during it waits for
+     * all of it (~20 us per record) */
+    int64_t us = st->jw_busy ? st->apply_delay_us : st->apply_idle_us;
+    struct timeval tv = { (time_t)(us / 1000000), (suseconds_t)(us % 1000000) };
     event_add(st->ev_apply, &tv);
     st->apply_armed = true;
   }
@@ -2119,11 +2122,17 @@ static void ck_fsync_done(struct store *st, struct ioreq *io, int res)
   ck_finish(st);
 }
 
-/* Issue queued checkpoint writes (up to 32 in flight), then the flush. */
+/* Issue queued checkpoint writes, then the flush.  Few writes in flight
+ * while the journal has room (a journal write queued behind dozens of
+ * write-back requests is what a client at low queue depth waits for), at
+ * least 32 once it is half full (then the journal needs the space). */
 static void ck_issue(struct store *st)
 {
   bool sub = false;
-  while (st->ckw_next < st->ckw_n && st->ckw_left < 32) {
+  uint32_t depth = st->ckq;
+  if (depth < 32 && (st->jhead - st->jtail) * 2 >= st->sb.journal_size)
+    depth = 32;
+  while (st->ckw_next < st->ckw_n && st->ckw_left < depth) {
     struct ckwrite *w = &st->ckw[st->ckw_next];
     struct iovec *v = w->iov;
     for (uint32_t i = 0; i < w->n; i++) {

@@ -118,6 +118,12 @@ ms_now() { date +%s%3N; }
 BLK_OSD=$BLK_BUILD_DIR/osd/blk-osd
 
 osd_conf() {
+  if [ "${BLK_BENCH_CONF:-0}" = 1 ]; then
+    # benchmarks (tests/bench): the shipped defaults (journal size, heartbeat,
+    # beacon, stats and lease timings), as an operator would run them
+    printf '[global]\nosd_host = %s\n' "${OSD_HOST:-testhost}" >>"$BLK_CONF"
+    return 0
+  fi
   cat >>"$BLK_CONF" <<CONF
 [global]
 osd_heartbeat_interval = ${OSD_HB_INTERVAL:-250ms}

@@ -1256,6 +1256,10 @@ static int cmd_bench(struct blkctl *bc, int argc, char **argv)
   qsort(b.lat_us, b.n_lat, sizeof *b.lat_us, cmp_i64);
 #define PCT(p) (b.n_lat ? b.lat_us[(size_t)((double)(b.n_lat - 1) * (p))] : 0)
   double iops = el > 0 ? (double)b.done / el : 0;
+  double lat_sum = 0;
+  for (size_t k = 0; k < b.n_lat; k++)
+    lat_sum += (double)b.lat_us[k];
+  double lat_mean = b.n_lat ? lat_sum / (double)b.n_lat : 0;
   double mibs = iops * (double)b.io_size / 1048576.0;
   if (bc->json) {
     json_begin_obj();
@@ -1268,17 +1272,20 @@ static int cmd_bench(struct blkctl *bc, int argc, char **argv)
     json_double("seconds", el);
     json_double("iops", iops);
     json_double("mib_s", mibs);
+    json_double("lat_mean_us", lat_mean);
     json_int("lat_p50_us", PCT(0.5));
+    json_int("lat_p90_us", PCT(0.9));
     json_int("lat_p99_us", PCT(0.99));
     json_int("lat_p999_us", PCT(0.999));
     json_end_obj();
     json_done();
   } else {
     printf("bench %s %s io_size %llu io_threads %u: %llu ops in %.2f s\n"
-           "  %.0f IOPS, %.2f MiB/s, latency p50 %lld us, p99 %lld us, p99.9 %lld us\n",
+           "  %.0f IOPS, %.2f MiB/s, latency mean %.0f us, p50 %lld us, p90 %lld us, p99 %lld us, "
+           "p99.9 %lld us\n",
            b.rand ? "rand" : "seq", type, (unsigned long long)b.io_size, threads,
-           (unsigned long long)b.done, el, iops, mibs, (long long)PCT(0.5),
-           (long long)PCT(0.99), (long long)PCT(0.999));
+           (unsigned long long)b.done, el, iops, mibs, lat_mean, (long long)PCT(0.5),
+           (long long)PCT(0.9), (long long)PCT(0.99), (long long)PCT(0.999));
   }
   if (b.errors)
     rc = blkctl_fail(blkctl_exit_code(b.first_err), "%llu ops failed (first: %s)",
@@ -1301,7 +1308,8 @@ out:
 
 /* ---- snapshots ---- */
 
-static void snap_progress(uint64_t done, uint64_t total, void *arg)
+/* progress callback of rollback and flatten: arg is the progress bar */
+static void lib_progress(uint64_t done, uint64_t total, void *arg)
 {
   progress_set(arg, done);
   (void)total;
@@ -1389,7 +1397,7 @@ static int cmd_snap(struct blkctl *b, int argc, char **argv)
   } else {
     struct progress pr;
     progress_init(&pr, "Rolling back", blk_image_size(img));
-    r = blk_image_snap_rollback(img, snap, snap_progress, &pr);
+    r = blk_image_snap_rollback(img, snap, lib_progress, &pr);
     progress_done(&pr);
   }
   if (r < 0) {
@@ -1471,12 +1479,6 @@ static int cmd_children(struct blkctl *b, int argc, char **argv)
   return rc;
 }
 
-static void flat_progress(uint64_t done, uint64_t total, void *arg)
-{
-  progress_set(arg, done);
-  (void)total;
-}
-
 static int cmd_flatten(struct blkctl *b, int argc, char **argv)
 {
   if (argc != 3)
@@ -1489,7 +1491,7 @@ static int cmd_flatten(struct blkctl *b, int argc, char **argv)
     return rc;
   struct progress pr;
   progress_init(&pr, "Flattening", blk_image_size(img));
-  int r = blk_image_flatten(img, flat_progress, &pr);
+  int r = blk_image_flatten(img, lib_progress, &pr);
   progress_done(&pr);
   if (r < 0)
     rc = fail_lib(r, "cannot flatten");

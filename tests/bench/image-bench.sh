@@ -7,6 +7,7 @@
 # size.  A measurement, not a test (results in docs/benchmarks.md):
 #   BLK_BUILD_DIR=$PWD/build tests/bench/image-bench.sh
 export BLK_TEST_TIMEOUT=${BLK_TEST_TIMEOUT:-1500}
+export BLK_BENCH_CONF=${BLK_BENCH_CONF:-1}   # shipped defaults, not test timings
 source "$(dirname "$0")/../functions.sh"
 make_cluster 3
 osd_conf

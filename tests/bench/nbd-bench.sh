@@ -10,6 +10,7 @@
 # A measurement, not a test (results in docs/nbd.md):
 #   BLK_BUILD_DIR=$PWD/build tests/bench/nbd-bench.sh
 export BLK_TEST_TIMEOUT=${BLK_TEST_TIMEOUT:-1500}
+export BLK_BENCH_CONF=${BLK_BENCH_CONF:-1}   # shipped defaults, not test timings
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/../integration/test-nbd-common.inc"
 requires fio nbdkit

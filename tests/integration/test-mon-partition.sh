@@ -8,30 +8,9 @@
 #    brain, no stale read) — blkctl there fails with "no quorum";
 #  - healed, it rejoins the quorum and the change made meanwhile is there.
 source "$(dirname "$0")/../functions.sh"
-requires ip
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root for network namespaces"; exit 77; }
-NETNS=$(cd "$(dirname "$0")/../../deploy" && pwd)/netns-cluster.sh
-TAG=mp$((RANDOM % 9000 + 1000))
-TAG=${TAG:0:6}
-cleanup_fn netns_down
-netns_down() { "$NETNS" down "$TAG"; }
-"$NETNS" up "$TAG" 3 >/dev/null
-A1=$("$NETNS" addr "$TAG" 1); A2=$("$NETNS" addr "$TAG" 2); A3=$("$NETNS" addr "$TAG" 3)
-mkdir -p "$TEST_DIR/log"
-"$BLKCTL" cluster init --run-dir "$TEST_DIR" --mon "a=$A1:6789" --mon "b=$A2:6789" \
-  --mon "c=$A3:6789" --mkfs-mon a --mkfs-mon b --mkfs-mon c >/dev/null
-cat >>"$BLK_CONF" <<CONF
-[mon]
-mon_election_timeout = 500ms
-mon_heartbeat_interval = 50ms
-CONF
-i=1
-for m in a b c; do
-  "$NETNS" exec "$TAG" $i "$BLK_MON" --id $m >>"$TEST_DIR/log/mon.$m.log" 2>&1 &
-  track_pid $!; eval "MONPID_$m=$!"
-  i=$((i + 1))
-done
-wait_quorum 30
+source "$(dirname "$0")/netns-common.inc"
+netns_cluster mp
+netns_start_mons
 "$BLKCTL" pool create before 8 >/dev/null
 L=$(leader)
 case $L in a) LI=1 ;; b) LI=2 ;; c) LI=3 ;; esac

@@ -10,24 +10,10 @@
 #  - healed, the cluster returns to HEALTH_OK (recovery) and host 3's OSDs
 #    hold identical copies of the objects written while it was away.
 source "$(dirname "$0")/../functions.sh"
-requires ip
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root for network namespaces"; exit 77; }
-NETNS=$(cd "$(dirname "$0")/../../deploy" && pwd)/netns-cluster.sh
-TAG=oh$((RANDOM % 9000 + 1000))
-TAG=${TAG:0:6}
-cleanup_fn netns_down
-netns_down() { "$NETNS" down "$TAG"; }
-"$NETNS" up "$TAG" 3 >/dev/null
-A=("" "$("$NETNS" addr "$TAG" 1)" "$("$NETNS" addr "$TAG" 2)" "$("$NETNS" addr "$TAG" 3)")
-mkdir -p "$TEST_DIR/log"
-"$BLKCTL" cluster init --run-dir "$TEST_DIR" --mon "a=${A[1]}:6789" --mon "b=${A[2]}:6789" \
-  --mon "c=${A[3]}:6789" --mkfs-mon a --mkfs-mon b --mkfs-mon c >/dev/null
-cat >>"$BLK_CONF" <<CONF
-[mon]
-mon_election_timeout = 500ms
-mon_heartbeat_interval = 50ms
-CONF
+source "$(dirname "$0")/netns-common.inc"
+netns_cluster oh
 osd_conf
+netns_start_mons
 i=1
 for m in a b c; do
   "$NETNS" exec "$TAG" $i "$BLK_MON" --id $m >>"$TEST_DIR/log/mon.$m.log" 2>&1 &
@@ -36,18 +22,7 @@ for m in a b c; do
 done
 wait_quorum 30
 "$BLKCTL" --timeout 30 pool create rbd 32 --size 3 --min-size 2 >/dev/null || fail "pool create"
-# host h: OSDs 2(h-1) and 2(h-1)+1, listening on the host's own address
-for h in 1 2 3; do
-  for n in $((2 * (h - 1))) $((2 * (h - 1) + 1)); do
-    mkfs_osd $n
-    osd_key $n
-    "$NETNS" exec "$TAG" $h "$BLK_OSD" --id $n -c "$BLK_CONF" --device "$TEST_DIR/osd.$n.dev" \
-      --set keyring="$TEST_DIR/osd.$n.keyring" --set osd_host=h$h --set "osd_addr=${A[$h]}:0" \
-      >>"$TEST_DIR/log/osd.$n.log" 2>&1 &
-    track_pid $!; eval "OSDPID_$n=$!"
-  done
-done
-wait_osds_up 6 60
+netns_start_osds
 host_of() { echo "h$(( $1 / 2 + 1 ))"; }
 
 D=$TEST_DIR/data; mkdir -p "$D"

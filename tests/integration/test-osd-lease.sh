@@ -14,44 +14,13 @@
 #  - healed: the old primary serves again (renewed lease), nothing is lost
 #    and the rewrite is what every client reads.
 source "$(dirname "$0")/../functions.sh"
-requires ip
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root for network namespaces"; exit 77; }
-NETNS=$(cd "$(dirname "$0")/../../deploy" && pwd)/netns-cluster.sh
-TAG=ol$((RANDOM % 9000 + 1000))
-TAG=${TAG:0:6}
-cleanup_fn netns_down
-netns_down() { "$NETNS" down "$TAG"; }
-"$NETNS" up "$TAG" 3 >/dev/null
-A=("" "$("$NETNS" addr "$TAG" 1)" "$("$NETNS" addr "$TAG" 2)" "$("$NETNS" addr "$TAG" 3)")
-mkdir -p "$TEST_DIR/log"
-"$BLKCTL" cluster init --run-dir "$TEST_DIR" --mon "a=${A[1]}:6789" --mon "b=${A[2]}:6789" \
-  --mon "c=${A[3]}:6789" --mkfs-mon a --mkfs-mon b --mkfs-mon c >/dev/null
-cat >>"$BLK_CONF" <<CONF
-[mon]
-mon_election_timeout = 500ms
-mon_heartbeat_interval = 50ms
-CONF
+source "$(dirname "$0")/netns-common.inc"
+netns_cluster ol
 LEASE_MS=${LEASE_MS:-2000} MARGIN_MS=1000   # LEASE_MS=0: lease off (the test must fail)
 OSD_LEASE=${LEASE_MS}ms OSD_LEASE_MARGIN=${MARGIN_MS}ms osd_conf
-i=1
-for m in a b c; do
-  "$NETNS" exec "$TAG" $i "$BLK_MON" --id $m >>"$TEST_DIR/log/mon.$m.log" 2>&1 &
-  track_pid $!; eval "MONPID_$m=$!"
-  i=$((i + 1))
-done
-wait_quorum 30
+netns_start_mons
 "$BLKCTL" --timeout 30 pool create rbd 16 --size 3 --min-size 2 >/dev/null || fail "pool create"
-for h in 1 2 3; do
-  for n in $((2 * (h - 1))) $((2 * (h - 1) + 1)); do
-    mkfs_osd $n
-    osd_key $n
-    "$NETNS" exec "$TAG" $h "$BLK_OSD" --id $n -c "$BLK_CONF" --device "$TEST_DIR/osd.$n.dev" \
-      --set keyring="$TEST_DIR/osd.$n.keyring" --set osd_host=h$h --set "osd_addr=${A[$h]}:0" \
-      >>"$TEST_DIR/log/osd.$n.log" 2>&1 &
-    track_pid $!; eval "OSDPID_$n=$!"
-  done
-done
-wait_osds_up 6 60
+netns_start_osds
 
 D=$TEST_DIR/data; mkdir -p "$D"
 put() {  # put NAME: a distinct random object, kept in $D
