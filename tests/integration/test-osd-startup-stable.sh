@@ -4,12 +4,13 @@
 # "Heartbeats after a start"): 3 monitors + 3 OSDs on one host, 64 PGs
 # with some data; after the cold start, after a kill -9 of every daemon
 # and a start of all of them again, and after a SIGTERM of every daemon
-# and a start again, no OSD may be marked down (monitor log) nor see
-# itself down and boot again (OSD log) from the (re)start until 20 s after
-# all are up.  Before the fix, a restart of this cluster under ASan marked
-# 2 OSDs down per restart: peers busy peering answered pings later than
-# the ping's 2-interval timeout, the late answers were dropped, and the
-# grace ran from when the map showed the peer, not from a real ping.
+# and a start again, no OSD may be reported failed or marked down
+# (monitor log) nor see itself down and boot again (OSD log) from the
+# (re)start until 20 s after all are up.  Before the fix the restarts of
+# this test under ASan drew 4 false failure reports in one run, 24 reports
+# and 5 mark-downs after the kill -9 restart in another: peers busy peering answered pings
+# later than the ping's 2-interval timeout, the late answers were dropped,
+# and the grace ran from when the map showed the peer, not from a ping.
 source "$(dirname "$0")/../functions.sh"
 IDLE=${IDLE:-20}
 make_cluster 3
@@ -26,15 +27,18 @@ downs() { cat "$TEST_DIR"/log/mon.*.log | grep -c "marking osd\.[0-9]* down" || 
 reboots() { cat "$TEST_DIR"/log/osd.*.log | grep -c "booting again" || true; }
 reports() { cat "$TEST_DIR"/log/mon.*.log | grep -c "reports osd\.[0-9]* failed" || true; }
 
-# check PHASE D0 B0 R0: no mark-down and no re-boot since the counts D0 B0
+# check PHASE D0 B0 R0: no mark-down, re-boot or failure report since the
+# counts D0 B0 R0
 check() {
   local d b r
   d=$(( $(downs) - $2 )); b=$(( $(reboots) - $3 )); r=$(( $(reports) - $4 ))
   echo "MEASURE $1: mark-downs $d, re-boots $b, failure reports $r (idle ${IDLE}s after all up)"
-  [ "$d" -eq 0 ] && [ "$b" -eq 0 ] || {
+  # a failure report about a live peer is the first step of a flap (a
+  # mark-down needs two at once, which depends on timing): none allowed
+  [ "$d" -eq 0 ] && [ "$b" -eq 0 ] && [ "$r" -eq 0 ] || {
     grep -h "marking osd\|reports osd" "$TEST_DIR"/log/mon.*.log | sort | tail -20
     grep -h "silent for\|answers again\|booting again" "$TEST_DIR"/log/osd.*.log | sort | tail -20
-    fail "$1: $d OSD mark-downs, $b re-boots on an idle cluster"
+    fail "$1: $d OSD mark-downs, $b re-boots, $r failure reports on an idle cluster"
   }
 }
 
@@ -59,25 +63,6 @@ for how in kill stop; do
   sleep "$IDLE"
   check "restart-after-$how" "$d0" "$b0" "$r0"
 done
-
-# A peer whose loop is busy, as an OSD peering its PGs right after a
-# start on a loaded machine: osd.0 stopped ${SLOW_STOP}s, running 50 ms,
-# for about 10 s.  Every ping is answered within the stop + 50 ms, inside
-# the 1.5 s grace: nobody may report it.  (Before the fix a ping call gave
-# up after 2 intervals = 500 ms and its late answer was dropped, so an
-# OSD answering every ping 0.5-1 s late could be reported silent.)
-SLOW_STOP=${SLOW_STOP:-1.0}
-cont0() { kill -CONT "$(osd_pid 0)" 2>/dev/null || true; }
-cleanup_fn cont0
-d0=$(downs); b0=$(reboots); r0=$(reports)
-t_end=$(( $(ms_now) + 10000 ))
-while [ "$(ms_now)" -lt "$t_end" ]; do
-  kill -STOP "$(osd_pid 0)"; sleep "$SLOW_STOP"; cont0; sleep 0.05
-done
-sleep 3
-IDLE=3 check slow-peer "$d0" "$b0" "$r0"
-r=$(( $(reports) - r0 ))
-[ "$r" -eq 0 ] || fail "slow-peer: $r failure reports about a peer answering within the grace"
 
 # a really dead OSD is still marked down within the grace
 kill_osd 1
