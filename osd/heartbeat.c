@@ -13,8 +13,9 @@
  *  - a ping waits for its answer for the whole grace: a peer busy after a
  *    start that answers late is alive (the call used to time out after
  *    two intervals and the late answer was dropped);
- *  - a tick that comes late (this OSD's own loop stalled) judges nobody:
- *    answers may be waiting unread in its sockets.
+ *  - a tick that comes late (this OSD's own loop stalled for more than an
+ *    interval) judges nobody: answers may be waiting unread in its
+ *    sockets.
  * When it answers again the report is withdrawn (alive = true), repeated
  * every interval for one grace, since a failure report retried by the
  * monitor client can reach the leader after the withdrawal.
@@ -184,10 +185,12 @@ void heartbeat_tick(struct osd *osd)
     return;
   }
   int64_t now = util_now_ms();
-  /* This OSD's own loop stalled (the tick is late by more than an
-   * interval): answers may be waiting unread in its sockets; judge nobody
-   * now, the next tick comes after they are read. */
-  bool stalled = osd->hb_tick_ms && now - osd->hb_tick_ms > 2 * osd->hb_interval;
+  /* This OSD's own loop stalled (the tick, due every interval from a
+   * 100 ms timer, is late by more than an interval + 100 ms): answers may
+   * be waiting unread in its sockets; judge nobody now, the next tick
+   * comes after they are read.  (A loop late on every tick never reports;
+   * the monitors' beacon grace still catches a dead peer.) */
+  bool stalled = osd->hb_tick_ms && now - osd->hb_tick_ms > 2 * osd->hb_interval + 100;
   if (stalled)
     log_debug("hb", "heartbeat tick %lld ms late: no peer judged", (long long)(now - osd->hb_tick_ms));
   osd->hb_tick_ms = now;
