@@ -4,10 +4,21 @@
  * up OSD it shares a PG with (all pools), plus its next up neighbours by
  * id until it has at least two peers, so that small or empty clusters are
  * watched too.  A ping is an OsdPing call answered by an OsdPing; a peer
- * that has not answered for osd_heartbeat_grace (counted from when pinging
- * started, which restarts when its up_from changes) is reported to the
- * leader (OsdFailure), again every interval while it stays silent; when it
- * answers again the report is withdrawn (alive = true).
+ * is reported to the leader (OsdFailure), again every interval while it
+ * stays silent, only when a ping this OSD really sent has gone unanswered
+ * for osd_heartbeat_grace (docs/osd.md "Heartbeats after a start"):
+ *  - the grace runs from the send time of the oldest unanswered ping, not
+ *    from when the map showed the peer (a peer not pinged yet is not
+ *    silent);
+ *  - a ping waits for its answer for the whole grace: a peer busy after a
+ *    start that answers late is alive (the call used to time out after
+ *    two intervals and the late answer was dropped);
+ *  - a tick that comes late (this OSD's own loop stalled for more than an
+ *    interval) judges nobody: answers may be waiting unread in its
+ *    sockets.
+ * When it answers again the report is withdrawn (alive = true), repeated
+ * every interval for one grace, since a failure report retried by the
+ * monitor client can reach the leader after the withdrawal.
  *
  * The lease (DESIGN.md I2, docs/osd.md "Lease"): this file also sends the
  * beacons.  Each beacon remembers when it left (monotonic clock); an
@@ -92,7 +103,6 @@ void heartbeat_on_map(struct osd *osd)
       nwant++;
     }
   }
-  int64_t now = util_now_ms();
   for (size_t id = 0; id < m->n_osds || id < osd->n_peers; id++) {
     const struct cm_osd *o = clustermap_osd(m, (int32_t)id);
     bool w = id < m->n_osds && want[id] && o && o->up;
@@ -107,9 +117,10 @@ void heartbeat_on_map(struct osd *osd)
     if (!p->hb || p->up_from != o->up_from) {
       p->hb = true;
       p->up_from = o->up_from;
-      p->hb_since_ms = now;
+      p->hb_since_ms = 0;       /* the grace starts with the first ping */
       p->last_rx_ms = 0;
       p->reported = false;
+      p->withdraw_until_ms = 0;
     }
   }
   free(want);
@@ -152,10 +163,13 @@ static void on_pong(void *arg, int err, const struct msgr_frame *f)
   if (!pg)
     return;
   if (pg->from == id) {
-    p->last_rx_ms = util_now_ms();
+    int64_t now = util_now_ms();
+    p->last_rx_ms = now;
+    p->hb_since_ms = 0;
     if (p->reported) {
       log_info("hb", "osd.%d answers again", id);
       p->reported = false;
+      p->withdraw_until_ms = now + osd->hb_grace;
       report(osd, id, true, 0);
     }
   }
@@ -166,22 +180,42 @@ static void on_pong(void *arg, int err, const struct msgr_frame *f)
 
 void heartbeat_tick(struct osd *osd)
 {
-  if (!osd->booted || osd->stopping)
+  if (!osd->booted || osd->stopping) {
+    osd->hb_tick_ms = 0;
     return;
+  }
   int64_t now = util_now_ms();
+  /* This OSD's own loop stalled (the tick, due every interval from a
+   * 100 ms timer, is late by more than an interval + 100 ms): answers may
+   * be waiting unread in its sockets; judge nobody now, the next tick
+   * comes after they are read.  (A loop late on every tick never reports;
+   * the monitors' beacon grace still catches a dead peer.) */
+  bool stalled = osd->hb_tick_ms && now - osd->hb_tick_ms > 2 * osd->hb_interval + 100;
+  if (stalled)
+    log_debug("hb", "heartbeat tick %lld ms late: no peer judged", (long long)(now - osd->hb_tick_ms));
+  osd->hb_tick_ms = now;
   for (size_t id = 0; id < osd->n_peers; id++) {
     struct osd_peer *p = &osd->peers[id];
     if (!p->hb)
       continue;
-    int64_t base = p->last_rx_ms ? p->last_rx_ms : p->hb_since_ms;
-    if (now - base > osd->hb_grace) {
+    if (!stalled && p->hb_since_ms && now - p->hb_since_ms > osd->hb_grace) {
       if (!p->reported)
-        log_warn("hb", "osd.%zu silent for %lld ms: reporting it", id, (long long)(now - base));
+        log_warn("hb", "osd.%zu silent for %lld ms (a ping unanswered since then): reporting it",
+                 id, (long long)(now - p->hb_since_ms));
       p->reported = true;
-      report(osd, (int32_t)id, false, now - base);
+      p->withdraw_until_ms = 0;
+      report(osd, (int32_t)id, false, now - p->hb_since_ms);
+    } else if (!p->reported && p->withdraw_until_ms) {
+      if (now < p->withdraw_until_ms)
+        report(osd, (int32_t)id, true, 0);
+      else
+        p->withdraw_until_ms = 0;
     }
     if (p->ping_inflight)
       continue;
+    /* the grace of this ping starts now, unless an older one is unanswered */
+    if (!p->hb_since_ms)
+      p->hb_since_ms = now;
     msgr_conn *c = osd_peer_conn(osd, (int32_t)id);
     struct ping_ctx *pc = malloc(sizeof *pc);
     if (!c || !pc) {
@@ -194,8 +228,10 @@ void heartbeat_tick(struct osd *osd)
     Blk__OsdPing ping = BLK__OSD_PING__INIT;
     ping.from = osd->id;
     ping.epoch = osd->epoch;
-    if (msgr_call_pb(c, MSG_OSD_PING, (const ProtobufCMessage *)&ping, NULL, 0,
-                     (int)osd->hb_interval * 2, on_pong, pc) == 0)
+    /* a late answer within the grace still proves the peer alive */
+    int wait_ms = (int)(osd->hb_grace > osd->hb_interval * 2 ? osd->hb_grace : osd->hb_interval * 2);
+    if (msgr_call_pb(c, MSG_OSD_PING, (const ProtobufCMessage *)&ping, NULL, 0, wait_ms, on_pong,
+                     pc) == 0)
       p->ping_inflight = true;
     else
       free(pc);

@@ -49,10 +49,12 @@ struct osd_peer {
   char addr[CM_MAX_ADDR];       /* the address conn was made for */
   bool hb;                      /* pinged (shares a PG, or a neighbour) */
   uint64_t up_from;             /* map's up_from when hb started */
-  int64_t hb_since_ms;          /* when pinging started (grace base) */
+  int64_t hb_since_ms;          /* send time of the oldest unanswered ping
+                                 * (grace base); 0 = every ping answered */
   int64_t last_rx_ms;           /* last ping answer */
   bool reported;                /* failure reported to the monitors */
   bool ping_inflight;
+  int64_t withdraw_until_ms;    /* repeat the withdrawal (alive) until then */
 };
 
 struct osd {
@@ -75,6 +77,7 @@ struct osd {
   int64_t boot_sent_ms;
   struct event *timer_ev, *sig_ev[2];
   int64_t last_beacon_ms, last_hb_ms, last_stats_ms;
+  int64_t hb_tick_ms;           /* previous heartbeat_tick (stall check) */
   struct osd_peer *peers;
   size_t n_peers;
   /* PGs by (pool, pg) */
