@@ -1863,12 +1863,8 @@ static void jw_done(struct store *st)
   if (st->apply_n >= st->apply_max) {
     st_apply(st);
   } else if (st->apply_n && !st->apply_armed) {
-    /* busy (another group being written): gather a large batch; idle
-     * (low queue depth): apply soon, in a batch of a few records, because
-     * the batch runs on this loop and an op arriving during it waits for
-     * all of it (~20 us per record) */
-    int64_t us = st->jw_busy ? st->apply_delay_us : st->apply_idle_us;
-    struct timeval tv = { (time_t)(us / 1000000), (suseconds_t)(us % 1000000) };
+    struct timeval tv = { (time_t)(st->apply_delay_us / 1000000),
+                          (suseconds_t)(st->apply_delay_us % 1000000) };
     event_add(st->ev_apply, &tv);
     st->apply_armed = true;
   }
@@ -2122,17 +2118,11 @@ static void ck_fsync_done(struct store *st, struct ioreq *io, int res)
   ck_finish(st);
 }
 
-/* Issue queued checkpoint writes, then the flush.  Few writes in flight
- * while the journal has room (a journal write queued behind dozens of
- * write-back requests is what a client at low queue depth waits for), at
- * least 32 once it is half full (then the journal needs the space). */
+/* Issue queued checkpoint writes (up to 32 in flight), then the flush. */
 static void ck_issue(struct store *st)
 {
   bool sub = false;
-  uint32_t depth = st->ckq;
-  if (depth < 32 && (st->jhead - st->jtail) * 2 >= st->sb.journal_size)
-    depth = 32;
-  while (st->ckw_next < st->ckw_n && st->ckw_left < depth) {
+  while (st->ckw_next < st->ckw_n && st->ckw_left < 32) {
     struct ckwrite *w = &st->ckw[st->ckw_next];
     struct iovec *v = w->iov;
     for (uint32_t i = 0; i < w->n; i++) {

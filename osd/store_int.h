@@ -309,9 +309,7 @@ struct store {
   uint64_t deferred_max;
   bool jdsync;            /* journal + direct writes with RWF_DSYNC */
   uint32_t nearfull_pct, ckpt_pct;
-  uint32_t ckq;          /* write-back depth below half a journal */
   int64_t apply_delay_us; /* deferred metadata apply: delay and batch */
-  int64_t apply_idle_us;  /* delay when the journal writer went idle */
   uint32_t apply_max;
   int64_t ckpt_interval_ms;
 };

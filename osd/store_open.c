@@ -532,11 +532,7 @@ int store_open(const char *dev_path, const char *data_dir,
                      : 25;
   st->ckpt_interval_ms = cfg ? config_get_int(cfg, "osd_store_ckpt_interval")
                              : 500;
-  st->ckq = cfg ? (uint32_t)config_get_int(cfg, "osd_store_ckpt_queue_depth") : 32;
-  if (st->ckq < 1 || st->ckq > 256)
-    st->ckq = 32;
   st->apply_delay_us = cfg ? config_get_int(cfg, "osd_store_apply_delay") * 1000 : 25000;
-  st->apply_idle_us = cfg ? config_get_int(cfg, "osd_store_apply_delay_idle") * 1000 : 1000;
   st->apply_max = cfg ? (uint32_t)config_get_int(cfg, "osd_store_apply_batch") : 256;
   if (st->apply_max < 1)
     st->apply_max = 1;
