@@ -42,8 +42,8 @@
  *  - The PG log lives in the omap of the PG's meta object, one key per
  *    entry ("L" + epoch + v as 16 hex digits each + op + reqid + "/" +
  *    name: the key alone describes the entry, so loading needs no value
- *    reads), trimmed to osd_pg_log_max entries; the newest trimmed version
- *    is the key "T" + 32 hex digits.
+ *    reads), trimmed to osd_pg_log_max entries (in batches: pg_log_append);
+ *    the newest trimmed version is the key "T" + 32 hex digits.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -141,8 +141,13 @@ int pg_log_push(struct pg *pg, struct pg_ver ver, uint8_t op, const char *reqid,
   return 0;
 }
 
-/* Append a new entry and its omap key to t; trim the oldest beyond
- * osd_pg_log_max in the same transaction. */
+/* Append a new entry and its omap key to t.  Trimming is batched: once
+ * the log is PG_LOG_TRIM_MIN entries longer than its limit, the oldest are
+ * dropped down to the limit in this same transaction (at most
+ * 4 * PG_LOG_TRIM_MIN at a time, so a lowered limit shrinks a long log
+ * gradually).  Trimming one entry per write rewrote the tail key with
+ * every write: three of a write's seven metadata keys. */
+#define PG_LOG_TRIM_MIN 64
 static int pg_log_append(struct pg *pg, store_txn *t, struct pg_ver ver, uint8_t op,
                          const char *reqid, const char *name)
 {
@@ -158,21 +163,28 @@ static int pg_log_append(struct pg *pg, store_txn *t, struct pg_ver ver, uint8_t
     return r;
   pg_log_key(key, sizeof key, pg_log_at(pg, pg->log_n - 1));
   store_txn_omap_set(t, &meta, key, "", 0);
-  if (pg->log_n > pg->osd->pg_log_max) {
+  size_t max = pg->osd->pg_log_max;
+  size_t slack = max / 8 < PG_LOG_TRIM_MIN ? max / 8 : PG_LOG_TRIM_MIN;
+  if (pg->log_n <= max + slack)
+    return 0;
+  size_t drop = pg->log_n - max;
+  if (drop > 4 * PG_LOG_TRIM_MIN)
+    drop = 4 * PG_LOG_TRIM_MIN;
+  if (pg->tail.epoch || pg->tail.v) {
+    pg_tail_key(key, sizeof key, pg->tail);
+    store_txn_omap_rm(t, &meta, key);
+  }
+  for (size_t i = 0; i < drop; i++) {
     struct pg_log_ent *old = pg_log_at(pg, 0);
     pg_log_key(key, sizeof key, old);
     store_txn_omap_rm(t, &meta, key);
-    if (pg->tail.epoch || pg->tail.v) {
-      pg_tail_key(key, sizeof key, pg->tail);
-      store_txn_omap_rm(t, &meta, key);
-    }
     pg->tail = old->ver;
-    pg_tail_key(key, sizeof key, pg->tail);
-    store_txn_omap_set(t, &meta, key, "", 0);
     free(old->name);
     pg->log_head = (pg->log_head + 1) % pg->log_cap;
     pg->log_n--;
   }
+  pg_tail_key(key, sizeof key, pg->tail);
+  store_txn_omap_set(t, &meta, key, "", 0);
   return 0;
 }
 

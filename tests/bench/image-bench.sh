@@ -22,7 +22,7 @@ b() { echo "+ blkctl image bench KVMpool/bench $*"; "$BLKCTL" image bench KVMpoo
 b --io-type write --io-size 4M --io-threads 16 --io-pattern seq --io-total 2G
 b --io-type write --io-size 1M --io-threads 8 --io-pattern seq --io-total ${SEQ_TOTAL:-2G}
 b --io-type read --io-size 1M --io-threads 8 --io-pattern seq --io-total ${SEQ_TOTAL:-2G}
-b --io-type write --io-size 4K --io-threads 1 --io-pattern rand --io-total ${QD1_TOTAL:-16M}
-b --io-type write --io-size 4K --io-threads 32 --io-pattern rand --io-total ${QD32_TOTAL:-128M}
-b --io-type read --io-size 4K --io-threads 1 --io-pattern rand --io-total ${QD1_TOTAL:-16M}
-b --io-type read --io-size 4K --io-threads 32 --io-pattern rand --io-total ${QD32_TOTAL:-128M}
+b --io-type write --io-size 4K --io-threads 1 --io-pattern rand --io-total ${QD1_TOTAL:-32M}
+b --io-type write --io-size 4K --io-threads 32 --io-pattern rand --io-total ${QD32_TOTAL:-256M}
+b --io-type read --io-size 4K --io-threads 1 --io-pattern rand --io-total ${QD1_TOTAL:-32M}
+b --io-type read --io-size 4K --io-threads 32 --io-pattern rand --io-total ${QD32_TOTAL:-256M}
