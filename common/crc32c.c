@@ -20,7 +20,7 @@
 #define HW_LANE 256u
 
 static uint32_t table[8][256];
-static uint32_t lane_shift[4][256];   /* x -> crc of HW_LANE zeros from x */
+static struct crc32c_shift lane_shift; /* x -> crc of HW_LANE zeros from x */
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 static int have_sse42 = -1;
 
@@ -30,6 +30,21 @@ static uint32_t zeros_shift(uint32_t x, size_t n)
   for (size_t i = 0; i < n * 8; i++)
     x = (x & 1) ? (x >> 1) ^ POLY : x >> 1;
   return x;
+}
+
+void crc32c_shift_init(struct crc32c_shift *s, size_t n)
+{
+  uint32_t basis[32];
+  for (int b = 0; b < 32; b++)
+    basis[b] = zeros_shift(1u << b, n);
+  for (int t = 0; t < 4; t++)
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t v = 0;
+      for (int b = 0; b < 8; b++)
+        if (i & (1u << b))
+          v ^= basis[8 * t + b];
+      s->t[t][i] = v;
+    }
 }
 
 static void table_init(void)
@@ -43,17 +58,7 @@ static void table_init(void)
   for (uint32_t i = 0; i < 256; i++)
     for (int t = 1; t < 8; t++)
       table[t][i] = (table[t - 1][i] >> 8) ^ table[0][table[t - 1][i] & 0xff];
-  uint32_t basis[32];
-  for (int b = 0; b < 32; b++)
-    basis[b] = zeros_shift(1u << b, HW_LANE);
-  for (int t = 0; t < 4; t++)
-    for (uint32_t i = 0; i < 256; i++) {
-      uint32_t v = 0;
-      for (int b = 0; b < 8; b++)
-        if (i & (1u << b))
-          v ^= basis[8 * t + b];
-      lane_shift[t][i] = v;
-    }
+  crc32c_shift_init(&lane_shift, HW_LANE);
   __builtin_cpu_init();
   have_sse42 = __builtin_cpu_supports("sse4.2");
 }
@@ -101,11 +106,9 @@ static uint32_t crc_hw(uint32_t c, const unsigned char *p, size_t len)
       d64 = __builtin_ia32_crc32di(d64, w2);
     }
     uint32_t x = (uint32_t)c64;
-    x = lane_shift[0][x & 0xff] ^ lane_shift[1][(x >> 8) & 0xff] ^
-        lane_shift[2][(x >> 16) & 0xff] ^ lane_shift[3][x >> 24];
+    x = crc32c_shift_apply(&lane_shift, x);
     x ^= (uint32_t)b64;
-    x = lane_shift[0][x & 0xff] ^ lane_shift[1][(x >> 8) & 0xff] ^
-        lane_shift[2][(x >> 16) & 0xff] ^ lane_shift[3][x >> 24];
+    x = crc32c_shift_apply(&lane_shift, x);
     c64 = x ^ (uint32_t)d64;
     p += 3 * HW_LANE;
     len -= 3 * HW_LANE;

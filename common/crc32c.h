@@ -16,4 +16,20 @@
  * as crc to the next to checksum data given in pieces. */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
 
+/* "Feed n zero bytes" to the raw CRC register, precomputed as four byte
+ * tables (the step is linear over GF(2)).  With it crcs combine without
+ * reading data again: crc32c(0, A || B) ==
+ * crc32c_shift_apply(s, crc32c(0, A)) ^ crc32c(0, B) when B is n bytes
+ * (the pre- and post-inversions cancel). */
+struct crc32c_shift {
+  uint32_t t[4][256];
+};
+/* Build s for n bytes (bitwise, ~n * 256 steps: do it once). */
+void crc32c_shift_init(struct crc32c_shift *s, size_t n);
+static inline uint32_t crc32c_shift_apply(const struct crc32c_shift *s, uint32_t x)
+{
+  return s->t[0][x & 0xff] ^ s->t[1][(x >> 8) & 0xff] ^ s->t[2][(x >> 16) & 0xff] ^
+         s->t[3][x >> 24];
+}
+
 #endif

@@ -46,37 +46,20 @@ uint8_t *jop_encode(uint8_t *p, enum jop_type t, const void *key, size_t klen,
   return p;
 }
 
-/* The crc of X || B from crc32c(0, X) and crc32c(0, B) for a 4096-byte B:
- * crc32c with its pre- and post-inversion is affine in the register, and
- * the inversions cancel, so crc(X || B) = Z(crc(X)) ^ crc(B), where Z is
- * the (linear) advance of the raw register over 4096 zero bytes.  Z is
- * kept as four byte tables, built once from crc32c itself: Z(x) =
- * ~crc32c(~x, zeros) because crc32c(c, .) runs the raw register from ~c
- * and returns its complement. */
-static uint32_t zshift[4][256];
+/* The crc of X || B from crc32c(0, X) and crc32c(0, B) for a 4096-byte
+ * block B (common/crc32c.h: crc32c_shift). */
+static struct crc32c_shift zshift;
 static pthread_once_t zshift_once = PTHREAD_ONCE_INIT;
 
 static void zshift_init(void)
 {
-  static const uint8_t zeros[STORE_BLOCK];
-  uint32_t basis[32];
-  for (int b = 0; b < 32; b++)
-    basis[b] = ~crc32c(~(1u << b), zeros, sizeof zeros);
-  for (int t = 0; t < 4; t++)
-    for (uint32_t i = 0; i < 256; i++) {
-      uint32_t v = 0;
-      for (int b = 0; b < 8; b++)
-        if (i & (1u << b))
-          v ^= basis[8 * t + b];
-      zshift[t][i] = v;
-    }
+  crc32c_shift_init(&zshift, STORE_BLOCK);
 }
 
 uint32_t jrec_crc_append_block(uint32_t crc, uint32_t block_crc)
 {
   pthread_once(&zshift_once, zshift_init);
-  return zshift[0][crc & 0xff] ^ zshift[1][(crc >> 8) & 0xff] ^
-         zshift[2][(crc >> 16) & 0xff] ^ zshift[3][crc >> 24] ^ block_crc;
+  return crc32c_shift_apply(&zshift, crc) ^ block_crc;
 }
 
 static void jrec_put_hdr(uint8_t *rec, const struct jrec_hdr *h)
