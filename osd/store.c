@@ -1895,6 +1895,18 @@ static int cmp_apply_kv(const void *a, const void *b)
   return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
+void st_retire_free(struct store *st)
+{
+  while (st->retire_head) {
+    struct jtx *j = st->retire_head;
+    st->retire_head = j->next;
+    rb_put(st, j->rb);
+    free(j->dw);
+    free(j);
+  }
+  st->retire_tail = NULL;
+}
+
 void st_apply(struct store *st)
 {
   if (st->apply_armed) {
@@ -1998,14 +2010,7 @@ void st_apply(struct store *st)
   st->apply_nkv = 0;
   st->apply_count++;
   st->apply_recs += st->apply_n;
-  while (st->retire_head) {
-    struct jtx *j = st->retire_head;
-    st->retire_head = j->next;
-    rb_put(st, j->rb);
-    free(j->dw);
-    free(j);
-  }
-  st->retire_tail = NULL;
+  st_retire_free(st);
   st->apply_n = 0;
   if (st->ovl_clean > OVL_CLEAN_MAX)
     ovl_trim(st);

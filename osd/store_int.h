@@ -346,6 +346,9 @@ void st_on_defer(int fd, short what, void *arg);
 void st_on_timer(int fd, short what, void *arg);
 /* Timer of the deferred metadata apply (st_apply). */
 void st_on_apply(int fd, short what, void *arg);
+/* Free the durable records on the retire list (after their metadata was
+ * applied, or at close of a failed store). */
+void st_retire_free(struct store *st);
 /* Write the metadata of every durable record on the retire list to
  * RocksDB in one batch (with "Sapplied"), then retire their overlay
  * entries and free them.  Loop thread; no-op when the list is empty. */

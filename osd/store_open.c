@@ -718,14 +718,7 @@ void st_free_runtime(struct store *st)
     event_free(st->ev_timer);
   if (st->ev_apply)
     event_free(st->ev_apply);
-  while (st->retire_head) {   /* a failed store's unapplied records */
-    struct jtx *j = st->retire_head;
-    st->retire_head = j->next;
-    rb_put(st, j->rb);
-    free(j->dw);
-    free(j);
-  }
-  st->retire_tail = NULL;
+  st_retire_free(st);   /* a failed store's unapplied records */
   if (st->apply_b)
     rocksdb_writebatch_destroy(st->apply_b);
   free(st->apply_clean);

@@ -57,16 +57,8 @@ for i in $(seq 1 30); do put during$i; done
 check_all "host 3 cut off"
 echo "30 writes while host 3 was away: all acknowledged and readable"
 
-"$NETNS" heal "$TAG" 3
-wait_osd 4 status up 60 >/dev/null
-wait_osd 5 status up 60 >/dev/null
 t0=$(ms_now)
-for _ in $(seq 600); do
-  "$BLKCTL" --format json status | grep -q '"status":"HEALTH_OK"' && break
-  sleep 0.2
-done
-"$BLKCTL" --format json status | grep -q '"status":"HEALTH_OK"' ||
-  fail "not HEALTH_OK 120 s after healing: $("$BLKCTL" status)"
+netns_heal_host 3
 echo "HEALTH_OK $(( $(ms_now) - t0 )) ms after host 3 came back"
 check_all "healed"
 # host 3's own copies of what was written while it was away

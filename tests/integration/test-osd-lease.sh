@@ -84,15 +84,7 @@ if "$NETNS" exec "$TAG" 3 "$BLKCTL" --timeout 3 --set client_op_timeout=3s objec
   fail "host 3 served $VICTIM (stale: $(cmp -s "$TEST_DIR/got3" "$D/$VICTIM" && echo no || echo yes)) while cut off"
 fi
 
-"$NETNS" heal "$TAG" 3
-wait_osd 4 status up 60 >/dev/null
-wait_osd 5 status up 60 >/dev/null
-for _ in $(seq 600); do
-  "$BLKCTL" --format json status | grep -q '"status":"HEALTH_OK"' && break
-  sleep 0.2
-done
-"$BLKCTL" --format json status | grep -q '"status":"HEALTH_OK"' ||
-  fail "not HEALTH_OK 120 s after healing: $("$BLKCTL" status)"
+netns_heal_host 3
 for f in "$D"/*; do
   "$BLKCTL" --timeout 60 object get rbd "$(basename "$f")" "$TEST_DIR/got" >/dev/null &&
     cmp -s "$TEST_DIR/got" "$f" || fail "object $(basename "$f") does not read back after healing"
