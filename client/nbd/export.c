@@ -120,6 +120,15 @@ static int export_alloc(struct nbd_server *srv, const char *name, const char *po
   return 0;
 }
 
+/* The open, current (not stale) export of this name, or NULL. */
+static struct nbd_export *export_find_open(struct nbd_server *srv, const char *name)
+{
+  for (struct nbd_export *e = srv->exports; e; e = e->next)
+    if (e->img && !e->stale && !strcmp(e->name, name))
+      return e;
+  return NULL;
+}
+
 int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export **out,
                    char *err, size_t errlen)
 {
@@ -127,13 +136,12 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
   int cr = export_name_check(srv, name, pool, image, snap, err, errlen);
   if (cr < 0)
     return cr;
-  for (struct nbd_export *e = srv->exports; e; e = e->next)
-    if (e->img && !e->stale && !strcmp(e->name, name)) {
-      e->refs++;
-      *out = e;
-      return 0;
-    }
-  struct nbd_export *e;
+  struct nbd_export *e = export_find_open(srv, name);
+  if (e) {
+    e->refs++;
+    *out = e;
+    return 0;
+  }
   int r = export_alloc(srv, name, pool, image, snap, &e, err, errlen);
   if (r < 0)
     return r;
@@ -331,12 +339,12 @@ int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, b
   int cr = export_name_check(srv, name, pool, image, snap, err, errlen);
   if (cr < 0)
     return cr;
-  for (struct nbd_export *e = srv->exports; e; e = e->next)
-    if (e->img && !e->stale && !strcmp(e->name, name)) {
-      *size = blk_image_size(e->img);
-      *ro = e->read_only;
-      return 0;
-    }
+  const struct nbd_export *open = export_find_open(srv, name);
+  if (open) {
+    *size = blk_image_size(open->img);
+    *ro = open->read_only;
+    return 0;
+  }
   blk_ioctx *io = nbd_pool_ioctx(srv, pool);
   if (!io) {
     int e = errno;
