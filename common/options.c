@@ -37,6 +37,7 @@ const struct config_option config_options[] = {
   { "osd_store_journal_size", CFG_SIZE, "64M", "journal size written by mkfs (at most 1/4 of the device)" },
   { "osd_store_deferred_max", CFG_SIZE, "4K", "writes up to this size are journaled with their data (deferred); larger ones go to new blocks directly" },
   { "osd_store_nearfull_ratio", CFG_INT, "85", "percent of the data area in use at which store_statfs reports nearfull" },
+  { "osd_full_ratio", CFG_INT, "95", "percent of an OSD's data area in use at which primaries refuse new data for its PGs (ENOSPC); removes and truncates still run" },
   { "osd_store_ckpt_interval", CFG_MS, "500ms", "checkpoint (write back journaled data, trim the journal) at least this often when there is work" },
   { "osd_store_ckpt_journal_pct", CFG_INT, "25", "checkpoint as soon as the journal is this percent full" },
   { "osd_store_apply_delay", CFG_MS, "25ms", "journaled metadata is written to RocksDB in one batch at most this long after the first record of the batch became durable" },

@@ -240,12 +240,15 @@ static void send_read_reply(struct mon *mon, msgr_conn *c, uint64_t tid, int kin
     reply_err(c, tid, -ENOMEM, "out of memory", NULL);
     return;
   }
-  if (kind == BLK__MON_COMMAND__READ__STATUS)
+  if (kind == BLK__MON_COMMAND__READ__STATUS) {
     osdmon_fill_pg_states(mon, &rep);
+    osdmon_fill_osd_space(mon, &rep);
+  }
   struct msgr_frame req = { .tid = tid };
   msgr_reply_pb(c, &req, MSG_MON_COMMAND, (const ProtobufCMessage *)&rep, NULL, 0);
   clustermap_pb_free(rep.map);
   free(rep.pg_states);
+  free(rep.osd_space);
 }
 
 static void handle_read(struct mon *mon, msgr_conn *c, uint64_t tid, int kind)

@@ -172,6 +172,9 @@ void osdmon_stop(struct mon *mon);
 void osdmon_on_frame(struct mon *mon, msgr_conn *c, const struct msgr_frame *f);
 /* Set rep->pg_states (free with free(rep->pg_states)).  0 or -ENOMEM. */
 int osdmon_fill_pg_states(struct mon *mon, Blk__MonReply *rep);
+/* Set rep->osd_space: the data area use each up OSD last reported (free
+ * with free(rep->osd_space)).  0 or -ENOMEM. */
+int osdmon_fill_osd_space(struct mon *mon, Blk__MonReply *rep);
 void mon_fill_status(const struct mon *mon, Blk__MonStatus *st, uint32_t *quorum,
                      size_t *n_quorum);
 

@@ -63,6 +63,8 @@ struct osdmon_osd {
   int64_t stats_ms;
   struct osdmon_pgstat *pgs;
   size_t n_pgs;
+  uint64_t used_bytes, total_bytes;   /* data area, from the last PgStats */
+  uint32_t space;                     /* OSD_SPACE_* as reported */
 };
 
 struct osdmon {
@@ -313,6 +315,9 @@ static void on_pg_stats(struct osdmon *om, msgr_conn *c, const struct msgr_frame
     s->pgs = arr;
     s->n_pgs = n;
     s->stats_ms = util_now_ms();
+    s->used_bytes = ps->used_bytes;
+    s->total_bytes = ps->total_bytes;
+    s->space = ps->space;
   }
   blk__pg_stats__free_unpacked(ps, NULL);
   reply_status(om->mon, c, f, 0, NULL);
@@ -398,6 +403,41 @@ int osdmon_fill_pg_states(struct mon *mon, Blk__MonReply *rep)
   }
   rep->pg_states = arr;
   rep->n_pg_states = ns;
+  return 0;
+}
+
+/* The last space report of every up OSD whose stats are fresh (by id). */
+int osdmon_fill_osd_space(struct mon *mon, Blk__MonReply *rep)
+{
+  struct osdmon *om = mon->osdmon;
+  const struct cluster_map *m = mon_state_map(mon->state);
+  int64_t now = util_now_ms();
+  int64_t grace = config_get_int(mon->cfg, "mon_osd_beacon_grace");
+  size_t n = 0;
+  for (size_t i = 0; i < om->n_osds; i++)
+    n += om->osds[i].stats_ms && om->osds[i].total_bytes;
+  if (!n)
+    return 0;
+  Blk__OsdSpace **arr = calloc(n, sizeof *arr + sizeof **arr);
+  if (!arr)
+    return -ENOMEM;
+  Blk__OsdSpace *sp = (Blk__OsdSpace *)(arr + n);
+  size_t j = 0;
+  for (size_t i = 0; i < om->n_osds && j < n; i++) {
+    const struct cm_osd *o = clustermap_osd(m, (int32_t)i);
+    struct osdmon_osd *s = &om->osds[i];
+    if (!o || !o->up || !s->stats_ms || !s->total_bytes || now - s->stats_ms > grace)
+      continue;
+    blk__osd_space__init(&sp[j]);
+    sp[j].osd = (int32_t)i;
+    sp[j].used_bytes = s->used_bytes;
+    sp[j].total_bytes = s->total_bytes;
+    sp[j].space = s->space;
+    arr[j] = &sp[j];
+    j++;
+  }
+  rep->osd_space = arr;
+  rep->n_osd_space = j;
   return 0;
 }
 

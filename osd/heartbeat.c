@@ -163,6 +163,7 @@ static void on_pong(void *arg, int err, const struct msgr_frame *f)
   if (!pg)
     return;
   if (pg->from == id) {
+    osd_space_note(osd, id, pg->space);
     int64_t now = util_now_ms();
     p->last_rx_ms = now;
     p->hb_since_ms = 0;
@@ -228,6 +229,7 @@ void heartbeat_tick(struct osd *osd)
     Blk__OsdPing ping = BLK__OSD_PING__INIT;
     ping.from = osd->id;
     ping.epoch = osd->epoch;
+    ping.space = osd->space_self;
     /* a late answer within the grace still proves the peer alive */
     int wait_ms = (int)(osd->hb_grace > osd->hb_interval * 2 ? osd->hb_grace : osd->hb_interval * 2);
     if (msgr_call_pb(c, MSG_OSD_PING, (const ProtobufCMessage *)&ping, NULL, 0, wait_ms, on_pong,
@@ -245,10 +247,12 @@ void heartbeat_on_ping(struct osd *osd, msgr_conn *c, const struct msgr_frame *f
     return;
   if (in->epoch > osd->epoch)
     monc_want_epoch(osd->monc, in->epoch);
+  osd_space_note(osd, in->from, in->space);
   blk__osd_ping__free_unpacked(in, NULL);
   Blk__OsdPing out = BLK__OSD_PING__INIT;
   out.from = osd->id;
   out.epoch = osd->epoch;
+  out.space = osd_space_self(osd, NULL);
   const struct cm_osd *me = osd->map ? clustermap_osd(osd->map, osd->id) : NULL;
   out.up_from = me ? me->up_from : 0;
   msgr_reply_pb(c, f, MSG_OSD_PING, (const ProtobufCMessage *)&out, NULL, 0);

@@ -104,6 +104,11 @@ struct osd {
   int64_t recovery_tokens_ms;   /* last refill (monotonic) */
   double recovery_est;          /* estimated cost of one object (bytes) */
   size_t recovery_max_active;   /* osd_recovery_max_active: objects in flight per PG */
+  /* space.c: data area fullness (docs/osd.md "Full OSDs") */
+  uint32_t full_pct;            /* osd_full_ratio */
+  uint32_t space_self;          /* OSD_SPACE_* of this OSD, last computed */
+  uint8_t *space;               /* OSD_SPACE_* of peers by id (unknown = ok) */
+  size_t n_space;
 };
 
 /* ---- service.c ---------------------------------------------------------- */
@@ -118,6 +123,22 @@ struct osd_peer *osd_peer(struct osd *osd, int32_t id);
 /* An outgoing connection to OSD id at its current map address (borrowed;
  * valid until the next map); NULL if the OSD is unknown. */
 msgr_conn *osd_peer_conn(struct osd *osd, int32_t id);
+
+/* ---- space.c (docs/osd.md "Full OSDs") -------------------------------- */
+
+enum { OSD_SPACE_OK = 0, OSD_SPACE_NEARFULL = 1, OSD_SPACE_FULL = 2 };
+/* This OSD's data area state now (store_statfs against osd_full_ratio and
+ * osd_store_nearfull_ratio); a change is logged and reported soon.  *pct
+ * (may be NULL) receives the percent used. */
+uint32_t osd_space_self(struct osd *osd, unsigned *pct);
+/* Remember what OSD id said about its data area (OsdPing/RepOpReply). */
+void osd_space_note(struct osd *osd, int32_t id, uint32_t space);
+/* May the primary of pg start op (Blk__OsdOpType)?  0, or -ENOSPC with a
+ * message in msg when the op may allocate and this OSD or an acting member
+ * is full. */
+int osd_space_admit(struct osd *osd, const struct pg *pg, int op, char *msg, size_t len);
+/* Free the peers' states (osd_stop). */
+void osd_space_free(struct osd *osd);
 
 /* ---- auth.c (docs/auth.md) ---------------------------------------------- */
 

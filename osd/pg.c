@@ -141,6 +141,26 @@ int pg_log_push(struct pg *pg, struct pg_ver ver, uint8_t op, const char *reqid,
   return 0;
 }
 
+/* Drop the entry of version ver from the in-memory log: its transaction
+ * failed in the store, so the durable log does not hold it either (later
+ * entries stay: the log then has the same hole as the store, which
+ * peering fills).  pg->last goes back when it was the newest. */
+static void pg_log_forget(struct pg *pg, struct pg_ver ver)
+{
+  size_t i = pg->log_n;
+  while (i-- > 0)
+    if (!pg_ver_cmp(pg_log_at(pg, i)->ver, ver))
+      break;
+  if (i == (size_t)-1)
+    return;
+  free(pg_log_at(pg, i)->name);
+  for (size_t k = i; k + 1 < pg->log_n; k++)
+    *pg_log_at(pg, k) = *pg_log_at(pg, k + 1);
+  pg->log_n--;
+  if (!pg_ver_cmp(pg->last, ver))
+    pg->last = pg->log_n ? pg_log_at(pg, pg->log_n - 1)->ver : pg->tail;
+}
+
 /* Append a new entry and its omap key to t.  Trimming is batched: once
  * the log is PG_LOG_TRIM_MIN entries longer than its limit, the oldest are
  * dropped down to the limit in this same transaction (at most
@@ -543,6 +563,7 @@ static void op_local_cb(void *arg, int result)
       reply_op(op->conn, op->tid, result, why, op->pg->osd->epoch, op->ver);
     }
     struct pg *pg = op->pg;
+    pg_log_forget(pg, op->ver);
     op_unlink(pg, op);
     op_free(op);
     if (pg->primary)
@@ -589,6 +610,8 @@ static void repop_cb(void *arg, int err, const struct msgr_frame *f)
     rerr = r ? r->err : -EPROTO;
     if (r && r->epoch > osd->epoch)
       monc_want_epoch(osd->monc, r->epoch);
+    if (r)
+      osd_space_note(osd, ctx.peer, r->space);
     if (r)
       blk__rep_op_reply__free_unpacked(r, NULL);
   }
@@ -1709,6 +1732,8 @@ static void handle_op(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
       reply_op(c, f->tid, -EBADMSG, "data crc32c or length mismatch", osd->epoch, pg->last);
     } else if (dedup(pg, c, f->tid, req)) {
       /* a resend: answered or re-attached */
+    } else if (osd_space_admit(osd, pg, req->op, msg, sizeof msg) < 0) {
+      reply_op(c, f->tid, -ENOSPC, msg, osd->epoch, pg->last);
     } else if (rmw_busy(pg, req->name)) {
       park_obj(pg, c, f, req->name, "waiting for an earlier op on the object");
     } else if (is_rmw(req)) {
@@ -1734,13 +1759,16 @@ struct rep_ctx {
   msgr_conn *conn;
   uint64_t tid;
   struct osd *osd;
+  uint32_t pool, pgid;
+  struct pg_ver ver;     /* the log entry the transaction adds ({0,0}: none) */
 };
 
-static void rep_reply(msgr_conn *c, uint64_t tid, int err, uint64_t epoch)
+static void rep_reply(struct osd *osd, msgr_conn *c, uint64_t tid, int err)
 {
   Blk__RepOpReply r = BLK__REP_OP_REPLY__INIT;
   r.err = err;
-  r.epoch = epoch;
+  r.epoch = osd->epoch;
+  r.space = osd_space_self(osd, NULL);
   struct msgr_frame req = { .tid = tid };
   msgr_reply_pb(c, &req, MSG_OSD_REPOP, (const ProtobufCMessage *)&r, NULL, 0);
 }
@@ -1749,7 +1777,15 @@ static void rep_cb(void *arg, int result)
 {
   struct rep_ctx *rc = arg;
   pg_store_pending--;
-  rep_reply(rc->conn, rc->tid, result, rc->osd->epoch);
+  if (result < 0 && (rc->ver.epoch || rc->ver.v)) {
+    struct pg *pg = pg_get(rc->osd, rc->pool, rc->pgid, false);
+    log_err("pg", "%u.%x: replicated write v%llu'%llu failed in the store: %s", rc->pool,
+            rc->pgid, (unsigned long long)rc->ver.epoch, (unsigned long long)rc->ver.v,
+            strerror(-result));
+    if (pg && !pg->primary)
+      pg_log_forget(pg, rc->ver);
+  }
+  rep_reply(rc->osd, rc->conn, rc->tid, result);
   msgr_conn_put(rc->conn);
   free(rc);
 }
@@ -1758,7 +1794,7 @@ static void handle_repop(struct osd *osd, msgr_conn *c, const struct msgr_frame 
 {
   Blk__RepOp *ro = blk__rep_op__unpack(NULL, f->payload_len, f->payload);
   if (!ro || !ro->version || !ro->prev) {
-    rep_reply(c, f->tid, -EINVAL, osd->epoch);
+    rep_reply(osd, c, f->tid, -EINVAL);
     goto out;
   }
   if (!osd->map || ro->epoch > osd->epoch) {
@@ -1772,13 +1808,13 @@ static void handle_repop(struct osd *osd, msgr_conn *c, const struct msgr_frame 
   }
   struct pg *pg = pg_get(osd, ro->pool, ro->pg, true);
   if (!pg) {
-    rep_reply(c, f->tid, -ENOMEM, osd->epoch);
+    rep_reply(osd, c, f->tid, -ENOMEM);
     goto out;
   }
   struct pg_ver ver = { ro->version->epoch, ro->version->v };
   struct pg_ver prev = { ro->prev->epoch, ro->prev->v };
   if (ro->epoch < pg->fence_epoch || pg->primary) {
-    rep_reply(c, f->tid, -ESTALE, osd->epoch);
+    rep_reply(osd, c, f->tid, -ESTALE);
     goto out;
   }
   bool zero = ro->op == BLK__OSD_OP_TYPE__OP_ZERO;
@@ -1786,16 +1822,19 @@ static void handle_repop(struct osd *osd, msgr_conn *c, const struct msgr_frame 
       crc32c(0, f->data, f->data_len) != ro->data_crc) {
     log_warn("pg", "%u.%x: RepOp v%llu from %s fails its crc32c", pg->pool, pg->id,
              (unsigned long long)ver.v, msgr_conn_peer(c));
-    rep_reply(c, f->tid, -EBADMSG, osd->epoch);
+    rep_reply(osd, c, f->tid, -EBADMSG);
     goto out;
   }
   int r;
   store_txn *t = NULL;
   struct rep_ctx *rc = malloc(sizeof *rc);
   if (!rc) {
-    rep_reply(c, f->tid, -ENOMEM, osd->epoch);
+    rep_reply(osd, c, f->tid, -ENOMEM);
     goto out;
   }
+  rc->pool = pg->pool;
+  rc->pgid = pg->id;
+  rc->ver = (struct pg_ver){ 0, 0 };
   if (pg_ver_cmp(ver, pg->last) <= 0) {
     /* a resend of something applied: answer once durable (a touch of the
      * meta object orders the answer behind the original transaction) */
@@ -1810,7 +1849,7 @@ static void handle_repop(struct osd *osd, msgr_conn *c, const struct msgr_frame 
              (unsigned long long)prev.epoch, (unsigned long long)prev.v,
              (unsigned long long)pg->last.epoch, (unsigned long long)pg->last.v);
     free(rc);
-    rep_reply(c, f->tid, -EAGAIN, osd->epoch);
+    rep_reply(osd, c, f->tid, -EAGAIN);
     goto out;
   } else {
     t = store_txn_new();
@@ -1823,11 +1862,13 @@ static void handle_repop(struct osd *osd, msgr_conn *c, const struct msgr_frame 
       r = pg_txn_version(t, pg, ro->name, ver);
     if (r == 0)
       r = pg_log_append(pg, t, ver, (uint8_t)ro->op, ro->reqid, ro->name);
+    if (r == 0)
+      rc->ver = ver;
   }
   if (r < 0) {
     store_txn_free(t);
     free(rc);
-    rep_reply(c, f->tid, r, osd->epoch);
+    rep_reply(osd, c, f->tid, r);
     goto out;
   }
   rc->conn = msgr_conn_get(c);
@@ -2050,6 +2091,11 @@ void pg_send_stats(struct osd *osd)
     }
   ps.pgs = ptrs;
   ps.n_pgs = k;
+  struct store_statfs sf;
+  store_statfs(osd->st, &sf);
+  ps.used_bytes = sf.used;
+  ps.total_bytes = sf.total;
+  ps.space = osd_space_self(osd, NULL);
   monc_call_async(osd->monc, MSG_PG_STATS, (const ProtobufCMessage *)&ps,
                   (int)osd->stats_interval, on_stats_reply, osd);
 out:

@@ -268,6 +268,7 @@ int osd_start(struct osd *osd)
   osd->op_timeout = config_get_int(osd->cfg, "osd_op_timeout");
   osd->undersized_timeout = config_get_int(osd->cfg, "osd_op_timeout_undersized");
   osd->stats_interval = config_get_int(osd->cfg, "osd_stats_interval");
+  osd->full_pct = (uint32_t)config_get_int(osd->cfg, "osd_full_ratio");
   osd->pg_log_max = (size_t)config_get_int(osd->cfg, "osd_pg_log_max");
   osd->lock_lease_ms = config_get_int(osd->cfg, "osd_lock_lease_ms");
   osd->async_recovery = config_get_bool(osd->cfg, "osd_async_recovery");
@@ -377,6 +378,7 @@ void osd_stop(struct osd *osd)
   osd->map = NULL;
   free(osd->peers);
   osd->peers = NULL;
+  osd_space_free(osd);
   osd->n_peers = 0;
   pgmap_free(osd->pgmap);
   osd->pgmap = NULL;

@@ -7,7 +7,9 @@
  *   HEALTH_OK    every monitor in quorum, every OSD up and in, every PG
  *                reported active+clean by its primary
  *   HEALTH_WARN  a monitor out of quorum, OSDs down/out, no OSDs yet, PGs
- *                not active+clean (or not reported yet)
+ *                not active+clean (or not reported yet), OSDs nearfull
+ *   HEALTH_ERR   an OSD full (its PGs refuse new data: docs/osd.md
+ *                "Full OSDs")
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -51,6 +53,7 @@ static const char *mon_name(const struct cluster_map *m, uint32_t rank)
 struct health {
   char lines[8][200];
   int n;
+  bool err;              /* HEALTH_ERR rather than HEALTH_WARN */
 };
 
 static void health_add(struct health *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -88,6 +91,29 @@ static void compute_health(const struct cluster_map *m, const Blk__MonReply *rep
     health_add(h, "%u osds down", total - up);
   if (in < total)
     health_add(h, "%u osds out", total - in);
+  /* space: one line for the full OSDs, one for the nearfull ones */
+  for (uint32_t want = 2; want >= 1; want--) {
+    char ids[160] = "";
+    unsigned cnt = 0;
+    for (size_t i = 0; i < rep->n_osd_space; i++) {
+      const Blk__OsdSpace *sp = rep->osd_space[i];
+      if (sp->space != want || !sp->total_bytes)
+        continue;
+      cnt++;
+      size_t l = strlen(ids);
+      if (l < sizeof ids - 24)
+        snprintf(ids + l, sizeof ids - l, "%sosd.%d (%llu%%)", l ? ", " : "", sp->osd,
+                 (unsigned long long)(sp->used_bytes * 100 / sp->total_bytes));
+      else if (ids[l - 1] != '.')
+        snprintf(ids + l, sizeof ids - l, ", ...");
+    }
+    if (cnt) {
+      health_add(h, "%u osd%s %s: %s", cnt, cnt > 1 ? "s" : "", want == 2 ? "full" : "nearfull",
+                 ids);
+      if (want == 2)
+        h->err = true;
+    }
+  }
   /* PGs: every one must be reported active+clean by its primary */
   if (total && pgs) {
     unsigned clean = 0, known = 0;
@@ -118,7 +144,12 @@ int cmd_status(struct blkctl *b, int argc, char **argv)
   clustermap_osd_counts(m, &total, &up, &in);
   for (size_t i = 0; i < m->n_pools; i++)
     pgs += m->pools[i].pg_num;
-  const char *hs = h.n ? "HEALTH_WARN" : "HEALTH_OK";
+  const char *hs = h.err ? "HEALTH_ERR" : h.n ? "HEALTH_WARN" : "HEALTH_OK";
+  uint64_t used = 0, size = 0;
+  for (size_t i = 0; i < rep->n_osd_space; i++) {
+    used += rep->osd_space[i]->used_bytes;
+    size += rep->osd_space[i]->total_bytes;
+  }
   if (b->json) {
     json_begin_obj();
     json_str("fsid", m->fsid);
@@ -147,6 +178,9 @@ int cmd_status(struct blkctl *b, int argc, char **argv)
     json_key_obj("pgmap");
     json_uint("num_pools", m->n_pools);
     json_uint("num_pgs", pgs);
+    json_uint("bytes_used", used);
+    json_uint("bytes_avail", size - used);
+    json_uint("bytes_total", size);
     json_begin_arr("pgs_by_state");
     unsigned known = 0;
     for (size_t i = 0; i < rep->n_pg_states; i++) {
@@ -187,6 +221,9 @@ int cmd_status(struct blkctl *b, int argc, char **argv)
     if (pgs > known)
       printf("    %s %u %s\n", known ? "        " : "pgs:    ", pgs - known,
              total ? "unknown (not reported by a primary)" : "inactive (no OSDs to place them on)");
+    if (size)
+      printf("    usage:   %.1f MiB used, %.1f MiB / %.1f MiB avail (up OSDs' data areas)\n",
+             (double)used / 1048576, (double)(size - used) / 1048576, (double)size / 1048576);
   }
   clustermap_free(m);
   blk__mon_reply__free_unpacked(rep, NULL);

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# A full OSD under the verifier workload (issue 4; docs/osd.md "Full
+# OSDs"): 3 monitors, 3 small OSDs (160 MiB devices), pool size 3.  Four
+# verifier writers put and remove objects while a filler puts 1 MiB objects
+# until the cluster refuses them.  Expected: the refusal is ENOSPC (exit 28)
+# naming the full OSD, before any store runs out of blocks (no "data area
+# full" in the logs: the primaries stop at osd_full_ratio); `blkctl status`
+# says HEALTH_ERR with the OSD full; reads still work; removing objects
+# brings space back and writes succeed again; at the end every PG is
+# active+clean, every acknowledged verifier write reads back identical from
+# the primary and every replica, and every acknowledged filler object
+# reads back identical.
+source "$(dirname "$0")/../functions.sh"
+requires python3
+make_cluster 3
+osd_conf
+for m in "${MONS[@]}"; do start_mon "$m"; done
+wait_quorum 30
+"$BLKCTL" pool create rbd 16 --size 3 --min-size 2 --failure-domain osd >/dev/null || fail "pool create"
+for i in 0 1 2; do mkfs_osd $i 160M; done
+for i in 0 1 2; do start_osd $i; done
+wait_osds_up 3 30
+V="$(dirname "$0")/verifier.py"
+
+python3 "$V" write "$TEST_DIR/v" rbd --writers 4 --seconds ${WRITE_SECS:-30} --objects 8 \
+  >"$TEST_DIR/verifier-write.out" 2>&1 &
+WPID=$!
+track_pid $WPID
+
+head -c 1048576 /dev/urandom >"$TEST_DIR/1m"
+put() {   # put NAME: prints the exit code, the error in $TEST_DIR/put.err
+  local rc=0
+  "$BLKCTL" --timeout 20 object put rbd "$1" "$TEST_DIR/1m" 2>"$TEST_DIR/put.err" || rc=$?
+  echo $rc
+}
+acked=() refused=0
+for k in $(seq 1 400); do
+  rc=$(put "fill-$k")
+  if [ "$rc" = 0 ]; then
+    acked+=("fill-$k")
+  elif [ "$rc" = 28 ]; then
+    refused=$((refused + 1))
+    grep -q "is full" "$TEST_DIR/put.err" || fail "ENOSPC without naming the full OSD: $(cat "$TEST_DIR/put.err")"
+    [ $refused -ge 3 ] && break
+  else
+    fail "fill-$k: unexpected exit $rc: $(cat "$TEST_DIR/put.err")"
+  fi
+done
+echo "filler: ${#acked[@]} objects of 1 MiB acknowledged, then refused: $(cat "$TEST_DIR/put.err")"
+[ $refused -ge 3 ] || fail "the cluster never refused a write (filled ${#acked[@]} MiB)"
+
+st=$("$BLKCTL" status)
+echo "$st"
+echo "$st" | grep -q "HEALTH_ERR" || fail "status is not HEALTH_ERR with a full OSD"
+echo "$st" | grep -q "osds\? full: osd\." || fail "status does not name the full OSD"
+"$BLKCTL" --format json status | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["pgmap"]
+assert d["bytes_total"] > 0 and d["bytes_used"] > 0.9 * d["bytes_total"], d
+' || fail "status JSON usage is wrong"
+
+# reads still work, removes free space
+"$BLKCTL" object get rbd "${acked[0]}" "$TEST_DIR/back" || fail "read while full"
+cmp -s "$TEST_DIR/back" "$TEST_DIR/1m" || fail "read while full returned other data"
+half=$(( ${#acked[@]} / 2 ))
+for ((k = 0; k < half; k++)); do
+  "$BLKCTL" object rm rbd "${acked[$k]}" || fail "remove ${acked[$k]} while full"
+done
+acked=("${acked[@]:$half}")
+ok=0
+for _ in $(seq 100); do
+  if ! "$BLKCTL" status | grep -q "full"; then ok=1; break; fi
+  sleep 0.2
+done
+[ $ok = 1 ] || fail "an OSD still reported full after removing $half MiB"
+rc=$(put "after-rm")
+[ "$rc" = 0 ] || fail "write after freeing space failed ($rc): $(cat "$TEST_DIR/put.err")"
+acked+=("after-rm")
+
+wait "$WPID" || fail "verifier writers failed"
+cat "$TEST_DIR/verifier-write.out" | head -20
+n_ok=$(grep -o '[0-9]* acknowledged' "$TEST_DIR/verifier-write.out" | cut -d' ' -f1)
+[ "${n_ok:-0}" -gt 20 ] || fail "too few acknowledged verifier writes ($n_ok)"
+
+for _ in $(seq 300); do
+  s=$("$BLKCTL" --format json status | python3 -c 'import json,sys; d=json.load(sys.stdin)["pgmap"]["pgs_by_state"]; print(",".join("%s=%d"%(x["state_name"],x["count"]) for x in d))')
+  [ "$s" = "active+clean=16" ] && break
+  sleep 0.1
+done
+echo "pg states: $s"
+[ "$s" = "active+clean=16" ] || fail "PGs not clean: $s"
+if grep -l "write refused (ENOSPC)" "$TEST_DIR"/log/osd.*.log; then
+  fail "a store ran out of blocks: the primaries did not stop at osd_full_ratio"
+fi
+python3 "$V" check "$TEST_DIR/v" rbd --replicas || fail "verifier found lost or divergent writes"
+for o in "${acked[@]}"; do
+  "$BLKCTL" object get rbd "$o" "$TEST_DIR/back" || fail "acknowledged $o unreadable"
+  cmp -s "$TEST_DIR/back" "$TEST_DIR/1m" || fail "acknowledged $o differs"
+done
+echo "all ${#acked[@]} acknowledged filler objects read back identical"
+for i in 0 1 2; do stop_osd $i; done
