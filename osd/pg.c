@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/crc32c.h"
 #include "common/endian.h"
@@ -159,6 +160,28 @@ static void pg_log_forget(struct pg *pg, struct pg_ver ver)
   pg->log_n--;
   if (!pg_ver_cmp(pg->last, ver))
     pg->last = pg->log_n ? pg_log_at(pg, pg->log_n - 1)->ver : pg->tail;
+}
+
+/* A replicated write (one that carries a PG log entry) failed in this
+ * OSD's store.  Errors every member meets alike (a bad op: -ENOENT,
+ * -EINVAL, ...) leave every member's log the same once each forgets the
+ * entry.  Errors of this member alone -- -ENOSPC (the store refused past
+ * osd_full_ratio's margin) and -EIO (a failed device) -- would leave it
+ * without an entry the others hold, and a peering that already counted
+ * the entry (the member's log is answered from memory, with transactions
+ * still queued) would never notice: the OSD stops at once (fail-stop, like
+ * a monitor that cannot persist), and its restart peers from what the
+ * store really holds. */
+static void pg_write_failed(struct pg *pg, struct pg_ver ver, int err)
+{
+  if (err == -ENOSPC || err == -EIO) {
+    log_err("pg", "%u.%x: write v%llu'%llu failed in this OSD's store (%s); osd.%d stops "
+            "(fail-stop) and must be restarted", pg->pool, pg->id,
+            (unsigned long long)ver.epoch, (unsigned long long)ver.v, strerror(-err),
+            pg->osd->id);
+    _exit(1);
+  }
+  pg_log_forget(pg, ver);
 }
 
 /* Append a new entry and its omap key to t.  Trimming is batched: once
@@ -563,7 +586,7 @@ static void op_local_cb(void *arg, int result)
       reply_op(op->conn, op->tid, result, why, op->pg->osd->epoch, op->ver);
     }
     struct pg *pg = op->pg;
-    pg_log_forget(pg, op->ver);
+    pg_write_failed(pg, op->ver, result);
     op_unlink(pg, op);
     op_free(op);
     if (pg->primary)
@@ -1783,7 +1806,7 @@ static void rep_cb(void *arg, int result)
             rc->pgid, (unsigned long long)rc->ver.epoch, (unsigned long long)rc->ver.v,
             strerror(-result));
     if (pg && !pg->primary)
-      pg_log_forget(pg, rc->ver);
+      pg_write_failed(pg, rc->ver, result);
   }
   rep_reply(rc->osd, rc->conn, rc->tid, result);
   msgr_conn_put(rc->conn);
