@@ -557,6 +557,74 @@ LB_API void blk_ioctx_destroy(blk_ioctx *io)
   free(io);
 }
 
+/* ---- pools ---- */
+
+struct pool_list {
+  struct lb_task t;
+  blk_cluster *c;
+  char **names;
+  size_t n;
+  struct lb_sync s;
+};
+
+static void pool_list_task(struct lb_task *t)
+{
+  struct pool_list *pl = (struct pool_list *)t;
+  const struct cluster_map *m = objecter_map(pl->c->obj);
+  int r = 0;
+  if (!m) {
+    r = -ENOTCONN;
+  } else if (m->n_pools) {
+    pl->names = calloc(m->n_pools, sizeof *pl->names);
+    for (size_t i = 0; pl->names && i < m->n_pools; i++) {
+      if (!(pl->names[i] = strdup(m->pools[i].name)))
+        break;
+      pl->n++;
+    }
+    if (pl->n < m->n_pools)
+      r = -ENOMEM;
+  }
+  lb_sync_done(&pl->s, r, NULL);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+LB_API int blk_pool_list(blk_cluster *c, char ***names, size_t *n)
+{
+  lb_clear_err();
+  if (!c || !names || !n)
+    return lb_err(-EINVAL, "blk_pool_list: NULL argument");
+  if (lb_on_loop())
+    return lb_err(-EDEADLK, "synchronous call from a libblk callback");
+  struct pool_list pl = { .t.fn = pool_list_task, .c = c };
+  lb_sync_init(&pl.s);
+  int r = lb_submit(c, &pl.t);
+  if (r == 0)
+    r = (int)lb_sync_wait(&pl.s);
+  lb_sync_destroy(&pl.s);
+  if (r < 0) {
+    blk_pool_list_free(pl.names, pl.n);
+    return lb_err(r, r == -ENOMEM ? "out of memory" : "cluster not connected");
+  }
+  if (pl.n > 1)
+    qsort(pl.names, pl.n, sizeof *pl.names, cmp_name);
+  *names = pl.names;
+  *n = pl.n;
+  return 0;
+}
+
+LB_API void blk_pool_list_free(char **names, size_t n)
+{
+  if (!names)
+    return;
+  for (size_t i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
+}
+
 /* ---- fencing: blocklist a client through the monitors ---- */
 
 struct bl_task {

@@ -413,26 +413,42 @@ int nbd_export_list(struct nbd_server *srv, char ***names, size_t *n)
   *n = 0;
   for (size_t i = 0; i < cfg->nimages && r == 0; i++)
     r = names_add(names, n, &cap, cfg->images[i]);
-  for (size_t p = 0; cfg->nimages == 0 && p < cfg->npools && r == 0; p++) {
-    blk_ioctx *io = nbd_pool_ioctx(srv, cfg->pools[p]);
+  /* the --pool pools, else every pool of the map; pools the key may not
+   * read (-EACCES/-EPERM) are left out: the listing shows what it reaches */
+  char **all = NULL;
+  size_t npools = cfg->nimages ? 0 : cfg->npools;
+  if (!cfg->nimages && !npools) {
+    int lr = blk_pool_list(srv->cluster, &all, &npools);
+    if (lr < 0) {
+      log_warn(SUB, "list: pools: %s", strerror(-lr));
+      npools = 0;
+    }
+  }
+  for (size_t p = 0; p < npools && r == 0; p++) {
+    const char *pool = all ? all[p] : cfg->pools[p];
+    blk_ioctx *io = nbd_pool_ioctx(srv, pool);
     char **imgs = NULL;
     size_t ni = 0;
     if (!io) {
-      log_warn(SUB, "list: pool %s: %s", cfg->pools[p], strerror(errno));
+      log_warn(SUB, "list: pool %s: %s", pool, strerror(errno));
       continue;
     }
     int lr = blk_image_list(io, &imgs, &ni);
     if (lr < 0) {
-      log_warn(SUB, "list: pool %s: %s", cfg->pools[p], strerror(-lr));
+      if (lr == -EACCES || lr == -EPERM)
+        log_debug(SUB, "list: pool %s: not readable with this key", pool);
+      else
+        log_warn(SUB, "list: pool %s: %s", pool, strerror(-lr));
       continue;
     }
     for (size_t i = 0; i < ni && r == 0; i++) {
       char full[600];
-      snprintf(full, sizeof full, "%s/%s", cfg->pools[p], imgs[i]);
+      snprintf(full, sizeof full, "%s/%s", pool, imgs[i]);
       r = names_add(names, n, &cap, full);
     }
     blk_image_list_free(imgs, ni);
   }
+  blk_pool_list_free(all, all ? npools : 0);
   if (r < 0) {
     nbd_names_free(*names, *n);
     *names = NULL;

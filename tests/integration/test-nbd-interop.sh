@@ -37,6 +37,26 @@ if command -v nbd-client >/dev/null; then
   grep -q "^rbd/b$" <<<"$out" || fail "nbd-client -l: $out"
   echo "ok: nbd-client -l lists the exports"
 fi
+# no --pool: every pool of the map, filtered by what the key may read
+"$BLKCTL" pool create other 8 --failure-domain osd >/dev/null || fail "pool create other"
+"$BLKCTL" image create other/z --size 16M >/dev/null || fail "create other/z"
+PA=$(nbd_port)
+start_nbd all --listen 127.0.0.1:$PA
+nbdinfo --list --json "nbd://127.0.0.1:$PA" | python3 -c '
+import json,sys
+names=sorted(e["export-name"] for e in json.load(sys.stdin)["exports"])
+assert names==["other/z","rbd/a","rbd/b","rbd/c"], names' || fail "nbdinfo --list without --pool"
+"$BLKCTL" auth get-or-create client.rbdonly mon 'allow r' osd 'allow rwx pool=rbd' \
+  -o "$TEST_DIR/rbdonly.keyring" || fail "key client.rbdonly"
+PR=$(nbd_port)
+start_nbd rbdonly --id rbdonly --keyring "$TEST_DIR/rbdonly.keyring" --listen 127.0.0.1:$PR
+nbdinfo --list --json "nbd://127.0.0.1:$PR" | python3 -c '
+import json,sys
+names=sorted(e["export-name"] for e in json.load(sys.stdin)["exports"])
+assert names==["rbd/a","rbd/b","rbd/c"], names' || fail "listing not filtered by the key's caps"
+nbdinfo "nbd://127.0.0.1:$PR/other/z" >/dev/null 2>&1 && fail "a key without caps on pool other was served other/z"
+kill "$(eval echo \$NBDPID_all)" "$(eval echo \$NBDPID_rbdonly)" 2>/dev/null
+echo "ok: listing covers every pool and follows the key's caps"
 
 # ---- nbdinfo: size, flags
 nbdinfo --json "$U/rbd/a" >"$TEST_DIR/info.json"

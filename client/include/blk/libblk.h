@@ -96,6 +96,14 @@ const char *blk_last_error(void);
 int blk_ioctx_create(blk_cluster *c, const char *pool, blk_ioctx **out);
 /* Free io (no ops may be in flight on it).  NULL is a no-op. */
 void blk_ioctx_destroy(blk_ioctx *io);
+/* The names of the pools in c's current cluster map, sorted.  On success
+ * *names is an array of *n strings owned by the caller: free with
+ * blk_pool_list_free(*names, *n).  Whether the client's key may use a
+ * pool is not checked here (an op on it answers -EACCES).  0, -ENOTCONN,
+ * -ENOMEM. */
+int blk_pool_list(blk_cluster *c, char ***names, size_t *n);
+/* Free an array returned by blk_pool_list().  NULL is a no-op. */
+void blk_pool_list_free(char **names, size_t n);
 
 /* ---- objects ----------------------------------------------------------- */
 
