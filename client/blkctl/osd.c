@@ -2,6 +2,9 @@
 /*
  * Design notes: `blkctl osd ...`.
  *   osd tree                  hierarchy with up/in and weights (STATUS read)
+ *   osd df                    each OSD's data area: size, used, avail, %use
+ *                             and nearfull/full, as last reported to the
+ *                             leader (STATUS read; docs/osd.md "Full OSDs")
  *   osd out N | in N          OsdMark OUT/IN (a Raft-committed change)
  *   osd reweight N W          OsdReweight, W in [0, 1000] (1.0 = 1 TiB)
  *   osd blocklist add NONCE [--expire S] | ls | rm NONCE
@@ -109,6 +112,67 @@ static int osd_tree(struct blkctl *b)
     }
   }
   free(hosts);
+  clustermap_free(m);
+  blk__mon_reply__free_unpacked(rep, NULL);
+  return 0;
+}
+
+static const Blk__OsdSpace *space_of(const Blk__MonReply *rep, int32_t id)
+{
+  for (size_t i = 0; i < rep->n_osd_space; i++)
+    if (rep->osd_space[i]->osd == id)
+      return rep->osd_space[i];
+  return NULL;
+}
+
+static int osd_df(struct blkctl *b)
+{
+  Blk__MonReply *rep;
+  struct cluster_map *m;
+  int r = blkctl_read_status(b, &rep, &m);
+  if (r)
+    return r;
+  static const char *const state[] = { "ok", "nearfull", "full" };
+  if (b->json) {
+    json_begin_obj();
+    json_begin_arr("nodes");
+  } else {
+    printf("%-6s %-9s %10s %10s %10s %6s %-8s %s\n", "ID", "WEIGHT", "SIZE_MiB", "USED_MiB",
+           "AVAIL_MiB", "%USE", "SPACE", "STATUS");
+  }
+  for (size_t i = 0; i < m->n_osds; i++) {
+    const struct cm_osd *o = &m->osds[i];
+    if (!o->exists)
+      continue;
+    const Blk__OsdSpace *sp = space_of(rep, o->id);
+    double size = sp ? (double)sp->total_bytes / 1048576 : 0;
+    double used = sp ? (double)sp->used_bytes / 1048576 : 0;
+    double pct = sp && sp->total_bytes ? 100.0 * (double)sp->used_bytes / (double)sp->total_bytes : 0;
+    const char *sps = sp ? state[sp->space > 2 ? 2 : sp->space] : "unknown";
+    if (b->json) {
+      json_begin_obj();
+      json_int("id", o->id);
+      json_double("weight", o->weight / 65536.0);
+      json_bool("reported", sp != NULL);
+      json_uint("bytes_total", sp ? sp->total_bytes : 0);
+      json_uint("bytes_used", sp ? sp->used_bytes : 0);
+      json_double("utilization", pct);
+      json_str("space", sps);
+      json_str("status", o->up ? "up" : "down");
+      json_end_obj();
+    } else if (sp) {
+      printf("%-6d %-9.5f %10.1f %10.1f %10.1f %6.2f %-8s %s\n", o->id, o->weight / 65536.0,
+             size, used, size - used, pct, sps, o->up ? "up" : "down");
+    } else {
+      printf("%-6d %-9.5f %10s %10s %10s %6s %-8s %s\n", o->id, o->weight / 65536.0, "-", "-",
+             "-", "-", sps, o->up ? "up" : "down");
+    }
+  }
+  if (b->json) {
+    json_end_arr();
+    json_end_obj();
+    json_done();
+  }
   clustermap_free(m);
   blk__mon_reply__free_unpacked(rep, NULL);
   return 0;
@@ -295,11 +359,13 @@ static int osd_blocklist(struct blkctl *b, int argc, char **argv)
 int cmd_osd(struct blkctl *b, int argc, char **argv)
 {
   static const char *usage =
-      "usage: blkctl osd tree | osd out|in|down N... | osd reweight N WEIGHT | "
+      "usage: blkctl osd tree | osd df | osd out|in|down N... | osd reweight N WEIGHT | "
       "osd map POOL OBJECT | osd blocklist add NONCE [--expire SECONDS] | osd blocklist ls | "
       "osd blocklist rm NONCE";
   if (argc == 2 && !strcmp(argv[1], "tree"))
     return osd_tree(b);
+  if (argc == 2 && !strcmp(argv[1], "df"))
+    return osd_df(b);
   if (argc >= 2 && !strcmp(argv[1], "blocklist"))
     return osd_blocklist(b, argc, argv);
   if (argc == 4 && !strcmp(argv[1], "map"))

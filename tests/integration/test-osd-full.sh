@@ -59,6 +59,13 @@ import json, sys
 d = json.load(sys.stdin)["pgmap"]
 assert d["bytes_total"] > 0 and d["bytes_used"] > 0.9 * d["bytes_total"], d
 ' || fail "status JSON usage is wrong"
+"$BLKCTL" osd df
+"$BLKCTL" --format json osd df | python3 -c '
+import json, sys
+n = json.load(sys.stdin)["nodes"]
+assert len(n) == 3 and all(x["reported"] and x["bytes_total"] > 0 for x in n), n
+assert any(x["space"] == "full" for x in n), n
+' || fail "osd df does not show a full OSD"
 
 # reads still work, removes free space
 "$BLKCTL" object get rbd "${acked[0]}" "$TEST_DIR/back" || fail "read while full"
