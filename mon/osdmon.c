@@ -348,14 +348,25 @@ static int cmp_pgstat(const void *a, const void *b)
   return x->epoch > y->epoch ? -1 : x->epoch < y->epoch;   /* newest first */
 }
 
+/* The last stats report of OSD i if it is up and the report is recent
+ * (within mon_osd_beacon_grace), else NULL. */
+static const struct osdmon_osd *fresh_stats(struct mon *mon, size_t i)
+{
+  struct osdmon *om = mon->osdmon;
+  const struct cm_osd *o = clustermap_osd(mon_state_map(mon->state), (int32_t)i);
+  const struct osdmon_osd *s = &om->osds[i];
+  if (!o || !o->up || !s->stats_ms ||
+      util_now_ms() - s->stats_ms > config_get_int(mon->cfg, "mon_osd_beacon_grace"))
+    return NULL;
+  return s;
+}
+
 /* Each PG counted once, in the state of its newest report (primaries
  * change with the map; an old primary's last report may linger). */
 int osdmon_fill_pg_states(struct mon *mon, Blk__MonReply *rep)
 {
   struct osdmon *om = mon->osdmon;
   const struct cluster_map *m = mon_state_map(mon->state);
-  int64_t now = util_now_ms();
-  int64_t grace = config_get_int(mon->cfg, "mon_osd_beacon_grace");
   size_t total = 0;
   for (size_t i = 0; i < om->n_osds; i++)
     total += om->osds[i].n_pgs;
@@ -366,9 +377,8 @@ int osdmon_fill_pg_states(struct mon *mon, Blk__MonReply *rep)
     return -ENOMEM;
   size_t n = 0;
   for (size_t i = 0; i < om->n_osds; i++) {
-    const struct cm_osd *o = clustermap_osd(m, (int32_t)i);
-    struct osdmon_osd *s = &om->osds[i];
-    if (!o || !o->up || !s->stats_ms || now - s->stats_ms > grace)
+    const struct osdmon_osd *s = fresh_stats(mon, i);
+    if (!s)
       continue;
     for (size_t k = 0; k < s->n_pgs; k++) {
       const struct cm_pool *p = clustermap_pool_by_id(m, s->pgs[k].pool);
@@ -410,9 +420,6 @@ int osdmon_fill_pg_states(struct mon *mon, Blk__MonReply *rep)
 int osdmon_fill_osd_space(struct mon *mon, Blk__MonReply *rep)
 {
   struct osdmon *om = mon->osdmon;
-  const struct cluster_map *m = mon_state_map(mon->state);
-  int64_t now = util_now_ms();
-  int64_t grace = config_get_int(mon->cfg, "mon_osd_beacon_grace");
   size_t n = 0;
   for (size_t i = 0; i < om->n_osds; i++)
     n += om->osds[i].stats_ms && om->osds[i].total_bytes;
@@ -424,9 +431,8 @@ int osdmon_fill_osd_space(struct mon *mon, Blk__MonReply *rep)
   Blk__OsdSpace *sp = (Blk__OsdSpace *)(arr + n);
   size_t j = 0;
   for (size_t i = 0; i < om->n_osds && j < n; i++) {
-    const struct cm_osd *o = clustermap_osd(m, (int32_t)i);
-    struct osdmon_osd *s = &om->osds[i];
-    if (!o || !o->up || !s->stats_ms || !s->total_bytes || now - s->stats_ms > grace)
+    const struct osdmon_osd *s = fresh_stats(mon, i);
+    if (!s || !s->total_bytes)
       continue;
     blk__osd_space__init(&sp[j]);
     sp[j].osd = (int32_t)i;

@@ -211,6 +211,8 @@ print(sum(1 for n in json.load(sys.stdin)['nodes'] if n.get('type')=='osd' and n
 #                             (16 PGs, size 3, min 2, failure domain osd)
 #   expect CODE REGEX -- blkctl ARGS...   blkctl exits CODE with a message
 #                             matching REGEX
+#   pg_states                 the PG states as "state=count,..." (sorted)
+#   wait_pg_states WANT [SECS]  until pg_states prints WANT (default 30 s)
 rbd_cluster() {
   make_cluster 3
   osd_conf
@@ -222,6 +224,18 @@ rbd_cluster() {
   for i in 0 1 2; do mkfs_osd $i ${OSD_SIZE:-512M}; done
   for i in 0 1 2; do start_osd $i; done
   wait_osds_up 3 30
+}
+pg_states() {
+  "$BLKCTL" --format json status | python3 -c 'import json,sys; d=json.load(sys.stdin)["pgmap"]["pgs_by_state"]; print(",".join(sorted("%s=%d"%(x["state_name"],x["count"]) for x in d)))'
+}
+wait_pg_states() {
+  local want=$1 s=""
+  for _ in $(seq $(( ${2:-30} * 10 ))); do
+    s=$(pg_states)
+    [ "$s" = "$want" ] && return 0
+    sleep 0.1
+  done
+  fail "PG states '$s', want '$want'"
 }
 expect() {   # expect CODE REGEX -- blkctl args...
   local code=$1 re=$2; shift 3

@@ -13,14 +13,7 @@
 # reads back identical.
 source "$(dirname "$0")/../functions.sh"
 requires python3
-make_cluster 3
-osd_conf
-for m in "${MONS[@]}"; do start_mon "$m"; done
-wait_quorum 30
-"$BLKCTL" pool create rbd 16 --size 3 --min-size 2 --failure-domain osd >/dev/null || fail "pool create"
-for i in 0 1 2; do mkfs_osd $i 160M; done
-for i in 0 1 2; do start_osd $i; done
-wait_osds_up 3 30
+OSD_SIZE=160M rbd_cluster
 V="$(dirname "$0")/verifier.py"
 
 python3 "$V" write "$TEST_DIR/v" rbd --writers 4 --seconds ${WRITE_SECS:-30} --objects 8 \
@@ -90,13 +83,8 @@ cat "$TEST_DIR/verifier-write.out" | head -20
 n_ok=$(grep -o '[0-9]* acknowledged' "$TEST_DIR/verifier-write.out" | cut -d' ' -f1)
 [ "${n_ok:-0}" -gt 20 ] || fail "too few acknowledged verifier writes ($n_ok)"
 
-for _ in $(seq 300); do
-  s=$("$BLKCTL" --format json status | python3 -c 'import json,sys; d=json.load(sys.stdin)["pgmap"]["pgs_by_state"]; print(",".join("%s=%d"%(x["state_name"],x["count"]) for x in d))')
-  [ "$s" = "active+clean=16" ] && break
-  sleep 0.1
-done
-echo "pg states: $s"
-[ "$s" = "active+clean=16" ] || fail "PGs not clean: $s"
+wait_pg_states "active+clean=16"
+echo "pg states: active+clean=16"
 if grep -l "write refused (ENOSPC)" "$TEST_DIR"/log/osd.*.log; then
   fail "a store ran out of blocks: the primaries did not stop at osd_full_ratio"
 fi

@@ -22,15 +22,6 @@ for i in 0 1 2 3; do start_osd $i; done
 wait_osds_up 4 30
 V="$(dirname "$0")/verifier.py"
 
-wait_clean() {
-  local s want=$1
-  for _ in $(seq 300); do
-    s=$("$BLKCTL" --format json status | python3 -c 'import json,sys; d=json.load(sys.stdin)["pgmap"]["pgs_by_state"]; print(",".join(sorted("%s=%d"%(x["state_name"],x["count"]) for x in d)))')
-    [ "$s" = "$want" ] && return 0
-    sleep 0.1
-  done
-  fail "PG states '$s', want '$want'"
-}
 
 python3 "$V" write "$TEST_DIR/v" rbd --writers 2 --seconds 4 --objects 10 | head -1
 kill_osd 3
@@ -39,7 +30,7 @@ wait_osd 3 status down 10 >/dev/null
 python3 "$V" write "$TEST_DIR/v" rbd --writers 2 --seconds 4 --objects 10 | head -1
 start_osd 3
 wait_osd 3 status up 15 >/dev/null
-wait_clean "active+clean=16"
+wait_pg_states "active+clean=16"
 grep -q "osd.3 peering I: .*recovered\|peering I: .*objects to recover" "$TEST_DIR"/log/osd.*.log || fail "no recovery logged"
 python3 "$V" check "$TEST_DIR/v" rbd --replicas || fail "replicas differ after restart"
 
@@ -61,7 +52,7 @@ wait_osd "$A2" status down 10 >/dev/null
 for n in "${same[@]}"; do "$BLKCTL" object put rbd "$n" /etc/hostname >/dev/null || fail "put $n"; done
 start_osd "$A2"
 wait_osd "$A2" status up 15 >/dev/null
-wait_clean "active+clean=16"
+wait_pg_states "active+clean=16"
 for o in $A0 $A1 $A2; do
   set +e; "$BLKCTL" object get rbd ghost - --osd "$o" >/dev/null 2>&1; rc=$?; set -e
   [ $rc -eq 2 ] || fail "removed object 'ghost' still readable on osd.$o (exit $rc)"
@@ -73,7 +64,7 @@ kill_osd 3
 wait_osd 3 status down 10 >/dev/null
 python3 "$V" write "$TEST_DIR/v" rbd --writers 2 --seconds 3 --objects 10 | head -1
 "$BLKCTL" osd out 3 >/dev/null || fail "osd out"
-wait_clean "active+clean=16"
+wait_pg_states "active+clean=16"
 python3 "$V" check "$TEST_DIR/v" rbd --replicas || fail "data not on 3 OSDs after osd.3 went out"
 
 # below min_size: writes block, then fail clearly; nothing is accepted

@@ -21,22 +21,14 @@ wait_osds_up 3 30
 V="$(dirname "$0")/verifier.py"
 python3 "$V" write "$TEST_DIR/v" rbd --writers 2 --seconds 4 --objects 10 | head -1
 
-wait_clean() {
-  for _ in $(seq 300); do
-    s=$("$BLKCTL" --format json status | python3 -c 'import json,sys; d=json.load(sys.stdin)["pgmap"]["pgs_by_state"]; print(",".join(sorted("%s=%d"%(x["state_name"],x["count"]) for x in d)))')
-    [ "$s" = "active+clean=8" ] && return 0
-    sleep 0.1
-  done
-  fail "PG states '$s'"
-}
 for i in 3 4 5; do start_osd $i; done
 wait_osds_up 6 30
 "$BLKCTL" osd out 3 4 5 >/dev/null || fail "out 3 4 5"
-wait_clean
+wait_pg_states "active+clean=8"
 python3 "$V" write "$TEST_DIR/v" rbd --writers 2 --seconds 4 --objects 10 | head -1
 "$BLKCTL" osd in 3 4 5 >/dev/null && "$BLKCTL" osd out 0 1 2 >/dev/null || fail "in/out"
 "$BLKCTL" osd tree
-wait_clean
+wait_pg_states "active+clean=8"
 grep -q "authoritative osd.[012] " "$TEST_DIR"/log/osd.[345].log || fail "no recovery from a previous member"
 python3 "$V" check "$TEST_DIR/v" rbd --replicas || fail "data lost in the remap"
 for i in 0 1 2; do kill_osd $i; done

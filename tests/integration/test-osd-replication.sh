@@ -12,14 +12,7 @@
 # member of the acting set (debug read of each OSD's own copy).
 source "$(dirname "$0")/../functions.sh"
 requires python3
-make_cluster 3
-osd_conf
-for m in "${MONS[@]}"; do start_mon "$m"; done
-wait_quorum 30
-"$BLKCTL" pool create rbd 16 --size 3 --min-size 2 --failure-domain osd >/dev/null || fail "pool create"
-for i in 0 1 2; do mkfs_osd $i 512M; done
-for i in 0 1 2; do start_osd $i; done
-wait_osds_up 3 30
+rbd_cluster
 V="$(dirname "$0")/verifier.py"
 
 python3 "$V" write "$TEST_DIR/v" rbd --writers 4 --seconds ${WRITE_SECS:-24} --objects 8 \
@@ -46,13 +39,8 @@ acked=$(grep -o '[0-9]* acknowledged' "$TEST_DIR/verifier-write.out" | cut -d' '
 [ "${acked:-0}" -gt 20 ] || fail "too few acknowledged writes ($acked)"
 
 # every PG active+clean again
-for _ in $(seq 300); do
-  s=$("$BLKCTL" --format json status | python3 -c 'import json,sys; d=json.load(sys.stdin)["pgmap"]["pgs_by_state"]; print(",".join("%s=%d"%(x["state_name"],x["count"]) for x in d))')
-  [ "$s" = "active+clean=16" ] && break
-  sleep 0.1
-done
-echo "pg states: $s"
-[ "$s" = "active+clean=16" ] || fail "PGs not clean: $s"
+wait_pg_states "active+clean=16"
+echo "pg states: active+clean=16"
 grep -q "recovered [0-9]* objects" "$TEST_DIR"/log/osd.*.log || fail "no recovery happened"
 
 python3 "$V" check "$TEST_DIR/v" rbd --replicas || fail "verifier found lost or divergent writes"

@@ -21,15 +21,6 @@ for i in 0 1 2; do mkfs_osd $i 512M; done
 for i in 0 1 2; do start_osd $i; done
 wait_osds_up 3 30
 
-wait_clean() {
-  local s want="active+clean=16"
-  for _ in $(seq 600); do
-    s=$("$BLKCTL" --format json status | python3 -c 'import json,sys; d=json.load(sys.stdin)["pgmap"]["pgs_by_state"]; print(",".join(sorted("%s=%d"%(x["state_name"],x["count"]) for x in d)))')
-    [ "$s" = "$want" ] && return 0
-    sleep 0.1
-  done
-  fail "PG states '$s', want '$want'"
-}
 overwrite() {   # overwrite IMAGE with random 64K writes
   "$BLKCTL" image bench "rbd/$1" --io-type write --io-size 64K --io-threads 8 --io-pattern rand \
     --io-total "${2:-4M}" >/dev/null || fail "bench overwrite of $1"
@@ -47,13 +38,13 @@ used_all() {
   done
   for i in 0 1 2; do start_osd $i; done
   wait_osds_up 3 30 >/dev/null
-  wait_clean
+  wait_pg_states "active+clean=16" 60
   USED=$tot
 }
 
 python3 -c "import os,sys; sys.stdout.buffer.write(os.urandom(8<<20))" >"$TEST_DIR/v1"
 "$BLKCTL" image import "$TEST_DIR/v1" rbd/vm --object-size 1M >/dev/null || fail "import"
-wait_clean
+wait_pg_states "active+clean=16" 60
 
 # 1. recovery of clones
 kill_osd 0
@@ -64,7 +55,7 @@ overwrite vm 8M   # ~16 writes per object: every PG's log moves past osd.0's
 cmp -s "$TEST_DIR/v1" "$TEST_DIR/head1" && fail "head not overwritten"
 start_osd 0
 wait_osd 0 status up 15 >/dev/null
-wait_clean
+wait_pg_states "active+clean=16" 60
 kill_osd 1
 kill_osd 2
 wait_osd 1 status down 15 >/dev/null
@@ -78,7 +69,7 @@ echo "ok: snapshot and head read back from the backfilled osd.0 alone"
 start_osd 1
 start_osd 2
 wait_osds_up 3 30
-wait_clean
+wait_pg_states "active+clean=16" 60
 
 # 2. space returned by snapshot removal
 used_all; u_snap=$USED
@@ -102,7 +93,7 @@ kill_osd 1
 wait $rmpid || fail "snap rm with an OSD killed: $(cat "$TEST_DIR/rm.out")"
 start_osd 1
 wait_osd 1 status up 15 >/dev/null
-wait_clean
+wait_pg_states "active+clean=16" 60
 "$BLKCTL" image snap ls rbd/vm | grep -q s2 && fail "s2 still listed"
 "$BLKCTL" image export rbd/vm "$TEST_DIR/head3" >/dev/null || fail "export head3"
 cmp "$TEST_DIR/head2" "$TEST_DIR/head3" || fail "head changed by the interrupted trim"
