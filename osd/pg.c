@@ -1884,12 +1884,14 @@ static void pg_end_interval(struct pg *pg, const char *why)
   scrub_pg_reset(pg, why);
 }
 
-/* Remember the previous interval's members (prev map's up set). */
+/* Remember the previous interval (prev map's up set, from pg->interval
+ * to prev's epoch) as a past interval of the PG, unless it went active
+ * (as far as this OSD knows): then its members hold everything. */
 static void note_prior(struct pg *pg, const struct cluster_map *prev,
                        const struct pgmap *prev_pm)
 {
-  if (pg->state != PG_PEERING)
-    pg->n_prior = pg->n_prior_primaries = 0;   /* the last interval went active (as far as we know) */
+  if (pg->went_active)
+    pg->n_past = pg->n_prior_primaries = 0;
   const struct cm_pool *pp = prev ? clustermap_pool_by_id(prev, pg->pool) : NULL;
   int32_t raw[PGMAP_MAX_SIZE], up[PGMAP_MAX_SIZE];
   size_t nr, nu = 0;
@@ -1898,13 +1900,7 @@ static void note_prior(struct pg *pg, const struct cluster_map *prev,
     return;
   if (nu && pg->n_prior_primaries < 2 * PGMAP_MAX_SIZE)
     pg->prior_primaries[pg->n_prior_primaries++] = up[0];
-  for (size_t i = 0; i < nu; i++) {
-    bool dup = false;
-    for (size_t k = 0; k < pg->n_prior && !dup; k++)
-      dup = pg->prior[k] == up[i];
-    if (!dup && pg->n_prior < 2 * PGMAP_MAX_SIZE)
-      pg->prior[pg->n_prior++] = up[i];
-  }
+  pplan_interval_note(pg->past, &pg->n_past, pg->interval, prev->epoch, up, nu, pp->min_size);
 }
 
 void pg_on_map(struct osd *osd, const struct cluster_map *prev, const struct pgmap *prev_pm)
@@ -1940,6 +1936,7 @@ void pg_on_map(struct osd *osd, const struct cluster_map *prev, const struct pgm
       if (mine)
         note_prior(pg, prev, prev_pm);
       pg_end_interval(pg, why);
+      pg->went_active = false;
       memcpy(pg->acting, up, nu * sizeof *up);
       memcpy(pg->acting_up_from, uf, nu * sizeof *uf);
       pg->n_acting = mine ? nu : 0;
