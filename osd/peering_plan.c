@@ -18,6 +18,13 @@
  * holds the earlier ones of the same chain (RepOps apply only on their
  * prev version).
  *
+ * Recovery installs whole objects before the members take the
+ * authoritative log (activation): a peering that stops between the two
+ * leaves a member with objects newer than its log.  Such a member reports
+ * them (unlogged); were they ignored, a member recovered by log from it
+ * (or it, recovered by log) would keep a different version of them for
+ * good (found by the peering simulation: seed 1291).
+ *
  * Recovery items are gathered as (name, member) pairs, sorted by name and
  * merged, so each object is read once from the authoritative member and
  * installed on every target that needs it.
@@ -209,6 +216,11 @@ int pplan_recovery(const struct pplan_member *m, size_t n_m, int auth,
       for (size_t k = 0; k < a->n; k++)
         nt_add(&nv, a->log[k].name, i);
     }
+    /* objects an unfinished recovery installed, here or on auth */
+    for (size_t k = 0; k < mi->n_unlogged && !BUG(NO_UNLOGGED); k++)
+      nt_add(&nv, mi->unlogged[k], i);
+    for (size_t k = 0; k < a->n_unlogged && !BUG(NO_UNLOGGED); k++)
+      nt_add(&nv, a->unlogged[k], i);
     /* divergent entries of the member */
     for (size_t k = 0; k < mi->n && !BUG(NO_DIVERGENT); k++)
       if (pg_ver_cmp(mi->log[k].ver, a->tail) > 0 && !log_has(a->log, a->n, mi->log[k].ver))

@@ -75,6 +75,14 @@ struct pplan_member {
    * epoch (0 = unknown), so it holds every write acknowledged by an
    * interval that ended before it */
   uint64_t les;
+  /* objects a recovery installed on it that no entry of its log
+   * describes yet (the peering did not finish, or installed a version its
+   * log lacks; a later entry for the object clears it): their state may
+   * differ from what its log says, so they are reinstalled from the
+   * authoritative member on it, and from it on every target when it is
+   * the authoritative member */
+  const char *const *unlogged;
+  size_t n_unlogged;
   /* its object names, strcmp order (backfill; valid only if listed_ok) */
   const char *const *listed;
   size_t n_listed;
@@ -117,7 +125,8 @@ bool pplan_needs_backfill(const struct pplan_member *mi, struct pg_ver atail);
  * than its last) or by backfill (the authoritative member's listing, the
  * member's objects the authoritative one lacks, and every object of the
  * authoritative log); plus its divergent entries (newer than the trim
- * point and absent from the authoritative log).  *backfill gets the
+ * point and absent from the authoritative log), its unlogged objects and
+ * those of the authoritative member.  *backfill gets the
  * mask of members that need backfill.  On success *items (caller frees
  * with pplan_items_free) and *n_items; 0 or -ENOMEM. */
 int pplan_recovery(const struct pplan_member *m, size_t n_m, int auth,
@@ -129,7 +138,7 @@ void pplan_items_free(struct pplan_item *items, size_t n);
 #ifdef PPLAN_FAULT_INJECTION
 /* Planted bugs for tests/sim/peering-sim.c (never in the daemon). */
 enum pplan_bug { PPLAN_BUG_NONE, PPLAN_BUG_NO_PAST_INTERVALS, PPLAN_BUG_CHOOSE_OLDEST,
-                 PPLAN_BUG_NO_DIVERGENT };
+                 PPLAN_BUG_NO_DIVERGENT, PPLAN_BUG_NO_UNLOGGED };
 extern enum pplan_bug pplan_bug;
 #endif
 

@@ -87,9 +87,9 @@ static unsigned rnd_below(unsigned n) { return n ? (unsigned)(rnd() % n) : 0; }
 static bool chance(unsigned per_mille) { return rnd_below(1000) < per_mille; }
 
 enum sim_bug { BUG_NONE, BUG_NO_PAST_INTERVALS, BUG_ACK_BEFORE_ALL, BUG_CHOOSE_OLDEST,
-               BUG_NO_DIVERGENT };
+               BUG_NO_DIVERGENT, BUG_NO_UNLOGGED };
 static const char *const bug_names[] = { "", "no-past-intervals", "ack-before-all",
-                                         "choose-oldest", "no-divergent" };
+                                         "choose-oldest", "no-divergent", "no-unlogged" };
 
 static struct {
   bool verbose, expect_violation;
@@ -171,6 +171,8 @@ struct pgs {
   size_t n;
   struct pg_ver last, tail;
   uint64_t les;
+  uint32_t unlogged;            /* objects recovery installed that no log
+                                 * entry describes yet */
   struct obj obj[NOBJ];
 };
 
@@ -195,6 +197,7 @@ static void pgs_append(struct pgs *s, struct pg_ver ver, int obj, uint8_t op, ui
   e->op = op;
   e->name = obj_names[obj];
   s->last = ver;
+  s->unlogged &= ~(1u << obj);
   s->obj[obj].exists = op == OP_WRITE;
   s->obj[obj].ver = ver;
   s->obj[obj].val = op == OP_WRITE ? val : 0;
@@ -396,6 +399,17 @@ struct sosd {
 };
 
 static struct sosd osds[NOSD];
+static bool chaos_on;           /* faults are being injected */
+static unsigned max_faults;     /* OSDs down or cut off at once, at most */
+static unsigned step_crash_pm;  /* crash of a primary between recovery and activation */
+
+static unsigned faults_now(void)
+{
+  unsigned bad = 0;
+  for (int o = 0; o < NOSD; o++)
+    bad += !osds[o].alive || osds[o].side;
+  return bad;
+}
 static unsigned drop_pm;        /* message drop rate, per mille */
 static int64_t fifo_t[NEP][NEP];   /* last delivery time per (from, to) */
 static int max_delay;
@@ -665,7 +679,7 @@ static void decide(int o, int g)
   struct sosd *x = &osds[o];
   struct prim *p = &x->pr[g];
   struct pplan_member mem[PPLAN_MAX_MEMBERS];
-  const char *names[PPLAN_MAX_MEMBERS][NOBJ];
+  const char *names[PPLAN_MAX_MEMBERS][NOBJ], *unames[PPLAN_MAX_MEMBERS][NOBJ];
   memset(mem, 0, sizeof mem);
   uint64_t les = 0;
   for (size_t i = 0; i < p->n_who; i++) {
@@ -683,6 +697,12 @@ static void decide(int o, int g)
         names[i][nl++] = obj_names[k];
     mem[i].listed = names[i];
     mem[i].n_listed = nl;
+    size_t nu = 0;
+    for (int k = 0; k < NOBJ; k++)
+      if (s->unlogged & (1u << k))
+        unames[i][nu++] = obj_names[k];
+    mem[i].unlogged = unames[i];
+    mem[i].n_unlogged = nu;
     mem[i].listed_ok = true;
     if (s->les > les)
       les = s->les;
@@ -1016,6 +1036,7 @@ static void on_push(struct msg *m)
   for (int k = 0; k < NOBJ; k++)
     if (m->mask & (1u << k))
       x->mem[g].obj[k] = m->st.obj[k];
+  x->mem[g].unlogged |= m->mask;
   reply(m, M_PUSH_R, 0, &r);
   store_queue(o, g, r);
 }
@@ -1030,6 +1051,13 @@ static void on_push_reply(struct msg *m)
     return;
   }
   p->pending &= ~(1u << m->idx);
+  if (!p->pending && chaos_on && faults_now() < max_faults && chance(step_crash_pm)) {
+    /* a crash between recovery and activation: the targets keep
+     * objects newer than their logs */
+    trace("osd.%d crashes between recovery and activation", m->to);
+    crash(m->to);
+    return;
+  }
   if (!p->pending)
     send_activate(m->to, m->pg);
 }
@@ -1051,6 +1079,12 @@ static void on_activate(struct msg *m)
   s->last = m->st.last;
   s->tail = m->st.tail;
   s->les = m->st.les;
+  /* an object recovery installed stays unlogged until a log entry as new
+   * as it describes it */
+  for (int k = 0; k < NOBJ; k++)
+    for (size_t i = 0; i < s->n && (s->unlogged & (1u << k)); i++)
+      if (s->log[i].name == obj_names[k] && pg_ver_cmp(s->log[i].ver, s->obj[k].ver) >= 0)
+        s->unlogged &= ~(1u << k);
   reply(m, M_ACT_R, 0, &r);
   store_queue(o, g, r);
 }
@@ -1229,15 +1263,11 @@ static void client_tick(void)
   }
 }
 
-static unsigned max_faults;
-
 static void fault_tick(void)
 {
   if (!chance(12))
     return;
-  int bad = 0;
-  for (int o = 0; o < NOSD; o++)
-    bad += !osds[o].alive || osds[o].side;
+  int bad = (int)faults_now();
   int o = (int)rnd_below(NOSD);
   struct sosd *x = &osds[o];
   unsigned kind = rnd_below(10);
@@ -1358,6 +1388,7 @@ static void run_seed(uint64_t seed)
   drop_pm = rnd_below(40);
   max_delay = 2 + (int)rnd_below(12);
   max_faults = 1 + rnd_below(4);
+  step_crash_pm = rnd_below(300);
   n_ep = 1;
   memset(&hist[0], 0, sizeof hist[0]);
   for (int o = 0; o < NOSD; o++) {
@@ -1366,14 +1397,15 @@ static void run_seed(uint64_t seed)
     osds[o].alive = true;
     unreach_since[o] = -1;
   }
-  trace("seed %" PRIu64 ": drop %u/1000, delay <= %d, faults <= %u, pg0 [%d %d %d ...] pg1 [%d %d %d ...]",
-        seed, drop_pm, max_delay, max_faults, perm[0][0], perm[0][1], perm[0][2], perm[1][0],
+  trace("seed %" PRIu64 ": drop %u/1000, delay <= %d, faults <= %u, step crash %u/1000, pg0 [%d %d %d ...] pg1 [%d %d %d ...]",
+        seed, drop_pm, max_delay, max_faults, step_crash_pm, perm[0][0], perm[0][1], perm[0][2], perm[1][0],
         perm[1][1], perm[1][2]);
   for (int o = 0; o < NOSD; o++)
     osd_catch_up(o, 1);
   int64_t settle_start = 0;
   for (now = 0;; now++) {
     bool chaos = now < CHAOS_TICKS;
+    chaos_on = chaos;
     if (!chaos && !settle_start) {
       settle_start = now;
       drop_pm = 0;
@@ -1428,7 +1460,8 @@ static void run_seed(uint64_t seed)
 static void usage(void)
 {
   fprintf(stderr, "usage: peering-sim [--seed N | --seeds N [--start N]] [--verbose]\n"
-                  "                   [--bug no-past-intervals|ack-before-all|choose-oldest|no-divergent]\n"
+                  "                   [--bug no-past-intervals|ack-before-all|choose-oldest|no-divergent|\n"
+                  "                          no-unlogged]\n"
                   "                   [--expect-violation]\n");
   exit(2);
 }
@@ -1478,6 +1511,7 @@ int main(int argc, char **argv)
   pplan_bug = opt.bug == BUG_NO_PAST_INTERVALS ? PPLAN_BUG_NO_PAST_INTERVALS
               : opt.bug == BUG_CHOOSE_OLDEST   ? PPLAN_BUG_CHOOSE_OLDEST
               : opt.bug == BUG_NO_DIVERGENT    ? PPLAN_BUG_NO_DIVERGENT
+              : opt.bug == BUG_NO_UNLOGGED     ? PPLAN_BUG_NO_UNLOGGED
                                                : PPLAN_BUG_NONE;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
