@@ -138,7 +138,7 @@ void pplan_items_free(struct pplan_item *items, size_t n);
 #ifdef PPLAN_FAULT_INJECTION
 /* Planted bugs for tests/sim/peering-sim.c (never in the daemon). */
 enum pplan_bug { PPLAN_BUG_NONE, PPLAN_BUG_NO_PAST_INTERVALS, PPLAN_BUG_CHOOSE_OLDEST,
-                 PPLAN_BUG_NO_DIVERGENT, PPLAN_BUG_NO_UNLOGGED };
+                 PPLAN_BUG_NO_DIVERGENT, PPLAN_BUG_NO_UNLOGGED, PPLAN_BUG_UNION_INTERVALS };
 extern enum pplan_bug pplan_bug;
 #endif
 

@@ -87,9 +87,10 @@ static unsigned rnd_below(unsigned n) { return n ? (unsigned)(rnd() % n) : 0; }
 static bool chance(unsigned per_mille) { return rnd_below(1000) < per_mille; }
 
 enum sim_bug { BUG_NONE, BUG_NO_PAST_INTERVALS, BUG_ACK_BEFORE_ALL, BUG_CHOOSE_OLDEST,
-               BUG_NO_DIVERGENT, BUG_NO_UNLOGGED };
+               BUG_NO_DIVERGENT, BUG_NO_UNLOGGED, BUG_UNION_INTERVALS };
 static const char *const bug_names[] = { "", "no-past-intervals", "ack-before-all",
-                                         "choose-oldest", "no-divergent", "no-unlogged" };
+                                         "choose-oldest", "no-divergent", "no-unlogged",
+                                         "union-intervals" };
 
 static struct {
   bool verbose, expect_violation;
@@ -1461,7 +1462,7 @@ static void usage(void)
 {
   fprintf(stderr, "usage: peering-sim [--seed N | --seeds N [--start N]] [--verbose]\n"
                   "                   [--bug no-past-intervals|ack-before-all|choose-oldest|no-divergent|\n"
-                  "                          no-unlogged]\n"
+                  "                          no-unlogged|union-intervals]\n"
                   "                   [--expect-violation]\n");
   exit(2);
 }
@@ -1512,6 +1513,7 @@ int main(int argc, char **argv)
               : opt.bug == BUG_CHOOSE_OLDEST   ? PPLAN_BUG_CHOOSE_OLDEST
               : opt.bug == BUG_NO_DIVERGENT    ? PPLAN_BUG_NO_DIVERGENT
               : opt.bug == BUG_NO_UNLOGGED     ? PPLAN_BUG_NO_UNLOGGED
+              : opt.bug == BUG_UNION_INTERVALS ? PPLAN_BUG_UNION_INTERVALS
                                                : PPLAN_BUG_NONE;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
