@@ -219,6 +219,7 @@ struct pg {
   size_t n_past;
   bool went_active;             /* this interval went active (primary: its
                                  * activation; replica: PgActivate taken) */
+  uint64_t les;                 /* last epoch started (persisted, key "E") */
   /* the primaries among them (their leases fence activation) */
   int32_t prior_primaries[2 * PGMAP_MAX_SIZE];
   size_t n_prior_primaries;
@@ -233,6 +234,16 @@ int pg_log_push(struct pg *pg, struct pg_ver ver, uint8_t op, const char *reqid,
 /* omap key of a log entry / of the trim marker. */
 void pg_log_key(char *buf, size_t n, const struct pg_log_ent *e);
 void pg_tail_key(char *buf, size_t n, struct pg_ver tail);
+/* omap keys of a past interval ("I" + first and last epoch as 16 hex
+ * digits each + 'w' (may have acked writes) or 'r' + the acting OSD ids,
+ * comma-separated: the key alone describes it) and of the last epoch
+ * started ("E" + 16 hex digits).  buf holds STORE_NAME_MAX + 1. */
+void pg_interval_key(char *buf, size_t n, const struct pplan_interval *iv);
+void pg_les_key(char *buf, size_t n, uint64_t les);
+/* A past interval key back into *iv; false if malformed. */
+bool pg_interval_parse(const char *k, struct pplan_interval *iv);
+/* Add to t the removal of pg's past interval keys (and forget them). */
+void pg_past_clear(struct pg *pg, store_txn *t);
 /* Add the object changes of op to t: key is the xattr/omap key (or NULL),
  * len the data length (OP_ZERO: the length to zero, data NULL).  0 or
  * -errno. */

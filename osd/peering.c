@@ -4,13 +4,16 @@
  * start of every interval (and again whenever a replica refuses or misses
  * a RepOp).  Client ops wait while the PG is not active.
  *
- *  1. query   PgQuery to every other acting member; each answers PgInfo
- *             (last version, trim point, whole log) and fences: from now
- *             on it refuses RepOps from older epochs.
- *  2. choose  may the PG go active at all: every past interval (since
- *             the last activation this OSD saw) that may have acknowledged
- *             writes needs a member among those queried, else the PG waits
- *             ("down").  Then the authoritative member: the newest last
+ *  1. query   PgQuery to every other acting member and to every member
+ *             still up of the PG's past intervals; each answers PgInfo
+ *             (last version, trim point, whole log, last epoch started,
+ *             the past intervals it knows: those the primary lacks join
+ *             its list, and their members are queried too) and fences:
+ *             from now on it refuses RepOps from older epochs.
+ *  2. choose  may the PG go active at all: every past interval that may
+ *             have acknowledged writes and ended after the newest les
+ *             among the answers needs a member among them, else the PG
+ *             waits ("down").  Then the authoritative member: the newest last
  *             version (ties: the primary).  Every acknowledged write is on
  *             every member of the interval that acknowledged it, so any
  *             member that lived through it holds it.
@@ -106,6 +109,7 @@ static void recovery_charge(struct osd *osd, double taken, uint64_t bytes)
 struct member_info {
   bool got;
   struct pg_ver last, tail;
+  uint64_t les;                 /* last epoch started */
   struct pg_log_ent *log;       /* owned copy (NULL for the primary's own) */
   size_t n;
   /* backfill: the member's object names, in order (owned) */
@@ -316,8 +320,31 @@ static struct pg_log_ent *own_log_flat(struct pg *pg)
 
 /* Replace pg's log by ents (copied) in t and in memory. */
 static int adopt_log(struct pg *pg, store_txn *t, const struct pg_log_ent *ents, size_t n,
-                     struct pg_ver last, struct pg_ver tail)
+                     struct pg_ver last, struct pg_ver tail, uint64_t les);
+
+/* pg takes an authoritative log at epoch les: record it (key "E") and
+ * drop the past intervals, which that log covers. */
+static void set_les(struct pg *pg, store_txn *t, uint64_t les)
 {
+  struct store_oid meta;
+  char key[STORE_NAME_MAX + 1];
+  pg_meta_oid(pg, &meta);
+  store_txn_touch(t, &meta);
+  pg->meta_exists = true;
+  if (pg->les) {
+    pg_les_key(key, sizeof key, pg->les);
+    store_txn_omap_rm(t, &meta, key);
+  }
+  pg->les = les;
+  pg_les_key(key, sizeof key, les);
+  store_txn_omap_set(t, &meta, key, "", 0);
+  pg_past_clear(pg, t);
+}
+
+static int adopt_log(struct pg *pg, store_txn *t, const struct pg_log_ent *ents, size_t n,
+                     struct pg_ver last, struct pg_ver tail, uint64_t les)
+{
+  set_les(pg, t, les);
   struct store_oid meta;
   char key[STORE_NAME_MAX + 1];
   pg_meta_oid(pg, &meta);
@@ -440,10 +467,15 @@ static void start_activate(struct peering *p)
   p->phase = PH_ACTIVATE;
   p->phase_ms = util_now_ms();
   p->act_pending = 1;    /* released at the end of this function */
-  if (p->auth != 0 && !p->bg) {
+  if (!p->bg) {
+    /* the primary takes the log (unless it is the authoritative one) and
+     * records the epoch it started at */
     store_txn *t = store_txn_new();
     struct pctx *c = pctx_new(p, 0);
-    if (!t || !c || adopt_log(pg, t, p->alog, p->alog_n, p->alast, p->atail) < 0) {
+    if (t && p->auth == 0)
+      set_les(pg, t, osd->epoch);
+    if (!t || !c ||
+        (p->auth != 0 && adopt_log(pg, t, p->alog, p->alog_n, p->alast, p->atail, osd->epoch) < 0)) {
       store_txn_free(t);
       free(c);
       peering_fail(p, "out of memory");
@@ -948,6 +980,7 @@ static void plan_members(struct peering *p, struct pplan_member *mem, const stru
     mem[i].target = i < pg->n_acting;
     mem[i].last = i ? mi->last : pg->last;
     mem[i].tail = i ? mi->tail : pg->tail;
+    mem[i].les = i ? mi->les : pg->les;
     mem[i].log = i ? mi->log : own;
     mem[i].n = i ? mi->n : own ? pg->log_n : 0;
     mem[i].listed = (const char *const *)mi->listed;
@@ -1173,6 +1206,23 @@ static void maybe_choose(struct peering *p)
   struct pg *pg = p->pg;
   struct pplan_member mem[2 * PGMAP_MAX_SIZE];
   plan_members(p, mem, NULL);
+  size_t blocking = 0;
+  if (!pplan_may_activate(pg->past, pg->n_past, mem, p->n_who, &blocking)) {
+    /* a past interval that may have acknowledged writes (and ended after
+     * the newest les among the answers) has none of its members here:
+     * going active could lose them */
+    const struct pplan_interval *iv = &pg->past[blocking];
+    char why[160];
+    int len = snprintf(why, sizeof why, "every member of the interval %llu-%llu [",
+                       (unsigned long long)iv->first, (unsigned long long)iv->last);
+    for (size_t a = 0; a < iv->n_acting && len > 0 && (size_t)len < sizeof why; a++)
+      len += snprintf(why + len, sizeof why - (size_t)len, "%s%d", a ? "," : "", iv->acting[a]);
+    if (len > 0 && (size_t)len < sizeof why)
+      snprintf(why + len, sizeof why - (size_t)len, "] is down; waiting for one");
+    p->blocked = true;
+    peering_fail(p, why);
+    return;
+  }
   int auth = pplan_choose_auth(mem, p->n_who);
   if (auth == 0) {
     bool pending = false;
@@ -1194,6 +1244,73 @@ static void maybe_choose(struct peering *p)
   choose_and_recover(p);
 }
 
+static void info_reply_cb(void *arg, int err, const struct msgr_frame *f);
+
+/* PgQuery to who[i]; -1 (peering failed) if it cannot be sent. */
+static int query_send(struct peering *p, size_t i)
+{
+  struct pg *pg = p->pg;
+  struct osd *osd = pg->osd;
+  Blk__PgQuery q = BLK__PG_QUERY__INIT;
+  q.pool = pg->pool;
+  q.pg = pg->id;
+  q.epoch = osd->epoch;
+  msgr_conn *pc = osd_peer_conn(osd, p->who[i]);
+  struct pctx *c = pctx_new(p, (int)i);
+  if (!pc || !c || msgr_call_pb(pc, MSG_PG_QUERY, (const ProtobufCMessage *)&q, NULL, 0,
+                                (int)osd->op_timeout, info_reply_cb, c) < 0) {
+    free(c);
+    peering_fail(p, "cannot send the query");
+    return -1;
+  }
+  return 0;
+}
+
+/* A member told of past intervals (their keys): those this OSD did not
+ * know join pg->past (in first-epoch order; memory only: the member keeps
+ * them), and their members still up are queried too. */
+static void learn_intervals(struct peering *p, char **keys, size_t n)
+{
+  struct pg *pg = p->pg;
+  for (size_t k = 0; k < n && p->phase == PH_QUERY; k++) {
+    struct pplan_interval iv;
+    if (!pg_interval_parse(keys[k], &iv) || iv.last >= pg->interval)
+      continue;
+    bool known = false;
+    size_t at = pg->n_past;
+    for (size_t j = 0; j < pg->n_past && !known; j++) {
+      known = pg->past[j].first == iv.first && pg->past[j].last == iv.last &&
+              pg->past[j].n_acting == iv.n_acting &&
+              !memcmp(pg->past[j].acting, iv.acting, iv.n_acting * sizeof *iv.acting);
+      if (at == pg->n_past && pg->past[j].first > iv.first)
+        at = j;
+    }
+    if (known)
+      continue;
+    if (pg->n_past == PPLAN_MAX_INTERVALS) {
+      log_warn("peering", "%u.%x: too many past intervals; %s not checked", pg->pool, pg->id,
+               keys[k]);
+      continue;
+    }
+    memmove(&pg->past[at + 1], &pg->past[at], (pg->n_past - at) * sizeof *pg->past);
+    pg->past[at] = iv;
+    pg->n_past++;
+    log_info("peering", "%u.%x: learnt past interval %llu-%llu from a member", pg->pool, pg->id,
+             (unsigned long long)iv.first, (unsigned long long)iv.last);
+    for (size_t a = 0; a < iv.n_acting; a++) {
+      bool dup = false;
+      for (size_t i = 0; i < p->n_who && !dup; i++)
+        dup = p->who[i] == iv.acting[a];
+      const struct cm_osd *o = clustermap_osd(pg->osd->map, iv.acting[a]);
+      if (dup || !o || !o->up || p->n_who == 2 * PGMAP_MAX_SIZE)
+        continue;
+      p->who[p->n_who] = iv.acting[a];
+      if (query_send(p, p->n_who++) < 0)
+        return;
+    }
+  }
+}
+
 static void info_reply_cb(void *arg, int err, const struct msgr_frame *f)
 {
   struct pctx *c = arg;
@@ -1210,8 +1327,11 @@ static void info_reply_cb(void *arg, int err, const struct msgr_frame *f)
       mi->last.v = in->last->v;
       mi->tail.epoch = in->tail->epoch;
       mi->tail.v = in->tail->v;
+      mi->les = in->les;
       mi->got = true;
-      maybe_choose(p);
+      learn_intervals(p, in->past, in->n_past);
+      if (p->phase == PH_QUERY)
+        maybe_choose(p);
     }
     if (in)
       blk__pg_info__free_unpacked(in, NULL);
@@ -1250,26 +1370,6 @@ void peering_start(struct pg *pg)
         p->who[p->n_who++] = id;
     }
   }
-  struct pplan_member mem[2 * PGMAP_MAX_SIZE];
-  memset(mem, 0, sizeof mem);
-  for (size_t i = 0; i < p->n_who; i++)
-    mem[i].osd = p->who[i];
-  size_t blocking = 0;
-  if (!pplan_may_activate(pg->past, pg->n_past, mem, p->n_who, &blocking)) {
-    /* an interval that may have acknowledged writes has none of its
-     * members here or up: going active could lose them */
-    const struct pplan_interval *iv = &pg->past[blocking];
-    char why[160];
-    int len = snprintf(why, sizeof why, "every member of the interval %llu-%llu [",
-                       (unsigned long long)iv->first, (unsigned long long)iv->last);
-    for (size_t a = 0; a < iv->n_acting && len > 0 && (size_t)len < sizeof why; a++)
-      len += snprintf(why + len, sizeof why - (size_t)len, "%s%d", a ? "," : "", iv->acting[a]);
-    if (len > 0 && (size_t)len < sizeof why)
-      snprintf(why + len, sizeof why - (size_t)len, "] is down; waiting for one");
-    p->blocked = true;
-    peering_fail(p, why);
-    return;
-  }
   int64_t fence = heartbeat_fence_until(osd, pg);
   if (fence) {
     /* a previous primary, now down, may still serve reads until its
@@ -1282,20 +1382,9 @@ void peering_start(struct pg *pg)
     p->phase_ms = util_now_ms();
     return;
   }
-  Blk__PgQuery q = BLK__PG_QUERY__INIT;
-  q.pool = pg->pool;
-  q.pg = pg->id;
-  q.epoch = osd->epoch;
-  for (size_t i = 1; i < p->n_who; i++) {
-    msgr_conn *pc = osd_peer_conn(osd, p->who[i]);
-    struct pctx *c = pctx_new(p, (int)i);
-    if (!pc || !c || msgr_call_pb(pc, MSG_PG_QUERY, (const ProtobufCMessage *)&q, NULL, 0,
-                                  (int)osd->op_timeout, info_reply_cb, c) < 0) {
-      free(c);
-      peering_fail(p, "cannot send the query");
+  for (size_t i = 1; i < p->n_who; i++)
+    if (query_send(p, i) < 0)
       return;
-    }
-  }
   maybe_choose(p);
 }
 
@@ -1412,6 +1501,7 @@ void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
   Blk__PgLogEntry *es = NULL, **arr = NULL;
   Blk__PgVersion *vs = NULL;
   struct pg_log_ent *flat = NULL;
+  char **past = NULL;
   info.epoch = osd->epoch;
   int err = -EINVAL;
   struct pg *pg = q ? member_pg(osd, q->pool, q->pg, q->epoch, &err) : NULL;
@@ -1431,10 +1521,23 @@ void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
     tail.v = pg->tail.v;
     info.last = &last;
     info.tail = &tail;
+    info.les = pg->les;
+    past = calloc(pg->n_past + 1, sizeof *past);
+    for (size_t k = 0; past && k < pg->n_past; k++) {
+      char key[STORE_NAME_MAX + 1];
+      pg_interval_key(key, sizeof key, &pg->past[k]);
+      if (!(past[info.n_past] = strdup(key)))
+        break;
+      info.n_past++;
+    }
+    info.past = past;
   } else {
     info.err = err;
   }
   msgr_reply_pb(c, f, MSG_PG_QUERY, (const ProtobufCMessage *)&info, NULL, 0);
+  for (size_t k = 0; k < info.n_past; k++)
+    free(past[k]);
+  free(past);
   free(arr);
   free(es);
   free(vs);
@@ -1539,7 +1642,7 @@ void peering_on_activate(struct osd *osd, msgr_conn *c, const struct msgr_frame 
     t = store_txn_new();
     x = calloc(1, sizeof *x);
     struct pg_ver last = { a->last->epoch, a->last->v }, tail = { a->tail->epoch, a->tail->v };
-    err = t && x ? adopt_log(pg, t, l, a->n_log, last, tail) : -ENOMEM;
+    err = t && x ? adopt_log(pg, t, l, a->n_log, last, tail, a->epoch) : -ENOMEM;
     if (err == 0) {
       pg->fence_epoch = a->epoch;
       pg->went_active = true;
