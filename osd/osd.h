@@ -211,10 +211,11 @@ struct pg {
   struct peering *bg;           /* background recovery while active */
   uint32_t write_mask;          /* acting indices that get RepOps */
   uint64_t peer_seq;
-  /* the intervals before this one since the last activation this OSD
-   * saw (from the previous maps' acting sets, in memory): peering asks
-   * their members that are still up, and waits while one that may have
-   * acknowledged writes has none among those (peering_plan.h) */
+  /* the intervals before this one since the PG last went active as this
+   * OSD knows (from the previous maps' acting sets; persisted as "I" keys
+   * of @pgmeta, plus those members told the primary): peering asks their
+   * members that are still up, and waits while one that may have
+   * acknowledged writes has none among the answers (peering_plan.h) */
   struct pplan_interval past[PPLAN_MAX_INTERVALS];
   size_t n_past;
   bool went_active;             /* this interval went active (primary: its

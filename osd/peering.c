@@ -341,6 +341,14 @@ static void set_les(struct pg *pg, store_txn *t, uint64_t les)
   pg_past_clear(pg, t);
 }
 
+static void les_txn_cb(void *arg, int result)
+{
+  (void)arg;
+  pg_store_pending--;
+  if (result < 0)
+    log_err("peering", "cannot record the last epoch started: %s", strerror(-result));
+}
+
 static int adopt_log(struct pg *pg, store_txn *t, const struct pg_log_ent *ents, size_t n,
                      struct pg_ver last, struct pg_ver tail, uint64_t les)
 {
@@ -1118,8 +1126,17 @@ static bool go_background(struct peering *p, uint32_t need)
   pg->write_mask = ((1u << pg->n_acting) - 1) & ~need;
   pg->state = PG_ACTIVE;
   pg->clean = false;
-  pg->n_past = pg->n_prior_primaries = 0;
+  pg->n_prior_primaries = 0;
   pg->went_active = true;
+  /* an activation too: record les and drop the past intervals */
+  store_txn *t = store_txn_new();
+  if (t) {
+    set_les(pg, t, pg->osd->epoch);
+    pg_store_pending++;
+    store_queue(pg->osd->st, t, les_txn_cb, NULL);
+  } else {
+    log_err("peering", "%u.%x: out of memory recording the last epoch started", pg->pool, pg->id);
+  }
   log_info("peering", "%u.%x: active at epoch %llu for %u of %zu members; recovering %zu objects in the background",
            pg->pool, pg->id, (unsigned long long)pg->osd->epoch,
            (unsigned)__builtin_popcount(pg->write_mask), pg->n_acting, p->n_items);

@@ -1942,12 +1942,14 @@ static void pg_end_interval(struct pg *pg, const char *why)
   scrub_pg_reset(pg, why);
 }
 
+/* arg: (pool << 32 | pg) */
 static void past_txn_cb(void *arg, int result)
 {
-  (void)arg;
+  uint64_t id = (uint64_t)(uintptr_t)arg;
   pg_store_pending--;
   if (result < 0)
-    log_err("pg", "cannot record a past interval: %s", strerror(-result));
+    log_err("pg", "%u.%x: cannot record a past interval: %s", (unsigned)(id >> 32),
+            (unsigned)(id & 0xffffffffu), strerror(-result));
 }
 
 /* Remember the previous interval (prev map's up set, from pg->interval
@@ -1983,7 +1985,7 @@ static void note_prior(struct pg *pg, const struct cluster_map *prev,
       store_txn_omap_rm(t, &meta, key);
     }
     pplan_interval_note(pg->past, &pg->n_past, pg->interval, prev->epoch, up, nu, pp->min_size);
-    for (size_t k = 0; t && full && k < 1; k++) {
+    if (t && full) {   /* the merged one */
       pg_interval_key(key, sizeof key, &pg->past[0]);
       store_txn_omap_set(t, &meta, key, "", 0);
     }
@@ -2003,7 +2005,8 @@ static void note_prior(struct pg *pg, const struct cluster_map *prev,
   }
   pg->meta_exists = true;
   pg_store_pending++;
-  store_queue(pg->osd->st, t, past_txn_cb, NULL);
+  uintptr_t id = (uintptr_t)(((uint64_t)pg->pool << 32) | pg->id);
+  store_queue(pg->osd->st, t, past_txn_cb, (void *)id);
 }
 
 void pg_on_map(struct osd *osd, const struct cluster_map *prev, const struct pgmap *prev_pm)

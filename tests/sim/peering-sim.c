@@ -27,7 +27,9 @@
  * in flight are acked if the final log holds them).  Past intervals come
  * from the monitor's map history (from the newest last-epoch-started
  * among the answers), as Ceph derives them, which is what the daemon
- * should feed peering_plan (docs/osd.md says what it has now).
+ * should feed peering_plan.  --recorded-intervals models what the daemon
+ * feeds today instead (each OSD records the intervals it saw end while a
+ * member, answers carry them): docs/osd.md "What is missing".
  *
  * Checks: at every activation, the new primary holds every acknowledged
  * write at its newest acknowledged version (or a newer version some
@@ -94,6 +96,7 @@ static const char *const bug_names[] = { "", "no-past-intervals", "ack-before-al
 
 static struct {
   bool verbose, expect_violation;
+  bool recorded;                /* --recorded-intervals: the daemon's feed */
   enum sim_bug bug;
 } opt;
 
@@ -139,8 +142,8 @@ static void fail(bool safety, const char *fmt, ...)
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "\nreplay: peering-sim --seed %" PRIu64 " --verbose%s%s\n", cur_seed,
-          opt.bug ? " --bug " : "", bug_names[opt.bug]);
+  fprintf(stderr, "\nreplay: peering-sim --seed %" PRIu64 " --verbose%s%s%s\n", cur_seed,
+          opt.recorded ? " --recorded-intervals" : "", opt.bug ? " --bug " : "", bug_names[opt.bug]);
   exit(opt.expect_violation && safety ? 0 : 1);
 }
 
@@ -174,6 +177,10 @@ struct pgs {
   uint64_t les;
   uint32_t unlogged;            /* objects recovery installed that no log
                                  * entry describes yet */
+  /* --recorded-intervals: the past intervals this OSD recorded (as
+   * osd/pg.c note_prior does; persisted at once) */
+  struct pplan_interval past[PPLAN_MAX_INTERVALS];
+  size_t n_past;
   struct obj obj[NOBJ];
 };
 
@@ -396,6 +403,8 @@ struct sosd {
   int32_t acting[NPG][SIZE];
   size_t n_acting[NPG];
   uint64_t interval[NPG];
+  uint64_t seen_start[NPG];     /* first epoch of the interval as it saw it */
+  bool went_active[NPG];        /* volatile, as in osd/pg.c */
   struct prim pr[NPG];
 };
 
@@ -598,7 +607,7 @@ static void send_activate(int o, int g)
     m->st.n = a->n;
     m->st.last = a->last;
     m->st.tail = a->tail;
-    m->st.les = x->interval[g];
+    m->st.les = opt.recorded ? x->epoch : x->interval[g];
     p->pending |= 1u << i;
     if (i == 0)
       deliver_local(m);
@@ -674,6 +683,30 @@ static void push_phase(int o, int g)
     send_activate(o, g);
 }
 
+/* --recorded-intervals: the intervals the answers carry, merged (as
+ * osd/peering.c learn_intervals does), in first-epoch order. */
+static void recorded_intervals(const struct prim *p, struct pplan_interval *iv, size_t *n_iv)
+{
+  *n_iv = 0;
+  for (size_t i = 0; i < p->n_who; i++)
+    for (size_t k = 0; k < p->info[i].n_past; k++) {
+      const struct pplan_interval *x = &p->info[i].past[k];
+      bool known = false;
+      size_t at = *n_iv;
+      for (size_t j = 0; j < *n_iv && !known; j++) {
+        known = iv[j].first == x->first && iv[j].last == x->last && iv[j].n_acting == x->n_acting &&
+                !memcmp(iv[j].acting, x->acting, x->n_acting * sizeof *x->acting);
+        if (at == *n_iv && iv[j].first > x->first)
+          at = j;
+      }
+      if (known || *n_iv == PPLAN_MAX_INTERVALS)
+        continue;
+      memmove(&iv[at + 1], &iv[at], (*n_iv - at) * sizeof *iv);
+      iv[at] = *x;
+      (*n_iv)++;
+    }
+}
+
 /* Every queried member answered: the plan decides. */
 static void decide(int o, int g)
 {
@@ -710,7 +743,10 @@ static void decide(int o, int g)
   }
   struct pplan_interval iv[PPLAN_MAX_INTERVALS];
   size_t n_iv, blocking = 0;
-  past_intervals(g, les, x->interval[g], iv, &n_iv);
+  if (opt.recorded)
+    recorded_intervals(p, iv, &n_iv);
+  else
+    past_intervals(g, les, x->interval[g], iv, &n_iv);
   if (!pplan_may_activate(iv, n_iv, mem, p->n_who, &blocking)) {
     stats.downs++;
     char set[64] = "";
@@ -769,7 +805,12 @@ static void start_peering(int o, int g)
   /* probe: the members of the intervals since this OSD's les, up in its map */
   struct pplan_interval iv[PPLAN_MAX_INTERVALS];
   size_t n_iv;
-  past_intervals(g, x->mem[g].les, x->interval[g], iv, &n_iv);
+  if (opt.recorded) {
+    n_iv = x->mem[g].n_past;
+    memcpy(iv, x->mem[g].past, n_iv * sizeof *iv);
+  } else {
+    past_intervals(g, x->mem[g].les, x->interval[g], iv, &n_iv);
+  }
   for (size_t k = 0; k < n_iv; k++)
     for (size_t a = 0; a < iv[k].n_acting; a++) {
       int32_t id = iv[k].acting[a];
@@ -822,6 +863,32 @@ static void osd_catch_up(int o, uint64_t e)
     return;
   uint64_t from = x->epoch;
   x->epoch = e;
+  for (int g = 0; g < NPG && opt.recorded; g++) {
+    /* osd/pg.c: each map that starts an interval of which this OSD is a
+     * member records the one that ended (a restarted OSD starts from the
+     * current map: it records nothing it missed) */
+    for (uint64_t k = from; from && k < e; k++) {
+      if (same_interval(g, k, k + 1))
+        continue;
+      int32_t nx[SIZE], pv[SIZE];
+      size_t nn = acting_of(g, k + 1, nx, NULL), np = acting_of(g, k, pv, NULL);
+      bool mine = false;
+      for (size_t i = 0; i < nn; i++)
+        mine |= nx[i] == o;
+      if (mine) {
+        struct pgs *ps[2] = { &x->mem[g], &x->dur[g] };
+        for (int c = 0; c < 2; c++) {
+          if (x->went_active[g])
+            ps[c]->n_past = 0;
+          pplan_interval_note(ps[c]->past, &ps[c]->n_past, x->seen_start[g], k, pv, np, MIN_SIZE);
+        }
+        x->went_active[g] = false;
+      }
+      x->seen_start[g] = k + 1;
+    }
+    if (!from)
+      x->seen_start[g] = e;
+  }
   for (int g = 0; g < NPG; g++) {
     int32_t a[SIZE];
     size_t na = acting_of(g, e, a, NULL);
@@ -996,6 +1063,23 @@ static void on_info(struct msg *m)
   }
   p->got[m->idx] = true;
   p->info[m->idx] = m->st;
+  /* members of intervals learnt from the answer, up: queried too */
+  struct sosd *x = &osds[m->to];
+  for (size_t k = 0; opt.recorded && k < m->st.n_past; k++)
+    for (size_t a = 0; a < m->st.past[k].n_acting; a++) {
+      int32_t id = m->st.past[k].acting[a];
+      bool dup = false;
+      for (size_t i = 0; i < p->n_who && !dup; i++)
+        dup = p->who[i] == id;
+      if (dup || !hist[x->epoch].up[id] || p->n_who == PPLAN_MAX_MEMBERS)
+        continue;
+      p->got[p->n_who] = false;
+      p->who[p->n_who] = id;
+      struct msg *q = msg_new(M_QUERY, m->to, id, m->pg);
+      q->seq = p->seq;
+      q->idx = (int)p->n_who++;
+      net_send(q);
+    }
   for (size_t i = 0; i < p->n_who; i++)
     if (!p->got[i])
       return;
@@ -1080,6 +1164,10 @@ static void on_activate(struct msg *m)
   s->last = m->st.last;
   s->tail = m->st.tail;
   s->les = m->st.les;
+  if (opt.recorded) {
+    s->n_past = 0;
+    x->went_active[g] = true;
+  }
   /* an object recovery installed stays unlogged until a log entry as new
    * as it describes it */
   for (int k = 0; k < NOBJ; k++)
@@ -1460,7 +1548,7 @@ static void run_seed(uint64_t seed)
 
 static void usage(void)
 {
-  fprintf(stderr, "usage: peering-sim [--seed N | --seeds N [--start N]] [--verbose]\n"
+  fprintf(stderr, "usage: peering-sim [--seed N | --seeds N [--start N]] [--verbose] [--recorded-intervals]\n"
                   "                   [--bug no-past-intervals|ack-before-all|choose-oldest|no-divergent|\n"
                   "                          no-unlogged|union-intervals]\n"
                   "                   [--expect-violation]\n");
@@ -1492,6 +1580,8 @@ int main(int argc, char **argv)
       opt.verbose = true;
     } else if (!strcmp(a, "--expect-violation")) {
       opt.expect_violation = true;
+    } else if (!strcmp(a, "--recorded-intervals")) {
+      opt.recorded = true;
     } else if (!strcmp(a, "--bug") && v) {
       size_t b;
       for (b = 1; b < sizeof bug_names / sizeof *bug_names; b++)
