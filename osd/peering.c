@@ -480,7 +480,7 @@ static void start_activate(struct peering *p)
      * records the epoch it started at */
     store_txn *t = store_txn_new();
     struct pctx *c = pctx_new(p, 0);
-    if (t && p->auth == 0)
+    if (t && c && p->auth == 0)
       set_les(pg, t, osd->epoch);
     if (!t || !c ||
         (p->auth != 0 && adopt_log(pg, t, p->alog, p->alog_n, p->alast, p->atail, osd->epoch) < 0)) {
