@@ -66,7 +66,8 @@ int pplan_interval_note(struct pplan_interval *iv, size_t *n_iv, uint64_t first,
   memset(x, 0, sizeof *x);
   x->first = first;
   x->last = last;
-  memcpy(x->acting, acting, n * sizeof *acting);
+  if (n)
+    memcpy(x->acting, acting, n * sizeof *acting);
   x->n_acting = n;
   x->maybe_rw = n >= min_size && n > 0;
   return 0;
