@@ -24,24 +24,13 @@
 #include "common/config.h"
 #include "common/msgr.h"
 #include "common/pgmap.h"
+#include "osd/peering_plan.h"
 #include "osd/store.h"
 #include "proto/osd.pb-c.h"
 
 struct event;
 struct event_base;
 struct pg;
-
-/* A PG version: ordered by (epoch, v). */
-struct pg_ver {
-  uint64_t epoch, v;
-};
-
-static inline int pg_ver_cmp(struct pg_ver a, struct pg_ver b)
-{
-  if (a.epoch != b.epoch)
-    return a.epoch < b.epoch ? -1 : 1;
-  return a.v < b.v ? -1 : a.v > b.v ? 1 : 0;
-}
 
 /* Another OSD as seen from this one (indexed by OSD id). */
 struct osd_peer {
@@ -191,15 +180,7 @@ int64_t heartbeat_fence_until(struct osd *osd, const struct pg *pg);
  * object names may not start with '@'. */
 #define PG_META_NAME "@pgmeta"
 #define PG_NAME_MAX 900
-#define PG_REQID_MAX 64
-
-struct pg_log_ent {
-  struct pg_ver ver;
-  uint8_t op;                   /* a modifying BLK__OSD_OP_TYPE__OP_* (lock ops
-                                 * are logged as SETXATTR/RMXATTR) */
-  char reqid[PG_REQID_MAX];
-  char *name;                   /* malloc'd */
-};
+/* struct pg_log_ent, struct pg_ver: osd/peering_plan.h */
 
 /* A request parked until something changes (map, peering, min_size,
  * an in-flight write on the same object): the frame is copied. */
@@ -251,11 +232,16 @@ struct pg {
   struct peering *bg;           /* background recovery while active */
   uint32_t write_mask;          /* acting indices that get RepOps */
   uint64_t peer_seq;
-  /* members of earlier intervals since the last activation this OSD saw
-   * (from the previous maps' up sets): peering asks those still up, and
-   * waits if none of them and no current member lived through it */
-  int32_t prior[2 * PGMAP_MAX_SIZE];
-  size_t n_prior;
+  /* the intervals before this one since the PG last went active as this
+   * OSD knows (from the previous maps' acting sets; persisted as "I" keys
+   * of @pgmeta, plus those members told the primary): peering asks their
+   * members that are still up, and waits while one that may have
+   * acknowledged writes has none among the answers (peering_plan.h) */
+  struct pplan_interval past[PPLAN_MAX_INTERVALS];
+  size_t n_past;
+  bool went_active;             /* this interval went active (primary: its
+                                 * activation; replica: PgActivate taken) */
+  uint64_t les;                 /* last epoch started (persisted, key "E") */
   /* the primaries among them (their leases fence activation) */
   int32_t prior_primaries[2 * PGMAP_MAX_SIZE];
   size_t n_prior_primaries;
@@ -270,6 +256,16 @@ int pg_log_push(struct pg *pg, struct pg_ver ver, uint8_t op, const char *reqid,
 /* omap key of a log entry / of the trim marker. */
 void pg_log_key(char *buf, size_t n, const struct pg_log_ent *e);
 void pg_tail_key(char *buf, size_t n, struct pg_ver tail);
+/* omap keys of a past interval ("I" + first and last epoch as 16 hex
+ * digits each + 'w' (may have acked writes) or 'r' + the acting OSD ids,
+ * comma-separated: the key alone describes it) and of the last epoch
+ * started ("E" + 16 hex digits).  buf holds STORE_NAME_MAX + 1. */
+void pg_interval_key(char *buf, size_t n, const struct pplan_interval *iv);
+void pg_les_key(char *buf, size_t n, uint64_t les);
+/* A past interval key back into *iv; false if malformed. */
+bool pg_interval_parse(const char *k, struct pplan_interval *iv);
+/* Add to t the removal of pg's past interval keys (and forget them). */
+void pg_past_clear(struct pg *pg, store_txn *t);
 /* Add the object changes of op to t: key is the xattr/omap key (or NULL),
  * len the data length (OP_ZERO: the length to zero, data NULL).  0 or
  * -errno. */

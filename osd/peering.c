@@ -4,14 +4,19 @@
  * start of every interval (and again whenever a replica refuses or misses
  * a RepOp).  Client ops wait while the PG is not active.
  *
- *  1. query   PgQuery to every other acting member; each answers PgInfo
- *             (last version, trim point, whole log) and fences: from now
- *             on it refuses RepOps from older epochs.
- *  2. choose  the authoritative member: the newest last version (ties: the
- *             primary).  Every acknowledged write is on every member of the
- *             interval that acknowledged it, so any member that lived
- *             through it holds it (past intervals are not tracked yet:
- *             docs/osd.md).
+ *  1. query   PgQuery to every other acting member and to every member
+ *             still up of the PG's past intervals; each answers PgInfo
+ *             (last version, trim point, whole log, last epoch started,
+ *             the past intervals it knows: those the primary lacks join
+ *             its list, and their members are queried too) and fences:
+ *             from now on it refuses RepOps from older epochs.
+ *  2. choose  may the PG go active at all: every past interval that may
+ *             have acknowledged writes and ended after the newest les
+ *             among the answers needs a member among them, else the PG
+ *             waits ("down").  Then the authoritative member: the newest last
+ *             version (ties: the primary).  Every acknowledged write is on
+ *             every member of the interval that acknowledged it, so any
+ *             member that lived through it holds it.
  *  3. recover for each other member, the objects to copy from the
  *             authoritative one: by log when the member's last version is
  *             within the authoritative log (names of newer entries, plus
@@ -32,7 +37,10 @@
  * Before 1, a primary that replaces a down one waits until that one's
  * lease has surely expired (heartbeat_fence_until; docs/osd.md "Lease").
  * Callbacks find their PG by (pool, pg) and ignore answers for an older
- * peering (seq).
+ * peering (seq).  The decisions of 2 and 3 (wait or not, authoritative
+ * member, objects to recover per member) are osd/peering_plan.c, the code
+ * the peering simulation (tests/sim/peering-sim.c) checks; this file
+ * does the messaging and the store work around them.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -101,6 +109,7 @@ static void recovery_charge(struct osd *osd, double taken, uint64_t bytes)
 struct member_info {
   bool got;
   struct pg_ver last, tail;
+  uint64_t les;                 /* last epoch started */
   struct pg_log_ent *log;       /* owned copy (NULL for the primary's own) */
   size_t n;
   /* backfill: the member's object names, in order (owned) */
@@ -311,8 +320,39 @@ static struct pg_log_ent *own_log_flat(struct pg *pg)
 
 /* Replace pg's log by ents (copied) in t and in memory. */
 static int adopt_log(struct pg *pg, store_txn *t, const struct pg_log_ent *ents, size_t n,
-                     struct pg_ver last, struct pg_ver tail)
+                     struct pg_ver last, struct pg_ver tail, uint64_t les);
+
+/* pg takes an authoritative log at epoch les: record it (key "E") and
+ * drop the past intervals, which that log covers. */
+static void set_les(struct pg *pg, store_txn *t, uint64_t les)
 {
+  struct store_oid meta;
+  char key[STORE_NAME_MAX + 1];
+  pg_meta_oid(pg, &meta);
+  store_txn_touch(t, &meta);
+  pg->meta_exists = true;
+  if (pg->les) {
+    pg_les_key(key, sizeof key, pg->les);
+    store_txn_omap_rm(t, &meta, key);
+  }
+  pg->les = les;
+  pg_les_key(key, sizeof key, les);
+  store_txn_omap_set(t, &meta, key, "", 0);
+  pg_past_clear(pg, t);
+}
+
+static void les_txn_cb(void *arg, int result)
+{
+  (void)arg;
+  pg_store_pending--;
+  if (result < 0)
+    log_err("peering", "cannot record the last epoch started: %s", strerror(-result));
+}
+
+static int adopt_log(struct pg *pg, store_txn *t, const struct pg_log_ent *ents, size_t n,
+                     struct pg_ver last, struct pg_ver tail, uint64_t les)
+{
+  set_les(pg, t, les);
   struct store_oid meta;
   char key[STORE_NAME_MAX + 1];
   pg_meta_oid(pg, &meta);
@@ -365,7 +405,8 @@ static void go_active(struct peering *p)
   struct pg *pg = p->pg;
   pg->state = PG_ACTIVE;
   pg->clean = pg->n_acting >= pg->size;
-  pg->n_prior = pg->n_prior_primaries = 0;
+  pg->n_past = pg->n_prior_primaries = 0;
+  pg->went_active = true;
   pg->write_mask = (1u << pg->n_acting) - 1;
   log_info("peering", "%u.%x: active at epoch %llu, last %llu'%llu, %zu members%s%s", pg->pool,
            pg->id, (unsigned long long)pg->osd->epoch, (unsigned long long)pg->last.epoch,
@@ -434,10 +475,15 @@ static void start_activate(struct peering *p)
   p->phase = PH_ACTIVATE;
   p->phase_ms = util_now_ms();
   p->act_pending = 1;    /* released at the end of this function */
-  if (p->auth != 0 && !p->bg) {
+  if (!p->bg) {
+    /* the primary takes the log (unless it is the authoritative one) and
+     * records the epoch it started at */
     store_txn *t = store_txn_new();
     struct pctx *c = pctx_new(p, 0);
-    if (!t || !c || adopt_log(pg, t, p->alog, p->alog_n, p->alast, p->atail) < 0) {
+    if (t && c && p->auth == 0)
+      set_les(pg, t, osd->epoch);
+    if (!t || !c ||
+        (p->auth != 0 && adopt_log(pg, t, p->alog, p->alog_n, p->alast, p->atail, osd->epoch) < 0)) {
       store_txn_free(t);
       free(c);
       peering_fail(p, "out of memory");
@@ -927,30 +973,28 @@ static bool go_background(struct peering *p, uint32_t need);
 
 /* ---- 2. choose ---------------------------------------------------------------- */
 
-struct name_target {
-  const char *name;
-  int idx;
-};
+_Static_assert(PPLAN_MAX_SIZE == PGMAP_MAX_SIZE, "peering_plan and pgmap sizes differ");
 
-static int cmp_nt(const void *a, const void *b)
+/* The plan's view of the members that answered: logs borrowed from info[]
+ * and from own (the primary's flat log; NULL when not needed), listings
+ * from info[] (the primary's is set by the caller). */
+static void plan_members(struct peering *p, struct pplan_member *mem, const struct pg_log_ent *own)
 {
-  return strcmp(((const struct name_target *)a)->name, ((const struct name_target *)b)->name);
-}
-
-static bool log_has(const struct pg_log_ent *l, size_t n, struct pg_ver v)
-{
-  size_t lo = 0, hi = n;   /* logs are in version order */
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    int c = pg_ver_cmp(l[mid].ver, v);
-    if (!c)
-      return true;
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
+  struct pg *pg = p->pg;
+  memset(mem, 0, p->n_who * sizeof *mem);
+  for (size_t i = 0; i < p->n_who; i++) {
+    struct member_info *mi = &p->info[i];
+    mem[i].osd = p->who[i];
+    mem[i].target = i < pg->n_acting;
+    mem[i].last = i ? mi->last : pg->last;
+    mem[i].tail = i ? mi->tail : pg->tail;
+    mem[i].les = i ? mi->les : pg->les;
+    mem[i].log = i ? mi->log : own;
+    mem[i].n = i ? mi->n : own ? pg->log_n : 0;
+    mem[i].listed = (const char *const *)mi->listed;
+    mem[i].n_listed = mi->n_listed;
+    mem[i].listed_ok = i && mi->list_done;
   }
-  return false;
 }
 
 static void choose_and_recover(struct peering *p)
@@ -966,12 +1010,11 @@ static void choose_and_recover(struct peering *p)
     peering_fail(p, "out of memory");
     return;
   }
-  p->auth = 0;
-  for (int i = 1; i < (int)p->n_who; i++)
-    if (pg_ver_cmp(p->info[i].last, p->info[p->auth].last) > 0)
-      p->auth = i;
-  const struct pg_log_ent *al = p->auth ? p->info[p->auth].log : own;
-  size_t an = p->auth ? p->info[p->auth].n : pg->log_n;
+  struct pplan_member mem[2 * PGMAP_MAX_SIZE];
+  plan_members(p, mem, own);
+  p->auth = pplan_choose_auth(mem, p->n_who);
+  const struct pg_log_ent *al = mem[p->auth].log;
+  size_t an = mem[p->auth].n;
   p->alast = p->info[p->auth].last;
   p->atail = p->info[p->auth].tail;
   /* the activation log: a flat copy of the authoritative one (names
@@ -984,97 +1027,54 @@ static void choose_and_recover(struct peering *p)
   }
   memcpy(p->alog, al, an * sizeof *al);
   p->alog_n = an;
-  size_t cap = 64, n = 0;
-  struct name_target *nt = malloc(cap * sizeof *nt);
+  /* backfill from the primary needs its listing */
   struct store_list_ent *listed = NULL;
+  const char **names = NULL;
   int n_listed = 0;
-  bool ok = nt != NULL;
-#define ADD(nm, i)                                                        \
-  do {                                                                    \
-    if (ok && n == cap) {                                                 \
-      struct name_target *x = realloc(nt, cap * 2 * sizeof *nt);          \
-      if (!x) ok = false; else { nt = x; cap *= 2; }                      \
-    }                                                                     \
-    if (ok) nt[n++] = (struct name_target){ (nm), (i) };                  \
-  } while (0)
-  for (int i = 0; ok && i < (int)pg->n_acting; i++) {
-    if (i == p->auth)
-      continue;
-    struct member_info *mi = &p->info[i];
-    const struct pg_log_ent *ml = i ? mi->log : own;
-    size_t mn = i ? mi->n : pg->log_n;
-    if (pg_ver_cmp(mi->last, p->atail) >= 0) {
-      for (size_t k = 0; k < an; k++)
-        if (pg_ver_cmp(al[k].ver, mi->last) > 0)
-          ADD(al[k].name, i);
-    } else {
-      log_info("peering", "%u.%x: osd.%d is behind the log (last %llu'%llu < tail %llu'%llu): backfill",
-               pg->pool, pg->id, pg->acting[i], (unsigned long long)mi->last.epoch,
-               (unsigned long long)mi->last.v, (unsigned long long)p->atail.epoch,
-               (unsigned long long)p->atail.v);
-      if (p->auth == 0 && !listed) {
-        n_listed = store_list(pg->osd->st, pg->pool, pg->id, NULL, STORE_SNAP_HEAD, 1u << 30,
-                              &listed);
-        if (n_listed < 0) {
-          n_listed = 0;
-          ok = false;
-        }
-      } else if (p->auth != 0) {
-        log_warn("peering", "%u.%x: backfill from a replica is not supported; recovering the log's objects only",
-                 pg->pool, pg->id);
-      }
-      for (int k = 0; k < n_listed; k++)
-        if (listed[k].name[0] != '@')   /* clones too: a name may have no head */
-          ADD(listed[k].name, i);
-      /* objects the member has and the primary does not: removed while
-       * the member was away (recovery installs their absence) */
-      for (size_t k = 0; k < mi->n_listed; k++) {
-        bool have = false;
-        int lo = 0, hi = n_listed;
-        while (lo < hi && !have) {
-          int mid = (lo + hi) / 2, c = strcmp(listed[mid].name, mi->listed[k]);
-          if (!c)
-            have = true;
-          else if (c < 0)
-            lo = mid + 1;
-          else
-            hi = mid;
-        }
-        if (!have)
-          ADD(mi->listed[k], i);
-      }
-      for (size_t k = 0; k < an; k++)
-        ADD(al[k].name, i);
+  bool ok = true;
+  bool behind = false;
+  for (size_t i = 0; i < pg->n_acting; i++)
+    behind |= (int)i != p->auth && pplan_needs_backfill(&mem[i], p->atail);
+  if (behind && p->auth == 0) {
+    n_listed = store_list(pg->osd->st, pg->pool, pg->id, NULL, STORE_SNAP_HEAD, 1u << 30, &listed);
+    names = n_listed >= 0 ? calloc((size_t)n_listed + 1, sizeof *names) : NULL;
+    if (!names) {
+      n_listed = n_listed < 0 ? 0 : n_listed;
+      ok = false;
     }
-    /* divergent entries of the member */
-    for (size_t k = 0; k < mn; k++)
-      if (pg_ver_cmp(ml[k].ver, p->atail) > 0 && !log_has(al, an, ml[k].ver))
-        ADD(ml[k].name, i);
+    for (int k = 0; names && k < n_listed; k++)
+      names[k] = listed[k].name;
+    mem[0].listed = names;
+    mem[0].n_listed = (size_t)n_listed;
+    mem[0].listed_ok = ok;
+  } else if (behind) {
+    log_warn("peering", "%u.%x: backfill from a replica is not supported; recovering the log's objects only",
+             pg->pool, pg->id);
   }
-#undef ADD
-  if (ok && n)
-    qsort(nt, n, sizeof *nt, cmp_nt);
-  if (ok && n) {
-    p->items = calloc(n, sizeof *p->items);
+  struct pplan_item *plan = NULL;
+  size_t n_plan = 0;
+  uint32_t backfill = 0;
+  if (ok && pplan_recovery(mem, p->n_who, p->auth, &plan, &n_plan, &backfill) < 0)
+    ok = false;
+  for (size_t i = 0; ok && i < pg->n_acting; i++)
+    if (backfill & (1u << i))
+      log_info("peering", "%u.%x: osd.%d is behind the log (last %llu'%llu < tail %llu'%llu): backfill",
+               pg->pool, pg->id, pg->acting[i], (unsigned long long)mem[i].last.epoch,
+               (unsigned long long)mem[i].last.v, (unsigned long long)p->atail.epoch,
+               (unsigned long long)p->atail.v);
+  if (ok && n_plan) {
+    p->items = calloc(n_plan, sizeof *p->items);
     ok = p->items != NULL;
   }
-  for (size_t k = 0; ok && k < n; k++) {
-    if (p->n_items && !strcmp(p->items[p->n_items - 1].name, nt[k].name)) {
-      p->items[p->n_items - 1].targets |= 1u << nt[k].idx;
-    } else {
-      struct rec_item *it = &p->items[p->n_items];
-      it->name = strdup(nt[k].name);
-      if (!it->name) {
-        ok = false;
-        break;
-      }
-      it->targets = 1u << nt[k].idx;
-      p->n_items++;
-    }
+  for (size_t k = 0; ok && k < n_plan; k++) {
+    /* the item takes the plan's name */
+    p->items[k].name = plan[k].name;
+    plan[k].name = NULL;
+    p->items[k].targets = p->items[k].pending = plan[k].targets;
+    p->n_items++;
   }
-  for (size_t k = 0; k < p->n_items; k++)
-    p->items[k].pending = p->items[k].targets;
-  free(nt);
+  pplan_items_free(plan, n_plan);
+  free(names);
   if (listed)
     store_list_free(listed, n_listed);
   if (!ok) {
@@ -1126,7 +1126,17 @@ static bool go_background(struct peering *p, uint32_t need)
   pg->write_mask = ((1u << pg->n_acting) - 1) & ~need;
   pg->state = PG_ACTIVE;
   pg->clean = false;
-  pg->n_prior = pg->n_prior_primaries = 0;
+  pg->n_prior_primaries = 0;
+  pg->went_active = true;
+  /* an activation too: record les and drop the past intervals */
+  store_txn *t = store_txn_new();
+  if (t) {
+    set_les(pg, t, pg->osd->epoch);
+    pg_store_pending++;
+    store_queue(pg->osd->st, t, les_txn_cb, NULL);
+  } else {
+    log_err("peering", "%u.%x: out of memory recording the last epoch started", pg->pool, pg->id);
+  }
   log_info("peering", "%u.%x: active at epoch %llu for %u of %zu members; recovering %zu objects in the background",
            pg->pool, pg->id, (unsigned long long)pg->osd->epoch,
            (unsigned)__builtin_popcount(pg->write_mask), pg->n_acting, p->n_items);
@@ -1210,16 +1220,32 @@ static void maybe_choose(struct peering *p)
       return;
   /* the same choice as choose_and_recover: does a member need backfill
    * from the primary? */
-  int auth = 0;
   struct pg *pg = p->pg;
-  for (int i = 1; i < (int)p->n_who; i++)
-    if (pg_ver_cmp(p->info[i].last, auth ? p->info[auth].last : pg->last) > 0)
-      auth = i;
+  struct pplan_member mem[2 * PGMAP_MAX_SIZE];
+  plan_members(p, mem, NULL);
+  size_t blocking = 0;
+  if (!pplan_may_activate(pg->past, pg->n_past, mem, p->n_who, &blocking)) {
+    /* a past interval that may have acknowledged writes (and ended after
+     * the newest les among the answers) has none of its members here:
+     * going active could lose them */
+    const struct pplan_interval *iv = &pg->past[blocking];
+    char why[160];
+    int len = snprintf(why, sizeof why, "every member of the interval %llu-%llu [",
+                       (unsigned long long)iv->first, (unsigned long long)iv->last);
+    for (size_t a = 0; a < iv->n_acting && len > 0 && (size_t)len < sizeof why; a++)
+      len += snprintf(why + len, sizeof why - (size_t)len, "%s%d", a ? "," : "", iv->acting[a]);
+    if (len > 0 && (size_t)len < sizeof why)
+      snprintf(why + len, sizeof why - (size_t)len, "] is down; waiting for one");
+    p->blocked = true;
+    peering_fail(p, why);
+    return;
+  }
+  int auth = pplan_choose_auth(mem, p->n_who);
   if (auth == 0) {
     bool pending = false;
     for (size_t i = 1; i < pg->n_acting; i++) {
       struct member_info *mi = &p->info[i];
-      if (pg_ver_cmp(mi->last, pg->tail) >= 0 || mi->list_done)
+      if (!pplan_needs_backfill(&mem[i], pg->tail) || mi->list_done)
         continue;
       pending = true;
       if (!mi->want_list) {
@@ -1233,6 +1259,73 @@ static void maybe_choose(struct peering *p)
       return;
   }
   choose_and_recover(p);
+}
+
+static void info_reply_cb(void *arg, int err, const struct msgr_frame *f);
+
+/* PgQuery to who[i]; -1 (peering failed) if it cannot be sent. */
+static int query_send(struct peering *p, size_t i)
+{
+  struct pg *pg = p->pg;
+  struct osd *osd = pg->osd;
+  Blk__PgQuery q = BLK__PG_QUERY__INIT;
+  q.pool = pg->pool;
+  q.pg = pg->id;
+  q.epoch = osd->epoch;
+  msgr_conn *pc = osd_peer_conn(osd, p->who[i]);
+  struct pctx *c = pctx_new(p, (int)i);
+  if (!pc || !c || msgr_call_pb(pc, MSG_PG_QUERY, (const ProtobufCMessage *)&q, NULL, 0,
+                                (int)osd->op_timeout, info_reply_cb, c) < 0) {
+    free(c);
+    peering_fail(p, "cannot send the query");
+    return -1;
+  }
+  return 0;
+}
+
+/* A member told of past intervals (their keys): those this OSD did not
+ * know join pg->past (in first-epoch order; memory only: the member keeps
+ * them), and their members still up are queried too. */
+static void learn_intervals(struct peering *p, char **keys, size_t n)
+{
+  struct pg *pg = p->pg;
+  for (size_t k = 0; k < n && p->phase == PH_QUERY; k++) {
+    struct pplan_interval iv;
+    if (!pg_interval_parse(keys[k], &iv) || iv.last >= pg->interval)
+      continue;
+    bool known = false;
+    size_t at = pg->n_past;
+    for (size_t j = 0; j < pg->n_past && !known; j++) {
+      known = pg->past[j].first == iv.first && pg->past[j].last == iv.last &&
+              pg->past[j].n_acting == iv.n_acting &&
+              !memcmp(pg->past[j].acting, iv.acting, iv.n_acting * sizeof *iv.acting);
+      if (at == pg->n_past && pg->past[j].first > iv.first)
+        at = j;
+    }
+    if (known)
+      continue;
+    if (pg->n_past == PPLAN_MAX_INTERVALS) {
+      log_warn("peering", "%u.%x: too many past intervals; %s not checked", pg->pool, pg->id,
+               keys[k]);
+      continue;
+    }
+    memmove(&pg->past[at + 1], &pg->past[at], (pg->n_past - at) * sizeof *pg->past);
+    pg->past[at] = iv;
+    pg->n_past++;
+    log_info("peering", "%u.%x: learnt past interval %llu-%llu from a member", pg->pool, pg->id,
+             (unsigned long long)iv.first, (unsigned long long)iv.last);
+    for (size_t a = 0; a < iv.n_acting; a++) {
+      bool dup = false;
+      for (size_t i = 0; i < p->n_who && !dup; i++)
+        dup = p->who[i] == iv.acting[a];
+      const struct cm_osd *o = clustermap_osd(pg->osd->map, iv.acting[a]);
+      if (dup || !o || !o->up || p->n_who == 2 * PGMAP_MAX_SIZE)
+        continue;
+      p->who[p->n_who] = iv.acting[a];
+      if (query_send(p, p->n_who++) < 0)
+        return;
+    }
+  }
 }
 
 static void info_reply_cb(void *arg, int err, const struct msgr_frame *f)
@@ -1251,8 +1344,11 @@ static void info_reply_cb(void *arg, int err, const struct msgr_frame *f)
       mi->last.v = in->last->v;
       mi->tail.epoch = in->tail->epoch;
       mi->tail.v = in->tail->v;
+      mi->les = in->les;
       mi->got = true;
-      maybe_choose(p);
+      learn_intervals(p, in->past, in->n_past);
+      if (p->phase == PH_QUERY)
+        maybe_choose(p);
     }
     if (in)
       blk__pg_info__free_unpacked(in, NULL);
@@ -1279,25 +1375,17 @@ void peering_start(struct pg *pg)
             (unsigned long long)osd->epoch, pg->n_acting);
   memcpy(p->who, pg->acting, pg->n_acting * sizeof *pg->acting);
   p->n_who = pg->n_acting;
-  bool overlap = false, any_prior_up = false;
-  for (size_t k = 0; k < pg->n_prior; k++) {
-    int32_t id = pg->prior[k];
-    bool in_acting = false;
-    for (size_t i = 0; i < pg->n_acting; i++)
-      in_acting |= pg->acting[i] == id;
-    overlap |= in_acting;
-    const struct cm_osd *o = clustermap_osd(osd->map, id);
-    if (!in_acting && o && o->up && p->n_who < 2 * PGMAP_MAX_SIZE) {
-      p->who[p->n_who++] = id;
-      any_prior_up = true;
+  /* members of the past intervals still up: queried too */
+  for (size_t k = 0; k < pg->n_past; k++) {
+    for (size_t a = 0; a < pg->past[k].n_acting; a++) {
+      int32_t id = pg->past[k].acting[a];
+      bool dup = false;
+      for (size_t i = 0; i < p->n_who && !dup; i++)
+        dup = p->who[i] == id;
+      const struct cm_osd *o = clustermap_osd(osd->map, id);
+      if (!dup && o && o->up && p->n_who < 2 * PGMAP_MAX_SIZE)
+        p->who[p->n_who++] = id;
     }
-  }
-  if (pg->n_prior && !overlap && !any_prior_up) {
-    /* nobody here lived through the previous interval and its members
-     * are down: going active could lose acknowledged writes */
-    p->blocked = true;
-    peering_fail(p, "every member of the previous interval is down; waiting for one");
-    return;
   }
   int64_t fence = heartbeat_fence_until(osd, pg);
   if (fence) {
@@ -1311,20 +1399,9 @@ void peering_start(struct pg *pg)
     p->phase_ms = util_now_ms();
     return;
   }
-  Blk__PgQuery q = BLK__PG_QUERY__INIT;
-  q.pool = pg->pool;
-  q.pg = pg->id;
-  q.epoch = osd->epoch;
-  for (size_t i = 1; i < p->n_who; i++) {
-    msgr_conn *pc = osd_peer_conn(osd, p->who[i]);
-    struct pctx *c = pctx_new(p, (int)i);
-    if (!pc || !c || msgr_call_pb(pc, MSG_PG_QUERY, (const ProtobufCMessage *)&q, NULL, 0,
-                                  (int)osd->op_timeout, info_reply_cb, c) < 0) {
-      free(c);
-      peering_fail(p, "cannot send the query");
+  for (size_t i = 1; i < p->n_who; i++)
+    if (query_send(p, i) < 0)
       return;
-    }
-  }
   maybe_choose(p);
 }
 
@@ -1441,6 +1518,7 @@ void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
   Blk__PgLogEntry *es = NULL, **arr = NULL;
   Blk__PgVersion *vs = NULL;
   struct pg_log_ent *flat = NULL;
+  char **past = NULL;
   info.epoch = osd->epoch;
   int err = -EINVAL;
   struct pg *pg = q ? member_pg(osd, q->pool, q->pg, q->epoch, &err) : NULL;
@@ -1460,10 +1538,23 @@ void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
     tail.v = pg->tail.v;
     info.last = &last;
     info.tail = &tail;
+    info.les = pg->les;
+    past = calloc(pg->n_past + 1, sizeof *past);
+    for (size_t k = 0; past && k < pg->n_past; k++) {
+      char key[STORE_NAME_MAX + 1];
+      pg_interval_key(key, sizeof key, &pg->past[k]);
+      if (!(past[info.n_past] = strdup(key)))
+        break;
+      info.n_past++;
+    }
+    info.past = past;
   } else {
     info.err = err;
   }
   msgr_reply_pb(c, f, MSG_PG_QUERY, (const ProtobufCMessage *)&info, NULL, 0);
+  for (size_t k = 0; k < info.n_past; k++)
+    free(past[k]);
+  free(past);
   free(arr);
   free(es);
   free(vs);
@@ -1568,9 +1659,10 @@ void peering_on_activate(struct osd *osd, msgr_conn *c, const struct msgr_frame 
     t = store_txn_new();
     x = calloc(1, sizeof *x);
     struct pg_ver last = { a->last->epoch, a->last->v }, tail = { a->tail->epoch, a->tail->v };
-    err = t && x ? adopt_log(pg, t, l, a->n_log, last, tail) : -ENOMEM;
+    err = t && x ? adopt_log(pg, t, l, a->n_log, last, tail, a->epoch) : -ENOMEM;
     if (err == 0) {
       pg->fence_epoch = a->epoch;
+      pg->went_active = true;
       if (!pg->primary)
         pg->state = PG_REPLICA;
     }

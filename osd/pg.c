@@ -43,7 +43,9 @@
  *    entry ("L" + epoch + v as 16 hex digits each + op + reqid + "/" +
  *    name: the key alone describes the entry, so loading needs no value
  *    reads), trimmed to osd_pg_log_max entries (in batches: pg_log_append);
- *    the newest trimmed version is the key "T" + 32 hex digits.
+ *    the newest trimmed version is the key "T" + 32 hex digits.  The same
+ *    omap keeps the PG's past intervals since its last activation ("I"
+ *    keys, note_prior) and its last epoch started ("E"), for peering.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -98,6 +100,55 @@ void pg_tail_key(char *buf, size_t n, struct pg_ver tail)
 {
   snprintf(buf, n, "T%016llx%016llx", (unsigned long long)tail.epoch,
            (unsigned long long)tail.v);
+}
+
+void pg_interval_key(char *buf, size_t n, const struct pplan_interval *iv)
+{
+  int len = snprintf(buf, n, "I%016llx%016llx%c", (unsigned long long)iv->first,
+                     (unsigned long long)iv->last, iv->maybe_rw ? 'w' : 'r');
+  for (size_t a = 0; a < iv->n_acting && len > 0 && (size_t)len < n; a++)
+    len += snprintf(buf + len, n - (size_t)len, "%s%d", a ? "," : "", iv->acting[a]);
+}
+
+void pg_les_key(char *buf, size_t n, uint64_t les)
+{
+  snprintf(buf, n, "E%016llx", (unsigned long long)les);
+}
+
+void pg_past_clear(struct pg *pg, store_txn *t)
+{
+  struct store_oid meta;
+  char key[STORE_NAME_MAX + 1];
+  pg_meta_oid(pg, &meta);
+  for (size_t k = 0; k < pg->n_past; k++) {
+    pg_interval_key(key, sizeof key, &pg->past[k]);
+    store_txn_omap_rm(t, &meta, key);
+  }
+  pg->n_past = 0;
+}
+
+bool pg_interval_parse(const char *k, struct pplan_interval *iv)
+{
+  unsigned long long f, l;
+  char rw;
+  int used = 0;
+  memset(iv, 0, sizeof *iv);
+  if (k[0] != 'I' || sscanf(k + 1, "%16llx%16llx%c%n", &f, &l, &rw, &used) != 3 || (rw != 'w' && rw != 'r'))
+    return false;
+  iv->first = f;
+  iv->last = l;
+  iv->maybe_rw = rw == 'w';
+  for (const char *c = k + 1 + used; *c && iv->n_acting < PPLAN_MAX_SIZE;) {
+    char *end;
+    long id = strtol(c, &end, 10);
+    if (end == c || id < 0 || id > INT32_MAX)
+      return false;
+    iv->acting[iv->n_acting++] = (int32_t)id;
+    c = *end == ',' ? end + 1 : end;
+    if (*end && *end != ',')
+      return false;
+  }
+  return true;
 }
 
 struct pg_log_ent *pg_log_at(struct pg *pg, size_t i)
@@ -324,6 +375,13 @@ static int pg_load(struct pg *pg)
       if (k[0] == 'T' && sscanf(k + 1, "%16llx%16llx", &e, &v) == 2) {
         pg->tail.epoch = e;
         pg->tail.v = v;
+      } else if (k[0] == 'E' && sscanf(k + 1, "%16llx", &e) == 1) {
+        pg->les = e;
+      } else if (k[0] == 'I') {
+        /* keys sort by first epoch: the intervals load in order */
+        struct pplan_interval iv;
+        if (pg_interval_parse(k, &iv) && pg->n_past < PPLAN_MAX_INTERVALS)
+          pg->past[pg->n_past++] = iv;
       } else if (k[0] == 'L' && strlen(k) > 34 && sscanf(k + 1, "%16llx%16llx%c%n", &e, &v, &opc, &used) == 3) {
         const char *rest = k + 1 + used;
         const char *slash = strchr(rest, '/');
@@ -1948,27 +2006,71 @@ static void pg_end_interval(struct pg *pg, const char *why)
   scrub_pg_reset(pg, why);
 }
 
-/* Remember the previous interval's members (prev map's up set). */
+/* arg: (pool << 32 | pg) */
+static void past_txn_cb(void *arg, int result)
+{
+  uint64_t id = (uint64_t)(uintptr_t)arg;
+  pg_store_pending--;
+  if (result < 0)
+    log_err("pg", "%u.%x: cannot record a past interval: %s", (unsigned)(id >> 32),
+            (unsigned)(id & 0xffffffffu), strerror(-result));
+}
+
+/* Remember the previous interval (prev map's up set, from pg->interval
+ * to prev's epoch) as a past interval of the PG, in memory and in the PG
+ * meta object (so that a restart keeps it), unless the PG went active
+ * since (as far as this OSD knows): then its members hold everything. */
 static void note_prior(struct pg *pg, const struct cluster_map *prev,
                        const struct pgmap *prev_pm)
 {
-  if (pg->state != PG_PEERING)
-    pg->n_prior = pg->n_prior_primaries = 0;   /* the last interval went active (as far as we know) */
+  store_txn *t = store_txn_new();
+  struct store_oid meta;
+  char key[STORE_NAME_MAX + 1];
+  bool dirty = false;
+  pg_meta_oid(pg, &meta);
+  if (t)
+    store_txn_touch(t, &meta);
+  if (pg->went_active) {
+    dirty = pg->n_past > 0;
+    if (t)
+      pg_past_clear(pg, t);
+    pg->n_past = pg->n_prior_primaries = 0;
+  }
   const struct cm_pool *pp = prev ? clustermap_pool_by_id(prev, pg->pool) : NULL;
   int32_t raw[PGMAP_MAX_SIZE], up[PGMAP_MAX_SIZE];
   size_t nr, nu = 0;
-  if (!pp || !prev_pm || pg->id >= pp->pg_num ||
-      pgmap_pg_sets(prev_pm, prev, pp, pg->id, raw, &nr, up, &nu) < 0)
-    return;
-  if (nu && pg->n_prior_primaries < 2 * PGMAP_MAX_SIZE)
-    pg->prior_primaries[pg->n_prior_primaries++] = up[0];
-  for (size_t i = 0; i < nu; i++) {
-    bool dup = false;
-    for (size_t k = 0; k < pg->n_prior && !dup; k++)
-      dup = pg->prior[k] == up[i];
-    if (!dup && pg->n_prior < 2 * PGMAP_MAX_SIZE)
-      pg->prior[pg->n_prior++] = up[i];
+  if (pp && prev_pm && pg->id < pp->pg_num &&
+      pgmap_pg_sets(prev_pm, prev, pp, pg->id, raw, &nr, up, &nu) == 0) {
+    if (nu && pg->n_prior_primaries < 2 * PGMAP_MAX_SIZE)
+      pg->prior_primaries[pg->n_prior_primaries++] = up[0];
+    bool full = pg->n_past == PPLAN_MAX_INTERVALS;
+    for (size_t k = 0; t && full && k < 2; k++) {   /* the two merged */
+      pg_interval_key(key, sizeof key, &pg->past[k]);
+      store_txn_omap_rm(t, &meta, key);
+    }
+    pplan_interval_note(pg->past, &pg->n_past, pg->interval, prev->epoch, up, nu, pp->min_size);
+    if (t && full) {   /* the merged one */
+      pg_interval_key(key, sizeof key, &pg->past[0]);
+      store_txn_omap_set(t, &meta, key, "", 0);
+    }
+    if (t && pg->n_past) {
+      pg_interval_key(key, sizeof key, &pg->past[pg->n_past - 1]);
+      store_txn_omap_set(t, &meta, key, "", 0);
+      dirty = true;
+    }
   }
+  if (!t) {
+    log_err("pg", "%u.%x: out of memory recording a past interval", pg->pool, pg->id);
+    return;
+  }
+  if (!dirty) {
+    store_txn_free(t);
+    return;
+  }
+  pg->meta_exists = true;
+  pg_store_pending++;
+  uintptr_t id = (uintptr_t)(((uint64_t)pg->pool << 32) | pg->id);
+  store_queue(pg->osd->st, t, past_txn_cb, (void *)id);
 }
 
 void pg_on_map(struct osd *osd, const struct cluster_map *prev, const struct pgmap *prev_pm)
@@ -2004,6 +2106,7 @@ void pg_on_map(struct osd *osd, const struct cluster_map *prev, const struct pgm
       if (mine)
         note_prior(pg, prev, prev_pm);
       pg_end_interval(pg, why);
+      pg->went_active = false;
       memcpy(pg->acting, up, nu * sizeof *up);
       memcpy(pg->acting_up_from, uf, nu * sizeof *uf);
       pg->n_acting = mine ? nu : 0;
