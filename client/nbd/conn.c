@@ -62,7 +62,9 @@ static void req_done(struct nbd_req *q)
     return;
   }
   struct nbd_server *srv = q->conn->srv; /* srv outlives every request */
-  q->msg.kind = NBD_MSG_REQ;
+  /* release: what this thread wrote in q is visible to the loop that
+   * reads the kind (liburcu orders it too, but sanitizers cannot see that) */
+  __atomic_store_n(&q->msg.kind, NBD_MSG_REQ, __ATOMIC_RELEASE);
   /* Wake the loop only when the queue was empty: the loop drains until
    * the queue is empty, so a completion queued behind others is found by
    * the drain that the first one's wakeup started (one eventfd write per
@@ -457,7 +459,7 @@ void nbd_conn_completions(struct nbd_server *srv)
   struct cds_wfcq_node *n;
   while ((n = __cds_wfcq_dequeue_blocking(&srv->cq_head, &srv->cq_tail)) != NULL) {
     struct nbd_msg *m = caa_container_of(n, struct nbd_msg, node);
-    if (m->kind == NBD_MSG_CONN_FREE)
+    if (__atomic_load_n(&m->kind, __ATOMIC_ACQUIRE) == NBD_MSG_CONN_FREE)
       nbd_conn_free_remote(caa_container_of(m, struct nbd_conn, free_msg));
     else
       complete_one(caa_container_of(m, struct nbd_req, msg));

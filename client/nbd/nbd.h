@@ -142,7 +142,8 @@ struct nbd_server {
   bool rstopping;             /* stop seen there: close, adopt no more */
 };
 
-/* An inbox entry. */
+/* An inbox entry.  The producer stores kind with release order just
+ * before the enqueue, the consumer loads it with acquire order. */
 enum nbd_msg_kind { NBD_MSG_REQ, NBD_MSG_CONN_FREE };
 struct nbd_msg {
   struct cds_wfcq_node node;

@@ -75,7 +75,7 @@ void nbd_conn_put(struct nbd_conn *c)
   /* libblk's thread: the export reference belongs to blk-nbd's loop; c is
    * not touched here after the enqueue */
   struct nbd_server *srv = c->srv;
-  c->free_msg.kind = NBD_MSG_CONN_FREE;
+  __atomic_store_n(&c->free_msg.kind, NBD_MSG_CONN_FREE, __ATOMIC_RELEASE); /* see req_done */
   if (cds_wfcq_enqueue(&srv->cq_head, &srv->cq_tail, &c->free_msg.node))
     return;
   uint64_t one = 1;
@@ -569,7 +569,14 @@ void nbd_conn_open_done(struct nbd_conn *c, struct nbd_export *e, int r, const c
     /* the client left (or the server is stopping) while we waited */
     if (e)
       nbd_export_put(e);
-  } else if (c->go_opt == NBD_OPT_EXPORT_NAME) {
+    free(name);
+    nbd_conn_put(c);
+    return;
+  }
+  /* drop the waiter's reference first: the open socket's keeps c alive,
+   * and once transmission starts c may belong to libblk's thread */
+  nbd_conn_put(c);
+  if (c->go_opt == NBD_OPT_EXPORT_NAME) {
     if (r < 0) {
       log_info(SUB, "conn %llu %s: NBD_OPT_EXPORT_NAME: %s, closing", (unsigned long long)c->id,
                c->peer, err);
@@ -593,7 +600,6 @@ void nbd_conn_open_done(struct nbd_conn *c, struct nbd_export *e, int r, const c
     nbd_conn_begin(c);
   }
   free(name);
-  nbd_conn_put(c);
 }
 
 static void opt_list(struct nbd_conn *c, uint32_t len)
