@@ -73,6 +73,8 @@ struct nbd_config {
   unsigned max_inflight;      /* per connection */
   enum nbd_read_holes read_holes;
   unsigned lock_wait_s;       /* image_lock_timeout override, 0 = config's */
+  bool own_io_thread;         /* --io-thread own: transmission stays on
+                               * blk-nbd's loop (no handover) */
   const char *ready_file;     /* written once listening (tests, blkctl map) */
 };
 

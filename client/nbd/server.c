@@ -362,7 +362,7 @@ static void conn_handover(struct nbd_conn *c)
 
 void nbd_conn_begin(struct nbd_conn *c)
 {
-  if (c->tls || !c->srv->lbase)
+  if (c->tls || !c->srv->lbase || c->srv->cfg->own_io_thread)
     nbd_conn_transmission_input(c);
   else
     conn_handover(c);

@@ -8,7 +8,8 @@
 #     answers what is in flight, closes, exits 0 well before its 10 s
 #     bound, and the data a client wrote and flushed before is intact;
 #  2. two SIGTERMs at once (stop without waiting): exits 0 all the same;
-#  3. (ASan builds) no leak or error report from either run.
+#  3. with --io-thread own no connection is handed over, and 1. holds too;
+#  4. (ASan builds) no leak or error report from any run.
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/test-nbd-common.inc"
 requires fio
@@ -24,12 +25,15 @@ fio_bg() {
   track_pid $!
 }
 
-# run N SIGNALS: a server with two writing clients, stopped with SIGNALS SIGTERMs
+# run N SIGNALS HANDOVERS [ARGS]: a server with two writing clients (and a
+# first one), stopped with SIGNALS SIGTERMs; at least HANDOVERS
+# connections (0: none) must have gone to libblk's thread
 run() {
-  local n=$1 sigs=$2 P
+  local n=$1 sigs=$2 hand=$3 P
+  shift 3
   P=$(nbd_port)
   rm -f "$SOCK"
-  start_nbd "s$n" --listen 127.0.0.1:$P --socket "$SOCK" --log-level debug rbd/s
+  start_nbd "s$n" --listen 127.0.0.1:$P --socket "$SOCK" --log-level debug "$@" rbd/s
   local pid log=$TEST_DIR/log/nbd.s$n.log
   pid=$(eval echo "\$NBDPID_s$n")
   # a first client writes a pattern and flushes (qemu-io disconnects)
@@ -38,11 +42,16 @@ run() {
   fio_bg "tcp$n" "nbd://127.0.0.1:$P/rbd/s"
   fio_bg "unix$n" "nbd+unix:///rbd/s?socket=$SOCK"
   for _ in $(seq 100); do
-    [ "$(grep -c "served on libblk's thread" "$log")" -ge 3 ] && break
+    [ "$(grep -c "export rbd/s (" "$log")" -ge 3 ] &&
+      [ "$(grep -c "served on libblk's thread" "$log")" -ge "$hand" ] && break
     sleep 0.1
   done
-  [ "$(grep -c "served on libblk's thread" "$log")" -ge 3 ] ||
-    fail "run $n: connections not handed to libblk's thread: $(tail -5 "$log")"
+  [ "$(grep -c "export rbd/s (" "$log")" -ge 3 ] || fail "run $n: clients did not connect"
+  local got; got=$(grep -c "served on libblk's thread" "$log" || true)
+  # fio and qemu-io may open extra connections (size probes): at least
+  # HANDOVERS, none when HANDOVERS is 0
+  if [ "$hand" -eq 0 ]; then [ "$got" -eq 0 ]; else [ "$got" -ge "$hand" ]; fi ||
+    fail "run $n: $got connections handed to libblk's thread, want $hand"
   sleep 2   # requests in flight
   local t0; t0=$(ms_now)
   for _ in $(seq "$sigs"); do kill -TERM "$pid"; done
@@ -55,13 +64,14 @@ run() {
   wait "$(eval echo "\$FIO_unix$n")" 2>/dev/null || true
   echo "ok: run $n: stopped with $sigs SIGTERM(s) after $dt ms"
 }
-run 1 1
-run 2 2
+run 1 1 3
+run 2 2 3
+run 3 1 0 --io-thread own
 
 # the flushed pattern of each run is intact (fio writes below 32M)
 P=$(nbd_port)
 start_nbd check --listen 127.0.0.1:$P rbd/s
-qemu-io -f raw -r "nbd://127.0.0.1:$P/rbd/s" -c "read -P 0x$((40 + 2)) 60M 1M" >"$TEST_DIR/read.out" ||
+qemu-io -f raw -r "nbd://127.0.0.1:$P/rbd/s" -c "read -P 0x$((40 + 3)) 60M 1M" >"$TEST_DIR/read.out" ||
   fail "read back"
 grep -q "Pattern verification failed" "$TEST_DIR/read.out" && fail "flushed data lost"
 kill -TERM "$NBDPID_check"; wait "$NBDPID_check" || fail "check exit status"
