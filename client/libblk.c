@@ -565,7 +565,7 @@ LB_API struct event_base *blk_cluster_event_base(blk_cluster *c)
   return c->base;
 }
 
-LB_API int blk_cluster_on_loop(blk_cluster *c)
+LB_API bool blk_cluster_on_loop(blk_cluster *c)
 {
   return c && tls_loop == c;
 }

@@ -35,6 +35,7 @@
 #ifndef BLK_LIBBLK_H
 #define BLK_LIBBLK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -111,8 +112,8 @@ int blk_cluster_call(blk_cluster *c, void (*fn)(void *arg), void *arg);
  * blk_cluster_shutdown.  NULL with errno ENOTCONN before connect. */
 struct event_base *blk_cluster_event_base(blk_cluster *c);
 
-/* 1 when the calling thread is c's library thread, else 0. */
-int blk_cluster_on_loop(blk_cluster *c);
+/* Is the calling thread c's library thread?  (false for NULL) */
+bool blk_cluster_on_loop(blk_cluster *c);
 
 /* The message describing the last failure of a libblk call on the calling
  * thread ("" if none).  Borrowed: valid until the next libblk call on this
