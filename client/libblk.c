@@ -15,7 +15,8 @@
  * in the same loop pass, which keeps the rule that a callback never runs
  * inside the call that started it.  An application that serves its own
  * sockets on the library thread (blk-nbd, through blk_cluster_event_base)
- * thus sends a request and gets its completion without a thread switch.  Last-error messages are per thread
+ * thus sends a request and gets its completion without a thread switch.
+ * Last-error messages are per thread
  * (__thread buffer); the library thread sets its own before invoking a
  * callback, and synchronous calls copy the message of their completion
  * into the caller's buffer.

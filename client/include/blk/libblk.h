@@ -99,8 +99,8 @@ struct event_base;
  * fn obeys the callback rules (no blocking, no synchronous libblk call)
  * and may use blk_cluster_event_base(c).  A call still queued when
  * blk_cluster_shutdown stops the loop runs on the thread calling the
- * shutdown, after the library thread ended.  0 (fn will run), -ENOTCONN,
- * -ESHUTDOWN or -ENOMEM (fn will not run). */
+ * shutdown, after the library thread ended.  0 (fn will run), -EINVAL
+ * (NULL c or fn), -ENOTCONN, -ESHUTDOWN or -ENOMEM (fn will not run). */
 int blk_cluster_call(blk_cluster *c, void (*fn)(void *arg), void *arg);
 
 /* The libevent (2.1) base that c's library thread runs, for the caller's
