@@ -2,7 +2,9 @@
 /*
  * Design notes: the image data path.  A request (read, write, discard,
  * write-zeroes, flush, block status) is checked against the image size on
- * the caller's thread, queued to the library thread, and there split at
+ * the caller's thread, queued to the library thread (from that thread
+ * itself, e.g. a callback, on its loop-local list: no wakeup, see
+ * libblk.c), and there split at
  * object boundaries into one sub-op per data object
  * (`blk_data.<id>.<objno>`, objno = offset >> order).  Sub-ops run in
  * parallel through the objecter; the request completes when the last one

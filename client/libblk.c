@@ -8,7 +8,15 @@
  * there until the first map arrives, then hands the loop to a library
  * thread.  From then on other threads talk to the loop only through the
  * task queue: a mutex-protected singly linked list plus an eventfd whose
- * read event drains the list.  Last-error messages are per thread
+ * read event drains the list.  Work submitted on the library thread
+ * itself (aio calls from callbacks, blk_cluster_call from a function the
+ * loop runs) skips both: it goes on a loop-local list and a libevent
+ * event without fd is activated in place (event_active), so it runs later
+ * in the same loop pass, which keeps the rule that a callback never runs
+ * inside the call that started it.  An application that serves its own
+ * sockets on the library thread (blk-nbd, through blk_cluster_event_base)
+ * thus sends a request and gets its completion without a thread switch.
+ * Last-error messages are per thread
  * (__thread buffer); the library thread sets its own before invoking a
  * callback, and synchronous calls copy the message of their completion
  * into the caller's buffer.
@@ -28,7 +36,7 @@
 #include "proto/map.pb-c.h"
 
 static __thread char tls_err[LB_MSG];
-static __thread bool tls_on_loop;
+static __thread blk_cluster *tls_loop;  /* the cluster whose loop this thread runs */
 
 int lb_err(int err, const char *fmt, ...)
 {
@@ -51,7 +59,7 @@ void lb_clear_err(void)
 
 bool lb_on_loop(void)
 {
-  return tls_on_loop;
+  return tls_loop != NULL;
 }
 
 LB_API const char *blk_last_error(void)
@@ -102,6 +110,21 @@ int64_t lb_sync_wait(struct lb_sync *s)
 int lb_submit(blk_cluster *c, struct lb_task *t)
 {
   t->next = NULL;
+  if (tls_loop == c) {
+    /* the direct path: c->stopping is written by the shutting-down thread */
+    pthread_mutex_lock(&c->q_lock);
+    bool stopping = c->stopping;
+    pthread_mutex_unlock(&c->q_lock);
+    if (stopping)
+      return -ESHUTDOWN;
+    if (c->l_tail)
+      c->l_tail->next = t;
+    else
+      c->l_head = t;
+    c->l_tail = t;
+    event_active(c->local_ev, EV_READ, 0);  /* no-op while already active */
+    return 0;
+  }
   pthread_mutex_lock(&c->q_lock);
   if (c->stopping || !c->connected) {
     pthread_mutex_unlock(&c->q_lock);
@@ -144,10 +167,30 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
   }
 }
 
+/* Run the tasks submitted on the library thread (loop-local list); tasks
+ * they submit in turn re-activate the event and run in the same pass. */
+static void run_local(blk_cluster *c)
+{
+  struct lb_task *t = c->l_head;
+  c->l_head = c->l_tail = NULL;
+  while (t) {
+    struct lb_task *next = t->next;
+    t->fn(t);
+    t = next;
+  }
+}
+
+static void on_local(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  run_local(arg);
+}
+
 static void *loop_main(void *arg)
 {
   blk_cluster *c = arg;
-  tls_on_loop = true;
+  tls_loop = c;
   event_base_loop(c->base, EVLOOP_NO_EXIT_ON_EMPTY);
   return NULL;
 }
@@ -346,6 +389,11 @@ LB_API int blk_cluster_connect(blk_cluster *c)
     r = lb_err(-ENOMEM, "cannot create the wake event");
     goto out_efd;
   }
+  c->local_ev = event_new(c->base, -1, 0, on_local, c);
+  if (!c->local_ev) {
+    r = lb_err(-ENOMEM, "cannot create the local task event");
+    goto out_ev;
+  }
   c->mc = monc_new(c->base, c->cfg, err, sizeof err);
   if (!c->mc) {
     r = lb_err(-EINVAL, "%s", err);
@@ -379,6 +427,9 @@ out_monc:
   monc_free(c->mc);
   c->mc = NULL;
 out_ev:
+  if (c->local_ev)
+    event_free(c->local_ev);
+  c->local_ev = NULL;
   if (c->wake_ev)
     event_free(c->wake_ev);
   c->wake_ev = NULL;
@@ -434,15 +485,19 @@ LB_API void blk_cluster_shutdown(blk_cluster *c)
     pthread_join(c->thread, NULL);
     /* tasks queued after the stop run now, on this thread, as the loop's
      * owner: they see the objecter cancel their ops */
-    tls_on_loop = true;
+    tls_loop = c;
     on_wake(c->efd, EV_READ, c);
+    run_local(c);            /* submitted on the loop before it stopped */
     objecter_free(c->obj);   /* remaining ops complete with -ECANCELED */
     on_wake(c->efd, EV_READ, c);
-    tls_on_loop = false;
+    run_local(c);
+    tls_loop = NULL;
   } else {
     objecter_free(c->obj);
   }
   monc_free(c->mc);
+  if (c->local_ev)
+    event_free(c->local_ev);
   if (c->wake_ev)
     event_free(c->wake_ev);
   if (c->efd >= 0)
@@ -461,6 +516,59 @@ LB_API void blk_cluster_shutdown(blk_cluster *c)
   pthread_mutex_destroy(&c->q_lock);
   pthread_mutex_destroy(&c->reg_lock);
   free(c);
+}
+
+/* ---- running the caller's code on the library thread ---- */
+
+struct call_task {
+  struct lb_task t;
+  void (*fn)(void *arg);
+  void *arg;
+};
+
+static void call_task_run(struct lb_task *t)
+{
+  struct call_task *ct = (struct call_task *)t;
+  void (*fn)(void *) = ct->fn;
+  void *arg = ct->arg;
+  free(ct);
+  lb_clear_err();
+  fn(arg);
+}
+
+LB_API int blk_cluster_call(blk_cluster *c, void (*fn)(void *arg), void *arg)
+{
+  lb_clear_err();
+  if (!c || !fn)
+    return lb_err(-EINVAL, "blk_cluster_call: NULL argument");
+  struct call_task *ct = malloc(sizeof *ct);
+  if (!ct)
+    return lb_err(-ENOMEM, "out of memory");
+  ct->t.fn = call_task_run;
+  ct->fn = fn;
+  ct->arg = arg;
+  int r = lb_submit(c, &ct->t);
+  if (r < 0) {
+    free(ct);
+    return lb_err(r, "cluster not connected or shutting down");
+  }
+  return 0;
+}
+
+LB_API struct event_base *blk_cluster_event_base(blk_cluster *c)
+{
+  lb_clear_err();
+  if (!c || !c->connected) {
+    lb_err(-ENOTCONN, "cluster not connected");
+    errno = ENOTCONN;
+    return NULL;
+  }
+  return c->base;
+}
+
+LB_API bool blk_cluster_on_loop(blk_cluster *c)
+{
+  return c && tls_loop == c;
 }
 
 void lb_image_register(blk_image *img)

@@ -10,9 +10,12 @@
  * Threading: one library thread runs the event loop (monc + objecter);
  * everything touching the objecter or an image's in-flight state runs
  * there.  API calls from other threads enqueue a task (mutex-protected
- * list + eventfd) and, for synchronous calls, wait on a lb_sync.
- * Synchronous calls made from the library thread (i.e. from a callback)
- * fail with -EDEADLK.
+ * list + eventfd) and, for synchronous calls, wait on a lb_sync.  Calls
+ * made on the library thread itself (from a callback, or from a function
+ * run by blk_cluster_call) take the direct path: the task goes on a
+ * loop-local list whose libevent event is activated in place, so it runs
+ * later in the same loop pass, with no lock held and no eventfd wakeup.
+ * Synchronous calls made from the library thread fail with -EDEADLK.
  */
 #ifndef BLK_CLIENT_LIBBLK_INT_H
 #define BLK_CLIENT_LIBBLK_INT_H
@@ -74,6 +77,8 @@ struct blk_cluster {
   /* library thread only after connect */
   struct event_base *base;
   struct event *wake_ev;
+  struct lb_task *l_head, *l_tail; /* tasks submitted on the library thread */
+  struct event *local_ev;        /* activated (no fd) to run them */
   monc *mc;
   objecter *obj;
   bool connected;
@@ -99,9 +104,12 @@ int lb_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void lb_set_msg(const char *msg);
 /* Clear the last error (at the start of each API call). */
 void lb_clear_err(void);
-/* True on the library thread. */
+/* True on a library thread (of any cluster). */
 bool lb_on_loop(void);
-/* Queue t for the library thread.  0 or -ESHUTDOWN (t not queued). */
+/* Queue t for the library thread: through the task queue and eventfd from
+ * other threads; on c's library thread itself on the loop-local list (t
+ * runs later in the same loop pass, never inside this call).  0,
+ * -ENOTCONN or -ESHUTDOWN (t not queued). */
 int lb_submit(blk_cluster *c, struct lb_task *t);
 void lb_sync_init(struct lb_sync *s);
 void lb_sync_destroy(struct lb_sync *s);

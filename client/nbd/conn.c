@@ -8,13 +8,17 @@
  * pauses until replies go out.  A refused WRITE still has its payload
  * skipped so the stream stays in sync; a bad magic closes the connection.
  *
- * libblk calls back on its own thread: the callback stores the result in
- * the request and pushes it on the server's wait-free queue, then writes
- * the eventfd; nothing else.  The loop drains the queue and writes the
- * reply.  A request holds a reference on its connection, so a client that
- * disconnects with writes in flight loses nothing that was acknowledged
- * (nothing was) and the server never touches freed memory: the writes
- * complete in the cluster, their replies are dropped.
+ * This code runs on the loop serving the connection: libblk's library
+ * thread for plain TCP and unix connections (handed over after the
+ * handshake, see nbd.h), blk-nbd's loop for TLS ones.  libblk calls back
+ * on its own thread: for a connection served there the callback replies
+ * in place (complete_one); for one served on blk-nbd's loop it stores the
+ * result in the request and pushes it on the server's inbox, then writes
+ * the eventfd, and blk-nbd's loop replies.  A request holds a reference
+ * on its connection, so a client that disconnects with writes in flight
+ * loses nothing that was acknowledged (nothing was) and the server never
+ * touches freed memory: the writes complete in the cluster, their replies
+ * are dropped.
  *
  * Replies: simple replies unless structured replies were negotiated;
  * then READ answers with OFFSET_DATA chunks and, for reads of at least
@@ -44,18 +48,28 @@
 #define OUT_HIGH (64u * 1024 * 1024)         /* pause reading above this output */
 #define MAX_READ_CHUNKS 64
 
-/* ---- libblk thread side: record and hand over ---- */
+/* ---- libblk thread side: record and reply or hand over ---- */
+
+static void complete_one(struct nbd_req *q);
 
 static void req_done(struct nbd_req *q)
 {
   if (__atomic_sub_fetch(&q->pending, 1, __ATOMIC_ACQ_REL) != 0)
     return;
+  if (q->conn->remote) {
+    /* served on this thread: reply now, no thread crossing */
+    complete_one(q);
+    return;
+  }
   struct nbd_server *srv = q->conn->srv; /* srv outlives every request */
+  /* release: what this thread wrote in q is visible to the loop that
+   * reads the kind (liburcu orders it too, but sanitizers cannot see that) */
+  __atomic_store_n(&q->msg.kind, NBD_MSG_REQ, __ATOMIC_RELEASE);
   /* Wake the loop only when the queue was empty: the loop drains until
    * the queue is empty, so a completion queued behind others is found by
    * the drain that the first one's wakeup started (one eventfd write per
    * batch, not per request). */
-  if (cds_wfcq_enqueue(&srv->cq_head, &srv->cq_tail, &q->qnode))
+  if (cds_wfcq_enqueue(&srv->cq_head, &srv->cq_tail, &q->msg.node))
     return;
   uint64_t one = 1;
   ssize_t w = write(srv->cq_fd, &one, sizeof one);
@@ -98,6 +112,8 @@ static void bs_cb(void *arg, int result, const struct blk_extent *ext, size_t n)
 
 static void free_ref_cb(const void *data, size_t len, void *arg);
 
+/* The loop serving q's connection: free q (a small one goes back to that
+ * loop's cache). */
 static void req_free(struct nbd_req *q)
 {
   free(q->ext);
@@ -106,19 +122,20 @@ static void req_free(struct nbd_req *q)
     free(q);
     return;
   }
-  struct nbd_server *srv = q->conn->srv;
-  if (srv->n_req_cache >= NBD_REQ_CACHE) {
+  struct nbd_req_cache *rc = &q->conn->srv->req_cache[q->conn->remote];
+  if (rc->n >= NBD_REQ_CACHE) {
     free(q);
     return;
   }
-  q->cache_next = srv->req_cache;
-  srv->req_cache = q;
-  srv->n_req_cache++;
+  q->cache_next = rc->head;
+  rc->head = q;
+  rc->n++;
 }
 
-/* A zeroed request; I/O up to NBD_REQ_SMALL bytes gets the inline buffer
- * (recycled), larger I/O a buffer of its own.  NULL when out of memory. */
-static struct nbd_req *req_alloc(struct nbd_server *srv, uint32_t len, bool io)
+/* The loop serving c: a zeroed request; I/O up to NBD_REQ_SMALL bytes gets
+ * the inline buffer (recycled through that loop's cache), larger I/O a
+ * buffer of its own.  NULL when out of memory. */
+static struct nbd_req *req_alloc(struct nbd_conn *c, uint32_t len, bool io)
 {
   struct nbd_req *q;
   if (!io || len > NBD_REQ_SMALL) {
@@ -129,9 +146,10 @@ static struct nbd_req *req_alloc(struct nbd_server *srv, uint32_t len, bool io)
     }
     return q;
   }
-  if ((q = srv->req_cache) != NULL) {
-    srv->req_cache = q->cache_next;
-    srv->n_req_cache--;
+  struct nbd_req_cache *rc = &c->srv->req_cache[c->remote];
+  if ((q = rc->head) != NULL) {
+    rc->head = q->cache_next;
+    rc->n--;
   } else if (!(q = malloc(sizeof *q + NBD_REQ_SMALL))) {
     return NULL;
   }
@@ -143,12 +161,15 @@ static struct nbd_req *req_alloc(struct nbd_server *srv, uint32_t len, bool io)
 
 void nbd_req_cache_free(struct nbd_server *srv)
 {
-  while (srv->req_cache) {
-    struct nbd_req *q = srv->req_cache;
-    srv->req_cache = q->cache_next;
-    free(q);
+  for (size_t i = 0; i < 2; i++) {
+    struct nbd_req_cache *rc = &srv->req_cache[i];
+    while (rc->head) {
+      struct nbd_req *q = rc->head;
+      rc->head = q->cache_next;
+      free(q);
+    }
+    rc->n = 0;
   }
-  srv->n_req_cache = 0;
 }
 
 /* Append q's read data to out: a large buffer is handed over without a
@@ -398,40 +419,50 @@ void nbd_conn_output_drained(struct nbd_conn *c)
     conn_after_reply(c);
 }
 
+/* The loop serving q's connection: reply to the completed request q, free
+ * it, read on, drop its connection reference. */
+static void complete_one(struct nbd_req *q)
+{
+  struct nbd_conn *c = q->conn;
+  c->inflight--;
+  if (q->result == -EBUSY && c->exp && q->r.type != NBD_CMD_READ &&
+      q->r.type != NBD_CMD_BLOCK_STATUS &&
+      !__atomic_exchange_n(&c->exp->stale, true, __ATOMIC_RELAXED)) {
+    /* libblk handed the image's lock to another client */
+    log_warn(SUB, "export %s: image lock handed over, writes now fail; new connections "
+             "will reopen it", c->exp->name);
+  }
+  if (c->bev) {
+    switch (q->r.type) {
+    case NBD_CMD_READ:
+      reply_read(c, q);
+      break;
+    case NBD_CMD_BLOCK_STATUS:
+      reply_block_status(c, q);
+      break;
+    default:
+      reply_status(c, &q->r, q->result < 0 ? (int)q->result : 0);
+      break;
+    }
+  } else if (q->r.type == NBD_CMD_WRITE && q->result < 0) {
+    log_warn(SUB, "conn %llu: write off %llu len %u failed after the client left: %s",
+             (unsigned long long)c->id, (unsigned long long)q->r.offset, q->r.len,
+             strerror((int)-q->result));
+  }
+  req_free(q);
+  conn_after_reply(c);
+  nbd_conn_put(c);
+}
+
 void nbd_conn_completions(struct nbd_server *srv)
 {
   struct cds_wfcq_node *n;
   while ((n = __cds_wfcq_dequeue_blocking(&srv->cq_head, &srv->cq_tail)) != NULL) {
-    struct nbd_req *q = caa_container_of(n, struct nbd_req, qnode);
-    struct nbd_conn *c = q->conn;
-    c->inflight--;
-    if (q->result == -EBUSY && c->exp && !c->exp->stale && q->r.type != NBD_CMD_READ &&
-        q->r.type != NBD_CMD_BLOCK_STATUS) {
-      /* libblk handed the image's lock to another client */
-      log_warn(SUB, "export %s: image lock handed over, writes now fail; new connections "
-               "will reopen it", c->exp->name);
-      c->exp->stale = true;
-    }
-    if (c->bev) {
-      switch (q->r.type) {
-      case NBD_CMD_READ:
-        reply_read(c, q);
-        break;
-      case NBD_CMD_BLOCK_STATUS:
-        reply_block_status(c, q);
-        break;
-      default:
-        reply_status(c, &q->r, q->result < 0 ? (int)q->result : 0);
-        break;
-      }
-    } else if (q->r.type == NBD_CMD_WRITE && q->result < 0) {
-      log_warn(SUB, "conn %llu: write off %llu len %u failed after the client left: %s",
-               (unsigned long long)c->id, (unsigned long long)q->r.offset, q->r.len,
-               strerror((int)-q->result));
-    }
-    req_free(q);
-    conn_after_reply(c);
-    nbd_conn_put(c);
+    struct nbd_msg *m = caa_container_of(n, struct nbd_msg, node);
+    if (__atomic_load_n(&m->kind, __ATOMIC_ACQUIRE) == NBD_MSG_CONN_FREE)
+      nbd_conn_free_remote(caa_container_of(m, struct nbd_conn, free_msg));
+    else
+      complete_one(caa_container_of(m, struct nbd_req, msg));
   }
 }
 
@@ -495,7 +526,7 @@ static void conn_reply_now(struct nbd_conn *c, const struct nbd_request *r, int 
   reply_status(c, r, neg_errno);
 }
 
-void nbd_conn_transmission_input(struct nbd_conn *c)
+static void transmission_parse(struct nbd_conn *c)
 {
   while (conn_may_read(c)) {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -560,7 +591,7 @@ void nbd_conn_transmission_input(struct nbd_conn *c)
       continue;
     }
     bool io = r.type == NBD_CMD_READ || r.type == NBD_CMD_WRITE;
-    struct nbd_req *q = req_alloc(c->srv, r.len, io);
+    struct nbd_req *q = req_alloc(c, r.len, io);
     if (!q) {
       nbd_conn_close(c);
       return;
@@ -573,4 +604,18 @@ void nbd_conn_transmission_input(struct nbd_conn *c)
   }
   if (c->bev && !c->closing && !c->disc && !conn_may_read(c))
     bufferevent_disable(c->bev, EV_READ);
+}
+
+void nbd_conn_transmission_input(struct nbd_conn *c)
+{
+  /* a reply sent from inside the parse (a request libblk refused at once,
+   * answered in place on libblk's thread) asks to read on: the parse loop
+   * already does */
+  if (c->parsing)
+    return;
+  c->parsing = true;
+  c->refs++; /* a close inside the parse must not free c under it */
+  transmission_parse(c);
+  c->parsing = false;
+  nbd_conn_put(c);
 }

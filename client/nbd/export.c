@@ -5,8 +5,12 @@
  * export name, shared by every connection that selects it (multi-conn):
  * the first NBD_OPT_GO opens it, each connection holds a reference, the
  * last one to leave closes it (so the image's exclusive lock is released
- * when nobody uses the export).  All of this runs on the loop thread; the
- * reference counts are plain ints.
+ * when nobody uses the export).  All of this runs on blk-nbd's loop, never
+ * on libblk's thread (the opens, probes, listings and closes are
+ * synchronous libblk calls, which would wait for that thread): a
+ * connection served there hands its reference back with itself when it is
+ * freed (nbd_conn_free_remote), so the reference counts stay plain ints.
+ * The one field that thread writes is `stale` (atomic).
  *
  * Multi-conn is advertised because every connection goes through the same
  * image handle and libblk acknowledges a write only when it is durable on
@@ -124,7 +128,7 @@ static int export_alloc(struct nbd_server *srv, const char *name, const char *po
 static struct nbd_export *export_find_open(struct nbd_server *srv, const char *name)
 {
   for (struct nbd_export *e = srv->exports; e; e = e->next)
-    if (e->img && !e->stale && !strcmp(e->name, name))
+    if (e->img && !__atomic_load_n(&e->stale, __ATOMIC_RELAXED) && !strcmp(e->name, name))
       return e;
   return NULL;
 }
@@ -242,7 +246,7 @@ int nbd_export_get_async(struct nbd_server *srv, const char *name, struct nbd_co
   if (cr < 0)
     return cr;
   for (struct nbd_export *e = srv->exports; e; e = e->next) {
-    if (e->stale || strcmp(e->name, name))
+    if (__atomic_load_n(&e->stale, __ATOMIC_RELAXED) || strcmp(e->name, name))
       continue;
     if (e->img) {
       e->refs++;

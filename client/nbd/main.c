@@ -12,7 +12,7 @@
  *           [--socket-mode OCTAL] [--read-only] [--pool POOL ...]
  *           [--tls off|on|require] [--tls-certs DIR] [--tls-psk FILE]
  *           [--tls-verify-peer] [--max-inflight N] [--read-holes scan|map|off]
- *           [--lock-wait SECONDS] [--daemon]
+ *           [--lock-wait SECONDS] [--io-thread libblk|own] [--daemon]
  *           [--pid-file PATH] [--log-file PATH] [--log-level LEVEL]
  *           [POOL/IMAGE[@SNAP] ...]
  */
@@ -40,7 +40,7 @@ static void usage(FILE *f)
           "               [--socket-mode OCTAL] [--read-only] [--pool POOL ...]\n"
           "               [--tls off|on|require] [--tls-certs DIR] [--tls-psk FILE]\n"
           "               [--tls-verify-peer] [--max-inflight N] [--read-holes scan|map|off]\n"
-          "               [--lock-wait SECONDS] [--daemon]\n"
+          "               [--lock-wait SECONDS] [--io-thread libblk|own] [--daemon]\n"
           "               [--pid-file PATH] [--log-file PATH] [--log-level LEVEL]\n"
           "               [POOL/IMAGE[@SNAP] ...]\n"
           "Exports blkstore images over NBD.  With no image named, any POOL/IMAGE the\n"
@@ -173,6 +173,16 @@ static int parse_args(int argc, char **argv, struct nbd_config *cfg, bool *daemo
         cfg->read_holes = NBD_HOLES_OFF;
       else {
         fprintf(stderr, "blk-nbd: bad --read-holes '%s' (scan, map or off)\n", v);
+        return -EINVAL;
+      }
+    } else if (!strcmp(a, "--io-thread")) {
+      NEED();
+      if (!strcmp(v, "libblk"))
+        cfg->own_io_thread = false;
+      else if (!strcmp(v, "own"))
+        cfg->own_io_thread = true;
+      else {
+        fprintf(stderr, "blk-nbd: bad --io-thread '%s' (libblk or own)\n", v);
         return -EINVAL;
       }
     } else if (!strcmp(a, "--lock-wait")) {

@@ -6,12 +6,26 @@
  *   conn.c    the transmission phase: requests, libblk calls, replies
  *   export.c  pools (ioctx) and exports (one shared open image per name)
  *   tls.c     OpenSSL contexts (x509 directory, PSK file) for STARTTLS
- * Threads: everything here runs on the one libevent thread except the
- * libblk completion callbacks, which only fill in their request and push
- * it on the server's wait-free completion queue (liburcu wfcqueue), then
- * write the queue's eventfd; the loop drains the queue and touches the
- * connection.  So connection, export and server state need no locks:
- * their reference counts are plain ints changed on the loop thread only.
+ * Threads: two event loops.  blk-nbd's own loop (main.c) runs the
+ * listeners, the handshake and option phase of every connection, the
+ * exports (open, probe, list, close: synchronous libblk calls), and the
+ * transmission phase of TLS connections.  libblk's library thread runs
+ * the transmission phase of plain TCP and unix connections: after
+ * NBD_OPT_GO / EXPORT_NAME the socket and any bytes already buffered are
+ * handed over (blk_cluster_call), a bufferevent on libblk's event base
+ * (blk_cluster_event_base) reads the requests, the aio calls take libblk's
+ * direct path and the callbacks reply in place: no thread switch per
+ * request.  Such a connection is "remote" (c->remote) and owned by the
+ * library thread from the handover on; it comes back to blk-nbd's loop
+ * only once, to be freed (its export reference is dropped there).
+ * Messages to blk-nbd's loop go through the server's inbox: a wait-free
+ * queue (liburcu wfcqueue) plus an eventfd, carrying completed requests of
+ * TLS connections (pushed by libblk callbacks) and freed remote
+ * connections.  So no state needs a lock: export state and reference
+ * counts, srv->conns and srv->nconns belong to blk-nbd's loop; a
+ * connection (its refs, requests, reply buffers) belongs to the loop that
+ * serves it; each loop has its own cache of request buffers.  e->stale is
+ * the one field both write (atomic).
  */
 #ifndef BLK_CLIENT_NBD_NBD_H
 #define BLK_CLIENT_NBD_NBD_H
@@ -59,6 +73,8 @@ struct nbd_config {
   unsigned max_inflight;      /* per connection */
   enum nbd_read_holes read_holes;
   unsigned lock_wait_s;       /* image_lock_timeout override, 0 = config's */
+  bool own_io_thread;         /* --io-thread own: transmission stays on
+                               * blk-nbd's loop (no handover) */
   const char *ready_file;     /* written once listening (tests, blkctl map) */
 };
 
@@ -69,7 +85,9 @@ struct nbd_pool {
 };
 
 /* One open image shared by every connection that selected it (multi-conn).
- * refs: connections using it (loop thread only); closed at the last put. */
+ * refs: connections using it (blk-nbd's loop only; a remote connection's
+ * reference is dropped there when it is freed); closed at the last put.
+ * name, img, read_only do not change while a reference is held. */
 struct nbd_export {
   struct nbd_export *next;
   struct nbd_server *srv;
@@ -77,7 +95,8 @@ struct nbd_export {
   blk_image *img;
   uint64_t size;        /* at open (logs); requests use blk_image_size */
   bool read_only;
-  bool stale;           /* lock handed over: new connections open afresh */
+  bool stale;           /* lock handed over: new connections open afresh
+                         * (atomic: set by either loop) */
   int refs;
   /* asynchronous open (img == NULL while opening): blk_image_open runs on
    * a helper thread so that waiting for the exclusive lock never blocks
@@ -104,30 +123,52 @@ struct nbd_server {
   struct nbd_export *exports;
   struct evconnlistener *listeners[9];
   size_t nlisteners;
-  struct nbd_conn *conns;     /* doubly linked, live connections */
-  unsigned nconns;
+  struct nbd_conn *conns;     /* doubly linked, open local connections */
+  unsigned nconns;            /* local open + remote not yet freed */
   bool stopping;
-  /* completions from libblk's thread (multi-producer, loop consumes) */
+  /* the inbox: requests of local connections completed on libblk's thread
+   * and freed remote connections (multi-producer, blk-nbd's loop consumes) */
   struct cds_wfcq_head cq_head;
   struct cds_wfcq_tail cq_tail;
   int cq_fd;                  /* eventfd */
   struct event *cq_ev;
   uint64_t next_conn_id;
-  struct nbd_req *req_cache;  /* free small requests (loop thread only) */
-  unsigned n_req_cache;
+  /* free small requests: [0] blk-nbd's loop, [1] libblk's thread */
+  struct nbd_req_cache {
+    struct nbd_req *head;
+    unsigned n;
+  } req_cache[2];
+  /* libblk's thread only: remote connections with an open socket */
+  struct event_base *lbase;   /* blk_cluster_event_base, NULL: no handover */
+  struct nbd_conn *rconns;
+  bool rstopping;             /* stop seen there: close, adopt no more */
+};
+
+/* An inbox entry.  The producer stores kind with release order just
+ * before the enqueue, the consumer loads it with acquire order. */
+enum nbd_msg_kind { NBD_MSG_REQ, NBD_MSG_CONN_FREE };
+struct nbd_msg {
+  struct cds_wfcq_node node;
+  enum nbd_msg_kind kind;
 };
 
 enum nbd_phase { NBD_PH_FLAGS, NBD_PH_OPTIONS, NBD_PH_TRANSMISSION };
 
 /* A client connection.  refs: 1 for the socket while open + 1 per request
- * in flight (loop thread only).  Freed when the socket is closed and the
- * last request has completed, so a late libblk completion never finds a
- * freed connection. */
+ * in flight (changed only by the loop serving it).  Freed when the socket
+ * is closed and the last request has completed, so a late libblk
+ * completion never finds a freed connection. */
 struct nbd_conn {
   struct nbd_conn *prev, *next;
   struct nbd_server *srv;
-  struct bufferevent *bev;   /* NULL once closed */
-  bool listed;               /* in srv->conns (socket open) */
+  struct event_base *base;   /* the loop serving it (srv->base or srv->lbase) */
+  struct bufferevent *bev;   /* NULL once closed (and during the handover) */
+  bool listed;               /* in srv->conns / srv->rconns (socket open) */
+  bool remote;               /* served on libblk's thread (transmission) */
+  int fd;                    /* during the handover: the socket */
+  struct evbuffer *pend_in, *pend_out; /* during the handover: buffered bytes */
+  bool parsing;              /* inside nbd_conn_transmission_input */
+  struct nbd_msg free_msg;   /* remote: "free me" to blk-nbd's loop */
   uint64_t id;
   char peer[80];
   int refs;
@@ -157,7 +198,7 @@ struct nbd_conn {
 
 /* A request in flight (transmission phase). */
 struct nbd_req {
-  struct cds_wfcq_node qnode;
+  struct nbd_msg msg;        /* local connections: the completion message */
   struct nbd_conn *conn;     /* holds a ref */
   struct nbd_request r;
   uint8_t *buf;              /* READ data / WRITE payload, owned */
@@ -168,7 +209,8 @@ struct nbd_req {
   struct nbd_extent *ext;    /* block status result, owned */
   size_t next;
   /* small requests (len <= NBD_REQ_SMALL) use small_buf and are recycled
-   * through srv->req_cache instead of two mallocs and frees per request */
+   * through the serving loop's srv->req_cache instead of two mallocs and
+   * frees per request */
   bool small;
   struct nbd_req *cache_next;
   uint8_t small_buf[];
@@ -188,8 +230,15 @@ int nbd_server_init(struct nbd_server *srv, struct event_base *base,
 void nbd_server_stop(struct nbd_server *srv);
 /* Free what init built (after the loop ended). */
 void nbd_server_free(struct nbd_server *srv);
-/* Drop one reference of a connection (frees it at zero). */
+/* The loop serving c: drop one reference of c (frees it at zero; a
+ * remote connection is sent to blk-nbd's loop to be freed). */
 void nbd_conn_put(struct nbd_conn *c);
+/* blk-nbd's loop: free a remote connection that came back (its export
+ * reference is dropped here).  Ends the loop when stopping and last. */
+void nbd_conn_free_remote(struct nbd_conn *c);
+/* blk-nbd's loop: transmission has started on c: serve it here (TLS, or
+ * no libblk loop) or hand it to libblk's thread. */
+void nbd_conn_begin(struct nbd_conn *c);
 /* Close the socket now (idempotent); requests in flight keep the struct. */
 void nbd_conn_close(struct nbd_conn *c);
 /* Close once the output buffer is written. */
@@ -203,7 +252,8 @@ void nbd_conn_open_done(struct nbd_conn *c, struct nbd_export *e, int r, const c
 /* conn.c */
 /* Parse and run the requests in c's input (transmission phase). */
 void nbd_conn_transmission_input(struct nbd_conn *c);
-/* Drain the completion queue (runs on the loop when the eventfd fires). */
+/* Drain the inbox (runs on blk-nbd's loop when the eventfd fires, and at
+ * teardown). */
 void nbd_conn_completions(struct nbd_server *srv);
 /* Free the cache of recycled small requests (server teardown). */
 void nbd_req_cache_free(struct nbd_server *srv);

@@ -12,12 +12,20 @@
  * exclusive lock) the open runs on a helper thread (export.c), the
  * connection stops parsing its input and the reply is sent by
  * nbd_conn_open_done, while the loop keeps serving everyone else.
+ * Once transmission starts, a plain TCP or unix connection is handed to
+ * libblk's library thread (conn_handover): the socket is duplicated, the
+ * bytes still buffered both ways are moved to evbuffers of their own, the
+ * bufferevent here is freed, and blk_cluster_call runs conn_adopt there,
+ * which builds a bufferevent on libblk's event base from them; from then
+ * on conn.c runs there for it.  A TLS connection stays on this loop (its
+ * filter bufferevent and OpenSSL state would have to move too).
  * A protocol violation that leaves the stream out of sync (bad magic,
  * unknown client flags) closes the connection; everything else gets the
  * specified error reply.  Option state (structured replies, meta context)
  * is forgotten after STARTTLS, as the specification requires.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <openssl/ssl.h>
 #include <event2/bufferevent.h>
@@ -58,8 +66,31 @@ static void conn_free(struct nbd_conn *c)
 
 void nbd_conn_put(struct nbd_conn *c)
 {
-  if (--c->refs == 0)
+  if (--c->refs > 0)
+    return;
+  if (!c->remote) {
     conn_free(c);
+    return;
+  }
+  /* libblk's thread: the export reference belongs to blk-nbd's loop; c is
+   * not touched here after the enqueue */
+  struct nbd_server *srv = c->srv;
+  __atomic_store_n(&c->free_msg.kind, NBD_MSG_CONN_FREE, __ATOMIC_RELEASE); /* see req_done */
+  if (cds_wfcq_enqueue(&srv->cq_head, &srv->cq_tail, &c->free_msg.node))
+    return;
+  uint64_t one = 1;
+  ssize_t w = write(srv->cq_fd, &one, sizeof one);
+  (void)w; /* EAGAIN: the counter is saturated, the loop wakes anyway */
+}
+
+void nbd_conn_free_remote(struct nbd_conn *c)
+{
+  struct nbd_server *srv = c->srv;
+  log_debug(SUB, "conn %llu %s: freed", (unsigned long long)c->id, c->peer);
+  conn_free(c);
+  srv->nconns--;
+  if (srv->stopping && srv->nconns == 0)
+    event_base_loopbreak(srv->base);
 }
 
 void nbd_conn_close(struct nbd_conn *c)
@@ -79,10 +110,18 @@ void nbd_conn_close(struct nbd_conn *c)
   c->listed = false;
   if (c->prev)
     c->prev->next = c->next;
+  else if (c->remote)
+    srv->rconns = c->next;
   else
     srv->conns = c->next;
   if (c->next)
     c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  if (c->remote) {
+    /* counted in srv->nconns until blk-nbd's loop frees it */
+    nbd_conn_put(c);
+    return;
+  }
   srv->nconns--;
   nbd_conn_put(c);
   if (srv->stopping && srv->nconns == 0)
@@ -115,7 +154,7 @@ static void conn_try_close(struct nbd_conn *c)
   if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
     return; /* the write callback comes back here */
   if (!c->flush_timer)
-    c->flush_timer = evtimer_new(c->srv->base, conn_flush_timer_cb, c);
+    c->flush_timer = evtimer_new(c->base, conn_flush_timer_cb, c);
   struct timeval tv = { 0, 10 * 1000 };
   if (c->flush_timer)
     evtimer_add(c->flush_timer, &tv);
@@ -171,6 +210,162 @@ static void conn_set_callbacks(struct nbd_conn *c)
 {
   bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
   bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* Transmission of a connection: stop reading (NBD_CMD_DISC semantics),
+ * close once the requests in flight are answered. */
+static void conn_stop(struct nbd_conn *c)
+{
+  c->disc = true;
+  bufferevent_disable(c->bev, EV_READ);
+  if (c->inflight == 0)
+    nbd_conn_close_after_flush(c);
+}
+
+/* ---- handing a connection over to libblk's thread ---- */
+
+/* The loop that will serve c (base): c's bufferevent there, from c->fd
+ * and the bytes buffered before the handover (c->pend_in / pend_out,
+ * freed here).  0, or -ENOMEM with the socket closed. */
+static int conn_attach(struct nbd_conn *c, struct event_base *base)
+{
+  c->base = base;
+  c->bev = bufferevent_socket_new(base, c->fd, BEV_OPT_CLOSE_ON_FREE);
+  if (!c->bev)
+    close(c->fd);
+  c->fd = -1;
+  if (c->bev) {
+    bufferevent_set_max_single_read(c->bev, 1 << 20);
+    bufferevent_set_max_single_write(c->bev, 1 << 20);
+    /* a socket bufferevent freezes the end of its input (only it reads
+     * in): thaw it for the bytes that arrived before the handover */
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_unfreeze(in, 0);
+    int r = evbuffer_add_buffer(in, c->pend_in);
+    evbuffer_freeze(in, 0);
+    if (r == 0)
+      r = evbuffer_add_buffer(bufferevent_get_output(c->bev), c->pend_out);
+    if (r < 0) {
+      bufferevent_free(c->bev);
+      c->bev = NULL;
+    } else {
+      conn_set_callbacks(c);
+    }
+  }
+  evbuffer_free(c->pend_in);
+  evbuffer_free(c->pend_out);
+  c->pend_in = c->pend_out = NULL;
+  return c->bev ? 0 : -ENOMEM;
+}
+
+static void conn_link(struct nbd_conn **head, struct nbd_conn *c)
+{
+  c->prev = NULL;
+  c->next = *head;
+  if (*head)
+    (*head)->prev = c;
+  *head = c;
+  c->listed = true;
+}
+
+/* libblk's thread (blk_cluster_call): take over a connection handed over
+ * by conn_handover and parse what it already sent. */
+static void conn_adopt(void *arg)
+{
+  struct nbd_conn *c = arg;
+  struct nbd_server *srv = c->srv;
+  if (conn_attach(c, srv->lbase) < 0) {
+    log_err(SUB, "conn %llu %s: out of memory taking over the socket, closing",
+            (unsigned long long)c->id, c->peer);
+    nbd_conn_put(c); /* the socket's reference: freed on blk-nbd's loop */
+    return;
+  }
+  conn_link(&srv->rconns, c);
+  log_debug(SUB, "conn %llu %s: served on libblk's thread", (unsigned long long)c->id, c->peer);
+  if (srv->rstopping) {
+    conn_stop(c); /* the server stopped meanwhile: send the reply, close */
+    return;
+  }
+  nbd_conn_transmission_input(c);
+}
+
+/* blk-nbd's loop: move c (transmission just started, plain socket) to
+ * libblk's thread; c must not be touched here afterwards. */
+static void conn_handover(struct nbd_conn *c)
+{
+  struct nbd_server *srv = c->srv;
+  int fd = bufferevent_getfd(c->bev);
+  c->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+  c->pend_in = evbuffer_new();
+  c->pend_out = evbuffer_new();
+  if (c->fd < 0 || !c->pend_in || !c->pend_out) {
+    log_warn(SUB, "conn %llu %s: cannot hand the socket over (%s), serving it here",
+             (unsigned long long)c->id, c->peer, strerror(c->fd < 0 ? errno : ENOMEM));
+    if (c->fd >= 0)
+      close(c->fd);
+    c->fd = -1;
+    if (c->pend_in)
+      evbuffer_free(c->pend_in);
+    if (c->pend_out)
+      evbuffer_free(c->pend_out);
+    c->pend_in = c->pend_out = NULL;
+    nbd_conn_transmission_input(c);
+    return;
+  }
+  /* no more reads into this bufferevent: its socket events leave this
+   * loop's epoll set before the duplicate is watched there */
+  bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+  /* ... and the start of its output (only it writes out): thaw it to move
+   * the replies not yet written (the one to NBD_OPT_GO at least) */
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  evbuffer_unfreeze(out, 1);
+  if (evbuffer_add_buffer(c->pend_in, bufferevent_get_input(c->bev)) < 0 ||
+      evbuffer_add_buffer(c->pend_out, out) < 0) {
+    /* cannot happen with both ends thawed; never lose bytes silently */
+    log_err(SUB, "conn %llu %s: cannot move the buffered bytes, closing",
+            (unsigned long long)c->id, c->peer);
+    close(c->fd);
+    c->fd = -1;
+    evbuffer_free(c->pend_in);
+    evbuffer_free(c->pend_out);
+    c->pend_in = c->pend_out = NULL;
+    nbd_conn_close(c);
+    return;
+  }
+  bufferevent_free(c->bev); /* closes fd; the duplicate keeps the socket */
+  c->bev = NULL;
+  /* off srv->conns (libblk's thread links it into srv->rconns), still
+   * counted in srv->nconns */
+  c->listed = false;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  c->remote = true;
+  if (blk_cluster_call(srv->cluster, conn_adopt, c) == 0)
+    return;
+  /* libblk is shutting down: serve it here after all */
+  log_warn(SUB, "conn %llu %s: cannot hand the socket over (%s), serving it here",
+           (unsigned long long)c->id, c->peer, blk_last_error());
+  c->remote = false;
+  if (conn_attach(c, srv->base) < 0) {
+    srv->nconns--;
+    nbd_conn_put(c);
+    return;
+  }
+  conn_link(&srv->conns, c);
+  nbd_conn_transmission_input(c);
+}
+
+void nbd_conn_begin(struct nbd_conn *c)
+{
+  if (c->tls || !c->srv->lbase || c->srv->cfg->own_io_thread)
+    nbd_conn_transmission_input(c);
+  else
+    conn_handover(c);
 }
 
 /* ---- option replies ---- */
@@ -374,7 +569,14 @@ void nbd_conn_open_done(struct nbd_conn *c, struct nbd_export *e, int r, const c
     /* the client left (or the server is stopping) while we waited */
     if (e)
       nbd_export_put(e);
-  } else if (c->go_opt == NBD_OPT_EXPORT_NAME) {
+    free(name);
+    nbd_conn_put(c);
+    return;
+  }
+  /* drop the waiter's reference first: the open socket's keeps c alive,
+   * and once transmission starts c may belong to libblk's thread */
+  nbd_conn_put(c);
+  if (c->go_opt == NBD_OPT_EXPORT_NAME) {
     if (r < 0) {
       log_info(SUB, "conn %llu %s: NBD_OPT_EXPORT_NAME: %s, closing", (unsigned long long)c->id,
                c->peer, err);
@@ -382,7 +584,7 @@ void nbd_conn_open_done(struct nbd_conn *c, struct nbd_export *e, int r, const c
     } else {
       opt_reply_export_name(c, e);
       conn_start_transmission(c, e);
-      nbd_conn_transmission_input(c);
+      nbd_conn_begin(c);
     }
   } else if (r < 0) {
     log_info(SUB, "conn %llu %s: NBD_OPT_GO refused: %s", (unsigned long long)c->id, c->peer,
@@ -395,10 +597,9 @@ void nbd_conn_open_done(struct nbd_conn *c, struct nbd_export *e, int r, const c
     opt_reply_info_go(c, c->go_opt, name ? name : e->name, blk_image_size(e->img), e->read_only,
                       c->go_want_name && name, c->go_want_desc);
     conn_start_transmission(c, e);
-    nbd_conn_transmission_input(c);
+    nbd_conn_begin(c);
   }
   free(name);
-  nbd_conn_put(c);
 }
 
 static void opt_list(struct nbd_conn *c, uint32_t len)
@@ -624,7 +825,7 @@ static void conn_options_input(struct nbd_conn *c)
     if (r > 0) {
       /* transmission started, or TLS now owns the input */
       if (c->phase == NBD_PH_TRANSMISSION)
-        nbd_conn_transmission_input(c);
+        nbd_conn_begin(c);
       return;
     }
   }
@@ -660,6 +861,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     return;
   }
   c->srv = srv;
+  c->base = srv->base;
+  c->fd = -1;
   c->id = ++srv->next_conn_id;
   c->refs = 1;
   c->phase = NBD_PH_FLAGS;
@@ -689,12 +892,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
   /* whole 1 MiB requests per read/write call instead of 16 KiB slices */
   bufferevent_set_max_single_read(c->bev, 1 << 20);
   bufferevent_set_max_single_write(c->bev, 1 << 20);
-  c->next = srv->conns;
-  if (srv->conns)
-    srv->conns->prev = c;
-  srv->conns = c;
+  conn_link(&srv->conns, c);
   srv->nconns++;
-  c->listed = true;
   conn_set_callbacks(c);
   uint8_t g[NBD_HANDSHAKE_LEN];
   nbd_greeting_encode(g);
@@ -823,6 +1022,12 @@ int nbd_server_init(struct nbd_server *srv, struct event_base *base,
     snprintf(err, errlen, "cannot add the completion event");
     return -ENOMEM;
   }
+  /* transmission of plain connections runs on libblk's loop */
+  srv->lbase = blk_cluster_event_base(cluster);
+  if (!srv->lbase) {
+    snprintf(err, errlen, "libblk: %s", blk_last_error());
+    return -ENOTCONN;
+  }
   if (cfg->tls != NBD_TLS_OFF) {
     srv->tls_ctx = nbd_tls_new(cfg, err, errlen);
     if (!srv->tls_ctx)
@@ -845,6 +1050,39 @@ int nbd_server_init(struct nbd_server *srv, struct event_base *base,
   return 0;
 }
 
+/* libblk's thread: stop every remote connection as nbd_server_stop does
+ * the local ones, and adopt no more. */
+static void remote_stop(void *arg)
+{
+  struct nbd_server *srv = arg;
+  srv->rstopping = true;
+  struct nbd_conn *c = srv->rconns, *next;
+  for (; c; c = next) {
+    next = c->next;
+    conn_stop(c);
+  }
+}
+
+struct remote_close {
+  struct nbd_server *srv;
+  pthread_mutex_t m;
+  pthread_cond_t cv;
+  bool done;
+};
+
+/* libblk's thread: close every remote connection now (teardown). */
+static void remote_close_all(void *arg)
+{
+  struct remote_close *rc = arg;
+  rc->srv->rstopping = true;
+  while (rc->srv->rconns)
+    nbd_conn_close(rc->srv->rconns);
+  pthread_mutex_lock(&rc->m);
+  rc->done = true;
+  pthread_cond_signal(&rc->cv);
+  pthread_mutex_unlock(&rc->m);
+}
+
 void nbd_server_stop(struct nbd_server *srv)
 {
   if (srv->stopping)
@@ -859,13 +1097,13 @@ void nbd_server_stop(struct nbd_server *srv)
     next = c->next;
     if (c->phase != NBD_PH_TRANSMISSION)
       nbd_conn_close(c);
-    else {
-      c->disc = true;
-      bufferevent_disable(c->bev, EV_READ);
-      if (c->inflight == 0)
-        nbd_conn_close_after_flush(c);
-    }
+    else
+      conn_stop(c);
   }
+  /* the connections served on libblk's thread stop there; each one freed
+   * comes back here (nbd_conn_free_remote) */
+  if (blk_cluster_call(srv->cluster, remote_stop, srv) < 0)
+    log_warn(SUB, "cannot stop the connections on libblk's thread: %s", blk_last_error());
   if (srv->nconns == 0)
     event_base_loopbreak(srv->base);
 }
@@ -876,6 +1114,23 @@ void nbd_server_free(struct nbd_server *srv)
    * arrive would find no loop: wait for them by closing the images) */
   while (srv->conns)
     nbd_conn_close(srv->conns);
+  if (srv->lbase) {
+    /* and those on libblk's thread, there (this thread is not that loop:
+     * waiting for it is safe); calls queued before (adoptions) run first */
+    struct remote_close rc = { .srv = srv, .done = false };
+    pthread_mutex_init(&rc.m, NULL);
+    pthread_cond_init(&rc.cv, NULL);
+    if (blk_cluster_call(srv->cluster, remote_close_all, &rc) == 0) {
+      pthread_mutex_lock(&rc.m);
+      while (!rc.done)
+        pthread_cond_wait(&rc.cv, &rc.m);
+      pthread_mutex_unlock(&rc.m);
+    } else {
+      log_warn(SUB, "cannot close the connections on libblk's thread: %s", blk_last_error());
+    }
+    pthread_cond_destroy(&rc.cv);
+    pthread_mutex_destroy(&rc.m);
+  }
   for (size_t i = 0; i < srv->nlisteners; i++)
     evconnlistener_free(srv->listeners[i]);
   srv->nlisteners = 0;
@@ -884,7 +1139,8 @@ void nbd_server_free(struct nbd_server *srv)
   /* opens still waiting for a lock: bounded by image_lock_timeout */
   nbd_export_finish_opens(srv);
   /* libblk completes or cancels in-flight I/O when images close; drain
-   * the completions so requests and connections are freed */
+   * the inbox so requests and connections are freed (remote connections
+   * come back through it once their last request completed) */
   for (struct nbd_export *e = srv->exports; e; e = e->next)
     if (e->img) {
       blk_image_close(e->img);

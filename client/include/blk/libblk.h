@@ -7,7 +7,8 @@
  * locally from the subscribed cluster map; ops are retried on a map change
  * or a primary failover without surfacing transient errors (up to the
  * option client_op_timeout).  Every API function may be called from any
- * thread: it enqueues work to the library thread.  Synchronous calls wait
+ * thread: it enqueues work to the library thread (on the library thread
+ * itself, without a wakeup: see blk_cluster_call).  Synchronous calls wait
  * for the completion; asynchronous (aio) calls return at once and report
  * through a callback.
  *
@@ -34,6 +35,7 @@
 #ifndef BLK_LIBBLK_H
 #define BLK_LIBBLK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,7 +44,7 @@ extern "C" {
 #endif
 
 #define BLK_LIBBLK_VERSION_MAJOR 1
-#define BLK_LIBBLK_VERSION_MINOR 0
+#define BLK_LIBBLK_VERSION_MINOR 1
 
 typedef struct blk_cluster blk_cluster;  /* a connection to one cluster */
 typedef struct blk_ioctx blk_ioctx;      /* a pool on a cluster */
@@ -82,6 +84,36 @@ int blk_cluster_connect(blk_cluster *c);
  * image's lock is then released as at blk_image_close()).  NULL is a
  * no-op.  Must not be called from a callback. */
 void blk_cluster_shutdown(blk_cluster *c);
+
+/* ---- the library thread (applications serving their own sockets) -------
+ * An application that answers requests arriving on its own sockets (e.g.
+ * blk-nbd) can serve them on the library thread, so that a request, its
+ * aio call and the callback never switch threads: aio calls made on the
+ * library thread skip the task queue and its eventfd (they run later in the
+ * same loop pass), and callbacks are always called there directly. */
+
+struct event_base;
+
+/* Run fn(arg) once on c's library thread, later (never inside this call,
+ * even when called on that thread; calls from one thread run in order).
+ * fn obeys the callback rules (no blocking, no synchronous libblk call)
+ * and may use blk_cluster_event_base(c).  A call still queued when
+ * blk_cluster_shutdown stops the loop runs on the thread calling the
+ * shutdown, after the library thread ended.  0 (fn will run), -EINVAL
+ * (NULL c or fn), -ENOTCONN, -ESHUTDOWN or -ENOMEM (fn will not run). */
+int blk_cluster_call(blk_cluster *c, void (*fn)(void *arg), void *arg);
+
+/* The libevent (2.1) base that c's library thread runs, for the caller's
+ * own events and bufferevents (the caller must link the same libevent).
+ * Borrowed until blk_cluster_shutdown.  Events on it may be created,
+ * changed and freed only on the library thread (in a blk_cluster_call
+ * function, a libblk callback or the caller's own event callbacks); their
+ * callbacks obey the callback rules; all must be freed before
+ * blk_cluster_shutdown.  NULL with errno ENOTCONN before connect. */
+struct event_base *blk_cluster_event_base(blk_cluster *c);
+
+/* Is the calling thread c's library thread?  (false for NULL) */
+bool blk_cluster_on_loop(blk_cluster *c);
 
 /* The message describing the last failure of a libblk call on the calling
  * thread ("" if none).  Borrowed: valid until the next libblk call on this
