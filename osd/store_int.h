@@ -95,8 +95,10 @@ struct dwrite {
 struct jtx {
   struct jtx *next;
   uint64_t seq;
-  uint32_t len, crc;
-  uint64_t jpos;
+  uint32_t len, crc;     /* len: record image bytes (in rb) */
+  uint64_t jpos;         /* logical position of its batch */
+  uint64_t jend;         /* where replay resumes after it: the batch's end
+                          * if it is the batch's last record, else jpos */
   struct recbuf *rb;
   uint32_t direct_left, n_dw;
   int result;
@@ -155,7 +157,8 @@ struct jwrite {
   bool linked, wdone, fsync_sent;
   struct jtx *first;
   uint32_t count;
-  uint64_t bytes;
+  uint64_t bytes;        /* batch bytes on the device */
+  struct recbuf *hrb;    /* the batch header area (owned; put at jw_done) */
   struct iovec *iov;
   uint32_t iov_cap;
 };
