@@ -1868,6 +1868,7 @@ static void jw_done(struct store *st)
   struct jwrite *w = &st->jw;
   st->jw_count++;
   st->jw_records += w->count;
+  st->jw_bytes += w->bytes;
   st->jw_done_ns = mono_ns();
   st->jw_ns += st->jw_done_ns - st->jw_start_ns;
   rb_put(st, w->hrb);

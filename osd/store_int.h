@@ -293,6 +293,7 @@ struct store {
   int sync_efd;
   struct event *ev_sync;
   /* statistics (logged at close) */
+  uint64_t jw_bytes;      /* journal bytes written (batches) */
   uint64_t jw_count, jw_records, jw_ns, jw_start_ns, ck_ns, ck_start_ns, ck_blocks;
   uint64_t jw_done_ns, prep_ns, prep_count, apply_ns, apply_count, apply_recs,
            apply_ops, apply_skipped;

@@ -870,11 +870,14 @@ void store_close(store *st)
   while (st->ck_busy || st->reading)
     event_base_loop(st->base, EVLOOP_ONCE);
   if (st->jw_count)
-    log_info(SUB, "closing %s: %llu journal writes (%.1f records, %.0f us "
-             "each), %llu checkpoints (%.0f us each, %llu blocks written back)",
+    log_info(SUB, "closing %s: %llu journal writes (%.1f records, %.1f KiB, "
+             "%.0f us each; %.2f KiB per record), %llu checkpoints (%.0f us "
+             "each, %llu blocks written back)",
              st->dev_path, (unsigned long long)st->jw_count,
              (double)st->jw_records / (double)st->jw_count,
+             (double)st->jw_bytes / 1024.0 / (double)st->jw_count,
              (double)st->jw_ns / 1000.0 / (double)st->jw_count,
+             (double)st->jw_bytes / 1024.0 / (double)st->jw_records,
              (unsigned long long)st->ck_count,
              st->ck_count ? (double)st->ck_ns / 1000.0 / (double)st->ck_count : 0,
              (unsigned long long)st->ck_blocks);
