@@ -19,8 +19,10 @@
  * allocated blocks before the record is written, the record holds only
  * their location and crc.  Records are written in seq order by a single
  * writer: whatever is prepared while a write+flush is in flight is grouped
- * into the next one (group commit, one writev + fdatasync linked in
- * io_uring).  When the flush completes the group is durable: the
+ * into the next one (group commit: one batch -- the records' heads packed
+ * in one header area, then their data blocks -- in one RWF_DSYNC writev,
+ * or a writev + fdatasync linked in io_uring).  When it completes the
+ * group is durable: the
  * callbacks run (in submission order, while the writer still counts as
  * busy, so that what they queue forms the next group), the next write is
  * started, and then the group's metadata goes to RocksDB in one batch with

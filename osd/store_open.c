@@ -9,10 +9,13 @@
  * device that open refuses, never a half store.
  *
  * Replay (synchronous, before the loop is attached) starts at the ckpt
- * position and accepts a record only if its header is sane, its seq is
- * the next one, it chains to the previous record's crc and its crc
- * matches; if the record at the position fails, the one at journal offset 0
- * is tried (the writer wraps when a record does not fit).  Records after
+ * position (a batch boundary) and reads the journal a batch at a time: a
+ * batch must pass its header crc and hold the next seq, else the one at
+ * journal offset 0 is tried (the writer wraps when a batch does not fit).
+ * Each record's image is rebuilt from the batch and accepted only if its
+ * header is sane, its seq is the next one, it chains to the previous
+ * record's crc and its crc matches (records of the first batch up to the
+ * checkpointed seq are skipped).  Records after
  * "applied" get their metadata applied (with "applied" in the same batch)
  * once their direct blocks are verified against the crcs in the record; all
  * replayed records get their journaled blocks rewritten.  The first failure
