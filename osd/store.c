@@ -48,6 +48,7 @@
  * per-transaction path never blocks on the device.
  */
 #include <errno.h>
+#include <linux/ioprio.h>
 #include <event2/event.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -2169,7 +2170,8 @@ static void ck_fsync_done(struct store *st, struct ioreq *io, int res)
   ck_finish(st);
 }
 
-/* Issue queued checkpoint writes (up to 32 in flight), then the flush. */
+/* Issue queued checkpoint writes (up to 32 in flight, idle I/O priority),
+ * then the flush. */
 static void ck_issue(struct store *st)
 {
   bool sub = false;
@@ -2185,6 +2187,13 @@ static void ck_issue(struct store *st)
     struct io_uring_sqe *sqe = st_sqe(st);
     io_uring_prep_writev(sqe, st->fd, v, w->n,
                          st->sb.data_offset + w->lba * STORE_BLOCK);
+    /* idle I/O class: the device queue serves the journal write (what
+     * every acknowledgement waits for) ahead of the write-back; with the
+     * same class a QD32 run's journal write queued behind up to 32 of
+     * these (docs/store.md, session 2026-11-29).  Durability is unchanged:
+     * the checkpoint still flushes before it moves the journal tail, and
+     * mq-deadline ages idle requests, so they are not starved. */
+    sqe->ioprio = IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0);
     io_uring_sqe_set_data(sqe, &w->io);
     st->ckw_next++;
     st->ckw_left++;
