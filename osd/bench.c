@@ -226,14 +226,15 @@ int store_bench(struct store *st, struct event_base *base,
     r = run(&b, "seqwrite-1M", true, 1 << 20, true, sqd, secs);
   if (!r)
     settle(st, o);
-  /* --bench-only randwrite-4K-qd32: the QD32 random write alone (for
-   * profiles of the CPU per write) */
+  /* --bench-only randwrite-4K-qd32 / -qd1: one of the 4 KiB random
+   * writes alone (for profiles and A/B runs) */
   bool qd32 = o->only && strcmp(o->only, "randwrite-4K-qd32") == 0;
-  if (!r && ONLY("randwrite-4K") && !qd32)
+  bool qd1 = o->only && strcmp(o->only, "randwrite-4K-qd1") == 0;
+  if (!r && (ONLY("randwrite-4K") || qd1) && !qd32)
     r = run(&b, "randwrite-4K", true, 4096, false, 1, secs);
-  if (!r && !qd32)
+  if (!r && !qd32 && !qd1)
     settle(st, o);
-  if (!r && (ONLY("randwrite-4K") || qd32))
+  if (!r && (ONLY("randwrite-4K") || qd32) && !qd1)
     r = run(&b, "randwrite-4K", true, 4096, false, 32, secs);
   if (!r)
     settle(st, o);

@@ -57,7 +57,9 @@ int sb_decode(const uint8_t *buf, uint64_t dev_size, struct superblock *sb,
   sb->data_size = get_le64(buf + 72);
   sb->chain_seed = get_le32(buf + 80);
   if (sb->version != SB_VERSION) {
-    snprintf(err, errlen, "unsupported store format version %u", sb->version);
+    snprintf(err, errlen, "store format version %u, this build reads only "
+             "version %u (journal layout changed): re-create the store with "
+             "--mkfs", sb->version, SB_VERSION);
     return -EINVAL;
   }
   if (sb->block_size != STORE_BLOCK) {

@@ -4,7 +4,12 @@
  * internal.h).  These functions are pure (no I/O) so that the decoder can be
  * fuzzed: every length read from a record is checked against the record's
  * size before it is used.  Writing, group commit, replay and trimming live
- * in store.c; this file only knows what a record looks like.
+ * in store.c; this file only knows what a record looks like.  On the
+ * device records travel in batches, one per group commit (format version
+ * 2): the batch's header area packs the records' heads (header + metadata)
+ * and the data blocks follow, so a small write no longer costs a header
+ * block of its own; replay rebuilds each record's image from the batch and
+ * checks it exactly as before (jbat_*).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -217,4 +222,105 @@ void jrec_direct(const uint8_t *rec, const struct jrec_hdr *h, uint32_t i,
 uint64_t jrec_data_off(const struct jrec_hdr *h, uint32_t i)
 {
   return (uint64_t)h->len - (uint64_t)(h->n_data - i) * STORE_BLOCK;
+}
+
+/* ---- batches (byte table in internal.h) ---- */
+
+uint32_t jbat_head_bytes(const uint8_t *rec)
+{
+  return JREC_HDR + get_le32(rec + 20);
+}
+
+uint8_t *jbat_add(uint8_t *p, const uint8_t *rec)
+{
+  uint32_t n = jbat_head_bytes(rec);
+  memcpy(p, rec, n);
+  return p + n;
+}
+
+void jbat_seal(uint8_t *batch, struct jbat_hdr *b)
+{
+  put_le32(batch, JBAT_MAGIC);
+  put_le32(batch + 4, 0);
+  put_le64(batch + 8, b->first_seq);
+  put_le32(batch + 16, b->n_rec);
+  put_le32(batch + 20, b->hlen);
+  put_le32(batch + 24, b->len);
+  put_le32(batch + 28, 0);
+  put_le64(batch + 32, b->nonce);
+  b->crc = crc32c(0, batch, b->hlen);
+  put_le32(batch + 4, b->crc);
+}
+
+int jbat_parse_hdr(const uint8_t *buf, uint64_t max_len, struct jbat_hdr *b)
+{
+  if (get_le32(buf) != JBAT_MAGIC)
+    return -EINVAL;
+  b->crc = get_le32(buf + 4);
+  b->first_seq = get_le64(buf + 8);
+  b->n_rec = get_le32(buf + 16);
+  b->hlen = get_le32(buf + 20);
+  b->len = get_le32(buf + 24);
+  b->nonce = get_le64(buf + 32);
+  if (b->hlen < STORE_BLOCK || (b->hlen & (STORE_BLOCK - 1)) ||
+      (b->len & (STORE_BLOCK - 1)) || b->len < b->hlen || b->len > max_len)
+    return -EINVAL;
+  if (b->n_rec == 0 || b->n_rec > (b->hlen - JBAT_HDR) / JREC_HDR)
+    return -EINVAL;
+  return 0;
+}
+
+int jbat_verify(const uint8_t *batch, const struct jbat_hdr *b)
+{
+  static const uint8_t zero4[4];
+  uint32_t c = crc32c(0, batch, 4);
+  c = crc32c(c, zero4, 4);
+  c = crc32c(c, batch + 8, b->hlen - 8);
+  return c == b->crc ? 0 : -EBADMSG;
+}
+
+void jbat_iter_init(struct jbat_iter *it, const uint8_t *batch,
+                    const struct jbat_hdr *b)
+{
+  it->batch = batch;
+  it->hlen = b->hlen;
+  it->len = b->len;
+  it->off = JBAT_HDR;
+  it->left = b->n_rec;
+  it->data_off = b->hlen;
+}
+
+int jbat_iter_next(struct jbat_iter *it, struct jbat_rec *r)
+{
+  if (it->left == 0)
+    return it->data_off == it->len ? 0 : -EINVAL;
+  if (it->hlen - it->off < JREC_HDR)
+    return -EINVAL;
+  const uint8_t *h = it->batch + it->off;
+  uint32_t meta_len = get_le32(h + 20);
+  uint32_t n_data = get_le32(h + 32);
+  if (meta_len > it->hlen - it->off - JREC_HDR)
+    return -EINVAL;
+  uint64_t data = (uint64_t)n_data * STORE_BLOCK;
+  if (data > it->len - it->data_off)
+    return -EINVAL;
+  r->head = h;
+  r->head_len = JREC_HDR + meta_len;
+  r->n_data = n_data;
+  r->data_off = it->data_off;
+  r->rec_len = (((uint64_t)JREC_HDR + meta_len + STORE_BLOCK - 1) &
+                ~(uint64_t)(STORE_BLOCK - 1)) + data;
+  r->seq = get_le64(h + 8);
+  it->off += r->head_len;
+  it->data_off += data;
+  it->left--;
+  return 1;
+}
+
+void jbat_rec_image(uint8_t *dst, const uint8_t *batch, const struct jbat_rec *r)
+{
+  uint64_t head = r->rec_len - (uint64_t)r->n_data * STORE_BLOCK;
+  memcpy(dst, r->head, r->head_len);
+  memset(dst + r->head_len, 0, head - r->head_len);
+  memcpy(dst + head, batch + r->data_off, (size_t)r->n_data * STORE_BLOCK);
 }

@@ -19,8 +19,10 @@
  * allocated blocks before the record is written, the record holds only
  * their location and crc.  Records are written in seq order by a single
  * writer: whatever is prepared while a write+flush is in flight is grouped
- * into the next one (group commit, one writev + fdatasync linked in
- * io_uring).  When the flush completes the group is durable: the
+ * into the next one (group commit: one batch -- the records' heads packed
+ * in one header area, then their data blocks -- in one RWF_DSYNC writev,
+ * or a writev + fdatasync linked in io_uring).  When it completes the
+ * group is durable: the
  * callbacks run (in submission order, while the writer still counts as
  * busy, so that what they queue forms the next group), the next write is
  * started, and then the group's metadata goes to RocksDB in one batch with
@@ -46,6 +48,7 @@
  * per-transaction path never blocks on the device.
  */
 #include <errno.h>
+#include <linux/ioprio.h>
 #include <event2/event.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1681,48 +1684,89 @@ static void journal_kick(struct store *st)
     return;
   struct jwrite *w = &st->jw;
   uint64_t J = st->sb.journal_size;
-  uint64_t pos = st->jhead, start = 0;
-  uint32_t count = 0, dpend = 0;
-  uint64_t bytes = 0;
-  struct jtx *first = NULL;
+  uint64_t start = st->jhead, heads = 0, data = 0, blen = 0;
+  uint32_t count = 0, dpend = 0, n_iov = 0;
+  struct jtx *first = NULL, *last = NULL;
   bool need_space = false;
+  /* pick the batch: one writev, contiguous on the device (a batch that
+   * would cross the end of the journal starts at 0), at most 4 MiB */
   for (struct jtx *j = st->q_head; j; j = j->next) {
     if (j->state == JTX_FAILED || j->state == JTX_DURABLE ||
         j->state == JTX_WRITING)
       continue;
-    uint64_t p = pos;
-    /* one writev is contiguous on the device: the batch ends where the
-     * journal does (a record that would cross the end starts at 0) */
-    if (count && jphys(st, start) + (p - start) + j->len > J)
-      break;
-    if (jphys(st, p) + j->len > J)
-      p += J - jphys(st, p);
-    if (p + j->len - st->jtail > J) {
+    uint64_t nh = heads + jbat_head_bytes(j->rb->mem);
+    uint64_t nd = data + (uint64_t)get_le32(j->rb->mem + 32) * STORE_BLOCK;
+    uint64_t nlen = jbat_hlen(nh) + nd;
+    uint64_t s0 = start;
+    if (jphys(st, s0) + nlen > J) {
+      if (count)
+        break;
+      s0 += J - jphys(st, s0);
+    }
+    if (s0 + nlen - st->jtail > J) {
       need_space = true;
       break;
     }
-    if (count && bytes + j->len > (4u << 20))
+    if (count && nlen > (4u << 20))
       break;
-    if (!count) {
+    if (!count)
       first = j;
-      start = p;
-    }
-    GROW(w->iov, count, w->iov_cap);
-    w->iov[count].iov_base = j->rb->mem;
-    w->iov[count].iov_len = j->len;
-    j->jpos = p;
+    start = s0;
+    heads = nh;
+    data = nd;
+    blen = nlen;
     j->state = JTX_WRITING;
-    st->last_rec_pos = p;
-    st->last_rec_len = j->len;
     dpend += j->direct_left;
-    pos = p + j->len;
-    bytes += j->len;
+    last = j;
     count++;
   }
   if (need_space)
     st_ckpt_start(st);
   if (!count)
     return;
+  uint64_t hlen = jbat_hlen(heads);
+  struct recbuf *hrb = rb_get(st, hlen);
+  if (!hrb)
+    abort();
+  if (count + 1 > w->iov_cap) {
+    uint32_t nc = w->iov_cap ? w->iov_cap : 16;
+    while (nc < count + 1)
+      nc *= 2;
+    struct iovec *v = realloc(w->iov, nc * sizeof *v);
+    if (!v)
+      abort();
+    w->iov = v;
+    w->iov_cap = nc;
+  }
+  uint8_t *q = hrb->mem + JBAT_HDR;
+  w->iov[n_iov++] = (struct iovec){ hrb->mem, hlen };
+  uint32_t n = 0;
+  for (struct jtx *j = first; n < count; j = j->next) {
+    if (j->state != JTX_WRITING)
+      continue;
+    q = jbat_add(q, j->rb->mem);
+    uint32_t nd = get_le32(j->rb->mem + 32);
+    if (nd)
+      w->iov[n_iov++] = (struct iovec){
+        j->rb->mem + (j->len - (size_t)nd * STORE_BLOCK),
+        (size_t)nd * STORE_BLOCK };
+    j->jpos = start;
+    j->jend = j == last ? start + blen : start;
+    n++;
+  }
+  memset(q, 0, (size_t)(hrb->mem + hlen - q));
+  struct jbat_hdr bh = { 0 };
+  bh.first_seq = first->seq;
+  bh.n_rec = count;
+  bh.hlen = (uint32_t)hlen;
+  bh.len = (uint32_t)blen;
+  bh.nonce = st->nonce;
+  jbat_seal(hrb->mem, &bh);
+  st->last_rec_pos = start;
+  st->last_rec_len = (uint32_t)blen;
+  uint64_t pos = start + blen, bytes = blen;
+  w->hrb = hrb;
+
   st->jw_busy = true;
   st->jw_start_ns = mono_ns();
   w->first = first;
@@ -1753,7 +1797,7 @@ static void journal_kick(struct store *st)
   w->linked = dpend == 0 && !st->jdsync;
   w->wdone = w->fsync_sent = false;
   struct io_uring_sqe *sqe = st_sqe(st);
-  io_uring_prep_writev(sqe, st->fd, w->iov, count,
+  io_uring_prep_writev(sqe, st->fd, w->iov, n_iov,
                        st->sb.journal_offset + jphys(st, start));
   if (st->jdsync) {
     /* one I/O: the write is durable when it completes (FUA or a flush
@@ -1827,8 +1871,11 @@ static void jw_done(struct store *st)
   struct jwrite *w = &st->jw;
   st->jw_count++;
   st->jw_records += w->count;
+  st->jw_bytes += w->bytes;
   st->jw_done_ns = mono_ns();
   st->jw_ns += st->jw_done_ns - st->jw_start_ns;
+  rb_put(st, w->hrb);
+  w->hrb = NULL;
   if (w->wres != (int)w->bytes || w->fres < 0) {
     log_err(SUB, "journal write of %llu bytes failed: %s",
             (unsigned long long)w->bytes,
@@ -1848,7 +1895,7 @@ static void jw_done(struct store *st)
     }
     size_t slot = st->jd_head + st->jd_n;
     GROW(st->jd, slot, st->jd_cap);
-    st->jd[slot] = (struct jdesc){ j->seq, j->jpos + j->len, j->crc };
+    st->jd[slot] = (struct jdesc){ j->seq, j->jend, j->crc };
     st->jd_n++;
     j->state = JTX_DURABLE;
   }
@@ -2123,7 +2170,8 @@ static void ck_fsync_done(struct store *st, struct ioreq *io, int res)
   ck_finish(st);
 }
 
-/* Issue queued checkpoint writes (up to 32 in flight), then the flush. */
+/* Issue queued checkpoint writes (up to 32 in flight, idle I/O priority),
+ * then the flush. */
 static void ck_issue(struct store *st)
 {
   bool sub = false;
@@ -2139,6 +2187,13 @@ static void ck_issue(struct store *st)
     struct io_uring_sqe *sqe = st_sqe(st);
     io_uring_prep_writev(sqe, st->fd, v, w->n,
                          st->sb.data_offset + w->lba * STORE_BLOCK);
+    /* idle I/O class: the device queue serves the journal write (what
+     * every acknowledgement waits for) ahead of the write-back; with the
+     * same class a QD32 run's journal write queued behind up to 32 of
+     * these (docs/store.md, session 2026-11-29).  Durability is unchanged:
+     * the checkpoint still flushes before it moves the journal tail, and
+     * mq-deadline ages idle requests, so they are not starved. */
+    sqe->ioprio = IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0);
     io_uring_sqe_set_data(sqe, &w->io);
     st->ckw_next++;
     st->ckw_left++;

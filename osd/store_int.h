@@ -95,8 +95,10 @@ struct dwrite {
 struct jtx {
   struct jtx *next;
   uint64_t seq;
-  uint32_t len, crc;
-  uint64_t jpos;
+  uint32_t len, crc;     /* len: record image bytes (in rb) */
+  uint64_t jpos;         /* logical position of its batch */
+  uint64_t jend;         /* where replay resumes after it: the batch's end
+                          * if it is the batch's last record, else jpos */
   struct recbuf *rb;
   uint32_t direct_left, n_dw;
   int result;
@@ -155,7 +157,8 @@ struct jwrite {
   bool linked, wdone, fsync_sent;
   struct jtx *first;
   uint32_t count;
-  uint64_t bytes;
+  uint64_t bytes;        /* batch bytes on the device */
+  struct recbuf *hrb;    /* the batch header area (owned; put at jw_done) */
   struct iovec *iov;
   uint32_t iov_cap;
 };
@@ -290,6 +293,7 @@ struct store {
   int sync_efd;
   struct event *ev_sync;
   /* statistics (logged at close) */
+  uint64_t jw_bytes;      /* journal bytes written (batches) */
   uint64_t jw_count, jw_records, jw_ns, jw_start_ns, ck_ns, ck_start_ns, ck_blocks;
   uint64_t jw_done_ns, prep_ns, prep_count, apply_ns, apply_count, apply_recs,
            apply_ops, apply_skipped;

@@ -9,10 +9,13 @@
  * device that open refuses, never a half store.
  *
  * Replay (synchronous, before the loop is attached) starts at the ckpt
- * position and accepts a record only if its header is sane, its seq is
- * the next one, it chains to the previous record's crc and its crc
- * matches; if the record at the position fails, the one at journal offset 0
- * is tried (the writer wraps when a record does not fit).  Records after
+ * position (a batch boundary) and reads the journal a batch at a time: a
+ * batch must pass its header crc and hold the next seq, else the one at
+ * journal offset 0 is tried (the writer wraps when a batch does not fit).
+ * Each record's image is rebuilt from the batch and accepted only if its
+ * header is sane, its seq is the next one, it chains to the previous
+ * record's crc and its crc matches (records of the first batch up to the
+ * checkpointed seq are skipped).  Records after
  * "applied" get their metadata applied (with "applied" in the same batch)
  * once their direct blocks are verified against the crcs in the record; all
  * replayed records get their journaled blocks rewritten.  The first failure
@@ -318,124 +321,195 @@ struct replay_state {
   uint64_t replayed, meta_applied;
 };
 
-/* Read and check the record expected at pos into buf.  0 and *h, or <0. */
+/* Largest batch the writer makes in a journal of J bytes: at most 4 MiB
+ * of records, or one record (at most J/4) and its header area; never more
+ * than the journal. */
+static uint64_t batch_max(uint64_t J)
+{
+  uint64_t m = J / 4 + 2 * STORE_BLOCK;
+  if (m < (4u << 20) + 2 * STORE_BLOCK)
+    m = (4u << 20) + 2 * STORE_BLOCK;
+  return m < J ? m : J;
+}
+
+/* Read and check the batch header area at pos, then the whole batch, into
+ * buf.  0 and *b, or <0 (no batch there, bad crc, I/O error). */
 static int replay_read(struct store *st, uint8_t *buf, uint64_t pos,
-                       const struct replay_state *rs, struct jrec_hdr *h)
+                       struct jbat_hdr *b)
 {
   uint64_t J = st->sb.journal_size;
   uint64_t ph = pos % J;
+  uint64_t max = batch_max(J);
   int r = pread_all(st->fd, buf, STORE_BLOCK, st->sb.journal_offset + ph);
   if (r < 0)
     return r;
-  if (jrec_parse_hdr(buf, J - ph < J / 4 ? J - ph : J / 4, h) < 0) {
-    log_debug(SUB, "replay: no record header at journal offset %llu",
+  if (jbat_parse_hdr(buf, J - ph < max ? J - ph : max, b) < 0) {
+    log_debug(SUB, "replay: no batch header at journal offset %llu",
               (unsigned long long)ph);
     return -EINVAL;
   }
-  if (h->seq != rs->seq || h->prev_crc != rs->prev) {
-    log_debug(SUB, "replay: record at journal offset %llu has seq %llu prev "
-              "%08x, want seq %llu prev %08x", (unsigned long long)ph,
-              (unsigned long long)h->seq, h->prev_crc,
-              (unsigned long long)rs->seq, rs->prev);
-    return -EINVAL;
-  }
-  if (h->len > STORE_BLOCK &&
-      (r = pread_all(st->fd, buf + STORE_BLOCK, h->len - STORE_BLOCK,
+  if (b->len > STORE_BLOCK &&
+      (r = pread_all(st->fd, buf + STORE_BLOCK, b->len - STORE_BLOCK,
                      st->sb.journal_offset + ph + STORE_BLOCK)) < 0)
     return r;
-  r = jrec_verify(buf, h);
+  r = jbat_verify(buf, b);
   if (r < 0)
-    log_debug(SUB, "replay: record %llu at journal offset %llu fails its "
-              "check (%d)", (unsigned long long)h->seq, (unsigned long long)ph,
-              r);
+    log_debug(SUB, "replay: batch at journal offset %llu fails its check",
+              (unsigned long long)ph);
   return r;
+}
+
+static bool batch_holds(const struct jbat_hdr *b, uint64_t seq)
+{
+  return b->first_seq <= seq && seq - b->first_seq < b->n_rec;
+}
+
+/* Check and act on one record (image in rec): 0 to go on, 1 to end the
+ * journal here, <0 on an error. */
+static int replay_record(struct store *st, struct replay_state *rs, bool data,
+                         const uint8_t *rec, const struct jrec_hdr *hp,
+                         uint8_t *blk)
+{
+  const struct jrec_hdr h = *hp;
+  uint64_t nblocks = st->sb.data_size / STORE_BLOCK;
+  int r;
+  /* block numbers must lie in the data area */
+  bool bad = false;
+  for (uint32_t i = 0; i < h.n_data && !bad; i++)
+    bad = jrec_data_lba(rec, &h, i) >= nblocks;
+  for (uint32_t i = 0; i < h.n_direct && !bad; i++) {
+    uint64_t lba;
+    uint32_t crc;
+    jrec_direct(rec, &h, i, &lba, &crc);
+    bad = lba >= nblocks;
+    if (!bad && !data && h.seq > rs->applied) {
+      /* direct data must have reached the device, or the record never
+       * completed */
+      if (pread_all(st->fd, blk, STORE_BLOCK,
+                    st->sb.data_offset + lba * STORE_BLOCK) < 0 ||
+          crc32c(0, blk, STORE_BLOCK) != crc) {
+        log_warn(SUB, "journal record %llu: direct block %llu not on the "
+                 "device; end of journal", (unsigned long long)h.seq,
+                 (unsigned long long)lba);
+        bad = true;
+      }
+    }
+  }
+  if (bad) {
+    log_warn(SUB, "journal record %llu rejected; replay ends here",
+             (unsigned long long)h.seq);
+    return 1;
+  }
+  if (!data && h.seq > rs->applied) {
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    st_batch_record(b, rec, &h);
+    uint8_t v[8];
+    put_le64(v, h.seq);
+    rocksdb_writebatch_put(b, SYS_APPLIED, sizeof SYS_APPLIED - 1,
+                           (const char *)v, 8);
+    char *err = NULL;
+    rocksdb_write(st->db, st->wo, b, &err);
+    rocksdb_writebatch_destroy(b);
+    if (err) {
+      log_err(SUB, "replay: rocksdb write: %s", err);
+      free(err);
+      return -EIO;
+    }
+    rs->meta_applied++;
+  }
+  for (uint32_t i = 0; data && i < h.n_data; i++) {
+    uint64_t lba = jrec_data_lba(rec, &h, i);
+    r = pwrite_all(st->fd, rec + jrec_data_off(&h, i), STORE_BLOCK,
+                   st->sb.data_offset + lba * STORE_BLOCK);
+    if (r < 0) {
+      log_err(SUB, "replay: data write failed: %s", strerror(-r));
+      return r;
+    }
+  }
+  return 0;
 }
 
 /* One pass over the journal from rs.  Pass 1 (data == false) verifies and
  * applies metadata and finds the end; pass 2 (data == true) rewrites the
- * journaled blocks of the first `limit` records found by pass 1. */
+ * journaled blocks of the first `limit` records found by pass 1.  Batches
+ * are read whole; within one, records up to rs->seq - 1 (checkpointed:
+ * the checkpoint may end inside a batch) are skipped, the next must carry
+ * seq rs->seq and chain to rs->prev, and the first record that fails its
+ * check ends the journal.  rs->pos advances past a batch only when all of
+ * its records were taken, so the writer starts over the batch otherwise. */
 static int replay(struct store *st, struct replay_state *rs, bool data,
                   uint64_t limit)
 {
   uint64_t J = st->sb.journal_size;
-  uint64_t nblocks = st->sb.data_size / STORE_BLOCK;
-  uint8_t *buf, *blk;
+  uint8_t *buf, *rec, *blk;
   int r = 0;
-  if (posix_memalign((void **)&buf, STORE_BLOCK, J / 4 + STORE_BLOCK) ||
+  if (posix_memalign((void **)&buf, STORE_BLOCK, batch_max(J)) ||
+      posix_memalign((void **)&rec, STORE_BLOCK, J / 4 + STORE_BLOCK) ||
       posix_memalign((void **)&blk, STORE_BLOCK, STORE_BLOCK))
     abort();
-  while (!data || rs->replayed < limit) {
-    struct jrec_hdr h;
+  bool end = false;
+  while (!end && (!data || rs->replayed < limit)) {
+    struct jbat_hdr b;
     uint64_t at = rs->pos;
-    int rr = replay_read(st, buf, at, rs, &h);
-    if (rr < 0 && at % J != 0) {
+    /* the batch must hold rs->seq (a stale batch of an earlier lap holds
+     * lower ones; the writer's wrap puts the next one at offset 0) */
+    int rr = replay_read(st, buf, at, &b);
+    if ((rr < 0 || !batch_holds(&b, rs->seq)) && at % J != 0) {
       at += J - at % J;
-      rr = replay_read(st, buf, at, rs, &h);
+      rr = replay_read(st, buf, at, &b);
     }
-    if (rr < 0)
+    if (rr < 0 || !batch_holds(&b, rs->seq))
       break;
-    /* block numbers must lie in the data area */
-    bool bad = false;
-    for (uint32_t i = 0; i < h.n_data && !bad; i++)
-      bad = jrec_data_lba(buf, &h, i) >= nblocks;
-    for (uint32_t i = 0; i < h.n_direct && !bad; i++) {
-      uint64_t lba;
-      uint32_t crc;
-      jrec_direct(buf, &h, i, &lba, &crc);
-      bad = lba >= nblocks;
-      if (!bad && !data && h.seq > rs->applied) {
-        /* direct data must have reached the device, or the record never
-         * completed */
-        if (pread_all(st->fd, blk, STORE_BLOCK,
-                      st->sb.data_offset + lba * STORE_BLOCK) < 0 ||
-            crc32c(0, blk, STORE_BLOCK) != crc) {
-          log_warn(SUB, "journal record %llu: direct block %llu not on the "
-                   "device; end of journal", (unsigned long long)h.seq,
-                   (unsigned long long)lba);
-          bad = true;
-        }
+    struct jbat_iter it;
+    struct jbat_rec br;
+    jbat_iter_init(&it, buf, &b);
+    uint32_t taken = 0;
+    while ((rr = jbat_iter_next(&it, &br)) > 0) {
+      if (br.seq < rs->seq) {
+        taken++;         /* checkpointed already */
+        continue;
       }
-    }
-    if (bad) {
-      log_warn(SUB, "journal record %llu rejected; replay ends here",
-               (unsigned long long)h.seq);
-      break;
-    }
-    if (!data && h.seq > rs->applied) {
-      rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-      st_batch_record(b, buf, &h);
-      uint8_t v[8];
-      put_le64(v, h.seq);
-      rocksdb_writebatch_put(b, SYS_APPLIED, sizeof SYS_APPLIED - 1,
-                             (const char *)v, 8);
-      char *err = NULL;
-      rocksdb_write(st->db, st->wo, b, &err);
-      rocksdb_writebatch_destroy(b);
-      if (err) {
-        log_err(SUB, "replay: rocksdb write: %s", err);
-        free(err);
-        r = -EIO;
+      if (data && rs->replayed >= limit) {
+        end = true;
         break;
       }
-      rs->meta_applied++;
-    }
-    for (uint32_t i = 0; data && i < h.n_data; i++) {
-      uint64_t lba = jrec_data_lba(buf, &h, i);
-      r = pwrite_all(st->fd, buf + jrec_data_off(&h, i), STORE_BLOCK,
-                     st->sb.data_offset + lba * STORE_BLOCK);
-      if (r < 0) {
-        log_err(SUB, "replay: data write failed: %s", strerror(-r));
+      struct jrec_hdr h;
+      if (br.rec_len > J / 4 || br.seq != rs->seq) {
+        end = true;
         break;
       }
+      jbat_rec_image(rec, buf, &br);
+      if (jrec_parse_hdr(rec, J / 4, &h) < 0 || h.len != br.rec_len ||
+          h.prev_crc != rs->prev || jrec_verify(rec, &h) < 0) {
+        log_debug(SUB, "replay: record %llu (batch at journal offset %llu) "
+                  "fails its check", (unsigned long long)br.seq,
+                  (unsigned long long)(at % J));
+        end = true;
+        break;
+      }
+      r = replay_record(st, rs, data, rec, &h, blk);
+      if (r != 0) {
+        end = true;
+        break;
+      }
+      rs->prev = h.crc;
+      rs->seq++;
+      rs->replayed++;
+      taken++;
     }
     if (r < 0)
       break;
-    rs->prev = h.crc;
-    rs->seq++;
-    rs->pos = at + h.len;
-    rs->replayed++;
+    if (rr < 0)
+      end = true;
+    if (!end && taken == b.n_rec)
+      rs->pos = at + b.len;
+    else if (taken)
+      rs->pos = at;
   }
+  if (r > 0)
+    r = 0;
   free(buf);
+  free(rec);
   free(blk);
   return r;
 }
@@ -746,6 +820,8 @@ void st_free_runtime(struct store *st)
   hmap_destroy(&st->ovl);
   hmap_destroy(&st->pend);
   hmap_destroy(&st->objw);
+  rb_put(st, st->jw.hrb);   /* a batch still in flight (abandoned store) */
+  st->jw.hrb = NULL;
   for (int c = 0; c < 16; c++)
     while (st->pool[c]) {
       struct recbuf *rb = st->pool[c];
@@ -797,11 +873,14 @@ void store_close(store *st)
   while (st->ck_busy || st->reading)
     event_base_loop(st->base, EVLOOP_ONCE);
   if (st->jw_count)
-    log_info(SUB, "closing %s: %llu journal writes (%.1f records, %.0f us "
-             "each), %llu checkpoints (%.0f us each, %llu blocks written back)",
+    log_info(SUB, "closing %s: %llu journal writes (%.1f records, %.1f KiB, "
+             "%.0f us each; %.2f KiB per record), %llu checkpoints (%.0f us "
+             "each, %llu blocks written back)",
              st->dev_path, (unsigned long long)st->jw_count,
              (double)st->jw_records / (double)st->jw_count,
+             (double)st->jw_bytes / 1024.0 / (double)st->jw_count,
              (double)st->jw_ns / 1000.0 / (double)st->jw_count,
+             (double)st->jw_bytes / 1024.0 / (double)st->jw_records,
              (unsigned long long)st->ck_count,
              st->ck_count ? (double)st->ck_ns / 1000.0 / (double)st->ck_count : 0,
              (unsigned long long)st->ck_blocks);
