@@ -1597,6 +1597,8 @@ void store_queue(store *st, store_txn *txn, store_cb cb, void *arg)
   journal_kick(st);
 }
 
+#define STORE_BLOCKED_DRY_MAX 3
+
 /* After a checkpoint: retry blocked transactions in order.  released: the
  * checkpoint gave blocks back (else a second -ENOSPC is final). */
 static void retry_blocked(struct store *st, bool released)
@@ -1609,6 +1611,7 @@ static void retry_blocked(struct store *st, bool released)
     if (!st->blocked_head)
       st->blocked_tail = NULL;
   }
+  st->blocked_dry = 0;
   st_complete_head(st);
   journal_kick(st);
 }
@@ -2413,8 +2416,16 @@ static void ck_done(struct store *st, int sync_err)
   st->ck_busy = false;
   if (st->ck_again)
     st_ckpt_start(st);
-  if (!st->ck_busy && st->blocked_head)
-    retry_blocked(st, released || st->nrel > 0);
+  if (!st->ck_busy && st->blocked_head) {
+    /* blocks still awaiting release may come back with a later
+     * checkpoint, but not forever: releases that no checkpoint can free
+     * (their blocks still pending or read) kept a transaction blocked
+     * and the checkpoints running for good (test-osd-full with
+     * osd_full_ratio = 100: a write never answered).  After
+     * STORE_BLOCKED_DRY_MAX fruitless checkpoints the write fails. */
+    st->blocked_dry = released ? 0 : st->blocked_dry + 1;
+    retry_blocked(st, released || (st->nrel > 0 && st->blocked_dry < STORE_BLOCKED_DRY_MAX));
+  }
   journal_kick(st);
   st_wake_waiters(st);
 }

@@ -260,6 +260,8 @@ struct store {
   uint64_t ckpt_seq;      /* records <= this are trimmed */
   struct jtx *q_head, *q_tail;   /* submission (= callback) order */
   struct jtx *blocked_head, *blocked_tail;  /* waiting for space */
+  unsigned blocked_dry;   /* checkpoints in a row that released nothing
+                             while a transaction waited for space */
   struct jwrite jw;
   bool jw_busy;
   struct prep prep;

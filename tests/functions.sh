@@ -112,7 +112,7 @@ ms_now() { date +%s%3N; }
 # ---- OSDs (issue 4) ---------------------------------------------------------
 #   osd_conf                   append fast OSD timings to blk.conf ([global])
 #   mkfs_osd N [SIZE]          format $TEST_DIR/osd.N.dev (default 512M)
-#   start_osd N                start blk-osd N in the background, tracked
+#   start_osd N [OPTS]         start blk-osd N in the background, tracked
 #   stop_osd N / kill_osd N    TERM (waits for exit) or KILL it
 #   wait_osds_up N [SECS]      until osd tree shows N OSDs up
 BLK_OSD=$BLK_BUILD_DIR/osd/blk-osd
@@ -158,13 +158,15 @@ osd_key() {
     -o "$kr" || fail "creating the key of osd.$1"
 }
 
-start_osd() {
-  osd_key "$1"
-  "$BLK_OSD" --id "$1" -c "$BLK_CONF" --device "$TEST_DIR/osd.$1.dev" \
-    --set keyring="$TEST_DIR/osd.$1.keyring" \
-    >>"$TEST_DIR/log/osd.$1.log" 2>&1 &
+start_osd() {   # start_osd N [blk-osd options, e.g. --set K=V]
+  local id=$1
+  shift
+  osd_key "$id"
+  "$BLK_OSD" --id "$id" -c "$BLK_CONF" --device "$TEST_DIR/osd.$id.dev" \
+    --set keyring="$TEST_DIR/osd.$id.keyring" "$@" \
+    >>"$TEST_DIR/log/osd.$id.log" 2>&1 &
   track_pid $!
-  eval "OSDPID_$1=$!"
+  eval "OSDPID_$id=$!"
 }
 
 osd_pid() { eval "echo \${OSDPID_$1:-}"; }

@@ -10,7 +10,11 @@
 # brings space back and writes succeed again; at the end every PG is
 # active+clean, every acknowledged verifier write reads back identical from
 # the primary and every replica, and every acknowledged filler object
-# reads back identical.
+# reads back identical.  Then the failsafe: the OSDs restarted with
+# osd_full_ratio = 100 (no check) fill until a store refuses a replicated
+# write; that OSD stops itself (fail-stop); restarted with the default
+# ratio they peer, report HEALTH_ERR, refuse new data with ENOSPC, serve
+# every acknowledged object intact, and take writes again after removes.
 source "$(dirname "$0")/../functions.sh"
 requires python3
 OSD_SIZE=160M rbd_cluster
@@ -94,4 +98,46 @@ for o in "${acked[@]}"; do
   cmp -s "$TEST_DIR/back" "$TEST_DIR/1m" || fail "acknowledged $o differs"
 done
 echo "all ${#acked[@]} acknowledged filler objects read back identical"
+
+echo "== the failsafe: osd_full_ratio = 100, so the stores themselves run out"
+for i in 0 1 2; do stop_osd $i; done
+for i in 0 1 2; do start_osd $i --set osd_full_ratio=100; done
+wait_osds_up 3 30
+wait_pg_states "active+clean=16"
+n_over=0
+for k in $(seq 1 400); do
+  rc=0
+  "$BLKCTL" --timeout 10 object put rbd "over-$k" "$TEST_DIR/1m" 2>"$TEST_DIR/put.err" || rc=$?
+  [ "$rc" = 0 ] || break
+  acked+=("over-$k")
+  n_over=$((n_over + 1))
+done
+echo "failsafe: $n_over more objects acknowledged, then exit $rc: $(cat "$TEST_DIR/put.err")"
+grep -q "write refused (ENOSPC)" "$TEST_DIR"/log/osd.*.log || fail "no store ran out of blocks"
+grep -h "(fail-stop)" "$TEST_DIR"/log/osd.*.log || fail "no OSD stopped on a write its store refused"
+# restart them as an operator would (default osd_full_ratio)
+for i in 0 1 2; do
+  p=$(osd_pid $i)
+  if kill -0 "$p" 2>/dev/null; then stop_osd $i; else wait "$p" 2>/dev/null || true; fi
+  start_osd $i
+done
+wait_osds_up 3 60
+wait_pg_states "active+clean=16" 60
+"$BLKCTL" status | grep -q "HEALTH_ERR" || fail "status after the restart is not HEALTH_ERR"
+rc=$(put "while-full")
+[ "$rc" = 28 ] || fail "a write at 99% was not refused with ENOSPC ($rc)"
+for o in "${acked[@]}"; do
+  "$BLKCTL" object get rbd "$o" "$TEST_DIR/back" || fail "acknowledged $o unreadable after the fail-stop"
+  cmp -s "$TEST_DIR/back" "$TEST_DIR/1m" || fail "acknowledged $o differs after the fail-stop"
+done
+for o in "${acked[@]}"; do "$BLKCTL" object rm rbd "$o" || fail "remove $o"; done
+ok=0
+for _ in $(seq 100); do
+  rc=$(put "after-failsafe")
+  [ "$rc" = 0 ] && { ok=1; break; }
+  sleep 0.2
+done
+[ $ok = 1 ] || fail "no write succeeded after removing everything: $(cat "$TEST_DIR/put.err")"
+python3 "$V" check "$TEST_DIR/v" rbd --replicas || fail "verifier writes lost after the fail-stop"
+echo "failsafe: all acknowledged objects intact after the fail-stop and restart; writes resume after removes"
 for i in 0 1 2; do stop_osd $i; done
