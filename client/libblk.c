@@ -726,11 +726,7 @@ LB_API int blk_pool_list(blk_cluster *c, char ***names, size_t *n)
 
 LB_API void blk_pool_list_free(char **names, size_t n)
 {
-  if (!names)
-    return;
-  for (size_t i = 0; i < n; i++)
-    free(names[i]);
-  free(names);
+  blk_image_list_free(names, n);   /* the same kind of array */
 }
 
 /* ---- fencing: blocklist a client through the monitors ---- */

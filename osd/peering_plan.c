@@ -130,36 +130,26 @@ bool pplan_needs_backfill(const struct pplan_member *mi, struct pg_ver atail)
   return pg_ver_cmp(mi->last, atail) < 0;
 }
 
-static bool log_has(const struct pg_log_ent *l, size_t n, struct pg_ver v)
+static int cmp_ver_ent(const void *key, const void *elem)
 {
-  size_t lo = 0, hi = n;   /* logs are in version order */
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    int c = pg_ver_cmp(l[mid].ver, v);
-    if (!c)
-      return true;
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return false;
+  return pg_ver_cmp(*(const struct pg_ver *)key, ((const struct pg_log_ent *)elem)->ver);
 }
 
+/* logs are in version order */
+static bool log_has(const struct pg_log_ent *l, size_t n, struct pg_ver v)
+{
+  return n && bsearch(&v, l, n, sizeof *l, cmp_ver_ent) != NULL;
+}
+
+static int cmp_name_ptr(const void *key, const void *elem)
+{
+  return strcmp((const char *)key, *(const char *const *)elem);
+}
+
+/* listings are sorted by name */
 static bool listed_has(const char *const *l, size_t n, const char *name)
 {
-  size_t lo = 0, hi = n;
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    int c = strcmp(l[mid], name);
-    if (!c)
-      return true;
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return false;
+  return n && bsearch(name, l, n, sizeof *l, cmp_name_ptr) != NULL;
 }
 
 struct name_target {

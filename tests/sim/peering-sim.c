@@ -75,18 +75,7 @@
 
 /* ---- PRNG, options, trace ---------------------------------------------------- */
 
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-  uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-static unsigned rnd_below(unsigned n) { return n ? (unsigned)(rnd() % n) : 0; }
-static bool chance(unsigned per_mille) { return rnd_below(1000) < per_mille; }
+#include "tests/sim/sim-rng.h"
 
 enum sim_bug { BUG_NONE, BUG_NO_PAST_INTERVALS, BUG_ACK_BEFORE_ALL, BUG_CHOOSE_OLDEST,
                BUG_NO_DIVERGENT, BUG_NO_UNLOGGED, BUG_UNION_INTERVALS };

@@ -44,21 +44,7 @@
 #define MAXN 5
 #define DEFAULT_TICKS 6000
 
-/* ---- PRNG ---------------------------------------------------------------- */
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-  uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-static unsigned rnd_below(unsigned n) { return n ? (unsigned)(rnd() % n) : 0; }
-/* true with probability p/1000 */
-static bool chance(unsigned p) { return rnd_below(1000) < p; }
+#include "tests/sim/sim-rng.h"
 
 static uint64_t mix(uint64_t h, uint64_t v)
 {
