@@ -29,6 +29,7 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,7 @@ struct osdmon_pgstat {
   uint32_t pool, pg;
   uint64_t epoch;
   uint8_t state;
+  uint32_t rec_left, rec_total;   /* recovery progress, objects */
 };
 
 struct osdmon_osd {
@@ -73,7 +75,7 @@ struct osdmon {
   struct osdmon_osd *osds;
   size_t n_osds;
   bool leader;
-  char state_names[OSDMON_MAX_STATES][48];   /* interned PG state names */
+  char state_names[OSDMON_MAX_STATES][64];   /* interned PG state names */
   int n_state_names;
 };
 
@@ -309,7 +311,10 @@ static void on_pg_stats(struct osdmon *om, msgr_conn *c, const struct msgr_frame
         strcpy(om->state_names[k], st);
         om->n_state_names++;
       }
-      arr[n++] = (struct osdmon_pgstat){ ps->pgs[i]->pool, ps->pgs[i]->pg, ps->epoch, (uint8_t)k };
+      const Blk__PgStats__Pg *q = ps->pgs[i];
+      arr[n++] = (struct osdmon_pgstat){ q->pool, q->pg, ps->epoch, (uint8_t)k,
+                                         (uint32_t)(q->recovery_left > UINT32_MAX ? UINT32_MAX : q->recovery_left),
+                                         (uint32_t)(q->recovery_total > UINT32_MAX ? UINT32_MAX : q->recovery_total) };
     }
     free(s->pgs);
     s->pgs = arr;
@@ -389,8 +394,11 @@ int osdmon_fill_pg_states(struct mon *mon, Blk__MonReply *rep)
   qsort(all, n, sizeof *all, cmp_pgstat);
   uint32_t counts[OSDMON_MAX_STATES] = { 0 };
   for (size_t k = 0; k < n; k++)
-    if (k == 0 || all[k].pool != all[k - 1].pool || all[k].pg != all[k - 1].pg)
+    if (k == 0 || all[k].pool != all[k - 1].pool || all[k].pg != all[k - 1].pg) {
       counts[all[k].state]++;
+      rep->recovery_left += all[k].rec_left;
+      rep->recovery_total += all[k].rec_total;
+    }
   free(all);
   size_t ns = 0;
   for (int k = 0; k < om->n_state_names; k++)

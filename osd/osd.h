@@ -290,6 +290,9 @@ void peering_start(struct pg *pg);
 void peering_free(struct pg *pg);
 void peering_tick(struct pg *pg, int64_t now);
 const char *peering_state(const struct pg *pg);
+/* Recovery progress of pg (blocking or background): objects of the plan
+ * still to install (*left) out of *total; both 0 when none runs. */
+void peering_progress(const struct pg *pg, uint64_t *left, uint64_t *total);
 void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
 void peering_on_pull(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
 void peering_on_push(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);

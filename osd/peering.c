@@ -142,6 +142,7 @@ struct peering {
   size_t n_items, next_item;
   int active;                   /* items in progress */
   size_t done_items;
+  uint32_t backfill_mask;       /* members recovered by backfill (state) */
   int act_pending;
   /* the authoritative log, flattened (names borrowed from info/pg) */
   struct pg_log_ent *alog;
@@ -1027,7 +1028,9 @@ static void choose_and_recover(struct peering *p)
   }
   memcpy(p->alog, al, an * sizeof *al);
   p->alog_n = an;
-  /* backfill from the primary needs its listing */
+  /* backfill needs listings: the lagging replicas' and a non-primary
+   * authoritative member's were fetched before choosing (maybe_choose);
+   * the primary's own is read here when it is the source or lags */
   struct store_list_ent *listed = NULL;
   const char **names = NULL;
   int n_listed = 0;
@@ -1035,7 +1038,7 @@ static void choose_and_recover(struct peering *p)
   bool behind = false;
   for (size_t i = 0; i < pg->n_acting; i++)
     behind |= (int)i != p->auth && pplan_needs_backfill(&mem[i], p->atail);
-  if (behind && p->auth == 0) {
+  if (behind && (p->auth == 0 || pplan_needs_backfill(&mem[0], p->atail))) {
     n_listed = store_list(pg->osd->st, pg->pool, pg->id, NULL, STORE_SNAP_HEAD, 1u << 30, &listed);
     names = n_listed >= 0 ? calloc((size_t)n_listed + 1, sizeof *names) : NULL;
     if (!names) {
@@ -1047,15 +1050,21 @@ static void choose_and_recover(struct peering *p)
     mem[0].listed = names;
     mem[0].n_listed = (size_t)n_listed;
     mem[0].listed_ok = ok;
-  } else if (behind) {
-    log_warn("peering", "%u.%x: backfill from a replica is not supported; recovering the log's objects only",
-             pg->pool, pg->id);
+  }
+  if (ok && behind && !mem[p->auth].listed_ok) {
+    free(names);
+    if (listed)
+      store_list_free(listed, n_listed);
+    free(own);
+    peering_fail(p, "no listing of the authoritative member for backfill");
+    return;
   }
   struct pplan_item *plan = NULL;
   size_t n_plan = 0;
   uint32_t backfill = 0;
   if (ok && pplan_recovery(mem, p->n_who, p->auth, &plan, &n_plan, &backfill) < 0)
     ok = false;
+  p->backfill_mask = ok ? backfill : 0;
   for (size_t i = 0; ok && i < pg->n_acting; i++)
     if (backfill & (1u << i))
       log_info("peering", "%u.%x: osd.%d is behind the log (last %llu'%llu < tail %llu'%llu): backfill",
@@ -1240,24 +1249,31 @@ static void maybe_choose(struct peering *p)
     peering_fail(p, why);
     return;
   }
+  /* listings first: every lagging replica's (what it holds that the
+   * authoritative member does not is removed there) and, when that member
+   * is not the primary and anyone lags, the authoritative member's (the
+   * objects to copy; the primary's own listing is read locally) */
   int auth = pplan_choose_auth(mem, p->n_who);
-  if (auth == 0) {
-    bool pending = false;
-    for (size_t i = 1; i < pg->n_acting; i++) {
-      struct member_info *mi = &p->info[i];
-      if (!pplan_needs_backfill(&mem[i], pg->tail) || mi->list_done)
-        continue;
-      pending = true;
-      if (!mi->want_list) {
-        mi->want_list = true;
-        list_send(p, (int)i, NULL);
-        if (p->phase == PH_FAILED)
-          return;
-      }
+  struct pg_ver atail = mem[auth].tail;
+  bool behind = false;
+  for (size_t i = 0; i < pg->n_acting; i++)
+    behind |= (int)i != auth && pplan_needs_backfill(&mem[i], atail);
+  bool pending = false;
+  for (size_t i = 1; behind && i < p->n_who; i++) {
+    struct member_info *mi = &p->info[i];
+    bool want = (int)i == auth || (i < pg->n_acting && pplan_needs_backfill(&mem[i], atail));
+    if (!want || mi->list_done)
+      continue;
+    pending = true;
+    if (!mi->want_list) {
+      mi->want_list = true;
+      list_send(p, (int)i, NULL);
+      if (p->phase == PH_FAILED)
+        return;
     }
-    if (pending)
-      return;
   }
+  if (pending)
+    return;
   choose_and_recover(p);
 }
 
@@ -1443,14 +1459,27 @@ const char *peering_state(const struct pg *pg)
 {
   if (pg->n_acting < pg->min_size || (pg->peering && pg->peering->blocked))
     return "down";
-  if (pg->state == PG_ACTIVE && pg->bg)
-    return pg->n_acting < pg->size ? "active+undersized+recovering+degraded"
-                                   : "active+recovering+degraded";
+  if (pg->state == PG_ACTIVE && pg->bg) {
+    bool bf = pg->bg->backfill_mask != 0;
+    if (pg->n_acting < pg->size)
+      return bf ? "active+undersized+backfilling+degraded" : "active+undersized+recovering+degraded";
+    return bf ? "active+backfilling+degraded" : "active+recovering+degraded";
+  }
   if (pg->state == PG_ACTIVE)
     return pg->n_acting < pg->size ? "active+undersized+degraded" : "active+clean";
   if (pg->peering && pg->peering->phase == PH_RECOVER)
-    return "recovering+degraded";
+    return pg->peering->backfill_mask ? "backfilling+degraded" : "recovering+degraded";
   return "peering";
+}
+
+void peering_progress(const struct pg *pg, uint64_t *left, uint64_t *total)
+{
+  const struct peering *p = pg->state == PG_ACTIVE ? pg->bg : pg->peering;
+  *left = *total = 0;
+  if (p && (p->bg || p->phase == PH_RECOVER)) {
+    *total = p->n_items;
+    *left = p->n_items - p->done_items;
+  }
 }
 
 /* ---- member side ------------------------------------------------------------------ */

@@ -2212,6 +2212,7 @@ void pg_send_stats(struct osd *osd)
       arr[k].pool = pg->pool;
       arr[k].pg = pg->id;
       arr[k].state = (char *)scrub_pg_state(pg);
+      peering_progress(pg, &arr[k].recovery_left, &arr[k].recovery_total);
       ptrs[k] = &arr[k];
       k++;
     }

@@ -178,6 +178,8 @@ int cmd_status(struct blkctl *b, int argc, char **argv)
     json_key_obj("pgmap");
     json_uint("num_pools", m->n_pools);
     json_uint("num_pgs", pgs);
+    json_uint("recovery_objects_left", rep->recovery_left);
+    json_uint("recovery_objects_total", rep->recovery_total);
     json_uint("bytes_used", used);
     json_uint("bytes_avail", size - used);
     json_uint("bytes_total", size);
@@ -221,6 +223,11 @@ int cmd_status(struct blkctl *b, int argc, char **argv)
     if (pgs > known)
       printf("    %s %u %s\n", known ? "        " : "pgs:    ", pgs - known,
              total ? "unknown (not reported by a primary)" : "inactive (no OSDs to place them on)");
+    if (rep->recovery_total)
+      printf("    recovery: %llu of %llu objects left (%.0f%% done)\n",
+             (unsigned long long)rep->recovery_left, (unsigned long long)rep->recovery_total,
+             100.0 * (double)(rep->recovery_total - rep->recovery_left) /
+                 (double)rep->recovery_total);
     if (size)
       printf("    usage:   %.1f MiB used, %.1f MiB / %.1f MiB avail (up OSDs' data areas)\n",
              (double)used / 1048576, (double)(size - used) / 1048576, (double)size / 1048576);
