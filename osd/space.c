@@ -23,6 +23,8 @@
 #include "common/log.h"
 #include "osd/osd.h"
 
+#define OSD_SPACE_HYST 3   /* percent points */
+
 static const char *space_name(uint32_t s)
 {
   return s >= OSD_SPACE_FULL ? "full" : s == OSD_SPACE_NEARFULL ? "nearfull" : "ok";
@@ -34,7 +36,13 @@ uint32_t osd_space_self(struct osd *osd, unsigned *pct)
   store_statfs(osd->st, &sf);
   unsigned p = sf.total ? (unsigned)(sf.used * 100 / sf.total) : 0;
   uint32_t s = OSD_SPACE_OK;
-  if (sf.total && sf.used * 100 >= sf.total * osd->full_pct)
+  /* full until the use falls OSD_SPACE_HYST points below the ratio: the
+   * blocks of overwritten data come back only at the next checkpoint, so
+   * the use of a full OSD under writes swings by a point or two */
+  uint32_t full_at = osd->full_pct;
+  if (osd->space_self == OSD_SPACE_FULL)
+    full_at = full_at > OSD_SPACE_HYST ? full_at - OSD_SPACE_HYST : 0;
+  if (sf.total && sf.used * 100 >= sf.total * full_at)
     s = OSD_SPACE_FULL;
   else if (sf.nearfull)
     s = OSD_SPACE_NEARFULL;
