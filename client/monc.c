@@ -266,6 +266,13 @@ static void req_on_reply(void *arg, int err, const struct msgr_frame *f)
     return;
   }
   if (err < 0) {
+    /* The next call starts at the next monitor too: a short call (a
+     * beacon, a failure report) spends its whole time on this one, and
+     * retried from the same unreachable leader every later call would
+     * time out the same way (a cut-off leader: failure reports never
+     * reached the new one, test-osd-lease). */
+    if (mc->cur == rq->cur)
+      mc->cur = (rq->cur + 1) % mc->n_mons;
     rq->cur = (rq->cur + 1) % mc->n_mons;
     req_later(rq, rq->cur == 0 || mc->n_mons == 1 ? 100 : 0);
     return;

@@ -15,7 +15,13 @@
  *    two intervals and the late answer was dropped);
  *  - a tick that comes late (this OSD's own loop stalled for more than an
  *    interval) judges nobody: answers may be waiting unread in its
- *    sockets.
+ *    sockets;
+ *  - pings travel on a connection of their own (osd_peer_hb_conn, as
+ *    Ceph's heartbeat messengers): on the peering connection a ping and
+ *    its answer queued behind hundreds of peering and recovery frames of
+ *    a whole-cluster restart, and a busy but alive peer looked silent for
+ *    a grace (test-osd-startup-stable, CI 2026-11-29: 8 failure reports
+ *    and a mark-down 2 s after the restart).
  * When it answers again the report is withdrawn (alive = true), repeated
  * every interval for one grace, since a failure report retried by the
  * monitor client can reach the leader after the withdrawal.
@@ -217,7 +223,7 @@ void heartbeat_tick(struct osd *osd)
     /* the grace of this ping starts now, unless an older one is unanswered */
     if (!p->hb_since_ms)
       p->hb_since_ms = now;
-    msgr_conn *c = osd_peer_conn(osd, (int32_t)id);
+    msgr_conn *c = osd_peer_hb_conn(osd, (int32_t)id);
     struct ping_ctx *pc = malloc(sizeof *pc);
     if (!c || !pc) {
       free(pc);
@@ -349,5 +355,5 @@ int64_t heartbeat_fence_until(struct osd *osd, const struct pg *pg)
     if (was_primary && o->down_stamp_ms + span > until)
       until = o->down_stamp_ms + span;
   }
-  return until > util_wall_ms() ? until : 0;
+  return until;
 }

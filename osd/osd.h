@@ -36,6 +36,8 @@ struct pg;
 struct osd_peer {
   msgr_conn *conn;              /* outgoing connection (reference) */
   char addr[CM_MAX_ADDR];       /* the address conn was made for */
+  msgr_conn *hb_conn;           /* pings only (reference; see heartbeat.c) */
+  char hb_addr[CM_MAX_ADDR];    /* the address hb_conn was made for */
   bool hb;                      /* pinged (shares a PG, or a neighbour) */
   uint64_t up_from;             /* map's up_from when hb started */
   int64_t hb_since_ms;          /* send time of the oldest unanswered ping
@@ -112,6 +114,9 @@ struct osd_peer *osd_peer(struct osd *osd, int32_t id);
 /* An outgoing connection to OSD id at its current map address (borrowed;
  * valid until the next map); NULL if the OSD is unknown. */
 msgr_conn *osd_peer_conn(struct osd *osd, int32_t id);
+/* The same for heartbeat pings: a connection of their own, so that a ping
+ * never waits behind peering or recovery traffic to the same OSD. */
+msgr_conn *osd_peer_hb_conn(struct osd *osd, int32_t id);
 
 /* ---- space.c (docs/osd.md "Full OSDs") -------------------------------- */
 
@@ -171,7 +176,7 @@ void heartbeat_beacon(struct osd *osd);
 bool heartbeat_lease_valid(struct osd *osd, char *why, size_t n);
 /* Wall-clock ms before which pg (this OSD its new primary) must not go
  * active: a previous primary now down may still hold its lease until
- * then.  0 when nothing to wait for. */
+ * then (possibly past already).  0 when no such primary is down. */
 int64_t heartbeat_fence_until(struct osd *osd, const struct pg *pg);
 
 /* ---- pg.c --------------------------------------------------------------- */

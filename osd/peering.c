@@ -1403,13 +1403,19 @@ void peering_start(struct pg *pg)
         p->who[p->n_who++] = id;
     }
   }
-  int64_t fence = heartbeat_fence_until(osd, pg);
-  if (fence) {
+  int64_t fence = heartbeat_fence_until(osd, pg), wall = util_wall_ms();
+  if (fence && fence + 1000 < wall && wall - fence < 30000)
+    /* the map that marked it down came late (seen here after the lease
+     * ran out): nothing to wait for; said so, for the operator and
+     * test-osd-lease (not after a wait just ended, nor for old downs) */
+    log_info("peering", "%u.%x: the previous primary's lease ran out %lld ms ago",
+             pg->pool, pg->id, (long long)(wall - fence));
+  if (fence > wall) {
     /* a previous primary, now down, may still serve reads until its
      * lease runs out: going active earlier could let a client read stale
      * data there after writing here (I2; docs/osd.md "Lease") */
     log_info("peering", "%u.%x: waiting %lld ms for the previous primary's lease to expire",
-             pg->pool, pg->id, (long long)(fence - util_wall_ms()));
+             pg->pool, pg->id, (long long)(fence - wall));
     p->fence_wall_ms = fence;
     p->phase = PH_FAILED;
     p->phase_ms = util_now_ms();

@@ -46,24 +46,38 @@ struct osd_peer *osd_peer(struct osd *osd, int32_t id)
   return &osd->peers[id];
 }
 
-msgr_conn *osd_peer_conn(struct osd *osd, int32_t id)
+/* The outgoing connection to osd.id (the ping one when hb), made again
+ * when the map shows the OSD at another address. */
+static msgr_conn *peer_conn(struct osd *osd, int32_t id, bool hb)
 {
   const struct cm_osd *o = osd->map ? clustermap_osd(osd->map, id) : NULL;
   struct osd_peer *p = osd_peer(osd, id);
   if (!o || !p || !o->addr[0])
     return NULL;
-  if (p->conn && strcmp(p->addr, o->addr)) {
-    msgr_conn_close(p->conn);
-    msgr_conn_put(p->conn);
-    p->conn = NULL;
+  msgr_conn **slot = hb ? &p->hb_conn : &p->conn;
+  char *addr = hb ? p->hb_addr : p->addr;
+  if (*slot && strcmp(addr, o->addr)) {
+    msgr_conn_close(*slot);
+    msgr_conn_put(*slot);
+    *slot = NULL;
   }
-  if (!p->conn) {
-    p->conn = msgr_connect(osd->msgr, o->addr);
-    if (!p->conn)
+  if (!*slot) {
+    *slot = msgr_connect(osd->msgr, o->addr);
+    if (!*slot)
       return NULL;
-    snprintf(p->addr, sizeof p->addr, "%s", o->addr);
+    snprintf(addr, CM_MAX_ADDR, "%s", o->addr);
   }
-  return p->conn;
+  return *slot;
+}
+
+msgr_conn *osd_peer_conn(struct osd *osd, int32_t id)
+{
+  return peer_conn(osd, id, false);
+}
+
+msgr_conn *osd_peer_hb_conn(struct osd *osd, int32_t id)
+{
+  return peer_conn(osd, id, true);
 }
 
 /* ---- identity ------------------------------------------------------------ */
@@ -362,9 +376,12 @@ void osd_stop(struct osd *osd)
   if (pg_store_pending)
     log_warn("osd", "%u store callbacks still pending at stop", pg_store_pending);
   pg_free_all(osd);
-  for (size_t i = 0; i < osd->n_peers; i++)
+  for (size_t i = 0; i < osd->n_peers; i++) {
     if (osd->peers[i].conn)
       msgr_conn_put(osd->peers[i].conn);
+    if (osd->peers[i].hb_conn)
+      msgr_conn_put(osd->peers[i].hb_conn);
+  }
   for (int i = 0; i < 2; i++)
     if (osd->sig_ev[i])
       event_free(osd->sig_ev[i]);
