@@ -33,6 +33,11 @@
  *             same if it was not authoritative.  When all are durable the PG
  *             is active: parked ops run, in-flight writes the log holds are
  *             acknowledged.
+ * Every install also records the object as unlogged on its target (a
+ * "U" key of @pgmeta, pg.c) in the same transaction; taking the log in 4
+ * drops the names it describes, and the names left travel in PgInfo to
+ * the next peering, which copies them again from the authoritative member
+ * (a peering that stopped between 3 and 4 leaves objects its log lacks).
  * A failure (timeout, refused push) restarts peering one second later.
  * Before 1, a primary that replaces a down one waits until that one's
  * lease has surely expired (heartbeat_fence_until; docs/osd.md "Lease").

@@ -45,7 +45,12 @@
  *    reads), trimmed to osd_pg_log_max entries (in batches: pg_log_append);
  *    the newest trimmed version is the key "T" + 32 hex digits.  The same
  *    omap keeps the PG's past intervals since its last activation ("I"
- *    keys, note_prior) and its last epoch started ("E"), for peering.
+ *    keys, note_prior) and its last epoch started ("E"), for peering,
+ *    and the objects recovery installed that no log entry describes yet
+ *    ("U" + installed version + name; a sorted array in memory): a log
+ *    entry for the object drops its key in the entry's transaction (the
+ *    write path looks only when the PG has any), an adopted log those it
+ *    describes (pg_unlogged_settle).
  */
 #include <errno.h>
 #include <stdlib.h>
