@@ -88,5 +88,6 @@ const struct config_option config_options[] = {
   { "osd_recovery_max_active", CFG_INT, "8", "objects a primary recovers or backfills at a time per PG (1..64)" },
   { "osd_store_db_write_buffer", CFG_SIZE, "16M", "size of one RocksDB memtable of the OSD's metadata (RocksDB keeps up to two): bounds the OSD's memory (docs/osd.md \"Memory\")" },
   { "osd_pg_log_entries_per_osd", CFG_INT, "150000", "in-memory PG log entries an OSD keeps over all its PGs: each PG keeps budget / PGs (at least 100, at most osd_pg_log_max; 0 = osd_pg_log_max each)" },
+  { "osd_debug_stop_after_install", CFG_BOOL, "false", "TEST ONLY (fault injection, never in production): a primary exits (status 1) once its recovery installed objects on the members, before activation, leaving them with unlogged objects (tests/integration/test-osd-unlogged.sh)" },
   { NULL, CFG_STR, NULL, NULL },
 };

@@ -95,6 +95,9 @@ struct osd {
   int64_t recovery_tokens_ms;   /* last refill (monotonic) */
   double recovery_est;          /* estimated cost of one object (bytes) */
   size_t recovery_max_active;   /* osd_recovery_max_active: objects in flight per PG */
+  /* osd_debug_stop_after_install (tests only): a primary exits once its
+   * recovery installed objects, before activation (unlogged objects) */
+  bool debug_stop_after_install;
   /* space.c: data area fullness (docs/osd.md "Full OSDs") */
   uint32_t full_pct;            /* osd_full_ratio */
   uint32_t space_self;          /* OSD_SPACE_* of this OSD, last computed */
@@ -251,6 +254,18 @@ struct pg {
   int32_t prior_primaries[2 * PGMAP_MAX_SIZE];
   size_t n_prior_primaries;
   struct scrub *scrub;          /* scrub.c state (primary), or NULL */
+  /* objects a recovery installed that no entry of the log describes yet
+   * (persisted as "U" keys of @pgmeta; docs/osd.md "Unlogged objects"):
+   * sorted by name, names owned (pg_unlogged_free) */
+  struct pg_unlogged *unlogged;
+  size_t n_unlogged, cap_unlogged;
+};
+
+/* One unlogged object: its name and the version recovery installed
+ * ((0,0): absent, or no version xattr). */
+struct pg_unlogged {
+  char *name;
+  struct pg_ver ver;
 };
 
 /* pg.c, used by peering.c */
@@ -287,6 +302,18 @@ int pg_txn_version(store_txn *t, struct pg *pg, const char *name, struct pg_ver 
 void pg_activated(struct pg *pg);
 void pg_wake(struct pg *pg);
 void pg_meta_oid(const struct pg *pg, struct store_oid *oid);
+/* Unlogged objects (pg.c).  pg_unlogged_add: record name (installed by
+ * recovery at version ver) in memory and as its "U" key in t (replacing
+ * an older record of it); 0 or -ENOMEM.  pg_unlogged_settle: pg took an
+ * authoritative log; drop from memory and t every name that log
+ * describes (an entry for it at least as new as the installed version,
+ * or the version is not newer than the log's trim point); returns how
+ * many stay.  pg_unlogged_free: forget them (memory only).  A log entry
+ * written by pg_log_append drops its object's record in its own
+ * transaction. */
+int pg_unlogged_add(struct pg *pg, store_txn *t, const char *name, struct pg_ver ver);
+size_t pg_unlogged_settle(struct pg *pg, store_txn *t);
+void pg_unlogged_free(struct pg *pg);
 /* Outstanding store callbacks (osd_stop drains them). */
 extern unsigned pg_store_pending;
 

@@ -33,6 +33,11 @@
  *             same if it was not authoritative.  When all are durable the PG
  *             is active: parked ops run, in-flight writes the log holds are
  *             acknowledged.
+ * Every install also records the object as unlogged on its target (a
+ * "U" key of @pgmeta, pg.c) in the same transaction; taking the log in 4
+ * drops the names it describes, and the names left travel in PgInfo to
+ * the next peering, which copies them again from the authoritative member
+ * (a peering that stopped between 3 and 4 leaves objects its log lacks).
  * A failure (timeout, refused push) restarts peering one second later.
  * Before 1, a primary that replaces a down one waits until that one's
  * lease has surely expired (heartbeat_fence_until; docs/osd.md "Lease").
@@ -45,8 +50,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/crc32c.h"
+#include "common/endian.h"
 #include "common/log.h"
 #include "common/msgtypes.h"
 #include "common/util.h"
@@ -116,6 +123,9 @@ struct member_info {
   bool want_list, list_done;
   char **listed;
   size_t n_listed, cap_listed;
+  /* its unlogged objects (PgInfo.unlogged; owned) */
+  char **unlogged;
+  size_t n_unlogged;
 };
 
 struct rec_item {
@@ -185,6 +195,9 @@ static void member_info_free(struct member_info *mi)
   for (size_t i = 0; i < mi->n_listed; i++)
     free(mi->listed[i]);
   free(mi->listed);
+  for (size_t i = 0; i < mi->n_unlogged; i++)
+    free(mi->unlogged[i]);
+  free(mi->unlogged);
   memset(mi, 0, sizeof *mi);
 }
 
@@ -398,6 +411,8 @@ static int adopt_log(struct pg *pg, store_txn *t, const struct pg_log_ent *ents,
     store_txn_omap_set(t, &meta, key, "", 0);
   }
   pg->last = last;
+  /* the objects this log describes are no longer unlogged */
+  pg_unlogged_settle(pg, t);
   return r;
 }
 
@@ -481,8 +496,10 @@ static void start_activate(struct peering *p)
      * records the epoch it started at */
     store_txn *t = store_txn_new();
     struct pctx *c = pctx_new(p, 0);
-    if (t && c && p->auth == 0)
+    if (t && c && p->auth == 0) {
       set_les(pg, t, osd->epoch);
+      pg_unlogged_settle(pg, t);
+    }
     if (!t || !c ||
         (p->auth != 0 && adopt_log(pg, t, p->alog, p->alog_n, p->alast, p->atail, osd->epoch) < 0)) {
       store_txn_free(t);
@@ -617,13 +634,30 @@ struct obj_state {
   uint64_t total;               /* bytes at data: head + clones */
 };
 
+/* The version an installed object carries (its PG_VER_ATTR xattr;
+ * (0,0) when absent or without one). */
+static struct pg_ver install_version(const struct obj_state *st)
+{
+  struct pg_ver v = { 0, 0 };
+  for (size_t i = 0; st->exists && i < st->n_attrs; i++)
+    if (!strcmp(st->attrs[i]->key, PG_VER_ATTR) && st->attrs[i]->value.len == 16) {
+      v.epoch = get_le64(st->attrs[i]->value.data);
+      v.v = get_le64(st->attrs[i]->value.data + 8);
+    }
+  return v;
+}
+
 /* t := replace the object by st (or remove it): the old object with all
- * its xattrs and omap goes first, then data, xattrs and omap are set. */
+ * its xattrs and omap goes first, then data, xattrs and omap are set.
+ * The object is recorded as unlogged in the same transaction (until a log
+ * entry describes it: pg_unlogged_settle, or a later write). */
 static int install_txn(store_txn *t, struct pg *pg, const char *name, const struct obj_state *st)
 {
   struct store_oid oid = { pg->pool, pg->id, name, STORE_SNAP_HEAD };
-  int r = snap_install_txn(t, pg, name, st->snaps, st->n_snaps,
-                           st->data + (st->exists ? st->size : 0));
+  int r = pg_unlogged_add(pg, t, name, install_version(st));
+  if (r == 0)
+    r = snap_install_txn(t, pg, name, st->snaps, st->n_snaps,
+                         st->data + (st->exists ? st->size : 0));
   if (r == 0)
     r = pg_txn_object(t, pg, BLK__OSD_OP_TYPE__OP_REMOVE, name, NULL, 0, 0, NULL);
   if (r < 0 || !st->exists)
@@ -966,6 +1000,12 @@ static void recover_next(struct peering *p)
   if (p->phase == PH_RECOVER && p->active == 0 && p->next_item == p->n_items) {
     if (p->n_items)
       log_info("peering", "%u.%x: recovered %zu objects", p->pg->pool, p->pg->id, p->n_items);
+    if (p->n_items && p->pg->osd->debug_stop_after_install) {
+      /* tests only: the members now hold objects their logs lack */
+      log_warn("peering", "%u.%x: osd_debug_stop_after_install: exiting before activation",
+               p->pg->pool, p->pg->id);
+      _exit(1);
+    }
     start_activate(p);
   }
 }
@@ -995,6 +1035,8 @@ static void plan_members(struct peering *p, struct pplan_member *mem, const stru
     mem[i].listed = (const char *const *)mi->listed;
     mem[i].n_listed = mi->n_listed;
     mem[i].listed_ok = i && mi->list_done;
+    mem[i].unlogged = (const char *const *)mi->unlogged;
+    mem[i].n_unlogged = i ? mi->n_unlogged : 0;   /* the primary's: the caller's */
   }
 }
 
@@ -1013,6 +1055,22 @@ static void choose_and_recover(struct peering *p)
   }
   struct pplan_member mem[2 * PGMAP_MAX_SIZE];
   plan_members(p, mem, own);
+  /* the primary's unlogged objects (names borrowed from pg until the plan
+   * is made: it copies them) */
+  const char **own_unl = calloc(pg->n_unlogged + 1, sizeof *own_unl);
+  if (!own_unl) {
+    free(own);
+    peering_fail(p, "out of memory");
+    return;
+  }
+  for (size_t k = 0; k < pg->n_unlogged; k++)
+    own_unl[k] = pg->unlogged[k].name;
+  mem[0].unlogged = own_unl;
+  mem[0].n_unlogged = pg->n_unlogged;
+  for (size_t i = 0; i < p->n_who; i++)
+    if (mem[i].n_unlogged)
+      log_info("peering", "%u.%x: osd.%d has %zu unlogged objects (first '%s'): copied from the authoritative member",
+               pg->pool, pg->id, p->who[i], mem[i].n_unlogged, mem[i].unlogged[0]);
   p->auth = pplan_choose_auth(mem, p->n_who);
   const struct pg_log_ent *al = mem[p->auth].log;
   size_t an = mem[p->auth].n;
@@ -1022,6 +1080,7 @@ static void choose_and_recover(struct peering *p)
    * borrowed from info[auth] or from pg's log, alive until activation) */
   p->alog = calloc(an + 1, sizeof *p->alog);
   if (!p->alog) {
+    free(own_unl);
     free(own);
     peering_fail(p, "out of memory");
     return;
@@ -1055,6 +1114,7 @@ static void choose_and_recover(struct peering *p)
     free(names);
     if (listed)
       store_list_free(listed, n_listed);
+    free(own_unl);
     free(own);
     peering_fail(p, "no listing of the authoritative member for backfill");
     return;
@@ -1083,6 +1143,7 @@ static void choose_and_recover(struct peering *p)
     p->n_items++;
   }
   pplan_items_free(plan, n_plan);
+  free(own_unl);
   free(names);
   if (listed)
     store_list_free(listed, n_listed);
@@ -1141,6 +1202,7 @@ static bool go_background(struct peering *p, uint32_t need)
   store_txn *t = store_txn_new();
   if (t) {
     set_les(pg, t, pg->osd->epoch);
+    pg_unlogged_settle(pg, t);
     pg_store_pending++;
     store_queue(pg->osd->st, t, les_txn_cb, NULL);
   } else {
@@ -1344,6 +1406,25 @@ static void learn_intervals(struct peering *p, char **keys, size_t n)
   }
 }
 
+/* Copy a member's unlogged object names into mi (owned); 0, -ENOMEM, or
+ * -EINVAL for a name no object can have. */
+static int unlogged_from_pb(struct member_info *mi, char **names, size_t n)
+{
+  for (size_t k = 0; k < n; k++)
+    if (!names[k][0] || strlen(names[k]) > PG_NAME_MAX || names[k][0] == '@')
+      return -EINVAL;
+  if (!n)
+    return 0;
+  if (!(mi->unlogged = calloc(n, sizeof *mi->unlogged)))
+    return -ENOMEM;
+  for (size_t k = 0; k < n; k++) {
+    if (!(mi->unlogged[k] = strdup(names[k])))
+      return -ENOMEM;       /* member_info_free frees the others */
+    mi->n_unlogged++;
+  }
+  return 0;
+}
+
 static void info_reply_cb(void *arg, int err, const struct msgr_frame *f)
 {
   struct pctx *c = arg;
@@ -1351,9 +1432,12 @@ static void info_reply_cb(void *arg, int err, const struct msgr_frame *f)
   if (p && p->phase == PH_QUERY) {
     Blk__PgInfo *in = err ? NULL : blk__pg_info__unpack(NULL, f->payload_len, f->payload);
     struct member_info *mi = &p->info[c->idx];
+    int ur = 0;
     if (!in || in->err || !in->last || !in->tail ||
         log_from_pb(in->log, in->n_log, &mi->log) < 0) {
       peering_fail(p, err ? "a member did not answer the query" : "a member refused the query");
+    } else if ((ur = unlogged_from_pb(mi, in->unlogged, in->n_unlogged)) < 0) {
+      peering_fail(p, ur == -ENOMEM ? "out of memory" : "a member sent a bad unlogged object name");
     } else {
       mi->n = in->n_log;
       mi->last.epoch = in->last->epoch;
@@ -1554,6 +1638,7 @@ void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
   Blk__PgVersion *vs = NULL;
   struct pg_log_ent *flat = NULL;
   char **past = NULL;
+  char **unl = NULL;            /* names borrowed from pg */
   info.epoch = osd->epoch;
   int err = -EINVAL;
   struct pg *pg = q ? member_pg(osd, q->pool, q->pg, q->epoch, &err) : NULL;
@@ -1583,6 +1668,13 @@ void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
       info.n_past++;
     }
     info.past = past;
+    unl = calloc(pg->n_unlogged + 1, sizeof *unl);
+    for (size_t k = 0; unl && k < pg->n_unlogged; k++)
+      unl[k] = pg->unlogged[k].name;
+    if (!unl)
+      info.err = -ENOMEM;
+    info.unlogged = unl;
+    info.n_unlogged = unl ? pg->n_unlogged : 0;
   } else {
     info.err = err;
   }
@@ -1590,6 +1682,7 @@ void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
   for (size_t k = 0; k < info.n_past; k++)
     free(past[k]);
   free(past);
+  free(unl);
   free(arr);
   free(es);
   free(vs);

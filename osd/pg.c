@@ -45,7 +45,12 @@
  *    reads), trimmed to osd_pg_log_max entries (in batches: pg_log_append);
  *    the newest trimmed version is the key "T" + 32 hex digits.  The same
  *    omap keeps the PG's past intervals since its last activation ("I"
- *    keys, note_prior) and its last epoch started ("E"), for peering.
+ *    keys, note_prior) and its last epoch started ("E"), for peering,
+ *    and the objects recovery installed that no log entry describes yet
+ *    ("U" + installed version + name; a sorted array in memory): a log
+ *    entry for the object drops its key in the entry's transaction (the
+ *    write path looks only when the PG has any), an adopted log those it
+ *    describes (pg_unlogged_settle).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -125,6 +130,140 @@ void pg_past_clear(struct pg *pg, store_txn *t)
     store_txn_omap_rm(t, &meta, key);
   }
   pg->n_past = 0;
+}
+
+/* ---- unlogged objects ------------------------------------------------------ */
+
+/* "U" + installed version (epoch, v as 16 hex digits each) + name: the key
+ * alone describes the record, so pg_load reads no values. */
+static void pg_unlogged_key(char *buf, size_t n, const struct pg_unlogged *u)
+{
+  snprintf(buf, n, "U%016llx%016llx%s", (unsigned long long)u->ver.epoch,
+           (unsigned long long)u->ver.v, u->name);
+}
+
+/* Index of name in pg->unlogged, or where it would go (*found false). */
+static size_t pg_unlogged_find(const struct pg *pg, const char *name, bool *found)
+{
+  size_t lo = 0, hi = pg->n_unlogged;
+  *found = false;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(name, pg->unlogged[mid].name);
+    if (c == 0) {
+      *found = true;
+      return mid;
+    }
+    if (c < 0)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo;
+}
+
+/* Insert without touching the store (pg_load, pg_unlogged_add). */
+static int pg_unlogged_insert(struct pg *pg, size_t at, const char *name, struct pg_ver ver)
+{
+  if (pg->n_unlogged == pg->cap_unlogged) {
+    size_t nc = pg->cap_unlogged ? pg->cap_unlogged * 2 : 16;
+    struct pg_unlogged *nu = realloc(pg->unlogged, nc * sizeof *nu);
+    if (!nu)
+      return -ENOMEM;
+    pg->unlogged = nu;
+    pg->cap_unlogged = nc;
+  }
+  char *n = strdup(name);
+  if (!n)
+    return -ENOMEM;
+  memmove(&pg->unlogged[at + 1], &pg->unlogged[at], (pg->n_unlogged - at) * sizeof *pg->unlogged);
+  pg->unlogged[at].name = n;
+  pg->unlogged[at].ver = ver;
+  pg->n_unlogged++;
+  return 0;
+}
+
+/* Drop record i from memory and (its key) from t. */
+static void pg_unlogged_drop(struct pg *pg, store_txn *t, size_t i)
+{
+  struct store_oid meta;
+  char key[STORE_NAME_MAX + 1];
+  pg_meta_oid(pg, &meta);
+  pg_unlogged_key(key, sizeof key, &pg->unlogged[i]);
+  store_txn_omap_rm(t, &meta, key);
+  free(pg->unlogged[i].name);
+  memmove(&pg->unlogged[i], &pg->unlogged[i + 1],
+          (pg->n_unlogged - i - 1) * sizeof *pg->unlogged);
+  pg->n_unlogged--;
+}
+
+int pg_unlogged_add(struct pg *pg, store_txn *t, const char *name, struct pg_ver ver)
+{
+  struct store_oid meta;
+  char key[STORE_NAME_MAX + 1];
+  bool found;
+  size_t at = pg_unlogged_find(pg, name, &found);
+  pg_meta_oid(pg, &meta);
+  if (found) {
+    if (!pg_ver_cmp(pg->unlogged[at].ver, ver))
+      return 0;
+    pg_unlogged_key(key, sizeof key, &pg->unlogged[at]);
+    store_txn_omap_rm(t, &meta, key);
+    pg->unlogged[at].ver = ver;
+  } else {
+    int r = pg_unlogged_insert(pg, at, name, ver);
+    if (r < 0)
+      return r;
+  }
+  if (!pg->meta_exists) {
+    store_txn_touch(t, &meta);
+    pg->meta_exists = true;
+  }
+  pg_unlogged_key(key, sizeof key, &pg->unlogged[at]);
+  return store_txn_omap_set(t, &meta, key, "", 0);
+}
+
+size_t pg_unlogged_settle(struct pg *pg, store_txn *t)
+{
+  if (!pg->n_unlogged)
+    return 0;
+  /* one pass over the log, a binary search per entry */
+  bool *described = calloc(pg->n_unlogged, sizeof *described);
+  if (!described)
+    return pg->n_unlogged;     /* they stay: a later peering copies them again */
+  for (size_t i = 0; i < pg->log_n; i++) {
+    const struct pg_log_ent *e = pg_log_at(pg, i);
+    bool found;
+    size_t at = pg_unlogged_find(pg, e->name, &found);
+    if (found && pg_ver_cmp(e->ver, pg->unlogged[at].ver) >= 0)
+      described[at] = true;
+  }
+  struct store_oid meta;
+  char key[STORE_NAME_MAX + 1];
+  pg_meta_oid(pg, &meta);
+  size_t k = 0;
+  for (size_t i = 0; i < pg->n_unlogged; i++) {
+    struct pg_unlogged *u = &pg->unlogged[i];
+    if (described[i] || pg_ver_cmp(u->ver, pg->tail) <= 0) {
+      pg_unlogged_key(key, sizeof key, u);
+      store_txn_omap_rm(t, &meta, key);
+      free(u->name);
+    } else {
+      pg->unlogged[k++] = *u;
+    }
+  }
+  pg->n_unlogged = k;
+  free(described);
+  return k;
+}
+
+void pg_unlogged_free(struct pg *pg)
+{
+  for (size_t i = 0; i < pg->n_unlogged; i++)
+    free(pg->unlogged[i].name);
+  free(pg->unlogged);
+  pg->unlogged = NULL;
+  pg->n_unlogged = pg->cap_unlogged = 0;
 }
 
 bool pg_interval_parse(const char *k, struct pplan_interval *iv)
@@ -255,6 +394,13 @@ static int pg_log_append(struct pg *pg, store_txn *t, struct pg_ver ver, uint8_t
   int r = pg_log_push(pg, ver, op, reqid, name);
   if (r < 0)
     return r;
+  if (pg->n_unlogged) {
+    /* a newer entry describes an object recovery installed */
+    bool found;
+    size_t at = pg_unlogged_find(pg, name, &found);
+    if (found)
+      pg_unlogged_drop(pg, t, at);
+  }
   pg_log_key(key, sizeof key, pg_log_at(pg, pg->log_n - 1));
   store_txn_omap_set(t, &meta, key, "", 0);
   size_t max = pg->osd->pg_log_max;
@@ -382,6 +528,16 @@ static int pg_load(struct pg *pg)
         struct pplan_interval iv;
         if (pg_interval_parse(k, &iv) && pg->n_past < PPLAN_MAX_INTERVALS)
           pg->past[pg->n_past++] = iv;
+      } else if (k[0] == 'U' && strlen(k) > 33 && sscanf(k + 1, "%16llx%16llx", &e, &v) == 2) {
+        /* keys sort by version, names in any order */
+        bool found;
+        size_t at = pg_unlogged_find(pg, k + 33, &found);
+        struct pg_ver ver = { e, v };
+        if (!found && pg_unlogged_insert(pg, at, k + 33, ver) < 0) {
+          store_list_free(ents, r);
+          free(after_buf);
+          return -ENOMEM;
+        }
       } else if (k[0] == 'L' && strlen(k) > 34 && sscanf(k + 1, "%16llx%16llx%c%n", &e, &v, &opc, &used) == 3) {
         const char *rest = k + 1 + used;
         const char *slash = strchr(rest, '/');
@@ -454,6 +610,7 @@ struct pg *pg_get(struct osd *osd, uint32_t pool, uint32_t pgid, bool create)
   if (r < 0) {
     log_err("pg", "%u.%x: cannot load the PG log: %s", pool, pgid, strerror(-r));
     pg_log_clear(pg);
+    pg_unlogged_free(pg);
     free(pg->log);
     free(pg);
     return NULL;
@@ -2240,6 +2397,7 @@ void pg_free_all(struct osd *osd)
       pg_end_interval(pg, "osd is stopping");
       scrub_pg_free(pg);
       pg_log_clear(pg);
+      pg_unlogged_free(pg);
       free(pg->log);
       free(pg);
       pg = nx;

@@ -291,6 +291,7 @@ int osd_start(struct osd *osd)
   osd->recovery_rate = config_get_int(osd->cfg, "osd_recovery_max_bytes_per_sec");
   int64_t ma = config_get_int(osd->cfg, "osd_recovery_max_active");
   osd->recovery_max_active = ma < 1 ? 1 : ma > 64 ? 64 : (size_t)ma;
+  osd->debug_stop_after_install = config_get_bool(osd->cfg, "osd_debug_stop_after_install");
   if (osd->lease_ms > 0 && osd->lease_ms <= osd->beacon_interval) {
     log_err("osd", "osd_lease (%lld ms) must be longer than osd_beacon_interval (%lld ms)",
             (long long)osd->lease_ms, (long long)osd->beacon_interval);

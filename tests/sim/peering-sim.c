@@ -166,6 +166,8 @@ struct pgs {
   uint64_t les;
   uint32_t unlogged;            /* objects recovery installed that no log
                                  * entry describes yet */
+  struct pg_ver unl_ver[NOBJ];  /* the version each was installed at, as the
+                                 * daemon records it ((0,0) for a removal) */
   /* --recorded-intervals: the past intervals this OSD recorded (as
    * osd/pg.c note_prior does; persisted at once) */
   struct pplan_interval past[PPLAN_MAX_INTERVALS];
@@ -1108,8 +1110,10 @@ static void on_push(struct msg *m)
     return;
   }
   for (int k = 0; k < NOBJ; k++)
-    if (m->mask & (1u << k))
+    if (m->mask & (1u << k)) {
       x->mem[g].obj[k] = m->st.obj[k];
+      x->mem[g].unl_ver[k] = m->st.obj[k].exists ? m->st.obj[k].ver : (struct pg_ver){ 0, 0 };
+    }
   x->mem[g].unlogged |= m->mask;
   reply(m, M_PUSH_R, 0, &r);
   store_queue(o, g, r);
@@ -1158,11 +1162,15 @@ static void on_activate(struct msg *m)
     x->went_active[g] = true;
   }
   /* an object recovery installed stays unlogged until a log entry as new
-   * as it describes it */
-  for (int k = 0; k < NOBJ; k++)
+   * as it describes it, or (as the daemon's pg_unlogged_settle) the log's
+   * trim point is not older than the installed version */
+  for (int k = 0; k < NOBJ; k++) {
     for (size_t i = 0; i < s->n && (s->unlogged & (1u << k)); i++)
-      if (s->log[i].name == obj_names[k] && pg_ver_cmp(s->log[i].ver, s->obj[k].ver) >= 0)
+      if (s->log[i].name == obj_names[k] && pg_ver_cmp(s->log[i].ver, s->unl_ver[k]) >= 0)
         s->unlogged &= ~(1u << k);
+    if (pg_ver_cmp(s->unl_ver[k], s->tail) <= 0)
+      s->unlogged &= ~(1u << k);
+  }
   reply(m, M_ACT_R, 0, &r);
   store_queue(o, g, r);
 }
