@@ -98,6 +98,7 @@ struct osd {
   uint32_t space_self;          /* OSD_SPACE_* of this OSD, last computed */
   uint8_t *space;               /* OSD_SPACE_* of peers by id (unknown = ok) */
   size_t n_space;
+  struct maphist *maphist;      /* maphist.c: maps of past epochs (owned) */
 };
 
 /* ---- service.c ---------------------------------------------------------- */
@@ -112,6 +113,25 @@ struct osd_peer *osd_peer(struct osd *osd, int32_t id);
 /* An outgoing connection to OSD id at its current map address (borrowed;
  * valid until the next map); NULL if the OSD is unknown. */
 msgr_conn *osd_peer_conn(struct osd *osd, int32_t id);
+
+/* ---- maphist.c (docs/osd.md "Past intervals from the map history") ----- */
+
+struct maphist;
+/* Remember map m (copied; m stays the caller's). */
+void maphist_note(struct osd *osd, const struct cluster_map *m);
+/* The past intervals of PG (pool, pg) over epochs [from, before) from the
+ * maps this OSD holds (peering_plan's derivation).  0; -ENOENT with
+ * *missing = the first epoch not held (maphist_fetch it); -ESRCH when the
+ * monitors no longer keep that epoch (or the span is longer than this
+ * OSD keeps); -ENOMEM. */
+int maphist_intervals(struct osd *osd, uint32_t pool, uint32_t pg, uint64_t from,
+                      uint64_t before, struct pplan_interval *iv, size_t *n_iv, uint64_t *missing);
+/* Ask the monitors for the maps missing among epochs [from, to] (one
+ * request at a time; a no-op while one runs); peering_history_ready runs
+ * when it is answered.  0 or -errno. */
+int maphist_fetch(struct osd *osd, uint64_t from, uint64_t to);
+/* Free the maps (osd_stop). */
+void maphist_free(struct osd *osd);
 
 /* ---- space.c (docs/osd.md "Full OSDs") -------------------------------- */
 
@@ -297,6 +317,9 @@ void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
 void peering_on_pull(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
 void peering_on_push(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
 void peering_on_activate(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+/* Maps were fetched (or the fetch failed): peerings waiting for map
+ * history decide again. */
+void peering_history_ready(struct osd *osd);
 /* pg.c: find or create (loading its log from the store) a PG. */
 struct pg *pg_get(struct osd *osd, uint32_t pool, uint32_t pgid, bool create);
 

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Past intervals come from the map history (docs/osd.md "Past intervals
+# from the map history"): 3 monitors, 5 OSDs on one host (failure domain
+# osd), a pool of one PG (size 3, min_size 2).  Objects are written with
+# all three members up, then with two (the first member killed); the
+# other two members are killed as well and two of the three are marked
+# out, so the PG maps to the two spare OSDs, which never held it and
+# know no interval of it.  The PG must NOT go active on them (it would
+# be empty: every acknowledged object is on the killed OSDs): it stays
+# down and the new primary names the interval it waits for.  When the
+# old members return, the PG goes active+clean and every acknowledged
+# object reads back, identical on every acting member.  Before the map
+# history, the new primary knew only the previous (empty) up set and went
+# active empty (the peering simulation's --recorded-intervals seed 41).
+source "$(dirname "$0")/../functions.sh"
+requires python3
+make_cluster 3
+osd_conf
+for m in "${MONS[@]}"; do start_mon "$m"; done
+wait_quorum 30
+"$BLKCTL" --timeout 30 pool create rbd 1 --size 3 --min-size 2 --failure-domain osd >/dev/null ||
+  fail "pool create"
+for i in 0 1 2 3 4; do mkfs_osd $i 256M; done
+for i in 0 1 2 3 4; do start_osd $i; done
+wait_osds_up 5 30
+wait_pg_states "active+clean=1" 60
+
+acting() {
+  "$BLKCTL" --format json osd map rbd "$1" |
+    python3 -c 'import json,sys; print(*json.load(sys.stdin)["acting"])'
+}
+read -r A B C <<<"$(acting o1)"
+[ -n "$C" ] || fail "acting set of the PG: $A $B $C"
+echo "acting set: $A $B $C"
+
+put() {   # put FIRST LAST: write objects oFIRST..oLAST (each acknowledged)
+  for k in $(seq "$1" "$2"); do
+    head -c 65536 /dev/urandom >"$TEST_DIR/o$k"
+    "$BLKCTL" --timeout 30 object put rbd "o$k" "$TEST_DIR/o$k" || fail "put o$k"
+  done
+}
+put 1 10
+kill_osd "$A"
+"$BLKCTL" osd down "$A" >/dev/null || fail "osd down $A"
+wait_pg_states "active+undersized+degraded=1" 60
+put 11 20                      # acknowledged by B and C only
+echo "20 objects acknowledged (11..20 by osd.$B and osd.$C only)"
+kill_osd "$B"
+"$BLKCTL" osd down "$B" >/dev/null || fail "osd down $B"
+kill_osd "$C"
+"$BLKCTL" osd down "$C" >/dev/null || fail "osd down $C"
+"$BLKCTL" osd out "$A" "$B" >/dev/null || fail "osd out $A $B"
+read -r -a NEW <<<"$(acting o1)"
+echo "acting set after marking osd.$A and osd.$B out: ${NEW[*]}"
+[ "${#NEW[@]}" -ge 2 ] || fail "the PG should map to two up OSDs: ${NEW[*]}"
+for o in "${NEW[@]}"; do
+  [ "$o" != "$A" ] && [ "$o" != "$B" ] && [ "$o" != "$C" ] || fail "osd.$o is an old member"
+done
+
+# 20 s (the lease wait is 3 s): never active, shown down
+seen_down=0
+for _ in $(seq 100); do
+  s=$(pg_states)
+  case "$s" in
+  *active*) fail "the PG went active on osd.${NEW[0]} without its objects ($s)" ;;
+  *down* | *incomplete*) seen_down=1 ;;
+  esac
+  sleep 0.2
+done
+[ $seen_down = 1 ] || fail "the PG was never shown down (last: $s)"
+grep -h "is down; waiting for one" "$TEST_DIR/log/osd.${NEW[0]}.log" | tail -1 |
+  grep -q "\[.*$C.*\]" || fail "osd.${NEW[0]} does not say which interval it waits for"
+grep -h "is down; waiting for one" "$TEST_DIR/log/osd.${NEW[0]}.log" | tail -1
+grep -h "maphist" "$TEST_DIR/log/osd.${NEW[0]}.log" | head -2
+
+# the old members return (A and B stay out): C brings the objects back
+for o in "$A" "$B" "$C"; do start_osd "$o"; done
+for o in "$A" "$B" "$C"; do wait_osd "$o" status up 30 >/dev/null; done
+wait_pg_states "active+clean=1" 90
+read -r -a FIN <<<"$(acting o1)"
+[ "${#FIN[@]}" -eq 3 ] || fail "final acting set ${FIN[*]}"
+for k in $(seq 1 20); do
+  for o in "${FIN[@]}"; do
+    "$BLKCTL" object get rbd "o$k" "$TEST_DIR/back" --osd "$o" || fail "o$k unreadable on osd.$o"
+    cmp -s "$TEST_DIR/back" "$TEST_DIR/o$k" || fail "o$k differs on osd.$o"
+  done
+  "$BLKCTL" object get rbd "o$k" "$TEST_DIR/back" || fail "o$k unreadable"
+  cmp -s "$TEST_DIR/back" "$TEST_DIR/o$k" || fail "o$k differs"
+done
+echo "all 20 acknowledged objects read back, identical on osd.${FIN[*]}"
+for i in 0 1 2 3 4; do stop_osd $i; done
+echo PASS
