@@ -325,17 +325,20 @@ static void handle_map_history(struct mon *mon, msgr_conn *c, const struct msgr_
   Blk__MonReply rep = BLK__MON_REPLY__INIT;
   char err[200] = "";
   Blk__MapUpdate *u = NULL;
+  struct cluster_map *full = NULL;
   if (!q) {
     rep.err = -EINVAL;
     snprintf(err, sizeof err, "malformed map history request");
   } else {
-    rep.err = mon_state_history(mon->state, q->from, q->to, &u, err, sizeof err);
+    rep.err = mon_state_history(mon->state, q->from, q->to, &u, &full, err, sizeof err);
   }
   rep.message = err;
   rep.epoch = mon_state_map(mon->state)->epoch;
+  rep.history_first = mon_state_history_first(mon->state);
   rep.history = u;
   msgr_reply_pb(c, f, MSG_MON_MAP_HISTORY, (const ProtobufCMessage *)&rep, NULL, 0);
   mon_state_update_free(u);
+  clustermap_free(full);
   if (q)
     blk__map_history_req__free_unpacked(q, NULL);
 }

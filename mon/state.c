@@ -421,10 +421,16 @@ full:
   return u;
 }
 
+uint64_t mon_state_history_first(const mon_state *st)
+{
+  return st->hist_base ? st->hist_base->epoch : st->map->epoch;
+}
+
 int mon_state_history(const mon_state *st, uint64_t from, uint64_t to, Blk__MapUpdate **out,
-                      char *err, size_t errlen)
+                      struct cluster_map **full, char *err, size_t errlen)
 {
   *out = NULL;
+  *full = NULL;
   uint64_t cur = st->map->epoch;
   if (to > cur)
     to = cur;
@@ -479,10 +485,10 @@ int mon_state_history(const mon_state *st, uint64_t from, uint64_t to, Blk__MapU
     mon_state_update_free(u);
     return -EIO;
   }
-  if (!(u->full = clustermap_to_pb(m)))
+  if (!(u->full = clustermap_to_pb(m)))   /* borrows from m */
     goto nomem;
-  clustermap_free(m);
   *out = u;
+  *full = m;
   return 0;
 nomem:
   clustermap_free(m);

@@ -175,18 +175,21 @@ int maphist_intervals(struct osd *osd, uint32_t pool, uint32_t pg, uint64_t from
   *n_iv = 0;
   if (!mh)
     return -ENOMEM;
-  if (before > from && before - from > MAPHIST_MAX) {
+  /* the first epoch that can be known: the monitors' oldest, and no
+   * more than MAPHIST_MAX epochs back */
+  uint64_t first = mh->unavailable_upto + 1;
+  if (before > MAPHIST_MAX && before - MAPHIST_MAX > first)
+    first = before - MAPHIST_MAX;
+  if (from < first && from < before) {
     if (missing)
-      *missing = from;
-    return -ESRCH;   /* more than this OSD keeps: treated as unavailable */
+      *missing = first;
+    return -ESRCH;
   }
   struct set_ctx sc = { mh, pool, pg };
   uint64_t miss = 0;
   int r = pplan_intervals_from_history(from, before, epoch_set, &sc, iv, n_iv, &miss);
   if (missing)
     *missing = miss;
-  if (r == -ENOENT && miss <= mh->unavailable_upto)
-    return -ESRCH;
   return r;
 }
 
@@ -234,8 +237,9 @@ static void on_history(void *arg, int err, const Blk__MonReply *rep)
       log_warn("maphist", "map history %llu..%llu: no answer (%d)", (unsigned long long)fc->from,
                (unsigned long long)fc->to, err);
     } else if (rep->err == -ENOENT) {
-      if (fc->from > mh->unavailable_upto)
-        mh->unavailable_upto = fc->from;
+      uint64_t upto = rep->history_first > fc->from ? rep->history_first - 1 : fc->from;
+      if (upto > mh->unavailable_upto)
+        mh->unavailable_upto = upto;
       log_warn("maphist", "map history %llu..%llu: %s", (unsigned long long)fc->from,
                (unsigned long long)fc->to, rep->message ? rep->message : "not kept");
     } else if (rep->err) {

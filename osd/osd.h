@@ -121,9 +121,9 @@ struct maphist;
 void maphist_note(struct osd *osd, const struct cluster_map *m);
 /* The past intervals of PG (pool, pg) over epochs [from, before) from the
  * maps this OSD holds (peering_plan's derivation).  0; -ENOENT with
- * *missing = the first epoch not held (maphist_fetch it); -ESRCH when the
- * monitors no longer keep that epoch (or the span is longer than this
- * OSD keeps); -ENOMEM. */
+ * *missing = the first epoch not held (maphist_fetch it); -ESRCH when
+ * `from` is older than the monitors keep (or than MAPHIST_MAX epochs
+ * back), with *missing = the oldest epoch that can be known; -ENOMEM. */
 int maphist_intervals(struct osd *osd, uint32_t pool, uint32_t pg, uint64_t from,
                       uint64_t before, struct pplan_interval *iv, size_t *n_iv, uint64_t *missing);
 /* Ask the monitors for the maps missing among epochs [from, to] (one

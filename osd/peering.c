@@ -157,6 +157,7 @@ struct peering {
   /* past intervals from the map history (maphist.c) */
   bool hist_wait;               /* waiting for maps from the monitors */
   bool incomplete;              /* the history needed is not kept anymore */
+  bool hist_partial;            /* only the maps still kept were used */
 };
 
 struct pctx {
@@ -1247,6 +1248,19 @@ static int history_intervals(struct peering *p, const struct pplan_member *mem,
   if (pool && pool->created_epoch > from)
     from = pool->created_epoch;
   int r = maphist_intervals(osd, pg->pool, pg->id, from, pg->interval, iv, n_iv, &missing);
+  if (r == -ESRCH && les > 0) {
+    /* the monitors no longer keep the maps since les: a member that
+     * answered took part in the activation at les, so the PG is checked
+     * against the intervals of the maps still kept and those the members
+     * recorded (the check before the map history) */
+    if (!p->hist_partial)
+      log_warn("peering", "%u.%x: the maps of epochs %llu..%llu are no longer kept; past intervals "
+               "there are checked only as the members recorded them", pg->pool, pg->id,
+               (unsigned long long)from, (unsigned long long)missing - 1);
+    p->hist_partial = true;
+    from = missing;
+    r = maphist_intervals(osd, pg->pool, pg->id, from, pg->interval, iv, n_iv, &missing);
+  }
   if (r == -ENOENT) {
     if (!p->hist_wait)
       log_info("peering", "%u.%x: past intervals since epoch %llu: waiting for the maps from epoch %llu",
@@ -1260,11 +1274,13 @@ static int history_intervals(struct peering *p, const struct pplan_member *mem,
   }
   p->hist_wait = false;
   if (r < 0) {
-    char why[200];
-    snprintf(why, sizeof why, "incomplete: the maps since epoch %llu (last epoch started %llu) "
-             "are no longer kept%s; waiting for a member with a newer last epoch started",
-             (unsigned long long)missing, (unsigned long long)les,
-             r == -ESRCH ? "" : " (out of memory)");
+    /* no member that answered ever took an authoritative log of the PG
+     * and its history is gone: whatever it held is on OSDs that did not
+     * answer; going active would serve it empty */
+    char why[240];
+    snprintf(why, sizeof why, "incomplete: no member that answered ever held the PG and the maps "
+             "since epoch %llu are no longer kept%s; waiting for a member of its past",
+             (unsigned long long)from, r == -ESRCH ? "" : " (out of memory)");
     p->blocked = true;
     p->incomplete = true;
     peering_fail(p, why);

@@ -13,9 +13,13 @@
 # object reads back, identical on every acting member.  Before the map
 # history, the new primary knew only the previous (empty) up set and went
 # active empty (the peering simulation's --recorded-intervals seed 41).
+# The monitors take snapshots often and are all restarted, and the spare
+# OSDs restarted, before the kills: the new primary must fetch the map
+# history from the monitors, which must have kept it.
 source "$(dirname "$0")/../functions.sh"
 requires python3
-make_cluster 3
+# snapshots often: the monitors' map history must survive their restart
+MON_SNAPSHOT_EVERY=8 make_cluster 3
 osd_conf
 for m in "${MONS[@]}"; do start_mon "$m"; done
 wait_quorum 30
@@ -41,6 +45,19 @@ put() {   # put FIRST LAST: write objects oFIRST..oLAST (each acknowledged)
   done
 }
 put 1 10
+# restart every monitor (the history comes back from snapshot + log) and
+# the two spare OSDs (they lose the maps they saw: the one that becomes
+# primary must fetch the PG's history from the monitors)
+for m in "${MONS[@]}"; do kill_mon "$m"; done
+for m in "${MONS[@]}"; do start_mon "$m"; done
+wait_quorum 30
+SPARE=()
+for o in 0 1 2 3 4; do
+  [ "$o" != "$A" ] && [ "$o" != "$B" ] && [ "$o" != "$C" ] && SPARE+=("$o")
+done
+for o in "${SPARE[@]}"; do stop_osd "$o"; start_osd "$o"; done
+for o in "${SPARE[@]}"; do wait_osd "$o" status up 30 >/dev/null; done
+wait_pg_states "active+clean=1" 60
 kill_osd "$A"
 "$BLKCTL" osd down "$A" >/dev/null || fail "osd down $A"
 wait_pg_states "active+undersized+degraded=1" 60
@@ -72,7 +89,9 @@ done
 grep -h "is down; waiting for one" "$TEST_DIR/log/osd.${NEW[0]}.log" | tail -1 |
   grep -q "\[.*$C.*\]" || fail "osd.${NEW[0]} does not say which interval it waits for"
 grep -h "is down; waiting for one" "$TEST_DIR/log/osd.${NEW[0]}.log" | tail -1
-grep -h "maphist" "$TEST_DIR/log/osd.${NEW[0]}.log" | head -2
+grep -h "fetched the maps of epochs" "$TEST_DIR/log/osd.${NEW[0]}.log" | head -1 ||
+  fail "osd.${NEW[0]} did not fetch the PG's map history from the monitors"
+grep -q "snapshot at index" "$TEST_DIR"/log/mon.*.log || fail "no monitor took a snapshot"
 
 # the old members return (A and B stay out): C brings the objects back
 for o in "$A" "$B" "$C"; do start_osd "$o"; done

@@ -26,10 +26,13 @@
  * push whole objects; activate with the authoritative log; writes still
  * in flight are acked if the final log holds them).  Past intervals come
  * from the monitor's map history (from the newest last-epoch-started
- * among the answers), as Ceph derives them, which is what the daemon
- * should feed peering_plan.  --recorded-intervals models what the daemon
- * feeds today instead (each OSD records the intervals it saw end while a
- * member, answers carry them): docs/osd.md "What is missing".
+ * among the answers), as Ceph derives them, with the daemon's code
+ * (pplan_intervals_from_history).  --map-history models the daemon's
+ * feed exactly (the recorded intervals plus those of the map history,
+ * whose members still up are queried first); --recorded-intervals the
+ * former feed (each OSD records the intervals it saw end while a member,
+ * answers carry them), which loses writes: docs/osd.md "Past intervals
+ * from the map history".
  *
  * Checks: at every activation, the new primary holds every acknowledged
  * write at its newest acknowledged version (or a newer version some
