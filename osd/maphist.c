@@ -11,7 +11,8 @@
  * missing epoch and the incrementals after it, rebuilt with
  * clustermap_apply as the subscription does).  One fetch at a time; when
  * it is answered every peering waiting for history runs its decision
- * again (peering_history_ready).  A monitor that no longer keeps `from`
+ * again (peering_history_ready; peering_tick retries a fetch held back
+ * after a failure).  A monitor that no longer keeps `from`
  * answers -ENOENT: the epochs up to `from` are then marked unavailable
  * and peering keeps the PG "incomplete" instead of guessing.
  *
@@ -41,6 +42,7 @@ struct maphist {
   struct maphist_ent *v;        /* sorted by epoch */
   size_t n, cap;
   bool fetching;
+  int64_t next_fetch_ms;        /* after a failed fetch: not before (monotonic) */
   uint64_t unavailable_upto;    /* the monitors keep no map up to this epoch */
 };
 
@@ -176,10 +178,11 @@ int maphist_intervals(struct osd *osd, uint32_t pool, uint32_t pg, uint64_t from
   if (!mh)
     return -ENOMEM;
   /* the first epoch that can be known: the monitors' oldest, and no
-   * more than MAPHIST_MAX epochs back */
+   * more than MAPHIST_MAX epochs before the current one (so that every
+   * map fetched fits: the oldest held goes first) */
   uint64_t first = mh->unavailable_upto + 1;
-  if (before > MAPHIST_MAX && before - MAPHIST_MAX > first)
-    first = before - MAPHIST_MAX;
+  if (osd->epoch >= MAPHIST_MAX && osd->epoch - MAPHIST_MAX + 1 > first)
+    first = osd->epoch - MAPHIST_MAX + 1;
   if (from < first && from < before) {
     if (missing)
       *missing = first;
@@ -233,6 +236,8 @@ static void on_history(void *arg, int err, const Blk__MonReply *rep)
   struct maphist *mh = osd->maphist;
   if (mh) {
     mh->fetching = false;
+    if (err || rep->err || !rep->history)   /* a lagging monitor, a timeout: not at once */
+      mh->next_fetch_ms = util_now_ms() + 500;
     if (err) {
       log_warn("maphist", "map history %llu..%llu: no answer (%d)", (unsigned long long)fc->from,
                (unsigned long long)fc->to, err);
@@ -260,8 +265,8 @@ int maphist_fetch(struct osd *osd, uint64_t from, uint64_t to)
   struct maphist *mh = mh_get(osd);
   if (!mh)
     return -ENOMEM;
-  if (mh->fetching)
-    return 0;
+  if (mh->fetching || util_now_ms() < mh->next_fetch_ms)
+    return 0;   /* peering_tick asks again */
   /* only the epochs missing from `from` on */
   while (from <= to && mh_find(mh, from))
     from++;

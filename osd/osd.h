@@ -123,12 +123,13 @@ void maphist_note(struct osd *osd, const struct cluster_map *m);
  * maps this OSD holds (peering_plan's derivation).  0; -ENOENT with
  * *missing = the first epoch not held (maphist_fetch it); -ESRCH when
  * `from` is older than the monitors keep (or than MAPHIST_MAX epochs
- * back), with *missing = the oldest epoch that can be known; -ENOMEM. */
+ * before the current one), with *missing = the oldest epoch that can be
+ * known; -ENOMEM. */
 int maphist_intervals(struct osd *osd, uint32_t pool, uint32_t pg, uint64_t from,
                       uint64_t before, struct pplan_interval *iv, size_t *n_iv, uint64_t *missing);
 /* Ask the monitors for the maps missing among epochs [from, to] (one
- * request at a time; a no-op while one runs); peering_history_ready runs
- * when it is answered.  0 or -errno. */
+ * request at a time; a no-op while one runs, and for 500 ms after one
+ * failed); peering_history_ready runs when it is answered.  0 or -errno. */
 int maphist_fetch(struct osd *osd, uint64_t from, uint64_t to);
 /* Free the maps (osd_stop). */
 void maphist_free(struct osd *osd);

@@ -1552,6 +1552,11 @@ void peering_tick(struct pg *pg, int64_t now)
   struct peering *p = pg->peering;
   if (!p)
     return;
+  if (p->phase == PH_QUERY && p->hist_wait) {
+    maybe_choose(p);   /* a map history fetch held back: ask again */
+    if (pg->peering != p)
+      return;
+  }
   if (p->phase == PH_FAILED && p->fence_wall_ms) {
     if (util_wall_ms() >= p->fence_wall_ms)
       peering_start(pg);
