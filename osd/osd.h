@@ -8,6 +8,8 @@
  *   pg.c         PGs: state per map epoch, client ops on the primary,
  *                replication to the acting set, replica side, PG log
  *   peering.c    peering and recovery (by log) of a PG's acting set
+ *   maphist.c    maps of past epochs (kept, or fetched from the monitors)
+ *                and a PG's past intervals derived from them
  * Everything runs on one libevent loop thread: nothing is locked.  PGs
  * and peers are owned by struct osd and freed at stop.  docs/osd.md has
  * the protocol.

@@ -13,7 +13,12 @@
  *  2. choose  may the PG go active at all: every past interval that may
  *             have acknowledged writes and ended after the newest les
  *             among the answers needs a member among them, else the PG
- *             waits ("down").  Then the authoritative member: the newest last
+ *             waits ("down").  The intervals are those derived from the
+ *             map history since that les (maphist.c; maps missing here
+ *             are fetched from the monitors, and the members of those
+ *             intervals still up are queried too) and those recorded;
+ *             a history the monitors no longer keep leaves the PG
+ *             "incomplete" when no member that answered ever held it.  Then the authoritative member: the newest last
  *             version (ties: the primary).  Every acknowledged write is on
  *             every member of the interval that acknowledged it, so any
  *             member that lived through it holds it.
