@@ -14,6 +14,7 @@ enum msg_type {
   MSG_MON_SUBSCRIBE = 3,  /* Subscribe -> MonReply; then MSG_MAP_UPDATE pushes */
   MSG_MAP_UPDATE = 4,     /* MapUpdate, one-way to subscribers */
   MSG_MON_AUTH_COMMAND = 5, /* AuthCommand -> MonReply (auth.proto; docs/auth.md) */
+  MSG_MON_MAP_HISTORY = 6,  /* MapHistoryReq -> MonReply.history (docs/osd.md) */
   /* 200..299: auth (issue 7; proto/auth.proto, docs/auth.md) */
   MSG_AUTH_HELLO = 200,       /* AuthHello -> AuthChallenge (client -> mon) */
   MSG_AUTH_PROOF = 201,       /* AuthProof -> AuthReply (client -> mon) */

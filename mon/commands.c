@@ -318,10 +318,39 @@ static void handle_subscribe(struct mon *mon, msgr_conn *c, const struct msgr_fr
   send_update(mon, s);
 }
 
+/* MSG_MON_MAP_HISTORY: any monitor answers from its applied state. */
+static void handle_map_history(struct mon *mon, msgr_conn *c, const struct msgr_frame *f)
+{
+  Blk__MapHistoryReq *q = blk__map_history_req__unpack(NULL, f->payload_len, f->payload);
+  Blk__MonReply rep = BLK__MON_REPLY__INIT;
+  char err[200] = "";
+  Blk__MapUpdate *u = NULL;
+  struct cluster_map *full = NULL;
+  if (!q) {
+    rep.err = -EINVAL;
+    snprintf(err, sizeof err, "malformed map history request");
+  } else {
+    rep.err = mon_state_history(mon->state, q->from, q->to, &u, &full, err, sizeof err);
+  }
+  rep.message = err;
+  rep.epoch = mon_state_map(mon->state)->epoch;
+  rep.history_first = mon_state_history_first(mon->state);
+  rep.history = u;
+  msgr_reply_pb(c, f, MSG_MON_MAP_HISTORY, (const ProtobufCMessage *)&rep, NULL, 0);
+  mon_state_update_free(u);
+  clustermap_free(full);
+  if (q)
+    blk__map_history_req__free_unpacked(q, NULL);
+}
+
 void commands_on_frame(struct mon *mon, msgr_conn *c, const struct msgr_frame *f)
 {
   if (f->type == MSG_MON_SUBSCRIBE) {
     handle_subscribe(mon, c, f);
+    return;
+  }
+  if (f->type == MSG_MON_MAP_HISTORY) {
+    handle_map_history(mon, c, f);
     return;
   }
   Blk__MonCommand *cmd = blk__mon_command__unpack(NULL, f->payload_len, f->payload);

@@ -42,6 +42,7 @@ static void on_frame(void *ctx, msgr_conn *c, const struct msgr_frame *f)
     break;
   case MSG_MON_COMMAND:
   case MSG_MON_SUBSCRIBE:
+  case MSG_MON_MAP_HISTORY:
     commands_on_frame(mon, c, f);
     break;
   case MSG_OSD_BEACON:

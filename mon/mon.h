@@ -89,6 +89,15 @@ int mon_state_restore(mon_state *st, uint64_t index, uint64_t term,
  * mon_state_update_free(). */
 Blk__MapUpdate *mon_state_update_since(const mon_state *st, uint64_t have_epoch);
 void mon_state_update_free(Blk__MapUpdate *u);
+/* The maps of epochs [from, to] (to lowered to the current epoch): *out
+ * (free with mon_state_update_free, then *full with clustermap_free: the
+ * wire form borrows from it) holds the full map of `from` and the
+ * incrementals from+1..to.  0, or -ENOENT (from older than the history
+ * kept), -EAGAIN (from is after this monitor's epoch), -ENOMEM, -EIO, with a message in err. */
+/* The oldest epoch mon_state_history can rebuild. */
+uint64_t mon_state_history_first(const mon_state *st);
+int mon_state_history(const mon_state *st, uint64_t from, uint64_t to, Blk__MapUpdate **out,
+                      struct cluster_map **full, char *err, size_t errlen);
 
 /* ---- quorum.c / commands.c / main.c: the daemon ------------------------ */
 

@@ -11,6 +11,12 @@
  *      feeds incremental map updates to subscribers;
  *   3. the result is remembered under req_id (a FIFO window of
  *      DEDUP_WINDOW ids, part of the snapshot so that it is replicated).
+ * The history ring keeps the last mon_map_history incrementals and the map
+ * of the epoch before the oldest (hist_base: the trimmed entries are
+ * applied to it), so the map of any epoch it covers can be rebuilt
+ * (mon_state_history: OSDs derive past intervals from it).  Both are in
+ * the snapshot, so a restart, a leader change or an installed snapshot
+ * keeps them (docs/osd.md "Past intervals from the map history").
  * The auth database (a packed AuthDb, mon/auth.c) is carried as bytes: a
  * txn carries a whole new database whose version must be the current
  * one + 1 (compare-and-set), else it is refused with -ESTALE.
@@ -41,6 +47,9 @@ struct mon_state {
   /* history ring of incrementals */
   struct hist_entry *hist;
   size_t hist_cap, hist_head, hist_n;
+  /* the map at epoch (oldest ring epoch - 1), or the current map's when
+   * the ring is empty; NULL: no history (out of memory) */
+  struct cluster_map *hist_base;
   uint8_t *auth;
   size_t auth_len;
 };
@@ -53,7 +62,8 @@ mon_state *mon_state_new(size_t history)
   st->map = clustermap_new();
   st->hist_cap = history ? history : 1;
   st->hist = calloc(st->hist_cap, sizeof *st->hist);
-  if (!st->map || !st->hist) {
+  st->hist_base = clustermap_new();
+  if (!st->map || !st->hist || !st->hist_base) {
     mon_state_free(st);
     return NULL;
   }
@@ -82,6 +92,7 @@ void mon_state_free(mon_state *st)
   if (st->hist)
     hist_clear(st);
   free(st->hist);
+  clustermap_free(st->hist_base);
   dedup_clear(st);
   free(st->auth);
   free(st);
@@ -113,22 +124,58 @@ static void dedup_add(mon_state *st, const char *id, int32_t result)
   st->dedup_n++;
 }
 
+/* Forget the history: it restarts at the current map. */
+static void hist_reset(mon_state *st)
+{
+  hist_clear(st);
+  clustermap_free(st->hist_base);
+  st->hist_base = clustermap_dup(st->map);
+}
+
+/* Drop the oldest incremental, applying it to hist_base. */
+static void hist_trim_one(mon_state *st)
+{
+  struct hist_entry *h = &st->hist[st->hist_head];
+  Blk__MapTxn *t = st->hist_base ? blk__map_txn__unpack(NULL, h->len, h->txn) : NULL;
+  char err[160];
+  bool ok = t && clustermap_apply(st->hist_base, t, err, sizeof err) == 1 &&
+            st->hist_base->epoch == h->epoch;
+  if (t)
+    blk__map_txn__free_unpacked(t, NULL);
+  free(h->txn);
+  h->txn = NULL;
+  st->hist_head = (st->hist_head + 1) % st->hist_cap;
+  st->hist_n--;
+  if (!ok) {
+    log_err("state", "map history: cannot rebuild epoch %llu; history restarts at %llu",
+            (unsigned long long)h->epoch, (unsigned long long)st->map->epoch);
+    clustermap_free(st->hist_base);
+    st->hist_base = NULL;
+  }
+}
+
 static void hist_add(mon_state *st, uint64_t epoch, const Blk__MapTxn *txn)
 {
+  if (!st->hist_base || st->hist_base->epoch + st->hist_n + 1 != epoch) {
+    hist_reset(st);   /* the ring no longer leads here: start afresh */
+    return;
+  }
   Blk__MapTxn t = *txn;
   t.auth.len = 0;
   t.auth.data = NULL;
   size_t len = blk__map_txn__get_packed_size(&t);
   uint8_t *buf = malloc(len ? len : 1);
   if (!buf) {
-    hist_clear(st);   /* subscribers then get full maps */
+    hist_reset(st);   /* subscribers then get full maps */
     return;
   }
   blk__map_txn__pack(&t, buf);
-  if (st->hist_n == st->hist_cap) {
-    free(st->hist[st->hist_head].txn);
-    st->hist_head = (st->hist_head + 1) % st->hist_cap;
-    st->hist_n--;
+  if (st->hist_n == st->hist_cap)
+    hist_trim_one(st);
+  if (!st->hist_base) {
+    free(buf);
+    hist_reset(st);
+    return;
   }
   struct hist_entry *h = &st->hist[(st->hist_head + st->hist_n) % st->hist_cap];
   h->epoch = epoch;
@@ -228,18 +275,61 @@ int mon_state_snapshot(const mon_state *st, void **data, size_t *len)
   s.n_recent_results = st->dedup_n;
   s.auth.data = st->auth;
   s.auth.len = st->auth_len;
+  /* the map history (a failure only loses it: the restore starts afresh) */
+  ProtobufCBinaryData *ht = st->hist_n ? calloc(st->hist_n, sizeof *ht) : NULL;
+  s.hist_base = st->hist_base ? clustermap_to_pb(st->hist_base) : NULL;
+  if (s.hist_base && (ht || !st->hist_n)) {
+    for (size_t i = 0; i < st->hist_n; i++) {
+      const struct hist_entry *h = &st->hist[(st->hist_head + i) % st->hist_cap];
+      ht[i].data = h->txn;
+      ht[i].len = h->len;
+    }
+    s.hist_txns = ht;
+    s.n_hist_txns = st->hist_n;
+  }
   size_t n = blk__mon_snapshot__get_packed_size(&s);
   uint8_t *buf = malloc(n ? n : 1);
   if (buf)
     blk__mon_snapshot__pack(&s, buf);
   free(ids);
   free(res);
+  free(ht);
+  clustermap_pb_free(s.hist_base);
   clustermap_pb_free(s.map);
   if (!buf)
     return -ENOMEM;
   *data = buf;
   *len = n;
   return 0;
+}
+
+/* The history of a snapshot (if it has one that leads to its map), else
+ * a history that starts at the snapshot's map.  Keeps the newest
+ * hist_cap incrementals. */
+static void hist_restore(mon_state *st, const Blk__MonSnapshot *s)
+{
+  hist_clear(st);
+  clustermap_free(st->hist_base);
+  st->hist_base = NULL;
+  if (s->hist_base && clustermap_from_pb(s->hist_base, &st->hist_base) == 0 &&
+      st->hist_base->epoch + s->n_hist_txns == st->map->epoch) {
+    for (size_t i = 0; i < s->n_hist_txns && st->hist_base; i++) {
+      uint8_t *b = malloc(s->hist_txns[i].len ? s->hist_txns[i].len : 1);
+      if (!b)
+        break;
+      memcpy(b, s->hist_txns[i].data, s->hist_txns[i].len);
+      if (st->hist_n == st->hist_cap)
+        hist_trim_one(st);
+      struct hist_entry *h = &st->hist[(st->hist_head + st->hist_n) % st->hist_cap];
+      h->epoch = st->hist_base ? st->hist_base->epoch + st->hist_n + 1 : 0;
+      h->txn = b;
+      h->len = s->hist_txns[i].len;
+      st->hist_n++;
+    }
+    if (st->hist_base && st->hist_base->epoch + st->hist_n == st->map->epoch)
+      return;
+  }
+  hist_reset(st);
 }
 
 int mon_state_restore(mon_state *st, uint64_t index, uint64_t term,
@@ -279,7 +369,7 @@ int mon_state_restore(mon_state *st, uint64_t index, uint64_t term,
   dedup_clear(st);
   for (size_t i = 0; i < s->n_recent_req_ids; i++)
     dedup_add(st, s->recent_req_ids[i], s->recent_results[i]);
-  hist_clear(st);
+  hist_restore(st, s);
   st->applied_index = index;
   st->applied_term = term;
   blk__mon_snapshot__free_unpacked(s, NULL);
@@ -329,6 +419,82 @@ full:
   u->full = clustermap_to_pb(st->map);
   u->from = 0;
   return u;
+}
+
+uint64_t mon_state_history_first(const mon_state *st)
+{
+  return st->hist_base ? st->hist_base->epoch : st->map->epoch;
+}
+
+int mon_state_history(const mon_state *st, uint64_t from, uint64_t to, Blk__MapUpdate **out,
+                      struct cluster_map **full, char *err, size_t errlen)
+{
+  *out = NULL;
+  *full = NULL;
+  uint64_t cur = st->map->epoch;
+  if (to > cur)
+    to = cur;
+  if (from > to) {
+    snprintf(err, errlen, "this monitor is at epoch %llu, before %llu", (unsigned long long)cur,
+             (unsigned long long)from);
+    return -EAGAIN;
+  }
+  if (!st->hist_base || from < st->hist_base->epoch) {
+    snprintf(err, errlen, "map history from epoch %llu not kept (this monitor keeps epochs %llu..%llu)",
+             (unsigned long long)from,
+             st->hist_base ? (unsigned long long)st->hist_base->epoch : (unsigned long long)cur,
+             (unsigned long long)cur);
+    return -ENOENT;
+  }
+  struct cluster_map *m = clustermap_dup(st->hist_base);
+  Blk__MapUpdate *u = calloc(1, sizeof *u);
+  if (!m || !u)
+    goto nomem;
+  blk__map_update__init(u);
+  u->from = from;
+  u->to = to;
+  size_t n = (size_t)(to - from);
+  if (n && !(u->txns = calloc(n, sizeof *u->txns)))
+    goto nomem;
+  char aerr[160];
+  for (size_t i = 0; i < st->hist_n; i++) {
+    const struct hist_entry *h = &st->hist[(st->hist_head + i) % st->hist_cap];
+    if (h->epoch > to)
+      break;
+    Blk__MapTxn *t = blk__map_txn__unpack(NULL, h->len, h->txn);
+    if (!t)
+      goto nomem;
+    if (h->epoch <= from) {
+      int r = clustermap_apply(m, t, aerr, sizeof aerr);
+      blk__map_txn__free_unpacked(t, NULL);
+      if (r != 1) {
+        snprintf(err, errlen, "map history: epoch %llu does not rebuild: %s",
+                 (unsigned long long)h->epoch, aerr);
+        clustermap_free(m);
+        mon_state_update_free(u);
+        return -EIO;
+      }
+    } else {
+      u->txns[u->n_txns++] = t;
+    }
+  }
+  if (m->epoch != from || u->n_txns != n) {
+    snprintf(err, errlen, "map history: epochs %llu..%llu incomplete", (unsigned long long)from,
+             (unsigned long long)to);
+    clustermap_free(m);
+    mon_state_update_free(u);
+    return -EIO;
+  }
+  if (!(u->full = clustermap_to_pb(m)))   /* borrows from m */
+    goto nomem;
+  *out = u;
+  *full = m;
+  return 0;
+nomem:
+  clustermap_free(m);
+  mon_state_update_free(u);
+  snprintf(err, errlen, "out of memory");
+  return -ENOMEM;
 }
 
 void mon_state_update_free(Blk__MapUpdate *u)

@@ -8,6 +8,8 @@
  *   pg.c         PGs: state per map epoch, client ops on the primary,
  *                replication to the acting set, replica side, PG log
  *   peering.c    peering and recovery (by log) of a PG's acting set
+ *   maphist.c    maps of past epochs (kept, or fetched from the monitors)
+ *                and a PG's past intervals derived from them
  * Everything runs on one libevent loop thread: nothing is locked.  PGs
  * and peers are owned by struct osd and freed at stop.  docs/osd.md has
  * the protocol.
@@ -103,6 +105,7 @@ struct osd {
   uint32_t space_self;          /* OSD_SPACE_* of this OSD, last computed */
   uint8_t *space;               /* OSD_SPACE_* of peers by id (unknown = ok) */
   size_t n_space;
+  struct maphist *maphist;      /* maphist.c: maps of past epochs (owned) */
 };
 
 /* ---- service.c ---------------------------------------------------------- */
@@ -120,6 +123,26 @@ msgr_conn *osd_peer_conn(struct osd *osd, int32_t id);
 /* The same for heartbeat pings: a connection of their own, so that a ping
  * never waits behind peering or recovery traffic to the same OSD. */
 msgr_conn *osd_peer_hb_conn(struct osd *osd, int32_t id);
+
+/* ---- maphist.c (docs/osd.md "Past intervals from the map history") ----- */
+
+struct maphist;
+/* Remember map m (copied; m stays the caller's). */
+void maphist_note(struct osd *osd, const struct cluster_map *m);
+/* The past intervals of PG (pool, pg) over epochs [from, before) from the
+ * maps this OSD holds (peering_plan's derivation).  0; -ENOENT with
+ * *missing = the first epoch not held (maphist_fetch it); -ESRCH when
+ * `from` is older than the monitors keep (or than MAPHIST_MAX epochs
+ * before the current one), with *missing = the oldest epoch that can be
+ * known; -ENOMEM. */
+int maphist_intervals(struct osd *osd, uint32_t pool, uint32_t pg, uint64_t from,
+                      uint64_t before, struct pplan_interval *iv, size_t *n_iv, uint64_t *missing);
+/* Ask the monitors for the maps missing among epochs [from, to] (one
+ * request at a time; a no-op while one runs, and for 500 ms after one
+ * failed); peering_history_ready runs when it is answered.  0 or -errno. */
+int maphist_fetch(struct osd *osd, uint64_t from, uint64_t to);
+/* Free the maps (osd_stop). */
+void maphist_free(struct osd *osd);
 
 /* ---- space.c (docs/osd.md "Full OSDs") -------------------------------- */
 
@@ -329,6 +352,9 @@ void peering_on_query(struct osd *osd, msgr_conn *c, const struct msgr_frame *f)
 void peering_on_pull(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
 void peering_on_push(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
 void peering_on_activate(struct osd *osd, msgr_conn *c, const struct msgr_frame *f);
+/* Maps were fetched (or the fetch failed): peerings waiting for map
+ * history decide again. */
+void peering_history_ready(struct osd *osd);
 /* pg.c: find or create (loading its log from the store) a PG. */
 struct pg *pg_get(struct osd *osd, uint32_t pool, uint32_t pgid, bool create);
 

@@ -13,7 +13,12 @@
  *  2. choose  may the PG go active at all: every past interval that may
  *             have acknowledged writes and ended after the newest les
  *             among the answers needs a member among them, else the PG
- *             waits ("down").  Then the authoritative member: the newest last
+ *             waits ("down").  The intervals are those derived from the
+ *             map history since that les (maphist.c; maps missing here
+ *             are fetched from the monitors, and the members of those
+ *             intervals still up are queried too) and those recorded;
+ *             a history the monitors no longer keep leaves the PG
+ *             "incomplete" when no member that answered ever held it.  Then the authoritative member: the newest last
  *             version (ties: the primary).  Every acknowledged write is on
  *             every member of the interval that acknowledged it, so any
  *             member that lived through it holds it.
@@ -164,6 +169,10 @@ struct peering {
    * and a short blocking peering catches them up */
   bool bg;
   uint32_t act_mask;
+  /* past intervals from the map history (maphist.c) */
+  bool hist_wait;               /* waiting for maps from the monitors */
+  bool incomplete;              /* the history needed is not kept anymore */
+  bool hist_partial;            /* only the maps still kept were used */
 };
 
 struct pctx {
@@ -1284,6 +1293,97 @@ static void list_send(struct peering *p, int i, const char *after)
   }
 }
 
+static int query_send(struct peering *p, size_t i);
+
+/* The past intervals of pg from the map history (maphist.c) since the
+ * newest les among the answers mem[0..n_who) (or the pool's creation):
+ * 0 with iv[0..*n_iv) when they are known and every member of them that
+ * is up has been asked; 1 when waiting (maps asked of the monitors, or
+ * new members queried); -1 when peering failed (history not kept: the PG
+ * is incomplete). */
+static int history_intervals(struct peering *p, const struct pplan_member *mem,
+                             struct pplan_interval *iv, size_t *n_iv)
+{
+  struct pg *pg = p->pg;
+  struct osd *osd = pg->osd;
+  uint64_t les = 0;
+  for (size_t i = 0; i < p->n_who; i++)
+    if (mem[i].les > les)
+      les = mem[i].les;
+  const struct cm_pool *pool = clustermap_pool_by_id(osd->map, pg->pool);
+  uint64_t from = les, missing = 0;
+  if (pool && pool->created_epoch > from)
+    from = pool->created_epoch;
+  int r = maphist_intervals(osd, pg->pool, pg->id, from, pg->interval, iv, n_iv, &missing);
+  if (r == -ESRCH && les > 0) {
+    /* the monitors no longer keep the maps since les: a member that
+     * answered took part in the activation at les, so the PG is checked
+     * against the intervals of the maps still kept and those the members
+     * recorded (the check before the map history) */
+    if (!p->hist_partial)
+      log_warn("peering", "%u.%x: the maps of epochs %llu..%llu are no longer kept; past intervals "
+               "there are checked only as the members recorded them", pg->pool, pg->id,
+               (unsigned long long)from, (unsigned long long)missing - 1);
+    p->hist_partial = true;
+    from = missing;
+    r = maphist_intervals(osd, pg->pool, pg->id, from, pg->interval, iv, n_iv, &missing);
+  }
+  if (r == -ENOENT) {
+    if (!p->hist_wait)
+      log_info("peering", "%u.%x: past intervals since epoch %llu: waiting for the maps from epoch %llu",
+               pg->pool, pg->id, (unsigned long long)from, (unsigned long long)missing);
+    p->hist_wait = true;
+    if (maphist_fetch(osd, missing, pg->interval - 1) < 0) {
+      peering_fail(p, "cannot ask the monitors for the map history");
+      return -1;
+    }
+    return 1;
+  }
+  p->hist_wait = false;
+  if (r < 0) {
+    /* no member that answered ever took an authoritative log of the PG
+     * and its history is gone: whatever it held is on OSDs that did not
+     * answer; going active would serve it empty */
+    char why[240];
+    snprintf(why, sizeof why, "incomplete: no member that answered ever held the PG and the maps "
+             "since epoch %llu are no longer kept%s; waiting for a member of its past",
+             (unsigned long long)from, r == -ESRCH ? "" : " (out of memory)");
+    p->blocked = true;
+    p->incomplete = true;
+    peering_fail(p, why);
+    return -1;
+  }
+  bool asked = false;
+  for (size_t k = 0; k < *n_iv; k++)
+    for (size_t a = 0; a < iv[k].n_acting; a++) {
+      int32_t id = iv[k].acting[a];
+      bool dup = false;
+      for (size_t i = 0; i < p->n_who && !dup; i++)
+        dup = p->who[i] == id;
+      const struct cm_osd *o = clustermap_osd(osd->map, id);
+      if (dup || !o || !o->up || p->n_who == 2 * PGMAP_MAX_SIZE)
+        continue;
+      log_info("peering", "%u.%x: asking osd.%d, a member of the past interval %llu-%llu",
+               pg->pool, pg->id, id, (unsigned long long)iv[k].first,
+               (unsigned long long)iv[k].last);
+      p->who[p->n_who] = id;
+      asked = true;
+      if (query_send(p, p->n_who++) < 0)
+        return -1;
+    }
+  return asked ? 1 : 0;
+}
+
+void peering_history_ready(struct osd *osd)
+{
+  for (size_t i = 0; i < osd->pg_hash_size; i++)
+    for (struct pg *pg = osd->pg_hash[i]; pg; pg = pg->hnext) {
+      struct peering *p = pg->peering;
+      if (p && p->phase == PH_QUERY && p->hist_wait)
+        maybe_choose(p);
+    }
+}
+
 static void maybe_choose(struct peering *p)
 {
   for (size_t i = 1; i < p->n_who; i++)
@@ -1294,12 +1394,24 @@ static void maybe_choose(struct peering *p)
   struct pg *pg = p->pg;
   struct pplan_member mem[2 * PGMAP_MAX_SIZE];
   plan_members(p, mem, NULL);
-  size_t blocking = 0;
-  if (!pplan_may_activate(pg->past, pg->n_past, mem, p->n_who, &blocking)) {
+  /* the past intervals of the map history since the newest les among
+   * the answers (their members still up are asked first), then those
+   * the members recorded: every one that may have acknowledged writes
+   * needs a member among the answers */
+  struct pplan_interval hiv[PPLAN_MAX_INTERVALS];
+  size_t n_hiv = 0, blocking = 0;
+  if (history_intervals(p, mem, hiv, &n_hiv) != 0)
+    return;
+  const struct pplan_interval *block = NULL;
+  if (!pplan_may_activate(hiv, n_hiv, mem, p->n_who, &blocking))
+    block = &hiv[blocking];
+  else if (!pplan_may_activate(pg->past, pg->n_past, mem, p->n_who, &blocking))
+    block = &pg->past[blocking];
+  if (block) {
     /* a past interval that may have acknowledged writes (and ended after
      * the newest les among the answers) has none of its members here:
      * going active could lose them */
-    const struct pplan_interval *iv = &pg->past[blocking];
+    const struct pplan_interval *iv = block;
     char why[160];
     int len = snprintf(why, sizeof why, "every member of the interval %llu-%llu [",
                        (unsigned long long)iv->first, (unsigned long long)iv->last);
@@ -1535,6 +1647,11 @@ void peering_tick(struct pg *pg, int64_t now)
   struct peering *p = pg->peering;
   if (!p)
     return;
+  if (p->phase == PH_QUERY && p->hist_wait) {
+    maybe_choose(p);   /* a map history fetch held back: ask again */
+    if (pg->peering != p)
+      return;
+  }
   if (p->phase == PH_FAILED && p->fence_wall_ms) {
     if (util_wall_ms() >= p->fence_wall_ms)
       peering_start(pg);
@@ -1547,6 +1664,8 @@ void peering_tick(struct pg *pg, int64_t now)
 
 const char *peering_state(const struct pg *pg)
 {
+  if (pg->peering && pg->peering->incomplete)
+    return "incomplete";
   if (pg->n_acting < pg->min_size || (pg->peering && pg->peering->blocked))
     return "down";
   if (pg->state == PG_ACTIVE && pg->bg) {

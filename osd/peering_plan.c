@@ -73,6 +73,47 @@ int pplan_interval_note(struct pplan_interval *iv, size_t *n_iv, uint64_t first,
   return 0;
 }
 
+static int note_set(struct pplan_interval *iv, size_t *n_iv, uint64_t first, uint64_t last,
+                    const struct pplan_epoch_set *x, uint32_t min_size)
+{
+  return pplan_interval_note(iv, n_iv, first, last, x->acting, x->n, min_size);
+}
+
+int pplan_intervals_from_history(uint64_t from, uint64_t before, pplan_epoch_fn fn, void *arg,
+                                 struct pplan_interval *iv, size_t *n_iv, uint64_t *missing)
+{
+  struct pplan_epoch_set cur = { .n = 0 }, nx;
+  uint64_t first = 0;
+  uint32_t min_size = 0;
+  *n_iv = 0;
+  if (from < 1)
+    from = 1;
+  for (uint64_t e = from; e < before; e++) {
+    int r = fn(arg, e, &nx);
+    if (r == 0 && nx.n > PPLAN_MAX_SIZE)
+      r = -EINVAL;
+    if (r < 0) {
+      if (missing)
+        *missing = e;
+      return r;
+    }
+    if (first && nx.n == cur.n && !memcmp(nx.acting, cur.acting, nx.n * sizeof *nx.acting) &&
+        !memcmp(nx.up_from, cur.up_from, nx.n * sizeof *nx.up_from)) {
+      if (nx.min_size < min_size)
+        min_size = nx.min_size;
+      continue;
+    }
+    if (first)
+      note_set(iv, n_iv, first, e - 1, &cur, min_size);
+    cur = nx;
+    first = e;
+    min_size = nx.min_size;
+  }
+  if (first)
+    note_set(iv, n_iv, first, before - 1, &cur, min_size);
+  return 0;
+}
+
 bool pplan_may_activate(const struct pplan_interval *iv, size_t n_iv,
                         const struct pplan_member *m, size_t n_m, size_t *blocking)
 {

@@ -104,6 +104,31 @@ struct pplan_item {
 int pplan_interval_note(struct pplan_interval *iv, size_t *n_iv, uint64_t first, uint64_t last,
                         const int32_t *acting, size_t n, uint32_t min_size);
 
+/* One epoch of a PG's map history: its acting set, each member's
+ * up_from (a member that restarted starts a new interval), and the
+ * pool's min_size (0 members: the pool or the PG did not exist). */
+struct pplan_epoch_set {
+  int32_t acting[PPLAN_MAX_SIZE];
+  uint64_t up_from[PPLAN_MAX_SIZE];
+  size_t n;
+  uint32_t min_size;
+};
+
+/* The PG's set in epoch e into *out: 0, or a negative errno (e.g.
+ * -ENOENT: that map is not known), which ends the derivation. */
+typedef int (*pplan_epoch_fn)(void *arg, uint64_t e, struct pplan_epoch_set *out);
+
+/* The past intervals of a PG over epochs [from, before) from its map
+ * history (Ceph's derivation): consecutive epochs with the same acting
+ * set and up_froms form one interval, which may have acknowledged writes
+ * when it had at least min_size members (the smallest min_size of its
+ * epochs).  iv gets them in epoch order (*n_iv; more than
+ * PPLAN_MAX_INTERVALS are merged as pplan_interval_note does).  The
+ * daemon (osd/maphist.c) and the peering simulation call it.  0, or
+ * fn's error (then *missing = the epoch it failed on, may be NULL). */
+int pplan_intervals_from_history(uint64_t from, uint64_t before, pplan_epoch_fn fn, void *arg,
+                                 struct pplan_interval *iv, size_t *n_iv, uint64_t *missing);
+
 /* (a) May the PG go active with the members m[0..n_m) that answered?
  * True when every past interval that may have acknowledged writes and
  * did not end before the newest les among m has one of its members in m.

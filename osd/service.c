@@ -195,6 +195,7 @@ static void on_map(void *arg, const struct cluster_map *map, const struct cluste
     return;
   }
   struct pgmap *prev_pm = osd->pgmap;
+  maphist_note(osd, map);
   osd->pgmap = pm;
   osd->map = map;
   osd->epoch = map->epoch;
@@ -397,6 +398,7 @@ void osd_stop(struct osd *osd)
   free(osd->peers);
   osd->peers = NULL;
   osd_space_free(osd);
+  maphist_free(osd);
   osd->n_peers = 0;
   pgmap_free(osd->pgmap);
   osd->pgmap = NULL;

@@ -26,10 +26,13 @@
  * push whole objects; activate with the authoritative log; writes still
  * in flight are acked if the final log holds them).  Past intervals come
  * from the monitor's map history (from the newest last-epoch-started
- * among the answers), as Ceph derives them, which is what the daemon
- * should feed peering_plan.  --recorded-intervals models what the daemon
- * feeds today instead (each OSD records the intervals it saw end while a
- * member, answers carry them): docs/osd.md "What is missing".
+ * among the answers), as Ceph derives them, with the daemon's code
+ * (pplan_intervals_from_history).  --map-history models the daemon's
+ * feed exactly (the recorded intervals plus those of the map history,
+ * whose members still up are queried first); --recorded-intervals the
+ * former feed (each OSD records the intervals it saw end while a member,
+ * answers carry them), which loses writes: docs/osd.md "Past intervals
+ * from the map history".
  *
  * Checks: at every activation, the new primary holds every acknowledged
  * write at its newest acknowledged version (or a newer version some
@@ -85,7 +88,9 @@ static const char *const bug_names[] = { "", "no-past-intervals", "ack-before-al
 
 static struct {
   bool verbose, expect_violation;
-  bool recorded;                /* --recorded-intervals: the daemon's feed */
+  bool recorded;                /* --recorded-intervals: the daemon's former feed */
+  bool maphist;                 /* --map-history: the daemon's feed (recorded
+                                 * intervals and those of the map history) */
   enum sim_bug bug;
 } opt;
 
@@ -132,7 +137,7 @@ static void fail(bool safety, const char *fmt, ...)
   vfprintf(stderr, fmt, ap);
   va_end(ap);
   fprintf(stderr, "\nreplay: peering-sim --seed %" PRIu64 " --verbose%s%s%s\n", cur_seed,
-          opt.recorded ? " --recorded-intervals" : "", opt.bug ? " --bug " : "", bug_names[opt.bug]);
+          opt.maphist ? " --map-history" : opt.recorded ? " --recorded-intervals" : "", opt.bug ? " --bug " : "", bug_names[opt.bug]);
   exit(opt.expect_violation && safety ? 0 : 1);
 }
 
@@ -249,22 +254,26 @@ static uint64_t interval_start(int g, uint64_t e)
   return e;
 }
 
-/* The past intervals of g from epoch `from` to `before` - 1. */
+/* The set of g in epoch e, for pplan_intervals_from_history. */
+static int epoch_set(void *arg, uint64_t e, struct pplan_epoch_set *out)
+{
+  int g = (int)(intptr_t)arg;
+  if (e < 1 || e > n_ep)
+    return -ENOENT;
+  memset(out, 0, sizeof *out);
+  out->n = acting_of(g, e, out->acting, out->up_from);
+  out->min_size = MIN_SIZE;
+  return 0;
+}
+
+/* The past intervals of g from epoch `from` to `before` - 1, derived from
+ * the monitor's map history by the daemon's code (peering_plan). */
 static void past_intervals(int g, uint64_t from, uint64_t before, struct pplan_interval *iv,
                            size_t *n_iv)
 {
-  *n_iv = 0;
-  if (from < 1)
-    from = 1;
-  uint64_t e = from;
-  while (e < before) {
-    uint64_t end = e;
-    while (end + 1 < before && same_interval(g, e, end + 1))
-      end++;
-    int32_t a[SIZE];
-    size_t na = acting_of(g, e, a, NULL);
-    pplan_interval_note(iv, n_iv, e, end, a, na, MIN_SIZE);
-    e = end + 1;
+  if (pplan_intervals_from_history(from, before, epoch_set, (void *)(intptr_t)g, iv, n_iv, NULL) < 0) {
+    fprintf(stderr, "peering-sim: map history incomplete\n");
+    exit(2);
   }
 }
 
@@ -734,11 +743,41 @@ static void decide(int o, int g)
   }
   struct pplan_interval iv[PPLAN_MAX_INTERVALS];
   size_t n_iv, blocking = 0;
-  if (opt.recorded)
-    recorded_intervals(p, iv, &n_iv);
-  else
+  bool may = true;
+  if (opt.maphist) {
+    /* osd/peering.c maybe_choose: the intervals of the map history since
+     * the newest les among the answers; their members up and not asked
+     * yet are asked first */
     past_intervals(g, les, x->interval[g], iv, &n_iv);
-  if (!pplan_may_activate(iv, n_iv, mem, p->n_who, &blocking)) {
+    bool asked = false;
+    for (size_t k = 0; k < n_iv; k++)
+      for (size_t a = 0; a < iv[k].n_acting; a++) {
+        int32_t id = iv[k].acting[a];
+        bool dup = false;
+        for (size_t i = 0; i < p->n_who && !dup; i++)
+          dup = p->who[i] == id;
+        if (dup || !hist[x->epoch].up[id] || p->n_who == PPLAN_MAX_MEMBERS)
+          continue;
+        p->got[p->n_who] = false;
+        p->who[p->n_who] = id;
+        struct msg *q = msg_new(M_QUERY, o, id, g);
+        q->seq = p->seq;
+        q->idx = (int)p->n_who++;
+        net_send(q);
+        asked = true;
+      }
+    if (asked)
+      return;
+    may = pplan_may_activate(iv, n_iv, mem, p->n_who, &blocking);
+  }
+  if (may) {
+    if (opt.recorded)
+      recorded_intervals(p, iv, &n_iv);
+    else
+      past_intervals(g, les, x->interval[g], iv, &n_iv);
+    may = pplan_may_activate(iv, n_iv, mem, p->n_who, &blocking);
+  }
+  if (!may) {
     stats.downs++;
     char set[64] = "";
     for (size_t a = 0; a < iv[blocking].n_acting; a++)
@@ -1545,7 +1584,7 @@ static void run_seed(uint64_t seed)
 
 static void usage(void)
 {
-  fprintf(stderr, "usage: peering-sim [--seed N | --seeds N [--start N]] [--verbose] [--recorded-intervals]\n"
+  fprintf(stderr, "usage: peering-sim [--seed N | --seeds N [--start N]] [--verbose] [--recorded-intervals | --map-history]\n"
                   "                   [--bug no-past-intervals|ack-before-all|choose-oldest|no-divergent|\n"
                   "                          no-unlogged|union-intervals]\n"
                   "                   [--expect-violation]\n");
@@ -1579,6 +1618,8 @@ int main(int argc, char **argv)
       opt.expect_violation = true;
     } else if (!strcmp(a, "--recorded-intervals")) {
       opt.recorded = true;
+    } else if (!strcmp(a, "--map-history")) {
+      opt.recorded = opt.maphist = true;
     } else if (!strcmp(a, "--bug") && v) {
       size_t b;
       for (b = 1; b < sizeof bug_names / sizeof *bug_names; b++)
