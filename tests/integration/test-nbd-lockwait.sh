@@ -98,10 +98,12 @@ out=$(LIBNBD_DEBUG=1 timeout 30 nbdsh -u "nbd://127.0.0.1:$PORT/rbd/a" -c "print
 set -e
 T1=$(ms_now)
 [ $rc -ne 0 ] || fail "rbd/a opened while the lock was held: $out"
-echo "$out" | grep -q "policy prevents" || fail "not refused with NBD_REP_ERR_POLICY: $out"
-echo "$out" | grep -q "in use" || fail "the server's message does not say the image is in use: $out"
+# (here-strings: with pipefail, `echo | grep -q` fails when grep quits
+# before echo has written all of libnbd's debug output: SIGPIPE)
+grep -q "policy prevents" <<<"$out" || fail "not refused with NBD_REP_ERR_POLICY: $out"
+grep -q "in use" <<<"$out" || fail "the server's message does not say the image is in use: $out"
 [ $((T1 - T0)) -ge 2500 ] || fail "gave up after $((T1 - T0)) ms, before --lock-wait"
-echo "ok: refused after $((T1 - T0)) ms: $(echo "$out" | grep "in use" | head -1)"
+echo "ok: refused after $((T1 - T0)) ms: $(grep -m1 "in use" <<<"$out")"
 grep -q "cannot open image rbd/a.*in use" "$TEST_DIR/log/nbd.s2.log" || fail "no log line for the refusal"
 b_roundtrip b4
 kill -KILL $HOLDER; wait $HOLDER 2>/dev/null || true
