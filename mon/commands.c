@@ -335,6 +335,7 @@ static void handle_map_history(struct mon *mon, msgr_conn *c, const struct msgr_
   rep.message = err;
   rep.epoch = mon_state_map(mon->state)->epoch;
   rep.history_first = mon_state_history_first(mon->state);
+  rep.history_floor = mon_state_history_floor(mon->state);
   rep.history = u;
   msgr_reply_pb(c, f, MSG_MON_MAP_HISTORY, (const ProtobufCMessage *)&rep, NULL, 0);
   mon_state_update_free(u);
