@@ -131,7 +131,7 @@ static void handle_txn(struct mon *mon, msgr_conn *c, uint64_t tid, Blk__MapTxn 
     reply_err(c, tid, -ENOTCONN, "not the leader", quorum_leader_addr(mon));
     return;
   }
-  if (txn->init || txn->auth.len) {
+  if (txn->init || txn->auth.len || txn->history_floor) {   /* history_floor: osdmon.c only */
     reply_err(c, tid, -EPERM, "this change cannot be requested by a client", NULL);
     return;
   }
