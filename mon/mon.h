@@ -88,7 +88,8 @@ int mon_state_snapshot(const mon_state *st, void **data, size_t *len);
 int mon_state_restore(mon_state *st, uint64_t index, uint64_t term,
                       const void *data, size_t len);
 /* Build the update taking a subscriber from have_epoch to the current
- * epoch: txns when the history covers it, else the full map.  Free with
+ * epoch: txns when the history covers it and it is at most mon_map_history
+ * epochs behind, else the full map.  Free with
  * mon_state_update_free(). */
 Blk__MapUpdate *mon_state_update_since(const mon_state *st, uint64_t have_epoch);
 void mon_state_update_free(Blk__MapUpdate *u);

@@ -427,8 +427,9 @@ Blk__MapUpdate *mon_state_update_since(const mon_state *st, uint64_t have_epoch)
   u->to = cur;
   if (have_epoch >= cur)
     return u;   /* nothing new */
-  /* the history covers have_epoch+1 .. cur? */
-  if (have_epoch > 0 && st->hist_n > 0) {
+  /* the history covers have_epoch+1 .. cur?  (at most mon_map_history
+   * incrementals: further behind, one full map is smaller) */
+  if (have_epoch > 0 && st->hist_n > 0 && cur - have_epoch <= st->hist_min) {
     uint64_t first = st->hist[st->hist_head].epoch;
     if (first <= have_epoch + 1 && st->hist[(st->hist_head + st->hist_n - 1) % st->hist_cap].epoch == cur) {
       size_t n = (size_t)(cur - have_epoch);
