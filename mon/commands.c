@@ -131,7 +131,7 @@ static void handle_txn(struct mon *mon, msgr_conn *c, uint64_t tid, Blk__MapTxn 
     reply_err(c, tid, -ENOTCONN, "not the leader", quorum_leader_addr(mon));
     return;
   }
-  if (txn->init || txn->auth.len) {
+  if (txn->init || txn->auth.len || txn->history_floor) {   /* history_floor: osdmon.c only */
     reply_err(c, tid, -EPERM, "this change cannot be requested by a client", NULL);
     return;
   }
@@ -335,6 +335,7 @@ static void handle_map_history(struct mon *mon, msgr_conn *c, const struct msgr_
   rep.message = err;
   rep.epoch = mon_state_map(mon->state)->epoch;
   rep.history_first = mon_state_history_first(mon->state);
+  rep.history_floor = mon_state_history_floor(mon->state);
   rep.history = u;
   msgr_reply_pb(c, f, MSG_MON_MAP_HISTORY, (const ProtobufCMessage *)&rep, NULL, 0);
   mon_state_update_free(u);

@@ -192,7 +192,8 @@ int main(int argc, char **argv)
     fprintf(stderr, "blk-mon: store %s belongs to another monitor or cluster\n", data);
     goto out_store;
   }
-  mon.state = mon_state_new((size_t)config_get_int(mon.cfg, "mon_map_history"));
+  mon.state = mon_state_new((size_t)config_get_int(mon.cfg, "mon_map_history"),
+                            (size_t)config_get_int(mon.cfg, "mon_map_history_max"));
   mon.base = event_base_new();
   struct frame_limits lim = {
     (uint32_t)config_get_int(mon.cfg, "msgr_max_payload"),

@@ -67,7 +67,10 @@ void mon_store_loaded_free(struct mon_store_loaded *l);
 
 typedef struct mon_state mon_state;
 
-mon_state *mon_state_new(size_t history);
+/* A state keeping at least `history` map incrementals (and every one after
+ * the committed history floor), at most `history_max`.  Free with
+ * mon_state_free. */
+mon_state *mon_state_new(size_t history, size_t history_max);
 void mon_state_free(mon_state *st);
 /* Apply one committed entry (NOOP or packed MapTxn).  Returns the result
  * for the proposer: 1/0 applied, negative errno refused (message in err). */
@@ -85,7 +88,8 @@ int mon_state_snapshot(const mon_state *st, void **data, size_t *len);
 int mon_state_restore(mon_state *st, uint64_t index, uint64_t term,
                       const void *data, size_t len);
 /* Build the update taking a subscriber from have_epoch to the current
- * epoch: txns when the history covers it, else the full map.  Free with
+ * epoch: txns when the history covers it and it is at most mon_map_history
+ * epochs behind, else the full map.  Free with
  * mon_state_update_free(). */
 Blk__MapUpdate *mon_state_update_since(const mon_state *st, uint64_t have_epoch);
 void mon_state_update_free(Blk__MapUpdate *u);
@@ -96,6 +100,9 @@ void mon_state_update_free(Blk__MapUpdate *u);
  * kept), -EAGAIN (from is after this monitor's epoch), -ENOMEM, -EIO, with a message in err. */
 /* The oldest epoch mon_state_history can rebuild. */
 uint64_t mon_state_history_first(const mon_state *st);
+/* The committed history floor (0: none yet): every PG of the map when it
+ * was committed had started at or after it (docs/monitor.md). */
+uint64_t mon_state_history_floor(const mon_state *st);
 int mon_state_history(const mon_state *st, uint64_t from, uint64_t to, Blk__MapUpdate **out,
                       struct cluster_map **full, char *err, size_t errlen);
 
@@ -179,7 +186,9 @@ int osdmon_start(struct mon *mon);
 void osdmon_stop(struct mon *mon);
 /* MSG_OSD_BEACON, MSG_OSD_FAILURE, MSG_PG_STATS (answered with MonReply). */
 void osdmon_on_frame(struct mon *mon, msgr_conn *c, const struct msgr_frame *f);
-/* Set rep->pg_states (free with free(rep->pg_states)).  0 or -ENOMEM. */
+/* Set rep->pg_states (free with free(rep->pg_states)), and the map
+ * history fields history_first, history_floor, history_trimmed_pgs.
+ * 0 or -ENOMEM. */
 int osdmon_fill_pg_states(struct mon *mon, Blk__MonReply *rep);
 /* Set rep->osd_space: the data area use each up OSD last reported (free
  * with free(rep->osd_space)).  0 or -ENOMEM. */

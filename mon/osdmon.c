@@ -24,6 +24,18 @@
  *    each OSD in memory (not replicated) and counts every PG once, in the
  *    state of its newest report (by map epoch) from an up OSD, for
  *    `blkctl status`.
+ *  - Map history floor (docs/monitor.md): the leader also keeps, per PG,
+ *    the newest last epoch started (les) any primary reported — kept when
+ *    the reports stop (a PG whose primary is down still needs its maps),
+ *    dropped only with its pool.  The floor is the oldest epoch any PG
+ *    needs: min over the PGs of every pool of max(les, the pool's creation
+ *    epoch) (a PG not reported to this leader counts from its pool's
+ *    creation, so a new leader does not raise the floor before it has
+ *    heard of every PG).  When it is at least min(50, mon_map_history)
+ *    epochs above the committed floor, the leader commits it (a MapTxn
+ *    with only history_floor): every monitor then trims its history the
+ *    same way (mon/state.c).  The floor never goes down: les only grows,
+ *    and a new pool starts after it.
  * The tick runs every 200 ms; a proposal for an OSD is not repeated within
  * a second while the previous one commits.
  */
@@ -55,6 +67,12 @@ struct osdmon_pgstat {
   uint32_t rec_left, rec_total;   /* recovery progress, objects */
 };
 
+/* The newest les reported for one PG (sorted by pool, pg). */
+struct osdmon_les {
+  uint32_t pool, pg;
+  uint64_t les;
+};
+
 struct osdmon_osd {
   int64_t beacon_ms;            /* monotonic; 0 = clock not started */
   uint64_t up_from;
@@ -77,7 +95,124 @@ struct osdmon {
   bool leader;
   char state_names[OSDMON_MAX_STATES][64];   /* interned PG state names */
   int n_state_names;
+  struct osdmon_les *les;       /* sorted by (pool, pg) */
+  size_t n_les, cap_les;
+  int64_t floor_ms;             /* last history floor computation */
+  int64_t floor_proposed_ms;
 };
+
+static int cmp_les(const void *a, const void *b)
+{
+  const struct osdmon_les *x = a, *y = b;
+  if (x->pool != y->pool)
+    return x->pool < y->pool ? -1 : 1;
+  return x->pg < y->pg ? -1 : x->pg > y->pg;
+}
+
+/* The les entry of (pool, pg), or NULL if no primary reported it. */
+static struct osdmon_les *les_find(const struct osdmon *om, uint32_t pool, uint32_t pg)
+{
+  struct osdmon_les key = { pool, pg, 0 };
+  return om->n_les ? bsearch(&key, om->les, om->n_les, sizeof key, cmp_les) : NULL;
+}
+
+/* Note a reported les (keeps the newest).  An allocation failure only
+ * leaves the PG unreported: the floor then stays lower (safe). */
+static void les_note(struct osdmon *om, uint32_t pool, uint32_t pg, uint64_t les)
+{
+  struct osdmon_les *e = les_find(om, pool, pg);
+  if (e) {
+    if (les > e->les)
+      e->les = les;
+    return;
+  }
+  if (om->n_les == om->cap_les) {
+    size_t nc = om->cap_les ? 2 * om->cap_les : 64;
+    struct osdmon_les *v = realloc(om->les, nc * sizeof *v);
+    if (!v)
+      return;
+    om->les = v;
+    om->cap_les = nc;
+  }
+  size_t lo = 0, hi = om->n_les;
+  struct osdmon_les key = { pool, pg, les };
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (cmp_les(&om->les[mid], &key) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  memmove(om->les + lo + 1, om->les + lo, (om->n_les - lo) * sizeof *om->les);
+  om->les[lo] = key;
+  om->n_les++;
+}
+
+/* Drop the entries of PGs that no longer exist (deleted pools). */
+static void les_prune(struct osdmon *om, const struct cluster_map *m)
+{
+  size_t k = 0;
+  for (size_t i = 0; i < om->n_les; i++) {
+    const struct cm_pool *p = clustermap_pool_by_id(m, om->les[i].pool);
+    if (p && om->les[i].pg < p->pg_num)
+      om->les[k++] = om->les[i];
+  }
+  om->n_les = k;
+}
+
+/* The oldest epoch any PG of m needs the maps from (m's epoch when there
+ * is no PG); *n_trimmed = reported PGs needing epochs before `first`. */
+static uint64_t les_floor(const struct osdmon *om, const struct cluster_map *m, uint64_t first,
+                          uint32_t *n_trimmed)
+{
+  uint64_t floor = m->epoch;
+  uint32_t n = 0;
+  for (size_t i = 0; i < m->n_pools; i++) {
+    const struct cm_pool *p = &m->pools[i];
+    for (uint32_t pg = 0; pg < p->pg_num; pg++) {
+      const struct osdmon_les *e = les_find(om, p->id, pg);
+      uint64_t need = e && e->les > p->created_epoch ? e->les : p->created_epoch;
+      if (need < floor)
+        floor = need;
+      n += e && need < first;
+    }
+  }
+  if (n_trimmed)
+    *n_trimmed = n;
+  return floor;
+}
+
+/* Leader: commit a higher history floor once it advanced by a step. */
+static void floor_tick(struct osdmon *om, int64_t now)
+{
+  struct mon *mon = om->mon;
+  if (now - om->floor_ms < 1000)
+    return;
+  om->floor_ms = now;
+  const struct cluster_map *m = mon_state_map(mon->state);
+  if (!m->epoch)
+    return;
+  les_prune(om, m);
+  uint64_t floor = les_floor(om, m, 0, NULL);
+  uint64_t cur = mon_state_history_floor(mon->state);
+  int64_t step = config_get_int(mon->cfg, "mon_map_history");
+  if (step > 50)
+    step = 50;
+  if (step < 1)
+    step = 1;
+  if (floor < cur + (uint64_t)step ||
+      (om->floor_proposed_ms && now - om->floor_proposed_ms < 5000))
+    return;
+  om->floor_proposed_ms = now;
+  Blk__MapTxn txn = BLK__MAP_TXN__INIT;
+  txn.req_id = "";
+  txn.history_floor = floor;
+  log_info("osdmon", "map history floor %llu -> %llu (the oldest last epoch started of any PG)",
+           (unsigned long long)cur, (unsigned long long)floor);
+  int r = commands_propose(mon, &txn);
+  if (r < 0)
+    log_warn("osdmon", "cannot propose the map history floor: %s", strerror(-r));
+}
 
 static struct osdmon_osd *osd_slot(struct osdmon *om, int32_t id)
 {
@@ -184,7 +319,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
       om->osds[i].proposed_ms = 0;
       om->osds[i].down_proposed_ms = 0;
     }
+    om->floor_proposed_ms = 0;
   }
+  floor_tick(om, now);
   int64_t grace = config_get_int(mon->cfg, "mon_osd_beacon_grace");
   int64_t out_after = config_get_int(mon->cfg, "mon_osd_down_out_interval");
   int64_t min_rep = config_get_int(mon->cfg, "mon_osd_min_down_reporters");
@@ -312,6 +449,7 @@ static void on_pg_stats(struct osdmon *om, msgr_conn *c, const struct msgr_frame
         om->n_state_names++;
       }
       const Blk__PgStats__Pg *q = ps->pgs[i];
+      les_note(om, q->pool, q->pg, q->les);
       arr[n++] = (struct osdmon_pgstat){ q->pool, q->pg, ps->epoch, (uint8_t)k,
                                          (uint32_t)(q->recovery_left > UINT32_MAX ? UINT32_MAX : q->recovery_left),
                                          (uint32_t)(q->recovery_total > UINT32_MAX ? UINT32_MAX : q->recovery_total) };
@@ -372,6 +510,9 @@ int osdmon_fill_pg_states(struct mon *mon, Blk__MonReply *rep)
 {
   struct osdmon *om = mon->osdmon;
   const struct cluster_map *m = mon_state_map(mon->state);
+  rep->history_first = mon_state_history_first(mon->state);
+  rep->history_floor = mon_state_history_floor(mon->state);
+  les_floor(om, m, rep->history_first, &rep->history_trimmed_pgs);
   size_t total = 0;
   for (size_t i = 0; i < om->n_osds; i++)
     total += om->osds[i].n_pgs;
@@ -481,6 +622,7 @@ void osdmon_stop(struct mon *mon)
   for (size_t i = 0; i < om->n_osds; i++)
     free(om->osds[i].pgs);
   free(om->osds);
+  free(om->les);
   free(om);
   mon->osdmon = NULL;
 }

@@ -11,12 +11,18 @@
  *      feeds incremental map updates to subscribers;
  *   3. the result is remembered under req_id (a FIFO window of
  *      DEDUP_WINDOW ids, part of the snapshot so that it is replicated).
- * The history ring keeps the last mon_map_history incrementals and the map
- * of the epoch before the oldest (hist_base: the trimmed entries are
- * applied to it), so the map of any epoch it covers can be rebuilt
- * (mon_state_history: OSDs derive past intervals from it).  Both are in
- * the snapshot, so a restart, a leader change or an installed snapshot
- * keeps them (docs/osd.md "Past intervals from the map history").
+ * The history ring keeps incrementals and the map of the epoch before the
+ * oldest (hist_base: the trimmed entries are applied to it), so the map of
+ * any epoch it covers can be rebuilt (mon_state_history: OSDs derive past
+ * intervals from it).  It keeps at least mon_map_history incrementals, and
+ * every one after the history floor (a replicated value: a MapTxn with only
+ * history_floor, proposed by the leader from the PGs' reported last epoch
+ * started, raises it without changing the map), but never more than
+ * mon_map_history_max.  Trimming depends only on committed txns and the two
+ * options, so monitors with the same options keep the same history.  Ring,
+ * base and floor are in the snapshot, so a restart, a leader change or an
+ * installed snapshot keeps them (docs/osd.md "Past intervals from the map
+ * history", docs/monitor.md "Map history floor").
  * The auth database (a packed AuthDb, mon/auth.c) is carried as bytes: a
  * txn carries a whole new database whose version must be the current
  * one + 1 (compare-and-set), else it is refused with -ESTALE.
@@ -46,7 +52,9 @@ struct mon_state {
   size_t dedup_head, dedup_n;
   /* history ring of incrementals */
   struct hist_entry *hist;
-  size_t hist_cap, hist_head, hist_n;
+  size_t hist_cap, hist_head, hist_n;   /* hist_cap: mon_map_history_max */
+  size_t hist_min;                      /* mon_map_history */
+  uint64_t hist_floor;                  /* committed: keep the epochs after it */
   /* the map at epoch (oldest ring epoch - 1), or the current map's when
    * the ring is empty; NULL: no history (out of memory) */
   struct cluster_map *hist_base;
@@ -54,13 +62,14 @@ struct mon_state {
   size_t auth_len;
 };
 
-mon_state *mon_state_new(size_t history)
+mon_state *mon_state_new(size_t history, size_t history_max)
 {
   mon_state *st = calloc(1, sizeof *st);
   if (!st)
     return NULL;
   st->map = clustermap_new();
-  st->hist_cap = history ? history : 1;
+  st->hist_min = history ? history : 1;
+  st->hist_cap = history_max > st->hist_min ? history_max : st->hist_min;
   st->hist = calloc(st->hist_cap, sizeof *st->hist);
   st->hist_base = clustermap_new();
   if (!st->map || !st->hist || !st->hist_base) {
@@ -154,6 +163,15 @@ static void hist_trim_one(mon_state *st)
   }
 }
 
+/* Trim the entries the floor no longer needs: an entry of epoch e <= floor
+ * only rebuilds epochs before the floor once the base is at e. */
+static void hist_trim(mon_state *st)
+{
+  while (st->hist_base && st->hist_n > st->hist_min &&
+         st->hist[st->hist_head].epoch <= st->hist_floor)
+    hist_trim_one(st);
+}
+
 static void hist_add(mon_state *st, uint64_t epoch, const Blk__MapTxn *txn)
 {
   if (!st->hist_base || st->hist_base->epoch + st->hist_n + 1 != epoch) {
@@ -182,6 +200,19 @@ static void hist_add(mon_state *st, uint64_t epoch, const Blk__MapTxn *txn)
   h->txn = buf;
   h->len = len;
   st->hist_n++;
+  hist_trim(st);
+}
+
+/* A committed history floor change: never lowers it. */
+static void hist_set_floor(mon_state *st, uint64_t floor)
+{
+  if (floor <= st->hist_floor)
+    return;
+  st->hist_floor = floor;
+  hist_trim(st);
+  log_info("state", "map history floor %llu: keeping epochs %llu..%llu",
+           (unsigned long long)floor, (unsigned long long)mon_state_history_first(st),
+           (unsigned long long)st->map->epoch);
 }
 
 int mon_state_apply(mon_state *st, const struct raft_entry *e, char *err, size_t errlen)
@@ -199,6 +230,11 @@ int mon_state_apply(mon_state *st, const struct raft_entry *e, char *err, size_t
              (unsigned long long)e->index);
     log_err("state", "%s", err);
     return -EINVAL;
+  }
+  if (txn->history_floor) {   /* alone in its txn (osdmon.c): no map change */
+    hist_set_floor(st, txn->history_floor);
+    blk__map_txn__free_unpacked(txn, NULL);
+    return 0;
   }
   bool has_id = txn->req_id && txn->req_id[0];
   int k = has_id ? dedup_find(st, txn->req_id) : -1;
@@ -287,6 +323,7 @@ int mon_state_snapshot(const mon_state *st, void **data, size_t *len)
     s.hist_txns = ht;
     s.n_hist_txns = st->hist_n;
   }
+  s.hist_floor = st->hist_floor;
   size_t n = blk__mon_snapshot__get_packed_size(&s);
   uint8_t *buf = malloc(n ? n : 1);
   if (buf)
@@ -326,8 +363,10 @@ static void hist_restore(mon_state *st, const Blk__MonSnapshot *s)
       h->len = s->hist_txns[i].len;
       st->hist_n++;
     }
-    if (st->hist_base && st->hist_base->epoch + st->hist_n == st->map->epoch)
+    if (st->hist_base && st->hist_base->epoch + st->hist_n == st->map->epoch) {
+      hist_trim(st);
       return;
+    }
   }
   hist_reset(st);
 }
@@ -369,6 +408,7 @@ int mon_state_restore(mon_state *st, uint64_t index, uint64_t term,
   dedup_clear(st);
   for (size_t i = 0; i < s->n_recent_req_ids; i++)
     dedup_add(st, s->recent_req_ids[i], s->recent_results[i]);
+  st->hist_floor = s->hist_floor;
   hist_restore(st, s);
   st->applied_index = index;
   st->applied_term = term;
@@ -387,8 +427,9 @@ Blk__MapUpdate *mon_state_update_since(const mon_state *st, uint64_t have_epoch)
   u->to = cur;
   if (have_epoch >= cur)
     return u;   /* nothing new */
-  /* the history covers have_epoch+1 .. cur? */
-  if (have_epoch > 0 && st->hist_n > 0) {
+  /* the history covers have_epoch+1 .. cur?  (at most mon_map_history
+   * incrementals: further behind, one full map is smaller) */
+  if (have_epoch > 0 && st->hist_n > 0 && cur - have_epoch <= st->hist_min) {
     uint64_t first = st->hist[st->hist_head].epoch;
     if (first <= have_epoch + 1 && st->hist[(st->hist_head + st->hist_n - 1) % st->hist_cap].epoch == cur) {
       size_t n = (size_t)(cur - have_epoch);
@@ -425,6 +466,8 @@ uint64_t mon_state_history_first(const mon_state *st)
 {
   return st->hist_base ? st->hist_base->epoch : st->map->epoch;
 }
+
+uint64_t mon_state_history_floor(const mon_state *st) { return st->hist_floor; }
 
 int mon_state_history(const mon_state *st, uint64_t from, uint64_t to, Blk__MapUpdate **out,
                       struct cluster_map **full, char *err, size_t errlen)

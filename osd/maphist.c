@@ -14,7 +14,9 @@
  * again (peering_history_ready; peering_tick retries a fetch held back
  * after a failure).  A monitor that no longer keeps `from`
  * answers -ENOENT: the epochs up to `from` are then marked unavailable
- * and peering keeps the PG "incomplete" instead of guessing.
+ * and peering keeps the PG "incomplete" instead of guessing — unless the
+ * answer's history floor (every PG started at or after it) says those
+ * epochs precede the PG's last start anyway (maphist_floor).
  *
  * The maps live in an array sorted by epoch, at most MAPHIST_MAX (the
  * oldest go first); a map's placement (pgmap) is built when first needed.
@@ -44,6 +46,7 @@ struct maphist {
   bool fetching;
   int64_t next_fetch_ms;        /* after a failed fetch: not before (monotonic) */
   uint64_t unavailable_upto;    /* the monitors keep no map up to this epoch */
+  uint64_t floor;               /* the monitors' history floor, last answer */
 };
 
 static void ent_free(struct maphist_ent *e)
@@ -241,6 +244,10 @@ static void on_history(void *arg, int err, const Blk__MonReply *rep)
     if (err) {
       log_warn("maphist", "map history %llu..%llu: no answer (%d)", (unsigned long long)fc->from,
                (unsigned long long)fc->to, err);
+    }
+    if (!err && rep->history_floor > mh->floor)
+      mh->floor = rep->history_floor;
+    if (err) {
     } else if (rep->err == -ENOENT) {
       uint64_t upto = rep->history_first > fc->from ? rep->history_first - 1 : fc->from;
       if (upto > mh->unavailable_upto)
@@ -258,6 +265,11 @@ static void on_history(void *arg, int err, const Blk__MonReply *rep)
   }
   free(fc);
   peering_history_ready(osd);
+}
+
+uint64_t maphist_floor(struct osd *osd)
+{
+  return osd->maphist ? osd->maphist->floor : 0;
 }
 
 int maphist_fetch(struct osd *osd, uint64_t from, uint64_t to)

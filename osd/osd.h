@@ -141,6 +141,10 @@ int maphist_intervals(struct osd *osd, uint32_t pool, uint32_t pg, uint64_t from
  * request at a time; a no-op while one runs, and for 500 ms after one
  * failed); peering_history_ready runs when it is answered.  0 or -errno. */
 int maphist_fetch(struct osd *osd, uint64_t from, uint64_t to);
+/* The monitors' map history floor in their last history answer (0: none):
+ * every PG had started at or after it (docs/monitor.md "Map history
+ * floor"), so epochs before it are never needed for past intervals. */
+uint64_t maphist_floor(struct osd *osd);
 /* Free the maps (osd_stop). */
 void maphist_free(struct osd *osd);
 

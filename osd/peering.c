@@ -173,6 +173,7 @@ struct peering {
   bool hist_wait;               /* waiting for maps from the monitors */
   bool incomplete;              /* the history needed is not kept anymore */
   bool hist_partial;            /* only the maps still kept were used */
+  bool hist_floor;              /* from raised to the monitors' history floor */
 };
 
 struct pctx {
@@ -1315,6 +1316,20 @@ static int history_intervals(struct peering *p, const struct pplan_member *mem,
   if (pool && pool->created_epoch > from)
     from = pool->created_epoch;
   int r = maphist_intervals(osd, pg->pool, pg->id, from, pg->interval, iv, n_iv, &missing);
+  if (r == -ESRCH && missing <= maphist_floor(osd)) {
+    /* the monitors trimmed only epochs before their history floor: every
+     * PG, this one included, started at or after it, so the intervals
+     * from `missing` (<= floor <= the PG's last start) are all that can
+     * hold acknowledged writes not yet in an authoritative log */
+    if (!p->hist_floor)
+      log_info("peering", "%u.%x: the maps of epochs %llu..%llu are trimmed below the monitors' "
+               "history floor %llu; past intervals from epoch %llu", pg->pool, pg->id,
+               (unsigned long long)from, (unsigned long long)missing - 1,
+               (unsigned long long)maphist_floor(osd), (unsigned long long)missing);
+    p->hist_floor = true;
+    from = missing;
+    r = maphist_intervals(osd, pg->pool, pg->id, from, pg->interval, iv, n_iv, &missing);
+  }
   if (r == -ESRCH && les > 0) {
     /* the monitors no longer keep the maps since les: a member that
      * answered took part in the activation at les, so the PG is checked

@@ -2370,6 +2370,7 @@ void pg_send_stats(struct osd *osd)
       arr[k].pg = pg->id;
       arr[k].state = (char *)scrub_pg_state(pg);
       peering_progress(pg, &arr[k].recovery_left, &arr[k].recovery_total);
+      arr[k].les = pg->les;   /* the monitors keep the maps since (docs/monitor.md) */
       ptrs[k] = &arr[k];
       k++;
     }

@@ -7,7 +7,9 @@
  *   HEALTH_OK    every monitor in quorum, every OSD up and in, every PG
  *                reported active+clean by its primary
  *   HEALTH_WARN  a monitor out of quorum, OSDs down/out, no OSDs yet, PGs
- *                not active+clean (or not reported yet), OSDs nearfull
+ *                not active+clean (or not reported yet), OSDs nearfull,
+ *                the monitors' map history trimmed (mon_map_history_max)
+ *                past the last start of some PGs
  *   HEALTH_ERR   an OSD full (its PGs refuse new data: docs/osd.md
  *                "Full OSDs")
  */
@@ -126,6 +128,9 @@ static void compute_health(const struct cluster_map *m, const Blk__MonReply *rep
       health_add(h, "%u of %u pgs not active+clean (%u not reported yet)", pgs - clean, pgs,
                  pgs > known ? pgs - known : 0);
   }
+  if (rep->history_trimmed_pgs)
+    health_add(h, "map history trimmed past the last activation of %u PGs (their peering may "
+               "wait or be incomplete)", rep->history_trimmed_pgs);
 }
 
 int cmd_status(struct blkctl *b, int argc, char **argv)
@@ -161,6 +166,11 @@ int cmd_status(struct blkctl *b, int argc, char **argv)
     json_end_arr();
     json_end_obj();
     json_uint("epoch", m->epoch);
+    json_key_obj("map_history");
+    json_uint("first", rep->history_first);
+    json_uint("floor", rep->history_floor);
+    json_uint("trimmed_pgs", rep->history_trimmed_pgs);
+    json_end_obj();
     json_key_obj("monmap");
     json_uint("num_mons", m->n_mons);
     json_str("leader", mon_name(m, st->leader_rank));
@@ -213,6 +223,9 @@ int cmd_status(struct blkctl *b, int argc, char **argv)
            (unsigned long long)st->term);
     printf("    osd: %u osds: %u up, %u in; epoch e%llu\n", total, up, in,
            (unsigned long long)m->epoch);
+    printf("    map history: epochs %llu..%llu kept (floor %llu)\n",
+           (unsigned long long)rep->history_first, (unsigned long long)m->epoch,
+           (unsigned long long)rep->history_floor);
     printf("\n  data:\n    pools:   %zu pools, %u pgs\n", m->n_pools, pgs);
     unsigned known = 0;
     for (size_t i = 0; i < rep->n_pg_states; i++) {

@@ -16,10 +16,17 @@
 # The monitors take snapshots often and are all restarted, and the spare
 # OSDs restarted, before the kills: the new primary must fetch the map
 # history from the monitors, which must have kept it.
-# MAP_HISTORY=N (CTest integration/test-osd-interval-down-trimmed: 3)
-# makes the monitors keep only N incrementals: the history the spare OSDs
-# need is gone, so the PG must stay "incomplete" (no member that answered
-# ever held it); once the old members are back it goes active with them.
+# MAP_HISTORY=N (CTest integration/test-osd-interval-down-floor: 3) makes
+# the monitors keep only N incrementals beyond the history floor: they
+# must still keep the maps since the PG's last activation (docs/monitor.md
+# "Map history floor"), so the PG waits "down" as without the setting; and
+# once it is active+clean again the floor and the oldest epoch kept must
+# advance.  With MAP_HISTORY_MAX=M as well (CTest
+# integration/test-osd-interval-down-trimmed: 1 and 1) the monitors keep at
+# most M, fewer than the 3 epochs since the PG's last activation (the
+# kills and the outs): the history the spare OSDs need is gone, so the PG must stay
+# "incomplete" (no member that answered ever held it), `blkctl status`
+# warns, and once the old members are back it goes active with them.
 source "$(dirname "$0")/../functions.sh"
 requires python3
 # snapshots often: the monitors' map history must survive their restart
@@ -28,8 +35,15 @@ osd_conf
 TRIMMED=0
 if [ -n "${MAP_HISTORY:-}" ]; then
   printf '[mon]\nmon_map_history = %s\n' "$MAP_HISTORY" >>"$BLK_CONF"
+fi
+if [ -n "${MAP_HISTORY_MAX:-}" ]; then
+  printf '[mon]\nmon_map_history_max = %s\n' "$MAP_HISTORY_MAX" >>"$BLK_CONF"
   TRIMMED=1
 fi
+hist() {   # hist KEY: first/floor/trimmed_pgs of the monitors' map history
+  "$BLKCTL" --format json status |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["map_history"][sys.argv[1]])' "$1"
+}
 for m in "${MONS[@]}"; do start_mon "$m"; done
 wait_quorum 30
 for i in 0 1 2 3 4; do mkfs_osd $i 256M; done
@@ -103,12 +117,20 @@ if [ $TRIMMED = 0 ]; then
   grep -h "is down; waiting for one" "$TEST_DIR/log/osd.${NEW[0]}.log" | tail -1 |
     grep -q "\[.*$C.*\]" || fail "osd.${NEW[0]} does not say which interval it waits for"
   grep -h "is down; waiting for one" "$TEST_DIR/log/osd.${NEW[0]}.log" | tail -1
-  grep -h "fetched the maps of epochs" "$TEST_DIR/log/osd.${NEW[0]}.log" | head -1 ||
-    fail "osd.${NEW[0]} did not fetch the PG's map history from the monitors"
+  # (with the floor, the maps before it are not asked for: the new primary
+  # may hold every map since the floor already; it asked the monitors)
+  grep -h -e "fetched the maps of epochs" -e "below the monitors' history floor" \
+    "$TEST_DIR/log/osd.${NEW[0]}.log" | head -2 |
+    grep . || fail "osd.${NEW[0]} did not ask the monitors for the PG's map history"
 else
   grep -h "incomplete: no member" "$TEST_DIR/log/osd.${NEW[0]}.log" | tail -1 ||
     fail "osd.${NEW[0]} does not say why the PG is incomplete"
+  "$BLKCTL" status | grep "map history trimmed past the last activation of 1 PGs" ||
+    fail "blkctl status does not warn that the map history was trimmed"
 fi
+FIRST0=$(hist first)
+FLOOR0=$(hist floor)
+echo "map history while the PG waits: from epoch $FIRST0, floor $FLOOR0"
 grep -q "snapshot at index" "$TEST_DIR"/log/mon.*.log || fail "no monitor took a snapshot"
 
 # the old members return (A and B stay out): C brings the objects back
@@ -130,5 +152,20 @@ for k in $(seq 1 20); do
   cmp -s "$TEST_DIR/back" "$TEST_DIR/o$k" || fail "o$k differs"
 done
 echo "all 20 acknowledged objects read back, identical on osd.${FIN[*]}"
+if [ -n "${MAP_HISTORY:-}" ] && [ $TRIMMED = 0 ]; then
+  # the PG started again: the floor follows it and the history is trimmed
+  ok=0
+  for _ in $(seq 150); do
+    f=$(hist first)
+    l=$(hist floor)
+    if [ "$f" -gt "$FIRST0" ] && [ "$l" -gt "$FLOOR0" ]; then ok=1; break; fi
+    sleep 0.2
+  done
+  [ $ok = 1 ] || fail "map history not trimmed after the PG started again: from epoch $f, floor $l"
+  echo "map history after the PG started again: from epoch $f, floor $l"
+  grep -h "map history floor .*: keeping epochs" "$TEST_DIR"/log/mon.*.log | tail -1 ||
+    fail "no monitor logs its map history floor"
+  [ "$(hist trimmed_pgs)" = 0 ] || fail "PGs reported trimmed past their last activation"
+fi
 for i in 0 1 2 3 4; do stop_osd $i; done
 echo PASS
