@@ -90,5 +90,6 @@ const struct config_option config_options[] = {
   { "osd_pg_log_entries_per_osd", CFG_INT, "150000", "in-memory PG log entries an OSD keeps over all its PGs: each PG keeps budget / PGs (at least 100, at most osd_pg_log_max; 0 = osd_pg_log_max each)" },
   { "osd_debug_stop_after_install", CFG_BOOL, "false", "TEST ONLY (fault injection, never in production): a primary exits (status 1) once its recovery installed objects on the members, before activation, leaving them with unlogged objects (tests/integration/test-osd-unlogged.sh)" },
   { "mon_map_history_max", CFG_INT, "10000", "map history entries the monitors keep at most: beyond it they trim even epochs a PG still needs to derive its past intervals (HEALTH_WARN; docs/monitor.md \"Map history floor\")" },
+  { "osd_map_cache_min", CFG_INT, "64", "newest maps an OSD always keeps for deriving past intervals; older ones only back to the oldest last-epoch-started of its PGs (others are fetched from the monitors again when needed)" },
   { NULL, CFG_STR, NULL, NULL },
 };

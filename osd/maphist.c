@@ -19,7 +19,9 @@
  * epochs precede the PG's last start anyway (maphist_floor).
  *
  * The maps live in an array sorted by epoch, at most MAPHIST_MAX (the
- * oldest go first); a map's placement (pgmap) is built when first needed.
+ * oldest go first), and only back to the oldest `les` of this OSD's PGs
+ * beyond the osd_map_cache_min newest (mh_trim); a map's placement
+ * (pgmap) is built when first needed.
  * Everything runs on the OSD's loop thread.
  */
 #include <errno.h>
@@ -128,6 +130,34 @@ static void mh_insert(struct maphist *mh, struct cluster_map *m)
   mh->n++;
 }
 
+/* Drop the maps no local PG needs: those before the oldest `les` of this
+ * OSD's activated PGs, keeping the osd_map_cache_min newest.  A PG new to
+ * this OSD that needs older epochs fetches them again (the monitors keep
+ * them back to their history floor): the maps here are a cache. */
+static void mh_trim(struct osd *osd, struct maphist *mh)
+{
+  size_t keep = (size_t)config_get_int(osd->cfg, "osd_map_cache_min");
+  if (keep < 1)
+    keep = 1;
+  if (mh->n <= keep)
+    return;
+  uint64_t need = mh->v[mh->n - keep].map->epoch;
+  for (size_t i = 0; i < osd->pg_hash_size; i++)
+    for (const struct pg *pg = osd->pg_hash[i]; pg; pg = pg->hnext)
+      if (pg->les && pg->les < need)
+        need = pg->les;
+  size_t k = mh_lower(mh, need);
+  if (!k)
+    return;
+  for (size_t i = 0; i < k; i++)
+    ent_free(&mh->v[i]);
+  memmove(&mh->v[0], &mh->v[k], (mh->n - k) * sizeof *mh->v);
+  mh->n -= k;
+  log_debug("maphist", "dropped %zu maps; keeping epochs %llu..%llu", k,
+            (unsigned long long)mh->v[0].map->epoch,
+            (unsigned long long)mh->v[mh->n - 1].map->epoch);
+}
+
 void maphist_note(struct osd *osd, const struct cluster_map *m)
 {
   struct maphist *mh = mh_get(osd);
@@ -136,6 +166,7 @@ void maphist_note(struct osd *osd, const struct cluster_map *m)
   struct cluster_map *c = clustermap_dup(m);
   if (c)
     mh_insert(mh, c);
+  mh_trim(osd, mh);
 }
 
 struct set_ctx {

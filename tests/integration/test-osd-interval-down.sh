@@ -36,6 +36,12 @@ TRIMMED=0
 if [ -n "${MAP_HISTORY:-}" ]; then
   printf '[mon]\nmon_map_history = %s\n' "$MAP_HISTORY" >>"$BLK_CONF"
 fi
+# MAP_CACHE=N: the OSDs keep only N maps beyond their PGs' last
+# activations (osd_map_cache_min; the -floor CTest: 1): derivations then
+# run on maps fetched again from the monitors
+if [ -n "${MAP_CACHE:-}" ]; then
+  printf '[osd]\nosd_map_cache_min = %s\n' "$MAP_CACHE" >>"$BLK_CONF"
+fi
 if [ -n "${MAP_HISTORY_MAX:-}" ]; then
   printf '[mon]\nmon_map_history_max = %s\n' "$MAP_HISTORY_MAX" >>"$BLK_CONF"
   TRIMMED=1
