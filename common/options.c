@@ -30,7 +30,7 @@ const struct config_option config_options[] = {
   { "mon_snapshot_every", CFG_INT, "1000", "compact the Raft log into a state snapshot every N entries" },
   { "mon_max_pg_num", CFG_INT, "65536", "largest pg_num a pool may have" },
   { "mon_max_pool_size", CFG_INT, "10", "largest replica count a pool may have" },
-  { "mon_map_history", CFG_INT, "500", "incremental maps kept for subscribers" },
+  { "mon_map_history", CFG_INT, "500", "incremental maps kept at least (more are kept back to every PG's last activation, up to mon_map_history_max)" },
   /* osd store */
   { "osd_device", CFG_STR, "", "block device or file holding this OSD's store" },
   { "osd_data", CFG_STR, "", "OSD data directory (RocksDB metadata); default <osd_device>.db" },

@@ -685,6 +685,25 @@ static void push_phase(int o, int g)
 
 /* --recorded-intervals: the intervals the answers carry, merged (as
  * osd/peering.c learn_intervals does), in first-epoch order. */
+/* Primary o of PG g queries OSD id (seen in a past interval) unless it is
+ * already asked, down in epoch ep, or the member table is full; returns
+ * whether a query went out. */
+static bool ask_member(struct prim *p, int o, int32_t id, int g, uint64_t ep)
+{
+  for (size_t i = 0; i < p->n_who; i++)
+    if (p->who[i] == id)
+      return false;
+  if (!hist[ep].up[id] || p->n_who == PPLAN_MAX_MEMBERS)
+    return false;
+  p->got[p->n_who] = false;
+  p->who[p->n_who] = id;
+  struct msg *q = msg_new(M_QUERY, o, id, g);
+  q->seq = p->seq;
+  q->idx = (int)p->n_who++;
+  net_send(q);
+  return true;
+}
+
 static void recorded_intervals(const struct prim *p, struct pplan_interval *iv, size_t *n_iv)
 {
   *n_iv = 0;
@@ -751,21 +770,8 @@ static void decide(int o, int g)
     past_intervals(g, les, x->interval[g], iv, &n_iv);
     bool asked = false;
     for (size_t k = 0; k < n_iv; k++)
-      for (size_t a = 0; a < iv[k].n_acting; a++) {
-        int32_t id = iv[k].acting[a];
-        bool dup = false;
-        for (size_t i = 0; i < p->n_who && !dup; i++)
-          dup = p->who[i] == id;
-        if (dup || !hist[x->epoch].up[id] || p->n_who == PPLAN_MAX_MEMBERS)
-          continue;
-        p->got[p->n_who] = false;
-        p->who[p->n_who] = id;
-        struct msg *q = msg_new(M_QUERY, o, id, g);
-        q->seq = p->seq;
-        q->idx = (int)p->n_who++;
-        net_send(q);
-        asked = true;
-      }
+      for (size_t a = 0; a < iv[k].n_acting; a++)
+        asked |= ask_member(p, o, iv[k].acting[a], g, x->epoch);
     if (asked)
       return;
     may = pplan_may_activate(iv, n_iv, mem, p->n_who, &blocking);
@@ -1096,20 +1102,8 @@ static void on_info(struct msg *m)
   /* members of intervals learnt from the answer, up: queried too */
   struct sosd *x = &osds[m->to];
   for (size_t k = 0; opt.recorded && k < m->st.n_past; k++)
-    for (size_t a = 0; a < m->st.past[k].n_acting; a++) {
-      int32_t id = m->st.past[k].acting[a];
-      bool dup = false;
-      for (size_t i = 0; i < p->n_who && !dup; i++)
-        dup = p->who[i] == id;
-      if (dup || !hist[x->epoch].up[id] || p->n_who == PPLAN_MAX_MEMBERS)
-        continue;
-      p->got[p->n_who] = false;
-      p->who[p->n_who] = id;
-      struct msg *q = msg_new(M_QUERY, m->to, id, m->pg);
-      q->seq = p->seq;
-      q->idx = (int)p->n_who++;
-      net_send(q);
-    }
+    for (size_t a = 0; a < m->st.past[k].n_acting; a++)
+      ask_member(p, m->to, m->st.past[k].acting[a], m->pg, x->epoch);
   for (size_t i = 0; i < p->n_who; i++)
     if (!p->got[i])
       return;
