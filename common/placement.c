@@ -847,7 +847,7 @@ struct bal {
   const placement_map *m;
   const struct placement_pool *pool;
   uint32_t S;              /* stride: pool size */
-  uint32_t *raw;           /* [pg_num * S] straw2 sets */
+  uint32_t *raw;           /* [pg_num * S] raw (top-k) sets */
   uint32_t *set;           /* [pg_num * S] current sets (with exceptions) */
   uint32_t *hset;          /* [pg_num * S] hosts of set */
   uint8_t *cnt;            /* [pg_num] members per PG */
@@ -1005,7 +1005,7 @@ int placement_balance(const placement_map *map,
       !b.limit || !b.cand || !b.cpos || !off || !over)
     goto out_enomem;
 
-  /* Current sets: straw2 plus the valid existing exceptions. */
+  /* Current sets: raw sets plus the valid existing exceptions. */
   uint64_t total = 0;
   for (uint32_t pg = 0; pg < P; pg++) {
     uint32_t *set = &b.set[pg * S], *hs = &b.hset[pg * S];
