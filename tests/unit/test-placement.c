@@ -405,6 +405,30 @@ static void test_domains_and_out(void **state)
   placement_map_free(m);
 }
 
+/* The primary is the first arrival over all in OSDs: OSD i with
+ * probability w_i / W.  Per weight class (25 OSDs each, weights 1.0 to
+ * 2.5) the primaries are within 5 % of that share (sigma ~ 1-2 %). */
+static void test_primary_share(void **state)
+{
+  (void)state;
+  placement_map *m = build(20, 5, true, false);
+  struct placement_pool p = { 9, 3, 20000, PLACEMENT_DOMAIN_HOST };
+  double cls[4] = { 0 };
+  for (uint32_t pg = 0; pg < p.pg_num; pg++) {
+    uint32_t s[3];
+    assert_int_equal(placement_pg_raw(m, &p, pg, s, 3), 3);
+    cls[s[0] % 4] += 1;
+  }
+  for (int c = 0; c < 4; c++) {
+    double w = 1.0 + c * 0.5;   /* build(): W1 + (id % 4) * W1 / 2 */
+    double want = p.pg_num * w / 7.0;   /* class weights 1 : 1.5 : 2 : 2.5 */
+    print_message("primaries of weight %.1f: %.0f, share %.0f\n", w, cls[c],
+                  want);
+    assert_true(cls[c] > want * 0.95 && cls[c] < want * 1.05);
+  }
+  placement_map_free(m);
+}
+
 static void test_fewer_domains(void **state)
 {
   (void)state;
@@ -898,6 +922,7 @@ int main(void)
     cmocka_unit_test(test_golden),
     cmocka_unit_test(test_determinism),
     cmocka_unit_test(test_domains_and_out),
+    cmocka_unit_test(test_primary_share),
     cmocka_unit_test(test_fewer_domains),
     cmocka_unit_test(test_up_set),
     cmocka_unit_test(test_upmap_apply),
