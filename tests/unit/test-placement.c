@@ -98,13 +98,20 @@ static void test_neglog2(void **state)
     uint64_t d = got > v[i].want ? got - v[i].want : v[i].want - got;
     assert_true(d < 4096);
   }
-  /* Monotone: a larger u never gets a larger -log. */
+  /* Monotone: a larger u never gets a larger -log.  And never below
+   * 2^32 - 1 - h, the bound the draw's early rejection relies on (checked
+   * over all 2^32 values once, offline; here on a sweep and on the top
+   * 2^20 values, where the bound is tight). */
   uint64_t prev = placement_neglog2(0);
   for (uint64_t h = 1; h <= 0xFFFFFFFFu; h += 65521) {
     uint64_t cur = placement_neglog2((uint32_t)h);
     assert_true(cur <= prev);
+    assert_true(cur >= 0xFFFFFFFFu - h);
     prev = cur;
   }
+  for (uint64_t h = 0xFFFFFFFFu - (1u << 20); h <= 0xFFFFFFFFu; h++)
+    if (placement_neglog2((uint32_t)h) < 0xFFFFFFFFu - h)
+      fail_msg("neglog2(%llu) below 2^32 - 1 - h", (unsigned long long)h);
 }
 
 static void test_stable_mod(void **state)
