@@ -2,16 +2,17 @@
 /*
  * Design notes: see placement.h and docs/placement.md.  The map keeps hosts
  * in an array sorted by id, each with its OSDs sorted by id, plus a global
- * OSD-id -> host-id index sorted by OSD id for lookups.  Draws iterate in
- * ascending id order and break ties towards the lower id, so the result
- * never depends on the order the map was built in.
+ * OSD-id -> host-id index sorted by OSD id for lookups.  Ties break
+ * towards the lower id, so the result never depends on the order the map
+ * was built in.
  *
- * straw2: each candidate i with weight w_i gets the key
- *   s_i = floor(neglog2(hash(level, pool, pg, rank, id_i)) * 2^24 / w_i)
- * and the smallest key wins.  neglog2 is -log2 of a uniform (0,1] value,
- * an exponential variable (up to the constant ln 2, which does not change
- * the arg-min), so the winner is i with probability w_i / sum(w), and
- * changing one w_i only moves draws to or from i.
+ * straw2 keys: each in OSD i with weight w_i gets, per PG, the key
+ *   s_i = floor(neglog2(hash(OSD, pool, pg, 0, id_i)) * 2^24 / w_i)
+ * neglog2 is -log2 of a uniform (0,1] value, an exponential variable (up
+ * to the constant ln 2, which does not change the order), so s_i is an
+ * exponential arrival time with rate w_i.  A PG's raw set is the `size`
+ * failure domains whose best (smallest) key is smallest, in key order
+ * (rendezvous top-k): changing one OSD only moves that OSD's replicas.
  *
  * The logarithm: a 1025-entry table of log2(1 + i/1024) in 0.32 fixed
  * point, built at first use by the exact bit-by-bit squaring method in
@@ -31,12 +32,12 @@
 struct pl_osd {
   uint32_t id;
   uint32_t weight;     /* 16.16, > 0 */
+  uint32_t lane;       /* draw_lane(id): the PG-independent part of its hash */
   bool in;
 };
 
 struct pl_host {
   uint32_t id;
-  uint64_t weight;     /* sum of its OSDs' weights (in or out) */
   size_t n_in;         /* OSDs that are in */
   struct pl_osd *osds; /* sorted by id; owned */
   size_t n_osds, cap_osds;
@@ -54,7 +55,6 @@ struct placement_map {
   size_t n_osds, cap_idx;
   uint64_t in_weight;
   size_t n_in_osds;        /* OSDs that are in */
-  size_t n_in_hosts;       /* hosts with at least one OSD in */
 };
 
 /* ---- errors ---- */
@@ -156,6 +156,24 @@ uint32_t placement_draw_hash(uint32_t level_seed, uint32_t pool, uint32_t pg,
   return xxh_avalanche(h + 16);
 }
 
+/* placement_draw_hash(PLACEMENT_SEED_OSD, pool, pg, PLACEMENT_DRAW_RANK,
+ * id) == xxh_avalanche(draw_base(pool, pg) + draw_lane(id)): the item's
+ * lane is the only part that depends on the OSD, so the map keeps it per
+ * OSD and a PG computes its base once (checked against the plain hash in
+ * tests/unit/test-placement.c). */
+static inline uint32_t draw_lane(uint32_t id)
+{
+  return rotl32(xxh_round(PLACEMENT_SEED_OSD - P32_1, id), 18);
+}
+
+static inline uint32_t draw_base(uint32_t pool, uint32_t pg)
+{
+  uint32_t v1 = xxh_round(PLACEMENT_SEED_OSD + P32_1 + P32_2, pool);
+  uint32_t v2 = xxh_round(PLACEMENT_SEED_OSD + P32_2, pg);
+  uint32_t v3 = xxh_round(PLACEMENT_SEED_OSD, PLACEMENT_DRAW_RANK);
+  return rotl32(v1, 1) + rotl32(v2, 7) + rotl32(v3, 12) + 16;
+}
+
 /* ---- object -> PG ---- */
 
 uint32_t placement_pg_num_mask(uint32_t pg_num)
@@ -238,14 +256,6 @@ uint64_t placement_neglog2(uint32_t h)
   return neglog2(h);
 }
 
-/* straw2 key: smaller wins.  neglog2 < 2^37, so the shift fits. */
-static inline uint64_t straw_key(uint32_t seed, uint32_t pool, uint32_t pg,
-                                 uint32_t rank, uint32_t id, uint64_t weight)
-{
-  uint64_t nl = neglog2(placement_draw_hash(seed, pool, pg, rank, id));
-  return (nl << 24) / weight;
-}
-
 /* ---- map building ---- */
 
 placement_map *placement_map_new(void)
@@ -295,7 +305,6 @@ placement_map *placement_map_dup(const placement_map *map)
   m->n_osds = map->n_osds;
   m->in_weight = map->in_weight;
   m->n_in_osds = map->n_in_osds;
-  m->n_in_hosts = map->n_in_hosts;
   return m;
 
 out_free_map:
@@ -387,13 +396,11 @@ static void count_in(placement_map *m, struct pl_host *h, uint32_t weight,
   if (delta > 0) {
     m->in_weight += weight;
     m->n_in_osds++;
-    if (h->n_in++ == 0)
-      m->n_in_hosts++;
+    h->n_in++;
   } else {
     m->in_weight -= weight;
     m->n_in_osds--;
-    if (--h->n_in == 0)
-      m->n_in_hosts--;
+    h->n_in--;
   }
 }
 
@@ -462,9 +469,8 @@ int placement_map_add_osd(placement_map *map, uint32_t osd_id,
   map->n_osds++;
   size_t j = member_lower(h, osd_id);
   memmove(&h->osds[j + 1], &h->osds[j], (h->n_osds - j) * sizeof *h->osds);
-  h->osds[j] = (struct pl_osd){ osd_id, weight, in };
+  h->osds[j] = (struct pl_osd){ osd_id, weight, draw_lane(osd_id), in };
   h->n_osds++;
-  h->weight += weight;
   if (in)
     count_in(map, h, weight, 1);
   return 0;
@@ -476,7 +482,6 @@ int placement_map_remove_osd(placement_map *map, uint32_t osd_id)
   struct pl_osd *o = osd_find(map, osd_id, &h);
   if (!o)
     return fail(-EINVAL, "remove_osd osd.%u: unknown OSD", osd_id);
-  h->weight -= o->weight;
   if (o->in)
     count_in(map, h, o->weight, -1);
   size_t j = (size_t)(o - h->osds);
@@ -499,7 +504,6 @@ int placement_map_set_weight(placement_map *map, uint32_t osd_id,
   struct pl_osd *o = osd_find(map, osd_id, &h);
   if (!o)
     return fail(-EINVAL, "set_weight osd.%u: unknown OSD", osd_id);
-  h->weight = h->weight - o->weight + weight;
   if (o->in)
     map->in_weight = map->in_weight - o->weight + weight;
   o->weight = weight;
@@ -592,64 +596,121 @@ static int check_pg_args(const struct placement_pool *pool, uint32_t pg,
   return 0;
 }
 
-/* The raw draw; arguments already checked.  hosts_out (room for size)
- * receives the host id of each member. */
+/* One failure domain in the running top-k: its best in OSD and that
+ * OSD's straw key. */
+struct pl_cand {
+  uint64_t key;
+  uint32_t osd;
+  uint32_t host;
+};
+
+/* The total order of the draw: smaller key first, ties to the lower id. */
+static inline bool cand_before(uint64_t key, uint32_t osd,
+                               const struct pl_cand *c)
+{
+  return key < c->key || (key == c->key && osd < c->osd);
+}
+
+/* Insert c into top[0..*n), kept sorted, at most k entries; the caller
+ * has checked that c belongs there (*n < k or c is before top[k-1]). */
+static inline void topk_insert(struct pl_cand *top, uint32_t *n, uint32_t k,
+                               struct pl_cand c)
+{
+  uint32_t i = *n < k ? (*n)++ : k - 1;
+  while (i > 0 && cand_before(c.key, c.osd, &top[i - 1])) {
+    top[i] = top[i - 1];
+    i--;
+  }
+  top[i] = c;
+}
+
+/*
+ * (bar + 1) * w, or UINT64_MAX if there is no bar yet (bar == UINT64_MAX)
+ * or the product does not fit.  An OSD of weight w whose key is k has
+ * k <= bar exactly when (nl << 24) < (bar + 1) * w (floor division), so
+ * with this limit a key above the bar is rejected before the division;
+ * and since neglog2(h) >= 0xFFFFFFFF - h for every h (checked
+ * exhaustively over all 2^32 values: -log2(1 - d/2^32) >= d/2^32 *
+ * log2(e), and every rounding in neglog2 goes upwards), a hash with
+ * ((0xFFFFFFFF - h) << 24) >= limit is rejected before the logarithm.
+ * UINT64_MAX is never reached by either left side (< 2^61), so it rejects
+ * nothing.
+ */
+static inline uint64_t bar_limit(uint64_t bar, uint32_t w)
+{
+  uint64_t lim;
+  if (bar == UINT64_MAX || __builtin_mul_overflow(bar + 1, (uint64_t)w, &lim))
+    return UINT64_MAX;
+  return lim;
+}
+
+/*
+ * The raw set: rendezvous top-k over failure domains (docs/placement.md
+ * §4).  Every in OSD gets one straw key; a domain's key is its best in
+ * OSD's; the set is the `size` best domains in key order, each given by
+ * its best OSD.  One pass over the in OSDs, no allocation: hosts and
+ * their OSDs are already grouped in the map, so a host's best is a local
+ * minimum, and the running top-k lives in a stack array.  Keys that
+ * cannot enter the result (above the current k-th domain or the host's
+ * best so far) are rejected before the logarithm.  The result depends
+ * only on the total order (key, OSD id), not on the iteration order.
+ * Arguments already checked; hosts_out (room for size) receives each
+ * member's host id.
+ */
 static int pg_raw(const placement_map *m, const struct placement_pool *pool,
                   uint32_t pg, uint32_t *out, uint32_t *hosts_out)
 {
   pthread_once(&log_once, log_tbl_init);
-  /* How many failure domains can hold a replica at all. */
-  size_t domains = pool->domain == PLACEMENT_DOMAIN_HOST ? m->n_in_hosts
-                                                         : m->n_in_osds;
-  uint32_t want = pool->size < domains ? pool->size : (uint32_t)domains;
-  uint32_t n = 0;
+  struct pl_cand top[PLACEMENT_MAX_SIZE];
+  uint32_t k = pool->size, n = 0;
+  bool by_host = pool->domain == PLACEMENT_DOMAIN_HOST;
+  uint32_t base = draw_base(pool->id, pg);
 
-  for (uint32_t rep = 0; rep < want; rep++) {
-    for (uint32_t t = 0; t < PLACEMENT_MAX_TRIES; t++) {
-      uint32_t rank = rep + PLACEMENT_MAX_SIZE * t;
-      const struct pl_host *best = NULL;
-      uint64_t best_key = UINT64_MAX;
-      for (size_t i = 0; i < m->n_hosts; i++) {
-        const struct pl_host *h = &m->hosts[i];
-        if (h->weight == 0)
-          continue;
-        uint64_t k = straw_key(PLACEMENT_SEED_HOST, pool->id, pg, rank, h->id,
-                               h->weight);
-        if (k < best_key || !best) {
-          best_key = k;
-          best = h;
-        }
+  for (size_t i = 0; i < m->n_hosts; i++) {
+    const struct pl_host *h = &m->hosts[i];
+    if (h->n_in == 0)
+      continue;
+    struct pl_cand best = { UINT64_MAX, 0, h->id };
+    bool have = false;
+    /* bar: no key above it can matter (the k-th domain so far, or this
+     * host's best so far); lim = bar_limit(bar, lim_w), recomputed when
+     * the weight or the bar changes. */
+    uint64_t bar = n == k ? top[k - 1].key : UINT64_MAX, lim = UINT64_MAX;
+    uint32_t lim_w = 0;
+    for (size_t j = 0; j < h->n_osds; j++) {
+      const struct pl_osd *o = &h->osds[j];
+      if (!o->in)
+        continue;
+      if (o->weight != lim_w) {
+        lim_w = o->weight;
+        lim = bar_limit(bar, lim_w);
       }
-      if (!best)
-        return (int)n;
-      bool collide = false;
-      if (pool->domain == PLACEMENT_DOMAIN_HOST)
-        for (uint32_t k = 0; k < n; k++)
-          collide |= hosts_out[k] == best->id;
-      if (collide)
+      uint32_t hash = xxh_avalanche(base + o->lane);
+      if ((uint64_t)(0xFFFFFFFFu - hash) << 24 >= lim)
         continue;
-      const struct pl_osd *bo = NULL;
-      best_key = UINT64_MAX;
-      for (size_t j = 0; j < best->n_osds; j++) {
-        const struct pl_osd *o = &best->osds[j];
-        uint64_t k = straw_key(PLACEMENT_SEED_OSD, pool->id, pg, rank, o->id,
-                               o->weight);
-        if (k < best_key || !bo) {
-          best_key = k;
-          bo = o;
-        }
+      uint64_t nl = neglog2(hash) << 24;
+      if (nl >= lim)
+        continue;
+      struct pl_cand c = { nl / o->weight, o->id, h->id };
+      if (n == k && !cand_before(c.key, c.osd, &top[k - 1]))
+        continue;
+      if (!by_host) {
+        topk_insert(top, &n, k, c);
+        if (n == k)
+          bar = top[k - 1].key;
+      } else if (!have || cand_before(c.key, c.osd, &best)) {
+        best = c;
+        have = true;
+        bar = c.key;
       }
-      if (!bo->in)
-        continue;
-      for (uint32_t k = 0; k < n; k++)
-        collide |= out[k] == bo->id;
-      if (collide)
-        continue;
-      out[n] = bo->id;
-      hosts_out[n] = best->id;
-      n++;
-      break;
+      lim_w = 0;
     }
+    if (by_host && have)
+      topk_insert(top, &n, k, best);
+  }
+  for (uint32_t r = 0; r < n; r++) {
+    out[r] = top[r].osd;
+    hosts_out[r] = top[r].host;
   }
   return (int)n;
 }
@@ -786,7 +847,7 @@ struct bal {
   const placement_map *m;
   const struct placement_pool *pool;
   uint32_t S;              /* stride: pool size */
-  uint32_t *raw;           /* [pg_num * S] straw2 sets */
+  uint32_t *raw;           /* [pg_num * S] raw (top-k) sets */
   uint32_t *set;           /* [pg_num * S] current sets (with exceptions) */
   uint32_t *hset;          /* [pg_num * S] hosts of set */
   uint8_t *cnt;            /* [pg_num] members per PG */
@@ -944,7 +1005,7 @@ int placement_balance(const placement_map *map,
       !b.limit || !b.cand || !b.cpos || !off || !over)
     goto out_enomem;
 
-  /* Current sets: straw2 plus the valid existing exceptions. */
+  /* Current sets: raw sets plus the valid existing exceptions. */
   uint64_t total = 0;
   for (uint32_t pg = 0; pg < P; pg++) {
     uint32_t *set = &b.set[pg * S], *hs = &b.hset[pg * S];

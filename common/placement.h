@@ -4,19 +4,22 @@
  * monitor, OSD and client, from the cluster map alone (DESIGN.md §2).
  *
  *   object name --xxh32--> 32-bit hash --stable_mod(pg_num)--> PG
- *   (pool, PG) --straw2 draw, root->host->osd, size distinct domains-->
- *       raw set --upmap exceptions--> mapped set --up bitmap--> up set
+ *   (pool, PG) --rendezvous top-k over failure domains--> raw set
+ *       --upmap exceptions--> mapped set --up bitmap--> up set
  *
  * The hierarchy is root -> host -> osd.  Each OSD has a weight in 16.16
  * fixed point (0x10000 == 1.0, conventionally one TiB of capacity) and an
- * in/out flag; a host's weight is the sum of its OSDs' weights.  "out" does
- * not change any weight (Ceph semantics): an out OSD is still drawn and then
- * rejected, and the draw is retried from the root with a new rank, so only
- * the PGs that had it move.  The "up" flag is not an input here; a
- * down-but-in OSD stays in the raw set (the PG is undersized) and
- * placement_up_set() filters it out.
+ * in/out flag.  For a PG every in OSD gets one straw2 key (an exponential
+ * arrival time with rate = its weight); a failure domain (host, or the
+ * OSD itself) takes the best key of its in OSDs, and the raw set is the
+ * `size` domains with the smallest keys, in key order, each represented
+ * by its best OSD (out[0] is the primary).  Out OSDs take no part.  Adding,
+ * removing, marking out or reweighting one OSD moves only that OSD's
+ * replicas.  The "up" flag is not an input here; a down-but-in OSD stays
+ * in the raw set (the PG is undersized) and placement_up_set() filters it
+ * out.
  *
- * Every step is integer-only: the straw2 draw uses a fixed-point logarithm
+ * Every step is integer-only: the straw2 keys use a fixed-point logarithm
  * computed from a table built with integer arithmetic, so every node on any
  * CPU or libc computes the same result.  docs/placement.md specifies each
  * step byte for byte; changing any of them remaps the whole cluster.
@@ -39,7 +42,6 @@ typedef struct placement_map placement_map;
 
 #define PLACEMENT_WEIGHT_ONE 0x10000u   /* 1.0 in 16.16 fixed point */
 #define PLACEMENT_MAX_SIZE 16           /* largest replica count */
-#define PLACEMENT_MAX_TRIES 50          /* draws per replica before giving up */
 #define PLACEMENT_MAX_WEIGHT 0xFFFFFFu  /* per OSD: 255.99 (capacity units) */
 #define PLACEMENT_MAX_OSDS (1u << 20)   /* OSDs (and hosts) per map */
 
@@ -75,11 +77,15 @@ struct placement_upmap {
 uint32_t placement_hash32(const void *buf, size_t len, uint32_t seed);
 
 /* The straw2 draw hash: xxHash32 with seed level_seed of the 16 bytes
- * pool, pg, rank, item, each little-endian uint32 (frozen). */
+ * pool, pg, rank, item, each little-endian uint32 (frozen).  The PG ->
+ * OSDs draw calls it once per in OSD with PLACEMENT_SEED_OSD and rank
+ * PLACEMENT_DRAW_RANK; PLACEMENT_SEED_HOST was the host level's seed
+ * before the top-k draw and is no longer used for placement. */
 uint32_t placement_draw_hash(uint32_t level_seed, uint32_t pool, uint32_t pg,
                              uint32_t rank, uint32_t item);
 #define PLACEMENT_SEED_HOST 0x54534f48u  /* "HOST" read little-endian */
 #define PLACEMENT_SEED_OSD 0x0044534fu   /* "OSD\0" read little-endian */
+#define PLACEMENT_DRAW_RANK 0u           /* the one rank of the top-k draw */
 
 /* -log2((h + 1) / 2^32) in 32.32 fixed point, integer-only (frozen):
  * 0 for h == 0xffffffff, 32 << 32 for h == 0. */
@@ -142,10 +148,11 @@ size_t placement_map_osd_ids(const placement_map *map, uint32_t *ids,
  * unknown domain). */
 int placement_pool_check(const struct placement_pool *pool);
 
-/* Raw straw2 set of PG pg: up to pool->size OSD ids into out[0..cap),
- * primary first, distinct failure domains, never an out OSD.  Returns the
- * count (fewer than size if too few domains or tries ran out) or -EINVAL
- * (bad pool, pg >= pg_num, cap < size). */
+/* Raw set of PG pg (rendezvous top-k): up to pool->size OSD ids into
+ * out[0..cap), primary first, distinct failure domains, never an out OSD.
+ * Returns the count (fewer than size only if fewer domains have an in
+ * OSD) or -EINVAL (bad pool, pg >= pg_num, cap < size).  O(in OSDs), no
+ * allocation. */
 int placement_pg_raw(const placement_map *map,
                      const struct placement_pool *pool, uint32_t pg,
                      uint32_t *out, size_t cap);
