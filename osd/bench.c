@@ -230,12 +230,22 @@ int store_bench(struct store *st, struct event_base *base,
    * writes alone (for profiles and A/B runs) */
   bool qd32 = o->only && strcmp(o->only, "randwrite-4K-qd32") == 0;
   bool qd1 = o->only && strcmp(o->only, "randwrite-4K-qd1") == 0;
+  /* --bench-only randwrite-4K-qdN: any other depth (1..256) alone */
+  unsigned qdn = 0;
+  char qdend = 0;
+  if (o->only && !qd32 && !qd1 &&
+      sscanf(o->only, "randwrite-4K-qd%u%c", &qdn, &qdend) == 1 &&
+      qdn >= 1 && qdn <= 256) {
+    qd32 = true;   /* one test alone, as -qd32 */
+  } else {
+    qdn = 32;
+  }
   if (!r && (ONLY("randwrite-4K") || qd1) && !qd32)
     r = run(&b, "randwrite-4K", true, 4096, false, 1, secs);
   if (!r && !qd32 && !qd1)
     settle(st, o);
   if (!r && (ONLY("randwrite-4K") || qd32) && !qd1)
-    r = run(&b, "randwrite-4K", true, 4096, false, 32, secs);
+    r = run(&b, "randwrite-4K", true, 4096, false, qdn, secs);
   if (!r)
     settle(st, o);
   if (!r && ONLY("randread-4K"))
