@@ -17,11 +17,16 @@
  * travel in the journal record and reach the data area at the next
  * checkpoint.  Larger writes are "direct": full blocks go to newly
  * allocated blocks before the record is written, the record holds only
- * their location and crc.  Records are written in seq order by a single
- * writer: whatever is prepared while a write+flush is in flight is grouped
- * into the next one (group commit: one batch -- the records' heads packed
- * in one header area, then their data blocks -- in one RWF_DSYNC writev,
- * or a writev + fdatasync linked in io_uring).  When it completes the
+ * their location and crc.  At queue depth (osd_store_direct_min_queue)
+ * the full blocks of small writes go direct too, as plain writes: their
+ * batch's journal write is followed by an fdatasync issued once it and
+ * they have completed, so one flush makes the whole group durable
+ * (RWF_DSYNC on each would cost a flush per block).  Records are written
+ * in seq order by a single writer: whatever is prepared while a
+ * write+flush is in flight is grouped into the next one (group commit:
+ * one batch -- the records' heads packed in one header area, then their
+ * data blocks -- in one RWF_DSYNC writev, or a writev + fdatasync linked
+ * in io_uring).  When it completes the
  * group is durable: the
  * callbacks run (in submission order, while the writer still counts as
  * busy, so that what they queue forms the next group), the next write is

@@ -14,7 +14,8 @@
  * transactions are generated from (round seed, index) on both sides, so
  * the parent knows what each one did.  Then fsck must find nothing.
  * Rounds cycle osd_store_direct_min_queue through 0 (small writes deferred),
- * 1 (small full-block writes direct whenever another transaction waits)
+ * 1 with osd_store_deferred_max 64K (the full blocks of every write up to
+ * 64 KiB go direct as plain writes whenever another transaction waits)
  * and 8 (the default): the run fails if no small write ever went direct.
  *
  *   store-crash [--kills N] [--seed S] [--dir DIR] [--keep]
@@ -401,11 +402,13 @@ int main(int argc, char **argv)
   uint64_t total_acks = 0, total_inflight_present = 0, tears = 0;
   uint64_t total_sdirect = 0;
   static const char *const dmq[3] = { "0", "1", "8" };
+  static const char *const dmax[3] = { "4K", "64K", "4K" };
   struct event_base *base = event_base_new();
   for (int round = 0; round < kills && !failures; round++) {
     uint64_t rseed = mix(seed + (uint64_t)round);
     int tear_after = rand() % 3 == 0 ? rand() % 60 : -1;
     config_set(cfg, "osd_store_direct_min_queue", dmq[round % 3]);
+    config_set(cfg, "osd_store_deferred_max", dmax[round % 3]);
     uint32_t sdirect = 0;
     int p[2];
     if (pipe(p) < 0)
