@@ -1964,6 +1964,13 @@ static void jw_done(struct store *st)
   uint64_t used = st->jhead - st->jtail;
   if (used * 100 >= st->sb.journal_size * st->ckpt_pct)
     st_ckpt_start(st);
+  else if (!st->ck_busy && st->nrel * 100 >= alloc_nblocks(st->alloc))
+    /* blocks freed by overwrites (direct small writes free one per
+     * write) count as used until a checkpoint releases them: at 1% of
+     * the data area, checkpoint (store_statfs, and the OSD's full ratio,
+     * would otherwise see up to osd_store_ckpt_interval worth of writes:
+     * ~100 MiB at 50k IOPS) */
+    st_ckpt_start(st);
 }
 
 void st_on_apply(int fd, short what, void *arg)
