@@ -47,6 +47,7 @@ struct bench {
   uint64_t rng;
   int err;
   bool stop;
+  uint64_t used_max;   /* most data-area bytes in use during a write test */
 };
 
 static uint64_t now_ns(void)
@@ -85,6 +86,12 @@ static void bop_done(void *arg, int result)
       abort();
   }
   b->lat[b->nlat++] = t - op->start_ns;
+  if (b->write && (b->nlat & 255) == 0) {
+    struct store_statfs sf;
+    store_statfs(b->st, &sf);
+    if (sf.used > b->used_max)
+      b->used_max = sf.used;
+  }
   if (b->seq ? b->seq_pos >= b->seq_end : t >= b->deadline_ns)
     b->stop = true;
   if (!b->stop)
@@ -162,6 +169,9 @@ static int run(struct bench *b, const char *name, bool write, uint32_t bs,
     for (uint32_t k = 0; k < bs; k++)
       ops[i].buf[k] = (uint8_t)(k * 31 + i);
   }
+  struct store_statfs sf0;
+  store_statfs(b->st, &sf0);
+  b->used_max = sf0.used;
   double cpu0 = cpu_us();
   b->t0 = now_ns();
   b->deadline_ns = b->t0 + (uint64_t)(secs * 1e9);
@@ -172,8 +182,14 @@ static int run(struct bench *b, const char *name, bool write, uint32_t bs,
   uint64_t el = now_ns() - b->t0;
   /* the CPU per operation includes writing the test's journaled blocks
    * home: checkpoint before reading the clock */
-  if (write && !b->err)
+  if (write && !b->err) {
+    /* space held by the test (blocks of overwritten data awaiting the
+     * checkpoint that releases them), sampled every 256 writes */
+    log_info("bench", "%s qd %u: data area in use %.1f MiB at the start, "
+             "at most %.1f MiB during the test", name, qd,
+             (double)sf0.used / 1048576.0, (double)b->used_max / 1048576.0);
     store_checkpoint_sync(b->st);
+  }
   double cpu = cpu_us() - cpu0;
   for (unsigned i = 0; i < qd; i++)
     free(ops[i].buf);
@@ -230,12 +246,22 @@ int store_bench(struct store *st, struct event_base *base,
    * writes alone (for profiles and A/B runs) */
   bool qd32 = o->only && strcmp(o->only, "randwrite-4K-qd32") == 0;
   bool qd1 = o->only && strcmp(o->only, "randwrite-4K-qd1") == 0;
+  /* --bench-only randwrite-4K-qdN: any other depth (1..256) alone */
+  unsigned qdn = 0;
+  char qdend = 0;
+  if (o->only && !qd32 && !qd1 &&
+      sscanf(o->only, "randwrite-4K-qd%u%c", &qdn, &qdend) == 1 &&
+      qdn >= 1 && qdn <= 256) {
+    qd32 = true;   /* one test alone, as -qd32 */
+  } else {
+    qdn = 32;
+  }
   if (!r && (ONLY("randwrite-4K") || qd1) && !qd32)
     r = run(&b, "randwrite-4K", true, 4096, false, 1, secs);
   if (!r && !qd32 && !qd1)
     settle(st, o);
   if (!r && (ONLY("randwrite-4K") || qd32) && !qd1)
-    r = run(&b, "randwrite-4K", true, 4096, false, 32, secs);
+    r = run(&b, "randwrite-4K", true, 4096, false, qdn, secs);
   if (!r)
     settle(st, o);
   if (!r && ONLY("randread-4K"))

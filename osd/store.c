@@ -17,11 +17,16 @@
  * travel in the journal record and reach the data area at the next
  * checkpoint.  Larger writes are "direct": full blocks go to newly
  * allocated blocks before the record is written, the record holds only
- * their location and crc.  Records are written in seq order by a single
- * writer: whatever is prepared while a write+flush is in flight is grouped
- * into the next one (group commit: one batch -- the records' heads packed
- * in one header area, then their data blocks -- in one RWF_DSYNC writev,
- * or a writev + fdatasync linked in io_uring).  When it completes the
+ * their location and crc.  At queue depth (osd_store_direct_min_queue)
+ * the full blocks of small writes go direct too, as plain writes: their
+ * batch's journal write is followed by an fdatasync issued once it and
+ * they have completed, so one flush makes the whole group durable
+ * (RWF_DSYNC on each would cost a flush per block).  Records are written
+ * in seq order by a single writer: whatever is prepared while a
+ * write+flush is in flight is grouped into the next one (group commit:
+ * one batch -- the records' heads packed in one header area, then their
+ * data blocks -- in one RWF_DSYNC writev, or a writev + fdatasync linked
+ * in io_uring).  When it completes the
  * group is durable: the
  * callbacks run (in submission order, while the writer still counts as
  * busy, so that what they queue forms the next group), the next write is
@@ -652,6 +657,8 @@ struct pctx {
   struct prep *p;
   store_txn *txn;
   uint64_t seq;
+  bool small_direct;  /* full blocks of small writes go direct (queue depth) */
+  bool plain_used;    /* ... and some did: plain direct writes */
 };
 
 static void prep_reset(struct prep *p)
@@ -826,8 +833,8 @@ struct run {
 /* Place new content for object block `bi` (index within chunk cm). */
 static int px_place(struct pctx *c, const struct store_oid *oid,
                     struct chunk_map *cm, unsigned bi, uint64_t obj_off,
-                    const uint8_t *data, bool direct, struct run *run,
-                    uint64_t run_want)
+                    const uint8_t *data, bool direct, bool small,
+                    struct run *run, uint64_t run_want)
 {
   struct store *st = c->st;
   uint32_t crc = crc32c(0, data, STORE_BLOCK);
@@ -838,13 +845,21 @@ static int px_place(struct pctx *c, const struct store_oid *oid,
    * one would hold the journal tail behind a transaction that may itself
    * be waiting for journal space.  Otherwise copy on write. */
   struct pend *pe = old ? pend_find(st, old - 1) : NULL;
-  if (old && !direct && alloc_refs(st->alloc, old - 1) == 1 &&
-      !px_freed_here(c, old - 1) && !(pe && pe->dirty)) {
+  bool inplace_ok = old && alloc_refs(st->alloc, old - 1) == 1 &&
+                    !px_freed_here(c, old - 1) && !(pe && pe->dirty);
+  if (inplace_ok && !direct) {
     lba = old - 1;                      /* overwrite in place (journaled) */
   } else {
     if (run->left == 0) {
       uint64_t s;
       uint64_t n = alloc_get(st->alloc, direct ? run_want : 1, &s);
+      if (n == 0 && small && inplace_ok) {
+        /* a small write sent direct at depth must not fail where the
+         * deferred in-place overwrite would not: full device */
+        direct = false;
+        lba = old - 1;
+        goto placed;
+      }
       if (n == 0)
         return -ENOSPC;
       for (uint64_t i = 0; i < n; i++)
@@ -857,6 +872,9 @@ static int px_place(struct pctx *c, const struct store_oid *oid,
     if (old)
       px_unref(c, old - 1);
   }
+placed:
+  if (direct && small)
+    c->plain_used = true;
   struct prep_block *b = px_block(c, lba);
   if (!b) {
     GROW(c->p->pb, c->p->npb, c->p->cpb);
@@ -924,7 +942,8 @@ static int px_write_range(struct pctx *c, const struct store_oid *oid,
   if (len == 0)
     return 0;
   uint64_t end = off + len;
-  bool direct = direct_ok && len > st->deferred_max;
+  bool small = len <= st->deferred_max;
+  bool direct = direct_ok && (!small || c->small_direct);
   struct run run = { 0, 0 };
   uint64_t first_full = (off + STORE_BLOCK - 1) / STORE_BLOCK;
   uint64_t last_full = end / STORE_BLOCK;   /* exclusive */
@@ -974,8 +993,8 @@ static int px_write_range(struct pctx *c, const struct store_oid *oid,
       }
       uint64_t bidx = bo / STORE_BLOCK;
       uint64_t want = bidx < last_full ? last_full - bidx : 1;
-      r = px_place(c, oid, &cm, bi, bo, content, direct && full, &run,
-                   want);
+      r = px_place(c, oid, &cm, bi, bo, content, direct && full,
+                   direct && full && small, &run, want);
       if (r < 0)
         return r;
       changed = true;
@@ -1435,6 +1454,9 @@ static int px_commit(struct pctx *c, struct jtx *j)
   j->len = (uint32_t)rlen;
   j->crc = h.crc;
   j->rb = rb;
+  j->plain = c->plain_used && n_direct;
+  if (j->plain)
+    st->small_direct++;
 
   /* direct runs */
   if (n_direct) {
@@ -1494,6 +1516,7 @@ static void direct_done(struct store *st, struct ioreq *io, int res)
 static void queue_append(struct store *st, struct jtx *j)
 {
   j->next = NULL;
+  st->q_len++;
   if (st->q_tail)
     st->q_tail->next = j;
   else
@@ -1509,7 +1532,17 @@ static bool pending_release_possible(struct store *st)
 /* Prepare txn into j.  Returns 0, or -errno with nothing changed. */
 static int prepare(struct store *st, store_txn *txn, struct jtx *j)
 {
-  struct pctx c = { st, &st->prep, txn, st->next_seq };
+  /* At queue depth (>= osd_store_direct_min_queue transactions waiting
+   * or in the last journal write), small writes go direct too, as plain
+   * writes that the batch's fdatasync makes durable: one flush per batch,
+   * half the device bytes and no write-back later; at low depth they stay
+   * deferred (one device round trip).  Measured in docs/store.md
+   * "Session 2026-11-29 (2)". */
+  uint32_t depth = st->q_len > st->jw_last_count ? st->q_len
+                                                  : st->jw_last_count;
+  struct pctx c = { st, &st->prep, txn, st->next_seq,
+                    st->direct_min_queue && depth >= st->direct_min_queue,
+                    false };
   int r = 0;
   uint64_t t0 = mono_ns();
   if (txn->error)
@@ -1543,7 +1576,7 @@ static void issue_direct(struct store *st, struct jtx *j)
     io_uring_prep_write(sqe, st->fd, j->rb->mem + d->boff,
                         d->n * STORE_BLOCK,
                         st->sb.data_offset + d->lba * STORE_BLOCK);
-    if (st->jdsync)
+    if (st->jdsync && !j->plain)
       sqe->rw_flags = RWF_DSYNC;   /* durable on completion: no flush */
     io_uring_sqe_set_data(sqe, &d->io);
   }
@@ -1635,7 +1668,7 @@ static void jw_write_done(struct store *st, struct ioreq *io, int res)
   struct jwrite *w = (struct jwrite *)((char *)io - offsetof(struct jwrite, wio));
   w->wres = res;
   w->wdone = true;
-  if (st->jdsync) {
+  if (!w->flush) {
     /* RWF_DSYNC: the group is durable once its journal write and the
      * (also RWF_DSYNC) direct writes of its transactions have completed */
     if (w->dpend == 0)
@@ -1654,7 +1687,7 @@ static void jw_write_done(struct store *st, struct ioreq *io, int res)
 static void jw_maybe_fsync(struct store *st)
 {
   struct jwrite *w = &st->jw;
-  if (st->jdsync) {
+  if (!w->flush) {
     if (st->jw_busy && w->wdone && !w->dpend)
       jw_done(st);
     return;
@@ -1690,7 +1723,7 @@ static void journal_kick(struct store *st)
   uint64_t start = st->jhead, heads = 0, data = 0, blen = 0;
   uint32_t count = 0, dpend = 0, n_iov = 0;
   struct jtx *first = NULL, *last = NULL;
-  bool need_space = false;
+  bool need_space = false, plain = false;
   /* pick the batch: one writev, contiguous on the device (a batch that
    * would cross the end of the journal starts at 0), at most 4 MiB */
   for (struct jtx *j = st->q_head; j; j = j->next) {
@@ -1720,6 +1753,7 @@ static void journal_kick(struct store *st)
     blen = nlen;
     j->state = JTX_WRITING;
     dpend += j->direct_left;
+    plain |= j->plain;
     last = j;
     count++;
   }
@@ -1774,6 +1808,7 @@ static void journal_kick(struct store *st)
   st->jw_start_ns = mono_ns();
   w->first = first;
   w->count = count;
+  st->jw_last_count = count;
   w->bytes = bytes;
   w->left = 2;
   w->wres = w->fres = 0;
@@ -1797,12 +1832,20 @@ static void journal_kick(struct store *st)
             (unsigned long long)jphys(st, start), (unsigned long long)start,
             (unsigned long long)st->jtail);
   w->dpend = dpend;
-  w->linked = dpend == 0 && !st->jdsync;
+  /* A batch with plain direct writes (small writes sent direct at depth)
+   * ends with an fdatasync issued once the journal write and all of its
+   * direct writes have completed: a flush covers completed writes only.
+   * An RWF_DSYNC write would not do: on a device with FUA it makes only
+   * itself durable.  Until the flush, a crash may keep the record without
+   * its data; replay then finds the direct block's crc wrong and ends the
+   * journal there -- the record was never acknowledged. */
+  w->flush = !st->jdsync || plain;
+  w->linked = dpend == 0 && w->flush;
   w->wdone = w->fsync_sent = false;
   struct io_uring_sqe *sqe = st_sqe(st);
   io_uring_prep_writev(sqe, st->fd, w->iov, n_iov,
                        st->sb.journal_offset + jphys(st, start));
-  if (st->jdsync) {
+  if (!w->flush) {
     /* one I/O: the write is durable when it completes (FUA or a flush
      * done by the kernel), measured faster than write + linked fdatasync
      * (docs/store.md) */
@@ -1920,6 +1963,13 @@ static void jw_done(struct store *st)
   }
   uint64_t used = st->jhead - st->jtail;
   if (used * 100 >= st->sb.journal_size * st->ckpt_pct)
+    st_ckpt_start(st);
+  else if (!st->ck_busy && st->nrel * 100 >= alloc_nblocks(st->alloc))
+    /* blocks freed by overwrites (direct small writes free one per
+     * write) count as used until a checkpoint releases them: at 1% of
+     * the data area, checkpoint (store_statfs, and the OSD's full ratio,
+     * would otherwise see up to osd_store_ckpt_interval worth of writes:
+     * ~100 MiB at 50k IOPS) */
     st_ckpt_start(st);
 }
 
@@ -2101,6 +2151,7 @@ void st_complete_head(struct store *st)
                         st->q_head->state == JTX_FAILED)) {
     struct jtx *j = st->q_head;
     st->q_head = j->next;
+    st->q_len--;
     if (!st->q_head)
       st->q_tail = NULL;
     if (j->state == JTX_DURABLE) {
@@ -2510,4 +2561,5 @@ void store_statfs(store *st, struct store_statfs *out)
   out->nearfull = used * 100 >= nb * st->nearfull_pct;
   out->journal_size = st->sb.journal_size;
   out->journal_used = st->jhead - st->jtail;
+  out->small_direct = st->small_direct;
 }

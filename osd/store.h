@@ -69,6 +69,8 @@ struct store_statfs {
   bool nearfull;          /* used >= osd_store_nearfull_ratio of total */
   uint64_t journal_size;
   uint64_t journal_used;
+  uint64_t small_direct;  /* transactions since open whose small writes went
+                           * direct (osd_store_direct_min_queue) */
 };
 
 /* Completion of a transaction or of a stat/attr/omap lookup:

@@ -101,6 +101,10 @@ struct jtx {
                           * if it is the batch's last record, else jpos */
   struct recbuf *rb;
   uint32_t direct_left, n_dw;
+  bool plain;            /* its direct writes are plain (no RWF_DSYNC): a
+                          * small write sent direct at queue depth; the
+                          * fdatasync of the batch carrying its record makes
+                          * them durable (journal_kick) */
   int result;
   enum jtx_state state;
   store_cb cb;
@@ -154,6 +158,8 @@ struct jwrite {
   struct ioreq wio, fio;
   int wres, fres, left;
   uint32_t dpend;      /* direct writes of the batch still in flight */
+  bool flush;          /* write + fdatasync (journal_dsync off, or a plain
+                        * direct write in the batch); else one RWF_DSYNC write */
   bool linked, wdone, fsync_sent;
   struct jtx *first;
   uint32_t count;
@@ -259,6 +265,8 @@ struct store {
   struct jdesc *jd; size_t jd_head, jd_n, jd_cap;
   uint64_t ckpt_seq;      /* records <= this are trimmed */
   struct jtx *q_head, *q_tail;   /* submission (= callback) order */
+  uint32_t q_len;                /* transactions in q_head..q_tail */
+  uint32_t jw_last_count;        /* records in the last journal write */
   struct jtx *blocked_head, *blocked_tail;  /* waiting for space */
   unsigned blocked_dry;   /* checkpoints in a row that released nothing
                              while a transaction waited for space */
@@ -296,6 +304,7 @@ struct store {
   struct event *ev_sync;
   /* statistics (logged at close) */
   uint64_t jw_bytes;      /* journal bytes written (batches) */
+  uint64_t small_direct;  /* transactions whose small writes went direct */
   uint64_t jw_count, jw_records, jw_ns, jw_start_ns, ck_ns, ck_start_ns, ck_blocks;
   uint64_t jw_done_ns, prep_ns, prep_count, apply_ns, apply_count, apply_recs,
            apply_ops, apply_skipped;
@@ -313,6 +322,8 @@ struct store {
 
   /* config */
   uint64_t deferred_max;
+  uint32_t direct_min_queue; /* small writes go direct from this queue depth
+                              * on (0: never; osd_store_direct_min_queue) */
   bool jdsync;            /* journal + direct writes with RWF_DSYNC */
   uint32_t nearfull_pct, ckpt_pct;
   int64_t apply_delay_us; /* deferred metadata apply: delay and batch */

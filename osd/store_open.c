@@ -611,6 +611,8 @@ int store_open(const char *dev_path, const char *data_dir,
   if (st->apply_max < 1)
     st->apply_max = 1;
   st->jdsync = cfg ? config_get_bool(cfg, "osd_store_journal_dsync") : true;
+  int64_t dmq = cfg ? config_get_int(cfg, "osd_store_direct_min_queue") : 8;
+  st->direct_min_queue = dmq < 0 ? 0 : dmq > 1000000 ? 1000000 : (uint32_t)dmq;
   if (st->ckpt_pct < 1 || st->ckpt_pct > 90)
     st->ckpt_pct = 25;
 
@@ -884,6 +886,10 @@ void store_close(store *st)
              (unsigned long long)st->ck_count,
              st->ck_count ? (double)st->ck_ns / 1000.0 / (double)st->ck_count : 0,
              (unsigned long long)st->ck_blocks);
+  if (st->small_direct)
+    log_info(SUB, "closing %s: %llu transactions wrote small blocks direct "
+             "(queue depth >= %u)", st->dev_path,
+             (unsigned long long)st->small_direct, st->direct_min_queue);
   if (st->prep_count)
     log_info(SUB, "closing %s: %llu transactions prepared (%.1f us each), "
              "metadata apply %.1f us CPU per journal write (%llu batches of %.1f "
@@ -952,6 +958,7 @@ void store_debug_abandon(store *st)
       free(j);
     }
   st->q_head = st->blocked_head = NULL;
+  st->q_len = 0;
   for (struct rreq *r = st->waiting, *nx; r; r = nx) {
     nx = r->next;
     rb_put(st, r->bounce);

@@ -13,6 +13,10 @@
  * must equal the model after some prefix of the unacknowledged ones).  The
  * transactions are generated from (round seed, index) on both sides, so
  * the parent knows what each one did.  Then fsck must find nothing.
+ * Rounds cycle osd_store_direct_min_queue through 0 (small writes deferred),
+ * 1 with osd_store_deferred_max 64K (the full blocks of every write up to
+ * 64 KiB go direct as plain writes whenever another transaction waits)
+ * and 8 (the default): the run fails if no small write ever went direct.
  *
  *   store-crash [--kills N] [--seed S] [--dir DIR] [--keep]
  */
@@ -232,6 +236,7 @@ struct child {
 struct ack {
   uint32_t idx;
   int32_t result;
+  uint32_t sdirect;   /* store_statfs small_direct at the ack */
 };
 
 struct csub {
@@ -245,7 +250,9 @@ static void child_cb(void *arg, int result)
 {
   struct csub *s = arg;
   struct child *c = s->c;
-  struct ack a = { s->idx, result };
+  struct store_statfs sf;
+  store_statfs(c->st, &sf);
+  struct ack a = { s->idx, result, (uint32_t)sf.small_direct };
   if (write(c->fd, &a, sizeof a) != sizeof a)
     _exit(3);
   free(s);
@@ -279,7 +286,7 @@ static int child_main(const char *dev, const char *data, config *cfg,
   c.tear_after = tear_after;
   if (store_open(dev, data, base, cfg, &c.st) < 0)
     return 4;
-  struct ack ready = { UINT32_MAX, 0 };
+  struct ack ready = { UINT32_MAX, 0, 0 };
   if (write(fd, &ready, sizeof ready) != sizeof ready)
     return 3;
   child_submit(&c);
@@ -393,10 +400,16 @@ int main(int argc, char **argv)
   memset(&cur, 0, sizeof cur);
   int failures = 0;
   uint64_t total_acks = 0, total_inflight_present = 0, tears = 0;
+  uint64_t total_sdirect = 0;
+  static const char *const dmq[3] = { "0", "1", "8" };
+  static const char *const dmax[3] = { "4K", "64K", "4K" };
   struct event_base *base = event_base_new();
   for (int round = 0; round < kills && !failures; round++) {
     uint64_t rseed = mix(seed + (uint64_t)round);
     int tear_after = rand() % 3 == 0 ? rand() % 60 : -1;
+    config_set(cfg, "osd_store_direct_min_queue", dmq[round % 3]);
+    config_set(cfg, "osd_store_deferred_max", dmax[round % 3]);
+    uint32_t sdirect = 0;
     int p[2];
     if (pipe(p) < 0)
       return 1;
@@ -454,6 +467,7 @@ int main(int argc, char **argv)
         failures++;
         break;
       }
+      sdirect = a.sdirect;
       acked++;
     }
     kill(pid, SIGKILL);
@@ -470,12 +484,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "round %d: late ack %u result mismatch\n", round, a.idx);
         failures++;
       }
+      sdirect = a.sdirect;
       acked++;
     }
     close(p[0]);
     if (failures)
       break;
     total_acks += acked;
+    total_sdirect += sdirect;
     if (tear_after >= 0)
       tears++;
     /* reopen and find the prefix of in-flight transactions that survived */
@@ -526,11 +542,17 @@ int main(int argc, char **argv)
   }
   event_base_free(base);
   config_free(cfg);
+  if (!failures && kills >= 30 && total_sdirect == 0) {
+    fprintf(stderr, "no small write went direct (osd_store_direct_min_queue "
+            "not exercised)\n");
+    failures++;
+  }
   printf("store-crash: %s after %llu acknowledged transactions, %llu in-flight "
-         "ones found applied, %llu torn journal writes (seed %llu)\n",
+         "ones found applied, %llu torn journal writes, %llu transactions "
+         "prepared with small direct writes (seed %llu)\n",
          failures ? "FAILED" : "passed", (unsigned long long)total_acks,
          (unsigned long long)total_inflight_present, (unsigned long long)tears,
-         (unsigned long long)seed);
+         (unsigned long long)total_sdirect, (unsigned long long)seed);
   if (!keep)
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);   /* rerun with --seed */
   else
