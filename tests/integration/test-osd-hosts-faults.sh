@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Issue 4's faults on three network-namespace hosts × (1 monitor + 2 OSDs),
-# pool size 3 / min_size 2, failure domain host, with the verifier workload
+# pool size 3 / min_size 2, failure domain host (checked first: object
+# names map to three OSDs on three hosts), with the verifier workload
 # (tests/integration/verifier.py: every attempt recorded, every
 # acknowledged write checked on the primary and on every acting member
 # once the PGs are clean) running through each fault:
@@ -56,6 +57,14 @@ check() {
   echo "phase $1: every acknowledged write identical on the primary and every replica"
 }
 clean 60
+# placement: every PG's raw set spans the three hosts
+for i in $(seq 1 40); do
+  acting=$("$BLKCTL" --format json osd map rbd span$i |
+    python3 -c 'import json,sys; print(*json.load(sys.stdin)["acting"])')
+  hosts=$(for o in $acting; do host_of "$o"; done | sort -u | wc -l)
+  [ "$hosts" = 3 ] || fail "span$i on OSDs [$acting]: $hosts hosts, not 3"
+done
+echo "40 object names: each maps to three OSDs on three hosts"
 
 echo "== A: kill -9 osd.1, restart it"
 workload A 10
