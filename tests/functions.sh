@@ -115,6 +115,8 @@ ms_now() { date +%s%3N; }
 #   start_osd N [OPTS]         start blk-osd N in the background, tracked
 #   stop_osd N / kill_osd N    TERM (waits for exit) or KILL it
 #   wait_osds_up N [SECS]      until osd tree shows N OSDs up
+#   acting_of POOL NAME        an object's acting set
+#   put_blocked POOL NAME FILE MIN_MS   a write below min_size waits, then EAGAIN
 BLK_OSD=$BLK_BUILD_DIR/osd/blk-osd
 
 osd_conf() {
@@ -206,6 +208,25 @@ print(sum(1 for n in json.load(sys.stdin)['nodes'] if n.get('type')=='osd' and n
     sleep 0.1
   done
   fail "only $c of $n OSDs up+in after ${secs}s"
+}
+
+# acting_of POOL NAME: the object's acting set, space separated (osd map)
+acting_of() {
+  "$BLKCTL" --format json osd map "$1" "$2" |
+    python3 -c 'import json,sys; print(*json.load(sys.stdin)["acting"])'
+}
+
+# put_blocked POOL NAME FILE MIN_MS: a write to a PG below min_size must
+# wait at least MIN_MS, then fail with EAGAIN (exit 11) and say why
+put_blocked() {
+  local t0 dt out rc=0
+  t0=$(ms_now)
+  out=$("$BLKCTL" object put "$1" "$2" "$3" 2>&1) || rc=$?
+  dt=$(( $(ms_now) - t0 ))
+  echo "$out (exit $rc after $dt ms)"
+  [ $rc -eq 11 ] || fail "write below min_size: exit $rc, want 11 (EAGAIN)"
+  grep -q "of min_size [0-9]* members; writes blocked" <<<"$out" || fail "unclear min_size error: $out"
+  [ "$dt" -ge "$4" ] || fail "the write did not wait for the PG ($dt ms < $4 ms)"
 }
 
 # ---- image tests ------------------------------------------------------------

@@ -59,8 +59,7 @@ check() {
 clean 60
 # placement: every PG's raw set spans the three hosts
 for i in $(seq 1 40); do
-  acting=$("$BLKCTL" --format json osd map rbd span$i |
-    python3 -c 'import json,sys; print(*json.load(sys.stdin)["acting"])')
+  acting=$(acting_of rbd span$i)
   hosts=$(for o in $acting; do host_of "$o"; done | sort -u | wc -l)
   [ "$hosts" = 3 ] || fail "span$i on OSDs [$acting]: $hosts hosts, not 3"
 done
@@ -113,7 +112,7 @@ clean
 check C
 
 echo "== D: two OSDs of a PG down at once"
-set -- $("$BLKCTL" --format json osd map rbd lonely | python3 -c 'import json,sys; print(*json.load(sys.stdin)["acting"])')
+set -- $(acting_of rbd lonely)
 echo "acting set of 'lonely': $*"
 X=$2 Y=$3
 [ "$(host_of "$X")" != "$(host_of "$Y")" ] || fail "osd.$X and osd.$Y share a host"
@@ -122,13 +121,7 @@ kill_osd "$X"; kill_osd "$Y"
 wait_osd "$X" status down 20 >/dev/null
 wait_osd "$Y" status down 20 >/dev/null
 head -c 5000 /dev/urandom >"$TEST_DIR/lonely"
-t0=$(ms_now)
-set +e
-out=$("$BLKCTL" object put rbd lonely "$TEST_DIR/lonely" 2>&1); rc=$?
-set -e
-echo "$out (exit $rc after $(( $(ms_now) - t0 )) ms)"
-[ $rc -eq 11 ] || fail "write below min_size: exit $rc, want 11 (EAGAIN)"
-grep -q "of min_size 2 members; writes blocked" <<<"$out" || fail "unclear min_size error"
+put_blocked rbd lonely "$TEST_DIR/lonely" 2500
 restart_osd "$X"
 wait_osd "$X" status up 30 >/dev/null
 "$BLKCTL" --timeout 60 object put rbd lonely "$TEST_DIR/lonely" >/dev/null ||
@@ -137,7 +130,7 @@ restart_osd "$Y"
 wait_osd "$Y" status up 30 >/dev/null
 workload_end D
 clean
-for o in $("$BLKCTL" --format json osd map rbd lonely | python3 -c 'import json,sys; print(*json.load(sys.stdin)["acting"])'); do
+for o in $(acting_of rbd lonely); do
   "$BLKCTL" --timeout 30 object get rbd lonely "$TEST_DIR/got" --osd "$o" >/dev/null &&
     cmp -s "$TEST_DIR/got" "$TEST_DIR/lonely" || fail "osd.$o's copy of 'lonely' differs"
 done

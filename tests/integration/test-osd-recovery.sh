@@ -68,21 +68,13 @@ wait_pg_states "active+clean=16"
 python3 "$V" check "$TEST_DIR/v" rbd --replicas || fail "data not on 3 OSDs after osd.3 went out"
 
 # below min_size: writes block, then fail clearly; nothing is accepted
-set -- $("$BLKCTL" --format json osd map rbd lonely | python3 -c 'import json,sys; print(*json.load(sys.stdin)["acting"])')
+set -- $(acting_of rbd lonely)
 echo "acting set of 'lonely': $*"
 kill_osd "$2"; kill_osd "$3"
 wait_osd "$2" status down 10 >/dev/null
 wait_osd "$3" status down 10 >/dev/null
 head -c 5000 /dev/urandom >"$TEST_DIR/lonely"
-t0=$(ms_now)
-set +e
-out=$("$BLKCTL" object put rbd lonely "$TEST_DIR/lonely" 2>&1); rc=$?
-set -e
-t1=$(ms_now)
-echo "$out (exit $rc after $((t1 - t0)) ms)"
-[ $rc -eq 11 ] || fail "write below min_size: exit $rc, want 11 (EAGAIN)"
-echo "$out" | grep -q "of min_size 2 members; writes blocked" || fail "unclear min_size error"
-[ $((t1 - t0)) -ge 2500 ] || fail "the write did not wait for the PG"
+put_blocked rbd lonely "$TEST_DIR/lonely" 2500
 set +e; "$BLKCTL" --timeout 3 object stat rbd lonely >/dev/null 2>&1; rc=$?; set -e
 [ $rc -ne 0 ] || fail "object readable below min_size"
 start_osd "$2"

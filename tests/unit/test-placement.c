@@ -212,6 +212,16 @@ static int ref_raw(const placement_map *m, const struct placement_pool *p,
   return k;
 }
 
+/* The cluster of the golden digests: 10 hosts x 4 OSDs, mixed weights,
+ * osd.5 and osd.22 out (caller frees). */
+static placement_map *golden_cluster(void)
+{
+  placement_map *m = build(10, 4, true, false);
+  placement_map_set_in(m, 5, false);
+  placement_map_set_in(m, 22, false);
+  return m;
+}
+
 /* The fast draw equals the reference on varied maps: mixed and extreme
  * weights (1 and the maximum exercise the overflow paths of the early
  * rejection), out OSDs and whole out hosts, uneven hosts, every size up
@@ -249,9 +259,7 @@ static void test_reference(void **state)
   placement_map_free(m);
 
   /* And on the golden cluster below. */
-  m = build(10, 4, true, false);
-  placement_map_set_in(m, 5, false);
-  placement_map_set_in(m, 22, false);
+  m = golden_cluster();
   for (int d = 0; d < 2; d++) {
     struct placement_pool p = { 3, 3, 1000, (enum placement_domain)d };
     for (uint32_t pg = 0; pg < p.pg_num; pg++) {
@@ -300,9 +308,7 @@ static void test_golden(void **state)
 
   /* Digest of 1000 PGs' sets on a bigger cluster with out OSDs, for both
    * failure domains (xxh32 of the little-endian sets). */
-  m = build(10, 4, true, false);
-  placement_map_set_in(m, 5, false);
-  placement_map_set_in(m, 22, false);
+  m = golden_cluster();
   for (int d = 0; d < 2; d++) {
     struct placement_pool p = { 3, 3, 1000, (enum placement_domain)d };
     unsigned char *buf = malloc(1000 * 12);
