@@ -43,7 +43,7 @@ const struct config_option config_options[] = {
   { "osd_store_apply_delay", CFG_MS, "25ms", "journaled metadata is written to RocksDB in one batch at most this long after the first record of the batch became durable" },
   { "osd_store_apply_batch", CFG_INT, "256", "or as soon as this many records wait (a batch runs on the event loop: ~20 us per record measured at QD1)" },
   { "osd_store_journal_dsync", CFG_BOOL, "true", "journal and direct writes are RWF_DSYNC writes (one I/O each); false: write + fdatasync" },
-  { "osd_store_direct_min_queue", CFG_INT, "8", "small (deferred-size) writes go direct, to new blocks, as plain writes made durable by their journal batch's fdatasync, once this many transactions wait or rode in the last journal write; 0: never (docs/store.md)" },
+  { "osd_store_direct_min_queue", CFG_INT, "0", "small (deferred-size) writes go direct, to new blocks, as plain writes made durable by their journal batch's fdatasync, once this many transactions wait or rode in the last journal write; 0: never (docs/store.md)" },
   /* auth (docs/auth.md) */
   { "auth_ticket_ttl", CFG_MS, "1h", "lifetime of a session key and of the OSD ticket a monitor issues; at most auth_service_secret_ttl" },
   { "auth_service_secret_ttl", CFG_MS, "1h", "the monitors rotate the OSD service secret this often (current + previous are kept)" },

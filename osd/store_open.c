@@ -611,7 +611,7 @@ int store_open(const char *dev_path, const char *data_dir,
   if (st->apply_max < 1)
     st->apply_max = 1;
   st->jdsync = cfg ? config_get_bool(cfg, "osd_store_journal_dsync") : true;
-  int64_t dmq = cfg ? config_get_int(cfg, "osd_store_direct_min_queue") : 8;
+  int64_t dmq = cfg ? config_get_int(cfg, "osd_store_direct_min_queue") : 0;
   st->direct_min_queue = dmq < 0 ? 0 : dmq > 1000000 ? 1000000 : (uint32_t)dmq;
   if (st->ckpt_pct < 1 || st->ckpt_pct > 90)
     st->ckpt_pct = 25;
