@@ -17,13 +17,13 @@
  * travel in the journal record and reach the data area at the next
  * checkpoint.  Larger writes are "direct": full blocks go to newly
  * allocated blocks before the record is written, the record holds only
- * their location and crc.  At queue depth (osd_store_direct_min_queue)
- * the full blocks of small writes go direct too, as plain writes: their
- * batch's journal write is followed by an fdatasync issued once it and
- * they have completed, so one flush makes the whole group durable
- * (RWF_DSYNC on each would cost a flush per block).  Records are written
- * in seq order by a single writer: whatever is prepared while a
- * write+flush is in flight is grouped into the next one (group commit:
+ * their location and crc.  If osd_store_direct_min_queue is set (off by
+ * default), at queue depth the full blocks of small writes go direct
+ * too, as plain writes: their batch's journal write is followed by an
+ * fdatasync issued once it and they have completed, so one flush makes
+ * the whole group durable (RWF_DSYNC on each would cost a flush per
+ * block).  Records are written in seq order by a single writer:
+ * whatever is prepared while a write+flush is in flight is grouped into the next one (group commit:
  * one batch -- the records' heads packed in one header area, then their
  * data blocks -- in one RWF_DSYNC writev, or a writev + fdatasync linked
  * in io_uring).  When it completes the
@@ -1536,8 +1536,9 @@ static int prepare(struct store *st, store_txn *txn, struct jtx *j)
    * or in the last journal write), small writes go direct too, as plain
    * writes that the batch's fdatasync makes durable: one flush per batch,
    * half the device bytes and no write-back later; at low depth they stay
-   * deferred (one device round trip).  Measured in docs/store.md
-   * "Session 2026-11-29 (2)". */
+   * deferred (one device round trip).  Off by default (0): through the
+   * whole cluster, CPU-bound, deferred was faster (docs/store.md "Session
+   * 2026-11-29 (2)"). */
   uint32_t depth = st->q_len > st->jw_last_count ? st->q_len
                                                   : st->jw_last_count;
   struct pctx c = { st, &st->prep, txn, st->next_seq,

@@ -2,11 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # 4 KiB random writes at QD1 (QD=N: another depth) through blk-nbd (fio's
 # nbd engine), A/B by OSD binary and options, rounds alternating so that
-# drift of the machine falls on every configuration alike.  One cluster (3 monitors, 3 OSDs on
-# 2 GiB files in $TMPDIR, pool size 3, a 1 GiB image written once); for
-# each configuration in turn the three OSDs are restarted with it, 4 s of
-# rest, then RT s of fio.  A measurement, not a test (docs/performance.md
-# "QD1 write latency, second look"):
+# drift of the machine falls on every configuration alike.  One cluster
+# (3 monitors, 3 OSDs on 2 GiB files in $TMPDIR, pool size 3, a 1 GiB
+# image written once); for each configuration in turn the three OSDs are
+# restarted with it, 4 s of rest, then RT s of fio.  A measurement, not a
+# test (docs/performance.md "QD1 write latency, second look"):
 #   CONFS="old:/path/old/blk-osd:|new:$PWD/build/osd/blk-osd:--set K=V" \
 #     ROUNDS=3 BLK_BUILD_DIR=$PWD/build tests/bench/qd1-ab.sh
 # CONFS: NAME:OSD_BINARY:OSD_OPTIONS entries separated by '|' (an empty
