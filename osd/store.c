@@ -18,21 +18,21 @@
  * checkpoint.  Larger writes are "direct": full blocks go to newly
  * allocated blocks before the record is written, the record holds only
  * their location and crc.  If osd_store_direct_min_queue is set (off by
- * default), at queue depth the full blocks of small writes go direct
- * too, as plain writes: their batch's journal write is followed by an
- * fdatasync issued once it and they have completed, so one flush makes
- * the whole group durable (RWF_DSYNC on each would cost a flush per
- * block).  Records are written in seq order by a single writer:
- * whatever is prepared while a write+flush is in flight is grouped into the next one (group commit:
+ * default), at queue depth the full blocks of small writes go direct too,
+ * as plain writes: their batch's journal write is followed by an fdatasync
+ * issued once it and they have completed, so one flush makes the whole
+ * group durable (RWF_DSYNC on each would cost a flush per block).  Records
+ * are written in seq order by a single writer: whatever is prepared while
+ * a write+flush is in flight is grouped into the next one (group commit:
  * one batch -- the records' heads packed in one header area, then their
  * data blocks -- in one RWF_DSYNC writev, or a writev + fdatasync linked
- * in io_uring).  When it completes the
- * group is durable: the
- * callbacks run (in submission order, while the writer still counts as
- * busy, so that what they queue forms the next group), the next write is
- * started, and then the group's metadata goes to RocksDB in one batch with
- * "applied" = its last seq (memtable; the WAL is flushed by checkpoints)
- * and the overlay entries are retired.
+ * in io_uring).  When it completes the group is durable: the callbacks run
+ * (in submission order, while the writer still counts as busy, so that
+ * what they queue forms the next group), the next write is started, and
+ * later (osd_store_apply_delay / osd_store_apply_batch) the metadata of
+ * several groups goes to RocksDB in one batch with "applied" = its last
+ * seq (memtable; the WAL is flushed by checkpoints) and the overlay
+ * entries are retired.
  *
  * A checkpoint (timer, journal 1/4 full, space shortage, close) first
  * makes RocksDB durable up to S = the last acknowledged seq (WAL flush +
