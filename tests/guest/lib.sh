@@ -241,7 +241,7 @@ print("bad", bad)
 ' 2>&1) || { echo "$out"; echo "nbdsh failed on $uri"; return 1; }
   echo "$out" | sed 's/^/  host: /'
   _regions_sane "$log" "$(echo "$out" | sed -n 's/^size //p')" || return 1
-  echo "$out" | grep -qx 'bad 0'
+  grep -qx 'bad 0' <<<"$out"
 }
 
 # verify_file FILE LOG: the same regions from a dump of the whole image.
@@ -261,7 +261,7 @@ print("bad", bad)
 ' "$file" 2>&1) || { echo "$out"; return 1; }
   echo "$out" | sed 's/^/  host: /'
   _regions_sane "$log" "$(stat -c %s "$file")" || return 1
-  echo "$out" | grep -qx 'bad 0'
+  grep -qx 'bad 0' <<<"$out"
 }
 
 # ---- exports -----------------------------------------------------------------

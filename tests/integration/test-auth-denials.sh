@@ -47,19 +47,19 @@ key=$("$BLKCTL" auth get-or-create client.ro --print-key) || fail "--print-key"
 "$BLKCTL" auth ls | grep -q '^\[client.other\]' || fail "auth ls"
 "$BLKCTL" auth ls | grep -q 'key = ' && fail "auth ls shows keys"
 out=$("$BLKCTL" auth get-or-create client.bad mon 'allow rr' 2>&1) && fail "bad caps accepted"
-echo "$out" | grep -q "column 8: 'r' repeated" || fail "bad caps error: $out"
+grep -q "column 8: 'r' repeated" <<<"$out" || fail "bad caps error: $out"
 
 expect_fail() {   # expect_fail PATTERN CMD...: CMD fails and prints PATTERN
   local pat=$1 out rc
   shift
   out=$("$@" 2>&1) && fail "succeeded: $*"
   rc=$?
-  echo "$out" | grep -q -- "$pat" || fail "'$*' failed (rc $rc) without '$pat': $out"
+  grep -q -- "$pat" <<<"$out" || fail "'$*' failed (rc $rc) without '$pat': $out"
   echo "refused (rc $rc): $out"
 }
 absent() {        # absent OBJ: the object was not written (read as admin)
   out=$("$BLKCTL" --timeout 10 object stat "${2:-rbd}" "$1" 2>&1) && fail "$1 exists: $out"
-  echo "$out" | grep -qi "no such\|not found\|ENOENT" || fail "stat $1: $out"
+  grep -qi "no such\|not found\|ENOENT" <<<"$out" || fail "stat $1: $out"
 }
 
 echo "== no key"
@@ -82,7 +82,7 @@ grep -q "authentication of client.ro .* refused" "$TEST_DIR"/log/mon.*.log || fa
 echo "== keyring wider than 0600: warning"
 cp "$TEST_DIR/ro.keyring" "$TEST_DIR/ro644.keyring"; chmod 644 "$TEST_DIR/ro644.keyring"
 out=$("$BLKCTL" --id ro --keyring "$TEST_DIR/ro644.keyring" object get rbd admin-obj - 2>&1) || fail "read with 0644 keyring: $out"
-echo "$out" | grep -q "chmod 600" || fail "no permission warning: $out"
+grep -q "chmod 600" <<<"$out" || fail "no permission warning: $out"
 echo "== read-only cap"
 "$BLKCTL" --id ro --keyring "$TEST_DIR/ro.keyring" object get rbd admin-obj - | grep -q hello || fail "ro read"
 expect_fail "permission denied: client.ro" "$BLKCTL" --timeout 10 --id ro --keyring "$TEST_DIR/ro.keyring" \
@@ -107,14 +107,14 @@ expect_fail "permission denied: client.nomon" "$BLKCTL" --timeout 10 --id nomon 
 echo "== expired ticket (renewal off, 4 s tickets)"
 out=$("$BLKCTL" --timeout 30 --id other --keyring "$TEST_DIR/other.keyring" --set auth_ticket_renew=false \
   object bench other --seconds 8 --size 4096 --qd 2 --objects 4 2>&1) && fail "bench with an expired ticket succeeded: $out"
-echo "$out" | grep -q "expired" || fail "no 'expired' in: $out"
+grep -q "expired" <<<"$out" || fail "no 'expired' in: $out"
 echo "refused: $(echo "$out" | grep expired | head -1)"
 echo "== renewal on: the same bench runs through service secret rotations"
 r0=$(grep -ho "rotating the OSD service secret to id [0-9]*" "$TEST_DIR"/log/mon.*.log | tail -1 | grep -o '[0-9]*$')
 out=$("$BLKCTL" --timeout 30 --id other --keyring "$TEST_DIR/other.keyring" \
   object bench other --seconds 12 --size 4096 --qd 2 --objects 4) || fail "bench with renewal failed: $out"
 echo "$out"
-echo "$out" | grep -q " 0 errors" || fail "errors during rotation: $out"
+grep -q " 0 errors" <<<"$out" || fail "errors during rotation: $out"
 r1=$(grep -ho "rotating the OSD service secret to id [0-9]*" "$TEST_DIR"/log/mon.*.log | tail -1 | grep -o '[0-9]*$')
 echo "service secret id $r0 -> $r1 during the bench"
 [ $((r1 - r0)) -ge 2 ] || fail "fewer than 2 rotations during the bench ($r0 -> $r1)"

@@ -66,7 +66,7 @@ print(hosts[names.index(sys.argv[2])].rsplit(":", 1)[1])' "$BLK_CONF" "$L")
       [ "$after" -gt "$before" ] || fail "$mode $flip: the monitor did not log a failed verification"
       "$BLKCTL" --timeout 10 pool ls | grep -q " $pool " && fail "$mode $flip: the tampered change was applied"
     else
-      echo "$out" | grep -q "failed $mode verification" || fail "$mode $flip: blkctl did not refuse the reply: $out"
+      grep -q "failed $mode verification" <<<"$out" || fail "$mode $flip: blkctl did not refuse the reply: $out"
     fi
     echo "$mode $flip: refused ($(echo "$out" | tail -1 | cut -c1-150))"
   done

@@ -11,7 +11,7 @@ expect() {   # expect CODE REGEX -- blkctl args...
   local code=$1 re=$2; shift 3
   set +e; out=$("$BLKCTL" "$@" 2>&1); rc=$?; set -e
   [ "$rc" -eq "$code" ] || fail "blkctl $*: exit $rc, want $code ($out)"
-  echo "$out" | grep -qE "$re" || fail "blkctl $*: message '$out' does not match /$re/"
+  grep -qE "$re" <<<"$out" || fail "blkctl $*: message '$out' does not match /$re/"
   echo "ok: blkctl $* -> $rc: $out"
 }
 "$BLKCTL" pool create KVMpool 128 >/dev/null

@@ -51,13 +51,13 @@ grep -q holding "$TEST_DIR/h1.out" || fail "H1 never got the lock"
 set +e
 out=$("$LOCK" rbd lk take X --exclusive 2>&1); rc=$?
 set -e
-[ $rc -eq 16 ] && echo "$out" | grep -q "in use: its exclusive lock is held by client" ||
+[ $rc -eq 16 ] && grep -q "in use: its exclusive lock is held by client" <<<"$out" ||
   fail "exclusive open while held: rc $rc: $out"
 echo "ok: $out"
 set +e
 out=$("$BLKCTL" image rm rbd/lk 2>&1); rc=$?
 set -e
-[ $rc -eq 16 ] && echo "$out" | grep -q "open by a writer" || fail "rm while open: rc $rc: $out"
+[ $rc -eq 16 ] && grep -q "open by a writer" <<<"$out" || fail "rm while open: rc $rc: $out"
 echo "ok: $out"
 set +e
 out=$("$BLKCTL" image bench rbd/lk --io-type write --io-total 1M 2>&1); rc=$?
@@ -69,7 +69,7 @@ set +e
 out=$("$LOCK" rbd lk take W 2>&1); rc=$?
 set -e
 t1=$(ms_now)
-[ $rc -eq 16 ] && echo "$out" | grep -q "did not release" || fail "waiter: rc $rc: $out"
+[ $rc -eq 16 ] && grep -q "did not release" <<<"$out" || fail "waiter: rc $rc: $out"
 [ $((t1 - t0)) -ge 4500 ] || fail "waiter gave up after $((t1 - t0)) ms, before image_lock_timeout"
 echo "ok: waiter gave up after $((t1 - t0)) ms: $out"
 

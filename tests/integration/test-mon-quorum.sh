@@ -54,8 +54,8 @@ set -e
 t1=$(ms_now)
 echo "$out"
 [ $rc -eq 110 ] || fail "expected exit 110 (ETIMEDOUT) without quorum, got $rc"
-echo "$out" | grep -q "no monitor quorum answered within 3000 ms" || fail "unclear no-quorum error"
-echo "$out" | grep -q "mon.${others[0]}.*Connection refused" || fail "error does not say which monitor is unreachable"
+grep -q "no monitor quorum answered within 3000 ms" <<<"$out" || fail "unclear no-quorum error"
+grep -q "mon.${others[0]}.*Connection refused" <<<"$out" || fail "error does not say which monitor is unreachable"
 [ $((t1 - t0)) -lt 6000 ] || fail "no-quorum error took $((t1 - t0)) ms"
 
 # all restarted: the state is intact (the lone survivor served nothing new)

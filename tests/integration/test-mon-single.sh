@@ -20,7 +20,7 @@ run() {
   set +e; out=$("$BLKCTL" --timeout 5 "$@" 2>&1); rc=$?; set -e
   t1=$(ms_now)
   [ "$rc" -eq "$code" ] || fail "blkctl $*: exit $rc, want $code ($out) after $((t1 - t0)) ms"
-  echo "$out" | grep -qE -- "$re" || fail "blkctl $*: '$out' does not match /$re/"
+  grep -qE -- "$re" <<<"$out" || fail "blkctl $*: '$out' does not match /$re/"
   [ $((t1 - t0)) -lt 3000 ] || fail "blkctl $*: answered after $((t1 - t0)) ms"
   echo "ok ($((t1 - t0)) ms): blkctl $* -> $rc: $out"
 }
@@ -33,8 +33,8 @@ run 0 'one' -- pool ls
 run 0 'two' -- pool ls
 run 0 '' -- pool rm two --yes-i-really-mean-it
 pools=$("$BLKCTL" --timeout 5 --format json pool ls)
-echo "$pools" | grep -q '"one"' || fail "pool one missing: $pools"
-echo "$pools" | grep -q '"two"' && fail "pool two still there: $pools"
+grep -q '"one"' <<<"$pools" || fail "pool one missing: $pools"
+grep -q '"two"' <<<"$pools" && fail "pool two still there: $pools"
 # OSD commands answer (here: no such OSD) instead of timing out
 run 2 '' -- osd out 7
 run 2 '' -- osd in 7

@@ -49,8 +49,8 @@ echo "filler: ${#acked[@]} objects of 1 MiB acknowledged, then refused: $(cat "$
 
 st=$("$BLKCTL" status)
 echo "$st"
-echo "$st" | grep -q "HEALTH_ERR" || fail "status is not HEALTH_ERR with a full OSD"
-echo "$st" | grep -q "osds\? full: osd\." || fail "status does not name the full OSD"
+grep -q "HEALTH_ERR" <<<"$st" || fail "status is not HEALTH_ERR with a full OSD"
+grep -q "osds\? full: osd\." <<<"$st" || fail "status does not name the full OSD"
 "$BLKCTL" --format json status | python3 -c '
 import json, sys
 d = json.load(sys.stdin)["pgmap"]
@@ -123,7 +123,8 @@ for i in 0 1 2; do
 done
 wait_osds_up 3 60
 wait_pg_states "active+clean=16" 60
-"$BLKCTL" status | grep -q "HEALTH_ERR" || fail "status after the restart is not HEALTH_ERR"
+st=$("$BLKCTL" status)
+grep -q "HEALTH_ERR" <<<"$st" || fail "status after the restart is not HEALTH_ERR"
 rc=$(put "while-full")
 [ "$rc" = 28 ] || fail "a write at 99% was not refused with ENOSPC ($rc)"
 for o in "${acked[@]}"; do

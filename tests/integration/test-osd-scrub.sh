@@ -67,7 +67,7 @@ echo "obj5 is in pg $PG on [$P,$R1,$R2]"
 wait_pg_clean "$PG"
 out=$("$BLKCTL" pg deep-scrub "$PG") || fail "deep-scrub of a clean PG"
 echo "$out"
-echo "$out" | grep -q "0 inconsistent" || fail "a clean PG is inconsistent"
+grep -q "0 inconsistent" <<<"$out" || fail "a clean PG is inconsistent"
 
 # ---- 1. a replica's data block is corrupted ----
 stop_osd "$R1"
@@ -78,14 +78,14 @@ wait_pg_clean "$PG"
 check_reads
 out=$("$BLKCTL" pg deep-scrub "$PG") || fail "deep-scrub"
 echo "$out"
-echo "$out" | grep -q "object obj5 on osd.$R1: read error" || fail "deep scrub did not name obj5 on osd.$R1"
-echo "$out" | grep -q "1 inconsistent" || fail "want 1 inconsistent"
+grep -q "object obj5 on osd.$R1: read error" <<<"$out" || fail "deep scrub did not name obj5 on osd.$R1"
+grep -q "1 inconsistent" <<<"$out" || fail "want 1 inconsistent"
 grep -q "pg $PG object obj5 on osd.$R1: read error" "$TEST_DIR/log/osd.$P.log" || fail "not logged by the primary"
 for _ in $(seq 50); do "$BLKCTL" status | grep -q "inconsistent" && break; sleep 0.1; done
 st=$("$BLKCTL" status)
 echo "$st"
-echo "$st" | grep -q "active+clean+inconsistent" || fail "status does not show the PG inconsistent"
-echo "$st" | grep -q "HEALTH_WARN" || fail "status not HEALTH_WARN"
+grep -q "active+clean+inconsistent" <<<"$st" || fail "status does not show the PG inconsistent"
+grep -q "HEALTH_WARN" <<<"$st" || fail "status not HEALTH_WARN"
 # a periodic light scrub does not clear what the deep scrub found
 sleep 5
 st=$(pg_state "$PG")
@@ -96,12 +96,12 @@ check_reads obj5
 
 out=$("$BLKCTL" pg repair "$PG") || fail "repair"
 echo "$out"
-echo "$out" | grep -q "repaired 1 objects" || fail "repair did not repair obj5"
-echo "$out" | grep -q "state active+clean primary" || fail "not clean after repair"
+grep -q "repaired 1 objects" <<<"$out" || fail "repair did not repair obj5"
+grep -q "state active+clean primary" <<<"$out" || fail "not clean after repair"
 "$BLKCTL" object get rbd obj5 "$D/got" --osd "$R1" || fail "read osd.$R1's copy"
 cmp -s "$D/got" "$D/obj5" || fail "osd.$R1's copy of obj5 is still wrong"
 out=$("$BLKCTL" pg deep-scrub "$PG") || fail "deep-scrub after repair"
-echo "$out" | grep -q "0 inconsistent" || fail "still inconsistent after repair"
+grep -q "0 inconsistent" <<<"$out" || fail "still inconsistent after repair"
 for _ in $(seq 50); do "$BLKCTL" status | grep -q "HEALTH_OK" && break; sleep 0.1; done
 "$BLKCTL" status | grep -q "HEALTH_OK" || fail "not HEALTH_OK after repair"
 
@@ -114,10 +114,10 @@ wait_osds_up 3 30
 wait_pg_clean "$PG7"
 out=$("$BLKCTL" pg deep-scrub "$PG7") || fail "deep-scrub $PG7"
 echo "$out"
-echo "$out" | grep -q "object obj7 on osd.$P7: read error" || fail "primary's bad copy not found"
+grep -q "object obj7 on osd.$P7: read error" <<<"$out" || fail "primary's bad copy not found"
 out=$("$BLKCTL" pg repair "$PG7") || fail "repair $PG7"
 echo "$out"
-echo "$out" | grep -q "repaired 1 objects" || fail "primary's copy not repaired"
+grep -q "repaired 1 objects" <<<"$out" || fail "primary's copy not repaired"
 grep -q "repairing obj7 from osd.[0-2]" "$TEST_DIR/log/osd.$P7.log" || fail "no repair logged"
 grep "repairing obj7 from" "$TEST_DIR/log/osd.$P7.log" | grep -vq "from osd.$P7" || fail "repaired from the bad copy"
 "$BLKCTL" object get rbd obj7 "$D/got" && cmp -s "$D/got" "$D/obj7" || fail "obj7 reads wrong after repair"
@@ -133,9 +133,9 @@ wait_pg_clean "$PG9"
 check_reads
 out=$("$BLKCTL" pg scrub "$PG9") || fail "scrub $PG9"
 echo "$out"
-echo "$out" | grep -q "object obj9 on osd.$R9: missing" || fail "light scrub did not find obj9 missing"
+grep -q "object obj9 on osd.$R9: missing" <<<"$out" || fail "light scrub did not find obj9 missing"
 out=$("$BLKCTL" pg repair "$PG9") || fail "repair $PG9"
-echo "$out" | grep -q "repaired 1 objects" || fail "obj9 not repaired"
+grep -q "repaired 1 objects" <<<"$out" || fail "obj9 not repaired"
 "$BLKCTL" object get rbd obj9 "$D/got" --osd "$R9" && cmp -s "$D/got" "$D/obj9" || fail "osd.$R9 lacks obj9 after repair"
 check_reads
 
@@ -155,7 +155,7 @@ sleep 0.3
 for k in 1 2 3 4 5; do
   out=$("$BLKCTL" pg deep-scrub "$PG1") || fail "deep-scrub during writes"
   echo "$out" | head -1
-  echo "$out" | grep -q " 0 inconsistent" || fail "writes during a deep scrub reported as inconsistent: $out"
+  grep -q " 0 inconsistent" <<<"$out" || fail "writes during a deep scrub reported as inconsistent: $out"
 done
 touch "$D/stop"
 for p in "${wpids[@]}"; do wait "$p" || fail "writer failed"; done
@@ -188,7 +188,7 @@ expect_err() {   # CODE PATTERN ARGS...
   shift 2
   err=$("$BLKCTL" "$@" 2>&1 >/dev/null) || rc=$?
   [ $rc -eq "$code" ] || fail "blkctl $*: exit $rc, want $code ($err)"
-  echo "$err" | grep -q "$pat" || fail "blkctl $*: message '$err' lacks '$pat'"
+  grep -q "$pat" <<<"$err" || fail "blkctl $*: message '$err' lacks '$pat'"
 }
 expect_err 2 "pool 'nopool' does not exist" pg scrub nopool.0
 expect_err 2 "pool '99' does not exist" pg deep-scrub 99.0

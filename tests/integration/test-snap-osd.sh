@@ -32,7 +32,7 @@ used_all() {
   for i in 0 1 2; do stop_osd $i; done
   for i in 0 1 2; do
     out=$("$BLK_OSD" --fsck --device "$TEST_DIR/osd.$i.dev" 2>&1) || fail "fsck osd.$i: $out"
-    echo "$out" | grep -q "fsck: clean" || fail "fsck osd.$i not clean: $out"
+    grep -q "fsck: clean" <<<"$out" || fail "fsck osd.$i not clean: $out"
     u=$(echo "$out" | sed -n 's/^fsck: used \([0-9]*\) of.*/\1/p')
     tot=$((tot + u))
   done
